@@ -1,0 +1,150 @@
+//! Generates the Rust modules for `proto/*.proto` with protobuf-codegen-pure.
+//!
+//! No system `protoc` is needed. `eraftpb.proto` is taken from the sources of
+//! the `raft-proto` crate that this build resolves to and is used only as an
+//! include path: it is never generated again, so the generated code refers to
+//! `super::eraftpb::*`, which the crate maps to `raft::eraftpb`.
+//!
+//! Build scripts report failures by panicking; every panic here says what
+//! went wrong and what to check.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Our schemas, in the order their modules are declared.
+const PROTOS: [&str; 4] = ["metapb", "errorpb", "raft_serverpb", "raft_cmdpb"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env_var("OUT_DIR"));
+    let proto_dir = manifest_dir.join("proto");
+
+    let raft_proto_include = raft_proto_dir();
+    let eraftpb = raft_proto_include.join("eraftpb.proto");
+    if !eraftpb.is_file() {
+        panic!(
+            "kvproto-lite: {} does not exist; the raft-proto crate sources are expected to ship proto/eraftpb.proto",
+            eraftpb.display()
+        );
+    }
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", proto_dir.display());
+    let inputs: Vec<PathBuf> = PROTOS
+        .iter()
+        .map(|name| proto_dir.join(format!("{name}.proto")))
+        .collect();
+    for input in &inputs {
+        println!("cargo:rerun-if-changed={}", input.display());
+    }
+
+    let gen_dir = out_dir.join("protos");
+    if let Err(e) = std::fs::create_dir_all(&gen_dir) {
+        panic!("kvproto-lite: cannot create {}: {e}", gen_dir.display());
+    }
+    let customize = protobuf_codegen_pure::Customize {
+        gen_mod_rs: Some(false),
+        ..Default::default()
+    };
+    if let Err(e) = protobuf_codegen_pure::Codegen::new()
+        .out_dir(&gen_dir)
+        .include(&proto_dir)
+        .include(&raft_proto_include)
+        .inputs(&inputs)
+        .customize(customize)
+        .run()
+    {
+        panic!("kvproto-lite: protobuf code generation failed: {e}");
+    }
+
+    if gen_dir.join("eraftpb.rs").exists() {
+        panic!("kvproto-lite: eraftpb.rs was generated; eraftpb must only be an include path");
+    }
+    for name in PROTOS {
+        strip_inner_attributes(&gen_dir.join(format!("{name}.rs")));
+    }
+}
+
+/// Reads a variable cargo always sets for build scripts.
+fn env_var(name: &str) -> String {
+    match env::var(name) {
+        Ok(v) => v,
+        Err(e) => panic!("kvproto-lite: build script variable {name} is not set: {e}"),
+    }
+}
+
+/// Returns the `proto` directory of the `raft-proto` package in this build.
+///
+/// Uses `cargo metadata --offline --filter-platform $TARGET`: without the
+/// platform filter cargo would try to download packages for every platform.
+fn raft_proto_dir() -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let target = env_var("TARGET");
+    let manifest = PathBuf::from(env_var("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let output = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &target])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => panic!("kvproto-lite: cannot run `{cargo} metadata`: {e}"),
+    };
+    if !output.status.success() {
+        panic!(
+            "kvproto-lite: `{cargo} metadata --offline --filter-platform {target}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value = match serde_json::from_slice(&output.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("kvproto-lite: `cargo metadata` printed invalid JSON: {e}"),
+    };
+    let packages = metadata
+        .get("packages")
+        .and_then(|p| p.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let manifest_paths: Vec<&str> = packages
+        .iter()
+        .filter(|p| p.get("name").and_then(|n| n.as_str()) == Some("raft-proto"))
+        .filter_map(|p| p.get("manifest_path").and_then(|m| m.as_str()))
+        .collect();
+    match manifest_paths.as_slice() {
+        [one] => match Path::new(one).parent() {
+            Some(dir) => dir.join("proto"),
+            None => panic!("kvproto-lite: raft-proto manifest path {one} has no parent"),
+        },
+        [] => panic!("kvproto-lite: package raft-proto not found in `cargo metadata` output"),
+        many => panic!(
+            "kvproto-lite: several raft-proto packages in the build ({many:?}); \
+             RaftMessage.message must be exactly one raft::eraftpb::Message"
+        ),
+    }
+}
+
+/// Removes the generated file's inner attributes (`#![...]`) and inner doc
+/// comments (`//!`), so the file can be `include!`d inside a `mod` block whose
+/// documentation and lint allowances live in the crate's own source.
+fn strip_inner_attributes(path: &Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => panic!(
+            "kvproto-lite: cannot read generated {}: {e}",
+            path.display()
+        ),
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let t = line.trim_start();
+            !(t.starts_with("#![") || t.starts_with("//!"))
+        })
+        .collect();
+    if let Err(e) = std::fs::write(path, kept.join("\n") + "\n") {
+        panic!("kvproto-lite: cannot write {}: {e}", path.display());
+    }
+}

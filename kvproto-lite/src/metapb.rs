@@ -1,0 +1,3 @@
+//! Generated from `proto/metapb.proto` (see the crate docs).
+
+include!(concat!(env!("OUT_DIR"), "/protos/metapb.rs"));
