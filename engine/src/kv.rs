@@ -1,0 +1,142 @@
+//! The state machine storage traits: [`KvEngine`], [`KvWriteBatch`] and
+//! [`KvSnapshot`].
+
+use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
+
+use crate::Result;
+
+/// Stores the replicated key-value data of every region on a store, plus each
+/// region's [`RaftApplyState`] and [`RegionLocalState`].
+///
+/// Keys given to [`get`](KvEngine::get), [`scan`](KvEngine::scan) and
+/// [`KvWriteBatch::put`] are *user* keys; the engine stores them under the
+/// data prefix described in [`keys`](crate::keys), apart from the per-region
+/// metadata, so a data scan never returns metadata.
+///
+/// Apply writes a command's data and the new apply state in one
+/// [`KvWriteBatch`], so after a crash the data and the applied index always
+/// agree: no entry is applied twice or lost.
+pub trait KvEngine: Clone + Send + Sync + 'static {
+    /// The write batch type of this engine.
+    type WriteBatch: KvWriteBatch;
+    /// The snapshot type of this engine.
+    type Snapshot: KvSnapshot;
+
+    /// A new, empty write batch.
+    fn write_batch(&self) -> Self::WriteBatch;
+
+    /// Applies the batch atomically (`sync = true`: durable before return,
+    /// together with every earlier write) and leaves it empty.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store, or a state in the batch that
+    /// could not be encoded; the batch is left as it was then.
+    fn write(&self, batch: &mut Self::WriteBatch, sync: bool) -> Result<()>;
+
+    /// The value of a user key.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Pairs with `start <= key < end` (user keys; an empty `end` means
+    /// unbounded), ascending, at most `limit` of them.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// A consistent, read-only view of the data as of now; later writes are
+    /// not visible through it.
+    fn snapshot(&self) -> Self::Snapshot;
+
+    /// The region's stored apply state, if any.
+    ///
+    /// # Errors
+    ///
+    /// A stored state that cannot be decoded, or an I/O error.
+    fn get_apply_state(&self, region_id: u64) -> Result<Option<RaftApplyState>>;
+
+    /// The region's stored region state, if any.
+    ///
+    /// # Errors
+    ///
+    /// A stored state that cannot be decoded, or an I/O error.
+    fn get_region_state(&self, region_id: u64) -> Result<Option<RegionLocalState>>;
+
+    /// All stored region states, ordered by region id (recovery after restart).
+    ///
+    /// # Errors
+    ///
+    /// A stored state that cannot be decoded, or an I/O error.
+    fn region_states(&self) -> Result<Vec<RegionLocalState>>;
+
+    /// Makes every earlier write durable.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn sync(&self) -> Result<()>;
+}
+
+/// Writes collected for one atomic [`KvEngine::write`].
+///
+/// Operations apply in order (a later put of the same key wins).
+pub trait KvWriteBatch: Send {
+    /// Sets a user key.
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    /// Deletes a user key.
+    fn delete(&mut self, key: &[u8]);
+    /// Stores the region's apply state.
+    fn put_apply_state(&mut self, region_id: u64, state: &RaftApplyState);
+    /// Stores the region's region state.
+    fn put_region_state(&mut self, region_id: u64, state: &RegionLocalState);
+    /// Number of operations in the batch.
+    fn count(&self) -> usize;
+    /// Total bytes of keys and values in the batch.
+    fn data_size(&self) -> usize;
+    /// `true` if the batch holds no operation.
+    fn is_empty(&self) -> bool;
+    /// Removes every operation and save point.
+    fn clear(&mut self);
+    /// Marks the current end of the batch; save points nest.
+    ///
+    /// Apply sets one before each command so a failing command's writes can
+    /// be dropped without touching the rest of the round.
+    fn set_save_point(&mut self);
+    /// Drops every operation added since the latest save point and removes
+    /// that save point.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSavePoint`](crate::Error::NoSavePoint) if none is set.
+    fn rollback_to_save_point(&mut self) -> Result<()>;
+    /// Removes the latest save point, keeping the operations.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSavePoint`](crate::Error::NoSavePoint) if none is set.
+    fn pop_save_point(&mut self) -> Result<()>;
+}
+
+/// A consistent, read-only view of a [`KvEngine`] (user keys, as in
+/// [`KvEngine::get`] and [`KvEngine::scan`]).
+pub trait KvSnapshot: Send + Sync + 'static {
+    /// The value of a user key as of the snapshot.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Pairs with `start <= key < end` (empty `end` = unbounded) as of the
+    /// snapshot, ascending, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
