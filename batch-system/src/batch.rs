@@ -1,0 +1,462 @@
+//! The poller loop, [`BatchSystem`] and [`create_system`].
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fsm::Fsm;
+use crate::handler::{HandleResult, HandlerBuilder, PollHandler};
+use crate::mailbox::BasicMailbox;
+use crate::mpsc::LooseBoundedSender;
+use crate::router::{BatchRouter, Router};
+use crate::scheduler::{ControlScheduler, FsmTypes, NormalScheduler};
+
+/// Book-keeping for one normal FSM in a poller's batch.
+struct Slot<N: Fsm> {
+    mailbox: BasicMailbox<N>,
+    /// When this poller took the FSM from the queue.
+    since: Instant,
+    result: HandleResult,
+    stopped: bool,
+    /// Set when a `skip_end` release found new messages and took the FSM back.
+    reclaimed: Option<Box<N>>,
+}
+
+struct ControlSlot<C: Fsm> {
+    fsm: Box<C>,
+    mailbox: BasicMailbox<C>,
+    since: Instant,
+}
+
+/// The FSMs one poller is working on. `fsms[i]` belongs to `slots[i]`; the
+/// FSMs are kept in their own vector so handlers get `&mut [Option<Box<N>>]`.
+struct Batch<N: Fsm, C: Fsm> {
+    fsms: Vec<Option<Box<N>>>,
+    slots: Vec<Slot<N>>,
+    control: Option<ControlSlot<C>>,
+}
+
+impl<N: Fsm, C: Fsm> Batch<N, C> {
+    fn with_capacity(cap: usize) -> Self {
+        Batch {
+            fsms: Vec::with_capacity(cap),
+            slots: Vec::with_capacity(cap),
+            control: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fsms.is_empty() && self.control.is_none()
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.fsms.swap_remove(i);
+        self.slots.swap_remove(i);
+    }
+}
+
+/// One poller thread's state.
+struct Poller<N: Fsm, C: Fsm, H> {
+    receiver: Receiver<FsmTypes<N, C>>,
+    sender: Sender<FsmTypes<N, C>>,
+    handler: H,
+    max_batch_size: usize,
+    reschedule_duration: Duration,
+    stopping: Arc<AtomicBool>,
+    /// Shutdown tokens this poller took; given back when it exits so that a
+    /// blocked poller can still get one.
+    held_tokens: usize,
+}
+
+impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
+    /// Puts what arrived on the scheduler channel into the batch.
+    fn accept(&mut self, item: FsmTypes<N, C>, batch: &mut Batch<N, C>, now: Instant) {
+        match item {
+            FsmTypes::Normal(mailbox) => {
+                if let Some(fsm) = mailbox.take_fsm() {
+                    batch.fsms.push(Some(fsm));
+                    batch.slots.push(Slot {
+                        mailbox,
+                        since: now,
+                        result: HandleResult::KeepProcessing,
+                        stopped: false,
+                        reclaimed: None,
+                    });
+                }
+            }
+            FsmTypes::Control(mailbox) => {
+                if let Some(fsm) = mailbox.take_fsm() {
+                    batch.control = Some(ControlSlot {
+                        fsm,
+                        mailbox,
+                        since: now,
+                    });
+                }
+            }
+            FsmTypes::Empty => self.held_tokens += 1,
+        }
+    }
+
+    /// Tops the batch up without blocking. Returns `false` if the channel
+    /// had nothing at all.
+    fn top_up(&mut self, batch: &mut Batch<N, C>, now: Instant) -> bool {
+        let mut got = false;
+        while batch.fsms.len() < self.max_batch_size {
+            match self.receiver.try_recv() {
+                Ok(item) => {
+                    got = true;
+                    self.accept(item, batch, now);
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        got
+    }
+
+    fn poll(mut self) {
+        let mut batch = Batch::with_capacity(self.max_batch_size);
+        loop {
+            let now = Instant::now();
+            if batch.is_empty() {
+                if self.stopping.load(Ordering::SeqCst) {
+                    // Draining: leave only when nothing is queued.
+                    if !self.top_up(&mut batch, now) {
+                        break;
+                    }
+                } else {
+                    self.handler.pause();
+                    match self.receiver.recv() {
+                        Ok(item) => {
+                            let now = Instant::now();
+                            self.accept(item, &mut batch, now);
+                            self.top_up(&mut batch, now);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+            } else {
+                self.top_up(&mut batch, now);
+            }
+            self.round(&mut batch, Instant::now());
+        }
+        for _ in 0..self.held_tokens {
+            let _ = self.sender.send(FsmTypes::Empty);
+        }
+    }
+
+    fn round(&mut self, batch: &mut Batch<N, C>, now: Instant) {
+        self.handler.begin(batch.fsms.len());
+
+        let mut control_done = None;
+        if let Some(control) = batch.control.as_mut() {
+            control_done = Some(self.handler.handle_control(&mut control.fsm));
+        }
+
+        for (fsm_slot, slot) in batch.fsms.iter_mut().zip(batch.slots.iter_mut()) {
+            let Some(fsm) = fsm_slot.as_mut() else {
+                continue;
+            };
+            slot.result = self.handler.handle_normal(fsm);
+            slot.stopped = fsm.is_stopped();
+            if let (
+                false,
+                HandleResult::StopAt {
+                    progress,
+                    skip_end: true,
+                },
+            ) = (slot.stopped, slot.result)
+            {
+                if let Some(fsm) = fsm_slot.take() {
+                    slot.reclaimed = release(&slot.mailbox, fsm, progress);
+                }
+            }
+        }
+
+        self.handler.light_end(&mut batch.fsms);
+        self.handler.end(&mut batch.fsms);
+
+        if let Some(result) = control_done {
+            self.finish_control(batch, result, now);
+        }
+        for i in (0..batch.fsms.len()).rev() {
+            self.finish_normal(batch, i, now);
+        }
+    }
+
+    fn finish_control(&mut self, batch: &mut Batch<N, C>, result: Option<usize>, now: Instant) {
+        let Some(control) = batch.control.take() else {
+            return;
+        };
+        if control.fsm.is_stopped() {
+            control.mailbox.close();
+            return;
+        }
+        let keep = match result {
+            Some(progress) => {
+                release(&control.mailbox, control.fsm, progress).map(|fsm| ControlSlot {
+                    fsm,
+                    mailbox: control.mailbox,
+                    since: control.since,
+                })
+            }
+            None => Some(control),
+        };
+        if let Some(control) = keep {
+            if now.saturating_duration_since(control.since) >= self.reschedule_duration {
+                control.mailbox.park_notified(control.fsm);
+                let _ = self.sender.send(FsmTypes::Control(control.mailbox));
+            } else {
+                batch.control = Some(control);
+            }
+        }
+    }
+
+    fn finish_normal(&mut self, batch: &mut Batch<N, C>, i: usize, now: Instant) {
+        let (Some(fsm_slot), Some(slot)) = (batch.fsms.get_mut(i), batch.slots.get_mut(i)) else {
+            return;
+        };
+        let fsm = match (fsm_slot.take(), slot.reclaimed.take()) {
+            // Released before `end` and taken back: it has new messages.
+            (None, Some(fsm)) => fsm,
+            (None, None) => {
+                batch.remove(i);
+                return;
+            }
+            (Some(fsm), _) if slot.stopped => {
+                slot.mailbox.close();
+                drop(fsm);
+                batch.remove(i);
+                return;
+            }
+            (Some(fsm), _) => match slot.result {
+                HandleResult::KeepProcessing => fsm,
+                HandleResult::StopAt { progress, .. } => {
+                    match release(&slot.mailbox, fsm, progress) {
+                        Some(fsm) => fsm,
+                        None => {
+                            batch.remove(i);
+                            return;
+                        }
+                    }
+                }
+            },
+        };
+        if now.saturating_duration_since(slot.since) >= self.reschedule_duration {
+            // Fairness: give FSMs waiting in the queue a turn.
+            slot.mailbox.park_notified(fsm);
+            let _ = self.sender.send(FsmTypes::Normal(slot.mailbox.clone()));
+            batch.remove(i);
+        } else {
+            *fsm_slot = Some(fsm);
+        }
+    }
+}
+
+/// Releases `fsm` to its mailbox; takes it straight back (and returns it)
+/// if more than `progress` messages are queued after the release.
+fn release<F: Fsm>(mailbox: &BasicMailbox<F>, fsm: Box<F>, progress: usize) -> Option<Box<F>> {
+    mailbox.release(fsm);
+    if mailbox.len() > progress {
+        mailbox.try_take_idle()
+    } else {
+        None
+    }
+}
+
+/// A pool of poller threads driving the FSMs registered with its router.
+///
+/// Created by [`create_system`]; started with [`spawn`](Self::spawn);
+/// stopped with [`shutdown`](Self::shutdown) (also run on drop).
+///
+/// # Shutdown guarantees
+///
+/// `shutdown` first makes the router refuse every new send
+/// (`Disconnected`, message given back), then lets the pollers drain: each
+/// poller exits only when its batch is empty and nothing is queued for it.
+/// So every message accepted before `shutdown` was called is handled
+/// (unless a handler deliberately leaves messages, see
+/// [`HandleResult::StopAt`]). Then all threads are joined and every
+/// mailbox is closed, dropping every FSM. A send racing with `shutdown`
+/// is either refused or its message is dropped together with its FSM
+/// (its destructor runs; it is never leaked).
+pub struct BatchSystem<N: Fsm, C: Fsm> {
+    router: BatchRouter<N, C>,
+    receiver: Receiver<FsmTypes<N, C>>,
+    sender: Sender<FsmTypes<N, C>>,
+    pool_size: usize,
+    max_batch_size: usize,
+    reschedule_duration: Duration,
+    stopping: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    shut_down: bool,
+}
+
+impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
+    /// The router of this system.
+    pub fn router(&self) -> &BatchRouter<N, C> {
+        &self.router
+    }
+
+    /// Starts the poller threads, named `{name_prefix}-{i}`, each with a
+    /// handler from `builder`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a pool size or batch size of 0,
+    /// [`Error::AlreadySpawned`], [`Error::ShutDown`], or [`Error::Spawn`]
+    /// if a thread could not be started (threads already started keep
+    /// running until [`shutdown`](Self::shutdown)).
+    pub fn spawn<B>(&mut self, name_prefix: String, mut builder: B) -> Result<()>
+    where
+        B: HandlerBuilder<N, C>,
+    {
+        if self.shut_down {
+            return Err(Error::ShutDown);
+        }
+        if !self.workers.is_empty() {
+            return Err(Error::AlreadySpawned);
+        }
+        Config {
+            pool_size: self.pool_size,
+            max_batch_size: self.max_batch_size,
+            reschedule_duration: self.reschedule_duration,
+        }
+        .validate()?;
+        for i in 0..self.pool_size {
+            let poller = Poller {
+                receiver: self.receiver.clone(),
+                sender: self.sender.clone(),
+                handler: builder.build(),
+                max_batch_size: self.max_batch_size,
+                reschedule_duration: self.reschedule_duration,
+                stopping: Arc::clone(&self.stopping),
+                held_tokens: 0,
+            };
+            let name = format!("{name_prefix}-{i}");
+            let handle = thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || poller.poll())
+                .map_err(|source| Error::Spawn { name, source })?;
+            self.workers.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops the system: refuses new sends, lets the pollers drain what was
+    /// accepted, joins every thread, and drops every FSM. Idempotent.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises the panic of a poller thread whose handler panicked.
+    pub fn shutdown(&mut self) {
+        if let Some(panic) = self.shutdown_inner() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn shutdown_inner(&mut self) -> Option<Box<dyn Any + Send>> {
+        if self.shut_down {
+            return None;
+        }
+        self.shut_down = true;
+        self.router.broadcast_shutdown();
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in 0..self.workers.len() {
+            let _ = self.sender.send(FsmTypes::Empty);
+        }
+        let mut panic = None;
+        for worker in self.workers.drain(..) {
+            if let Err(p) = worker.join() {
+                panic.get_or_insert(p);
+            }
+        }
+        self.router.close_all();
+        while let Ok(item) = self.receiver.try_recv() {
+            match item {
+                FsmTypes::Normal(mailbox) => drop(mailbox.take_fsm()),
+                FsmTypes::Control(mailbox) => drop(mailbox.take_fsm()),
+                FsmTypes::Empty => {}
+            }
+        }
+        panic
+    }
+}
+
+impl<N: Fsm, C: Fsm> Drop for BatchSystem<N, C> {
+    fn drop(&mut self) {
+        // A poller panic is only re-raised by an explicit `shutdown()`.
+        let _ = self.shutdown_inner();
+    }
+}
+
+/// Creates a batch system and its router.
+///
+/// `sender` and `controller` must be paired: `controller` owns the
+/// receiver of `sender`'s channel. Threads start with
+/// [`BatchSystem::spawn`]. The fairness limit is
+/// [`Config::default`]'s `reschedule_duration`; use
+/// [`create_system_with_config`] to choose it.
+///
+/// # Examples
+///
+/// ```
+/// use batch_system::test_runner::{Builder, Message, Runner};
+/// use batch_system::{create_system, BasicMailbox};
+///
+/// let (control_tx, control) = Runner::new(16);
+/// let (router, mut system) = create_system::<Runner, Runner>(2, 32, control_tx, control);
+/// system.spawn("example".to_owned(), Builder::new()).unwrap();
+/// let (tx, runner) = Runner::new(16);
+/// router.register(7, BasicMailbox::new(tx, runner));
+/// router.send(7, Message::Count(1)).unwrap();
+/// system.shutdown();
+/// assert!(router.send(7, Message::Count(2)).is_err());
+/// ```
+pub fn create_system<N: Fsm, C: Fsm>(
+    pool_size: usize,
+    max_batch_size: usize,
+    sender: LooseBoundedSender<C::Message>,
+    controller: Box<C>,
+) -> (BatchRouter<N, C>, BatchSystem<N, C>) {
+    let cfg = Config {
+        pool_size,
+        max_batch_size,
+        ..Config::default()
+    };
+    create_system_with_config(&cfg, sender, controller)
+}
+
+/// Like [`create_system`], with every tunable taken from `cfg`. The config
+/// is checked by [`BatchSystem::spawn`].
+pub fn create_system_with_config<N: Fsm, C: Fsm>(
+    cfg: &Config,
+    sender: LooseBoundedSender<C::Message>,
+    controller: Box<C>,
+) -> (BatchRouter<N, C>, BatchSystem<N, C>) {
+    let control_box = BasicMailbox::new(sender, controller);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let normal_scheduler = NormalScheduler { sender: tx.clone() };
+    let control_scheduler = ControlScheduler { sender: tx.clone() };
+    let router = Router::new(control_box, normal_scheduler, control_scheduler);
+    let system = BatchSystem {
+        router: router.clone(),
+        receiver: rx,
+        sender: tx,
+        pool_size: cfg.pool_size,
+        max_batch_size: cfg.max_batch_size,
+        reschedule_duration: cfg.reschedule_duration,
+        stopping: Arc::new(AtomicBool::new(false)),
+        workers: Vec::new(),
+        shut_down: false,
+    };
+    (router, system)
+}
