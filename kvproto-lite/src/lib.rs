@@ -1,17 +1,142 @@
-//! Protobuf schemas for a multi-raft store: region metadata ([`metapb`]),
-//! store-to-store messages and persisted state ([`raft_serverpb`]), client
-//! commands ([`raft_cmdpb`]) and client-visible errors ([`errorpb`]).
+//! Protobuf schemas for a multi-raft store: the wire contract between
+//! stores, between clients and stores, and the per-region state a store
+//! persists.
 //!
-//! The Rust code is generated at build time from `proto/*.proto` with
-//! protobuf-codegen-pure 2.28 (no system `protoc`). Raft's own messages are
-//! never generated again: [`eraftpb`] is `raft::eraftpb`, so
-//! `RaftMessage::get_message` returns exactly the `raft::eraftpb::Message`
-//! that `RawNode::step` takes.
+//! The Rust code is generated at build time from the `.proto` files in this
+//! crate's `proto/` directory with protobuf-codegen-pure 2.28, the protobuf
+//! family that `raft` 0.7 uses; no system `protoc` is needed. The messages
+//! use rust-protobuf 2 accessors: `get_x`, `set_x`, `mut_x`, `take_x`,
+//! `has_x` (for message fields), and implement [`protobuf::Message`].
+//!
+//! # Modules
+//!
+//! | Module | Contents |
+//! |---|---|
+//! | [`metapb`] | `Store`, `Region` (`[start_key, end_key)`, epoch, peers), `RegionEpoch`, `Peer`, `PeerRole` |
+//! | [`raft_serverpb`] | `RaftMessage` (store to store), the persisted `RaftLocalState`, `RaftApplyState`, `RaftTruncatedState`, `RegionLocalState`, `PeerState`, and `StoreIdent` |
+//! | [`raft_cmdpb`] | Client commands: `RaftCmdRequest` with normal `Request`s (Get, Put, Delete) or one `AdminRequest` (ChangePeer, Split, CompactLog, TransferLeader), and the matching responses |
+//! | [`errorpb`] | `Error`, the client-visible error, with one typed detail per kind (`NotLeader`, `EpochNotMatch`, ...) |
+//! | [`eraftpb`] | Raft's own messages: this *is* `raft::eraftpb`, re-exported, never a second generated copy |
+//! | [`util`] | Key-in-region checks, epoch comparison, one `errorpb::Error` constructor per kind |
+//!
+//! [`decode`] and [`encode`] wrap the protobuf runtime with this crate's
+//! [`Error`]: any malformed input is an error value, never a panic.
+//!
+//! # Reusing raft's types
+//!
+//! Because `eraftpb.proto` (from the `raft-proto` crate's sources) is only an
+//! include path at code-generation time, `RaftMessage.message` is exactly a
+//! [`raft::eraftpb::Message`], `RaftLocalState.hard_state` a
+//! [`raft::eraftpb::HardState`] and `ChangePeerRequest.change_type` a
+//! [`raft::eraftpb::ConfChangeType`]. A received message goes straight into
+//! `RawNode::step(raft_message.take_message())`.
+//!
+//! # Field numbers are the contract
+//!
+//! Stores exchange these messages over the network, and `RaftCmdRequest`s
+//! are stored inside Raft log entries, `RaftLocalState`/`RaftApplyState`/
+//! `RegionLocalState` in the engines. So a field's number is both a wire and
+//! an on-disk format: **never renumber or reuse a field number**; add new
+//! fields with new numbers. The integration tests pin every field number
+//! listed here and the exact bytes of sample encodings. Enum values are
+//! pinned the same way (for example `CmdType::Put = 3`).
+//!
+//! | Message | Fields (number) |
+//! |---|---|
+//! | `metapb.Store` | id (1), address (2) |
+//! | `metapb.RegionEpoch` | conf_ver (1), version (2) |
+//! | `metapb.Peer` | id (1), store_id (2), role (3) |
+//! | `metapb.Region` | id (1), start_key (2), end_key (3), region_epoch (4), peers (5) |
+//! | `raft_serverpb.RaftMessage` | region_id (1), from_peer (2), to_peer (3), message (4), region_epoch (5), is_tombstone (6), start_key (7), end_key (8) |
+//! | `raft_serverpb.RaftLocalState` | hard_state (1), last_index (2) |
+//! | `raft_serverpb.RaftTruncatedState` | index (1), term (2) |
+//! | `raft_serverpb.RaftApplyState` | applied_index (1), truncated_state (2), commit_index (3), commit_term (4) |
+//! | `raft_serverpb.RegionLocalState` | state (1), region (2) |
+//! | `raft_serverpb.StoreIdent` | cluster_id (1), store_id (2) |
+//! | `raft_cmdpb.GetRequest` / `GetResponse` | key (1) / value (1), not_found (2) |
+//! | `raft_cmdpb.PutRequest` / `DeleteRequest` | key (1), value (2) / key (1) |
+//! | `raft_cmdpb.Request` / `Response` | cmd_type (1), get (2), put (4), delete (5) |
+//! | `raft_cmdpb.ChangePeerRequest` / `Response` | change_type (1), peer (2) / region (1) |
+//! | `raft_cmdpb.SplitRequest` / `Response` | split_key (1), new_region_id (2), new_peer_ids (3) / left (1), right (2) |
+//! | `raft_cmdpb.CompactLogRequest` | compact_index (1), compact_term (2) |
+//! | `raft_cmdpb.TransferLeaderRequest` | peer (1) |
+//! | `raft_cmdpb.AdminRequest` / `AdminResponse` | cmd_type (1), change_peer (2), split (3), compact_log (4), transfer_leader (5) |
+//! | `raft_cmdpb.RaftRequestHeader` | region_id (1), peer (2), region_epoch (3), term (4) |
+//! | `raft_cmdpb.RaftResponseHeader` | error (1), current_term (2) |
+//! | `raft_cmdpb.RaftCmdRequest` / `RaftCmdResponse` | header (1), requests / responses (2), admin_request / admin_response (3) |
+//! | `errorpb.NotLeader` | region_id (1), leader (2) |
+//! | `errorpb.RegionNotFound` | region_id (1) |
+//! | `errorpb.KeyNotInRegion` | key (1), region_id (2), start_key (3), end_key (4) |
+//! | `errorpb.EpochNotMatch` | current_regions (1) |
+//! | `errorpb.ServerIsBusy` | reason (1) |
+//! | `errorpb.StoreNotMatch` | to_store_id (1), actual_store_id (2) |
+//! | `errorpb.RaftEntryTooLarge` | region_id (1), entry_size (2) |
+//! | `errorpb.Error` | message (1), not_leader (2), region_not_found (3), key_not_in_region (4), epoch_not_match (5), server_is_busy (6), stale_command (7), store_not_match (8), raft_entry_too_large (9) |
+//!
+//! `PutResponse`, `DeleteResponse`, `CompactLogResponse`,
+//! `TransferLeaderResponse` and `errorpb.StaleCommand` have no fields.
+//!
+//! Region key ranges are `[start_key, end_key)`; an empty `start_key` means
+//! minus infinity and an empty `end_key` plus infinity. A split of
+//! `[start, end)` at `split_key` gives left `[start, split_key)` with the old
+//! region id and right `[split_key, end)` with `new_region_id`;
+//! `new_peer_ids[i]` is the new region's peer on the store of the old
+//! `peers[i]`; both halves get `version + 1`.
+//!
+//! # Example: a Put command through bytes
+//!
+//! ```
+//! use kvproto_lite::metapb::Peer;
+//! use kvproto_lite::raft_cmdpb::{CmdType, PutRequest, RaftCmdRequest, Request};
+//! use kvproto_lite::{decode, encode, util};
+//!
+//! // Build the command a client sends to the leader of region 1.
+//! let mut cmd = RaftCmdRequest::default();
+//! let header = cmd.mut_header();
+//! header.set_region_id(1);
+//! header.set_peer({
+//!     let mut p = Peer::default();
+//!     p.set_id(1);
+//!     p.set_store_id(1);
+//!     p
+//! });
+//! header.mut_region_epoch().set_version(1);
+//! header.mut_region_epoch().set_conf_ver(1);
+//!
+//! let mut put = PutRequest::default();
+//! put.set_key(b"k1".to_vec());
+//! put.set_value(b"v1".to_vec());
+//! let mut req = Request::default();
+//! req.set_cmd_type(CmdType::Put);
+//! req.set_put(put);
+//! cmd.mut_requests().push(req);
+//!
+//! // Encode it (this is what goes into a Raft entry's data) and decode it.
+//! let bytes = encode(&cmd)?;
+//! let decoded: RaftCmdRequest = decode(&bytes)?;
+//! assert_eq!(decoded, cmd);
+//! assert_eq!(decoded.get_requests()[0].get_cmd_type(), CmdType::Put);
+//! assert_eq!(decoded.get_requests()[0].get_put().get_value(), b"v1");
+//!
+//! // Bad bytes are an error value, never a panic.
+//! assert!(decode::<RaftCmdRequest>(&bytes[..bytes.len() - 1]).is_err());
+//!
+//! // The apply side checks keys against the region with a helper.
+//! let mut region = kvproto_lite::metapb::Region::default();
+//! region.set_end_key(b"k5".to_vec());
+//! assert!(util::check_key_in_region(b"k1", &region).is_ok());
+//! # Ok::<(), kvproto_lite::Error>(())
+//! ```
 
 #![deny(missing_docs)]
 
-pub use raft::eraftpb;
+mod codec;
+mod error;
+pub mod util;
 
+// The generated modules. rust-protobuf 2.28 output trips lints of newer
+// rustc versions and has no docs on its items; the allowances apply to these
+// modules only, so the rest of the crate keeps every lint.
 #[allow(
     missing_docs,
     elided_lifetimes_in_paths,
@@ -48,3 +173,10 @@ pub mod raft_cmdpb;
     clippy::all
 )]
 pub mod raft_serverpb;
+
+pub use codec::{decode, encode};
+pub use error::{Error, Result};
+/// Raft's protobuf messages (`Message`, `Entry`, `HardState`,
+/// `ConfChangeType`, ...), re-exported from `raft` so that the generated
+/// modules and users share one copy.
+pub use raft::eraftpb;
