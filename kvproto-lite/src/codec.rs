@@ -15,7 +15,8 @@ use crate::{Error, Result};
 /// end of the input, or invalid UTF-8 in a string field). Never panics.
 ///
 /// Prefer this over `protobuf::Message::parse_from_bytes`, which accepts a
-/// nested message truncated at a field boundary (see the crate docs).
+/// nested message whose length runs past the end of the input (see the
+/// crate docs, "Decoding untrusted bytes").
 ///
 /// # Examples
 ///

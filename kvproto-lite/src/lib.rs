@@ -22,6 +22,18 @@
 //! [`decode`] and [`encode`] wrap the protobuf runtime with this crate's
 //! [`Error`]: any malformed input is an error value, never a panic.
 //!
+//! # Decoding untrusted bytes
+//!
+//! Use [`decode`] for bytes from the network or from disk rather than
+//! `protobuf::Message::parse_from_bytes`. The runtime's entry point (2.28)
+//! does not bound nested messages by the input length, so a nested message
+//! whose length prefix runs past the end of the input is silently accepted
+//! as if it ended there: the 2 bytes `[0x0a, 0x02]` "decode" as a
+//! `RaftCmdRequest` with an empty header. [`decode`] sets the input length
+//! as the stream's limit, which turns that case into [`Error::Decode`]; the
+//! tests check that every proper prefix of an encoding either fails or ends
+//! exactly on a field boundary.
+//!
 //! # Reusing raft's types
 //!
 //! Because `eraftpb.proto` (from the `raft-proto` crate's sources) is only an
