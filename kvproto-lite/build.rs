@@ -3,7 +3,13 @@
 //! No system `protoc` is needed. `eraftpb.proto` is taken from the sources of
 //! the `raft-proto` crate that this build resolves to and is used only as an
 //! include path: it is never generated again, so the generated code refers to
-//! `super::eraftpb::*`, which the crate maps to `raft::eraftpb`.
+//! `super::eraftpb::*`, which the crate maps to `raft::eraftpb`. The
+//! directory is found with `cargo metadata` (offline), or taken from
+//! `KVPROTO_LITE_ERAFTPB_DIR` when that is set.
+//!
+//! The generated files' inner attributes (`#![allow(...)]`, `//!`) are
+//! removed so each file can be `include!`d by a module in `src/`, which
+//! carries the module docs and the lint allowances for generated code.
 //!
 //! Build scripts report failures by panicking; every panic here says what
 //! went wrong and what to check.
@@ -24,7 +30,8 @@ fn main() {
     let eraftpb = raft_proto_include.join("eraftpb.proto");
     if !eraftpb.is_file() {
         panic!(
-            "kvproto-lite: {} does not exist; the raft-proto crate sources are expected to ship proto/eraftpb.proto",
+            "kvproto-lite: {} does not exist; the raft-proto crate sources are expected to ship \
+             proto/eraftpb.proto (or set {ERAFTPB_DIR_VAR} to a directory holding it)",
             eraftpb.display()
         );
     }
@@ -74,11 +81,20 @@ fn env_var(name: &str) -> String {
     }
 }
 
+/// Environment variable that, when set, names the directory holding
+/// `eraftpb.proto` and skips the `cargo metadata` lookup (for vendored or
+/// unusual builds).
+const ERAFTPB_DIR_VAR: &str = "KVPROTO_LITE_ERAFTPB_DIR";
+
 /// Returns the `proto` directory of the `raft-proto` package in this build.
 ///
 /// Uses `cargo metadata --offline --filter-platform $TARGET`: without the
 /// platform filter cargo would try to download packages for every platform.
 fn raft_proto_dir() -> PathBuf {
+    println!("cargo:rerun-if-env-changed={ERAFTPB_DIR_VAR}");
+    if let Some(dir) = env::var_os(ERAFTPB_DIR_VAR) {
+        return PathBuf::from(dir);
+    }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let target = env_var("TARGET");
     let manifest = PathBuf::from(env_var("CARGO_MANIFEST_DIR")).join("Cargo.toml");
