@@ -1,0 +1,377 @@
+//! An in-process cluster of stores, for tests, examples and benchmarks.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use engine::{
+    Engines, FjallKvEngine, KvEngine, MemKvEngine, MemRaftLogEngine, RaftEngineLogEngine,
+    RaftLogEngine,
+};
+use kvproto_lite::metapb::{self, Region};
+use slog::Logger;
+
+use crate::bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
+use crate::client::{Client, ClientOptions, StoreDirectory};
+use crate::config::Config;
+use crate::router::{CommandSink, RaftRouter};
+use crate::store_meta::{StoreMeta, StoreStats};
+use crate::system::{create_raft_batch_system, RaftBatchSystem};
+use crate::transport::ChannelTransport;
+use crate::{Error, Result};
+
+/// Opens (or reopens) a store's engines.
+pub type EngineFactory<EK, ER> = Box<dyn FnMut(u64) -> Result<Engines<EK, ER>> + Send>;
+
+struct Node<EK: KvEngine, ER: RaftLogEngine> {
+    system: RaftBatchSystem<EK, ER>,
+    router: RaftRouter<ER>,
+}
+
+/// Several stores in one process, connected by a [`ChannelTransport`].
+///
+/// Bootstraps `regions` regions (splitting the 8-byte key space evenly, see
+/// [`even_split_keys`]) with a voter on every store, starts every store, and
+/// lets tests stop, restart and partition stores.
+///
+/// # Examples
+///
+/// ```
+/// let mut cluster = raftstore::Cluster::memory(3, 2, raftstore::Config::default()).unwrap();
+/// cluster.start().unwrap();
+/// let mut client = cluster.client();
+/// client.put(b"k", b"v").unwrap();
+/// assert_eq!(client.get(b"k").unwrap(), Some(b"v".to_vec()));
+/// cluster.shutdown();
+/// ```
+pub struct Cluster<EK: KvEngine, ER: RaftLogEngine> {
+    cfg: Config,
+    store_ids: Vec<u64>,
+    regions: Vec<Region>,
+    transport: ChannelTransport,
+    nodes: HashMap<u64, Node<EK, ER>>,
+    engines: HashMap<u64, Engines<EK, ER>>,
+    metas: HashMap<u64, Arc<StoreMeta>>,
+    stats: HashMap<u64, Arc<StoreStats>>,
+    directory: StoreDirectory,
+    factory: EngineFactory<EK, ER>,
+    logger: Logger,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Cluster<MemKvEngine, MemRaftLogEngine> {
+    /// A cluster of `stores` stores with in-memory engines.
+    ///
+    /// A stopped store keeps its engines (as if the process kept its page
+    /// cache); use [`Cluster::engines`] and the engines' `crash()` to lose
+    /// unsynced writes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config or region layout.
+    pub fn memory(stores: usize, regions: usize, cfg: Config) -> Result<Self> {
+        let mut made: HashMap<u64, Engines<MemKvEngine, MemRaftLogEngine>> = HashMap::new();
+        let factory: EngineFactory<MemKvEngine, MemRaftLogEngine> = Box::new(move |id| {
+            Ok(made
+                .entry(id)
+                .or_insert_with(|| Engines::new(MemKvEngine::new(), MemRaftLogEngine::new()))
+                .clone())
+        });
+        Cluster::with_factory(stores, regions, cfg, factory, None)
+    }
+}
+
+impl Cluster<FjallKvEngine, RaftEngineLogEngine> {
+    /// A cluster of `stores` stores with durable engines (fjall + raft-engine)
+    /// in a temporary directory removed when the cluster is dropped.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config, or the directory cannot be created.
+    pub fn durable(stores: usize, regions: usize, cfg: Config) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("multi-raft-cluster")
+            .tempdir()
+            .map_err(|e| Error::Other(format!("create temp dir: {e}")))?;
+        let root = dir.path().to_path_buf();
+        let factory = durable_factory(root);
+        Cluster::with_factory(stores, regions, cfg, factory, Some(dir))
+    }
+
+    /// Like [`Cluster::durable`] but in `dir`, which is kept.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config.
+    pub fn durable_in(dir: &Path, stores: usize, regions: usize, cfg: Config) -> Result<Self> {
+        Cluster::with_factory(
+            stores,
+            regions,
+            cfg,
+            durable_factory(dir.to_path_buf()),
+            None,
+        )
+    }
+}
+
+fn durable_factory(root: PathBuf) -> EngineFactory<FjallKvEngine, RaftEngineLogEngine> {
+    Box::new(move |id| {
+        let base = root.join(format!("store-{id}"));
+        let kv = FjallKvEngine::open(base.join("kv"))?;
+        let raft = RaftEngineLogEngine::open(base.join("raft"))?;
+        Ok(Engines::new(kv, raft))
+    })
+}
+
+impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
+    /// A cluster whose stores get their engines from `factory` (called on
+    /// every start of a store, so it must reopen what an earlier call made).
+    ///
+    /// # Errors
+    ///
+    /// An invalid config or region layout.
+    pub fn with_factory(
+        stores: usize,
+        regions: usize,
+        cfg: Config,
+        factory: EngineFactory<EK, ER>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        if stores == 0 || regions == 0 {
+            return Err(Error::Bootstrap(
+                "a cluster needs at least one store and one region".to_owned(),
+            ));
+        }
+        let store_ids: Vec<u64> = (1..=stores as u64).collect();
+        let regions = initial_regions(&store_ids, &even_split_keys(regions))?;
+        Ok(Cluster {
+            cfg,
+            store_ids,
+            regions,
+            transport: ChannelTransport::new(0),
+            nodes: HashMap::new(),
+            engines: HashMap::new(),
+            metas: HashMap::new(),
+            stats: HashMap::new(),
+            directory: Arc::new(RwLock::new(HashMap::new())),
+            factory,
+            logger: Logger::root(slog::Discard, slog::o!()),
+            _dir: dir,
+        })
+    }
+
+    /// Logs through `logger` instead of discarding.
+    pub fn set_logger(&mut self, logger: Logger) {
+        self.logger = logger;
+    }
+
+    /// Bootstraps (first time only) and starts every store.
+    ///
+    /// # Errors
+    ///
+    /// An engine or start-up error.
+    pub fn start(&mut self) -> Result<()> {
+        for id in self.store_ids.clone() {
+            self.start_store(id)?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) one store from its engines.
+    ///
+    /// # Errors
+    ///
+    /// The store is already running, or an engine/start-up error.
+    pub fn start_store(&mut self, store_id: u64) -> Result<()> {
+        if self.nodes.contains_key(&store_id) {
+            return Err(Error::AlreadySpawned);
+        }
+        let engines = (self.factory)(store_id)?;
+        if !is_bootstrapped(&engines)? {
+            bootstrap_store(&engines, store_id, &self.regions)?;
+        }
+        let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
+        self.transport.connect(store_id, Arc::new(router.clone()));
+        let mut store = metapb::Store::default();
+        store.set_id(store_id);
+        if let Err(e) = system.spawn(
+            store,
+            engines.clone(),
+            self.transport.for_store(store_id),
+            &self.logger,
+        ) {
+            self.transport.disconnect(store_id);
+            return Err(e);
+        }
+        self.metas.insert(store_id, system.store_meta());
+        self.stats.insert(store_id, system.stats());
+        self.engines.insert(store_id, engines);
+        let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
+        self.directory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(store_id, sink);
+        self.nodes.insert(store_id, Node { system, router });
+        Ok(())
+    }
+
+    /// Stops one store: disconnects it, shuts its systems down and closes its
+    /// engines (they are reopened by the next start).
+    pub fn stop_store(&mut self, store_id: u64) {
+        self.transport.disconnect(store_id);
+        self.directory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&store_id);
+        if let Some(mut node) = self.nodes.remove(&store_id) {
+            node.system.shutdown();
+        }
+        self.engines.remove(&store_id);
+        self.metas.remove(&store_id);
+    }
+
+    /// Stops every store.
+    pub fn shutdown(&mut self) {
+        for id in self.store_ids.clone() {
+            self.stop_store(id);
+        }
+    }
+
+    /// Ids of all stores (running or not).
+    pub fn store_ids(&self) -> &[u64] {
+        &self.store_ids
+    }
+
+    /// The initial regions.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The network between the stores (add filters to inject faults).
+    pub fn transport(&self) -> &ChannelTransport {
+        &self.transport
+    }
+
+    /// A running store's router.
+    pub fn router(&self, store_id: u64) -> Option<RaftRouter<ER>> {
+        self.nodes.get(&store_id).map(|n| n.router.clone())
+    }
+
+    /// A running store's engines.
+    pub fn engines(&self, store_id: u64) -> Option<&Engines<EK, ER>> {
+        self.engines.get(&store_id)
+    }
+
+    /// A store's work counters (kept after it stops).
+    pub fn stats(&self, store_id: u64) -> Option<Arc<StoreStats>> {
+        self.stats.get(&store_id).cloned()
+    }
+
+    /// The store whose peer leads `region_id` in the highest term seen, among
+    /// running stores.
+    pub fn leader_store(&self, region_id: u64) -> Option<u64> {
+        self.metas
+            .iter()
+            .filter_map(|(store, meta)| meta.leader_info(region_id).map(|i| (*store, i)))
+            .filter(|(_, i)| i.is_leader)
+            .max_by_key(|(_, i)| i.term)
+            .map(|(store, _)| store)
+    }
+
+    /// Waits until every region has a leader on a running store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Other`] naming the regions still without a leader at the
+    /// deadline.
+    pub fn wait_for_leaders(&self, timeout: Duration) -> Result<()> {
+        let ids: Vec<u64> = self.regions.iter().map(|r| r.get_id()).collect();
+        wait_until(timeout, || {
+            ids.iter().all(|id| self.leader_store(*id).is_some())
+        })
+        .map_err(|_| {
+            let missing: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|id| self.leader_store(*id).is_none())
+                .collect();
+            Error::Other(format!("regions without leader: {missing:?}"))
+        })
+    }
+
+    /// A client over the running stores.
+    pub fn client(&self) -> Client {
+        self.client_with(ClientOptions::default())
+    }
+
+    /// A client with explicit options.
+    pub fn client_with(&self, opts: ClientOptions) -> Client {
+        Client::new(self.directory.clone(), self.regions.clone(), opts)
+    }
+
+    /// Reads `key` straight from a store's KV engine (what it has applied).
+    ///
+    /// # Errors
+    ///
+    /// The store is not running, or an engine error.
+    pub fn kv_get(&self, store_id: u64, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let engines = self.engines.get(&store_id).ok_or(Error::NotRunning)?;
+        Ok(engines.kv.get(key)?)
+    }
+
+    /// Waits until `key` has `value` (or is absent for `None`) in a store's
+    /// KV engine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Other`] with the last value seen at the deadline.
+    pub fn wait_for_kv(
+        &self,
+        store_id: u64,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<()> {
+        wait_until(
+            timeout,
+            || matches!(self.kv_get(store_id, key), Ok(v) if v.as_deref() == value),
+        )
+        .map_err(|_| {
+            Error::Other(format!(
+                "store {store_id}: key {key:?} is {:?}, expected {value:?}",
+                self.kv_get(store_id, key)
+            ))
+        })
+    }
+}
+
+impl<EK: KvEngine, ER: RaftLogEngine> Drop for Cluster<EK, ER> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+///
+/// # Errors
+///
+/// `Err(())` at the deadline.
+pub fn wait_until(
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> std::result::Result<(), ()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(());
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}

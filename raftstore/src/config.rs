@@ -1,0 +1,223 @@
+//! Store configuration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Configuration of a raft store (both of its batch systems).
+///
+/// All fields have defaults ([`Config::default`]); deserialising a partial
+/// document fills in the rest. Call [`Config::validate`] before use;
+/// [`create_raft_batch_system`](crate::create_raft_batch_system) does.
+///
+/// # Examples
+///
+/// ```
+/// let mut cfg = raftstore::Config::default();
+/// cfg.store_pool_size = 1;
+/// cfg.validate().unwrap();
+/// cfg.raft_heartbeat_ticks = 0;
+/// assert!(cfg.validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Number of raft poller threads.
+    pub store_pool_size: usize,
+    /// Most peer FSMs one raft poller handles in one round.
+    pub store_max_batch_size: usize,
+    /// Configuration of the apply batch system.
+    pub apply: apply::Config,
+    /// Wall-clock length of one raft tick, in milliseconds. Only the store's
+    /// timer thread reads it; FSM logic sees ticks as messages.
+    pub raft_base_tick_interval_ms: u64,
+    /// Election timeout in ticks.
+    pub raft_election_timeout_ticks: usize,
+    /// Heartbeat interval in ticks; must be smaller than the election timeout.
+    pub raft_heartbeat_ticks: usize,
+    /// Randomise each peer's election timeout in
+    /// `[election, 2 * election)` ticks (raft-rs's default). When `false`,
+    /// every peer uses a fixed timeout derived from its peer id, which makes
+    /// runs reproducible (the simulation sets this).
+    pub raft_election_jitter: bool,
+    /// Largest append message a leader sends, in bytes.
+    pub raft_max_size_per_msg: u64,
+    /// Most in-flight append messages per follower.
+    pub raft_max_inflight_msgs: usize,
+    /// A command whose encoded size exceeds this is refused with
+    /// `RaftEntryTooLarge`.
+    pub raft_entry_max_size: u64,
+    /// Enable raft's pre-vote (a partitioned peer does not disturb the
+    /// group when it comes back).
+    pub pre_vote: bool,
+    /// Most messages one peer handles from its mailbox in one poll round.
+    pub messages_per_round: usize,
+    /// Capacity of a peer's mailbox; beyond it commands get `ServerIsBusy`.
+    pub peer_mailbox_capacity: usize,
+    /// Capacity of the store (control) mailbox.
+    pub store_mailbox_capacity: usize,
+    /// fsync the raft log before acknowledging persistence. Turning this off
+    /// loses durability; only for experiments.
+    pub sync_log: bool,
+    /// Persist every ready peer of a poll round in one log batch with one
+    /// fsync (group commit). `false` writes and syncs each peer's Ready on
+    /// its own, which exists to measure what group commit is worth.
+    pub group_commit: bool,
+    /// A leader proposes log compaction when more than this many applied
+    /// entries are kept.
+    pub raft_log_gc_threshold: u64,
+    /// How often (in ticks) a leader considers log compaction.
+    pub raft_log_gc_tick_interval: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            store_pool_size: 2,
+            store_max_batch_size: 256,
+            apply: apply::Config::default(),
+            raft_base_tick_interval_ms: 100,
+            raft_election_timeout_ticks: 10,
+            raft_heartbeat_ticks: 2,
+            raft_election_jitter: true,
+            raft_max_size_per_msg: 1024 * 1024,
+            raft_max_inflight_msgs: 256,
+            raft_entry_max_size: 8 * 1024 * 1024,
+            pre_vote: true,
+            messages_per_round: 4096,
+            peer_mailbox_capacity: 4096,
+            store_mailbox_capacity: 65536,
+            sync_log: true,
+            group_commit: true,
+            raft_log_gc_threshold: 512,
+            raft_log_gc_tick_interval: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field, returning the first problem found.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let positive: [(&str, u64); 11] = [
+            ("store_pool_size", self.store_pool_size as u64),
+            ("store_max_batch_size", self.store_max_batch_size as u64),
+            (
+                "raft_base_tick_interval_ms",
+                self.raft_base_tick_interval_ms,
+            ),
+            (
+                "raft_election_timeout_ticks",
+                self.raft_election_timeout_ticks as u64,
+            ),
+            ("raft_heartbeat_ticks", self.raft_heartbeat_ticks as u64),
+            ("raft_max_size_per_msg", self.raft_max_size_per_msg),
+            ("raft_max_inflight_msgs", self.raft_max_inflight_msgs as u64),
+            ("raft_entry_max_size", self.raft_entry_max_size),
+            ("messages_per_round", self.messages_per_round as u64),
+            ("peer_mailbox_capacity", self.peer_mailbox_capacity as u64),
+            ("store_mailbox_capacity", self.store_mailbox_capacity as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "{name} must be greater than 0"
+                )));
+            }
+        }
+        if self.raft_heartbeat_ticks >= self.raft_election_timeout_ticks {
+            return Err(Error::InvalidConfig(format!(
+                "raft_heartbeat_ticks ({}) must be smaller than raft_election_timeout_ticks ({})",
+                self.raft_heartbeat_ticks, self.raft_election_timeout_ticks
+            )));
+        }
+        if self.raft_log_gc_tick_interval == 0 {
+            return Err(Error::InvalidConfig(
+                "raft_log_gc_tick_interval must be greater than 0".to_owned(),
+            ));
+        }
+        self.apply.validate()?;
+        Ok(())
+    }
+
+    /// The raft-rs configuration for one peer.
+    pub(crate) fn raft_config(&self, peer_id: u64, applied: u64) -> raft::Config {
+        let election = self.raft_election_timeout_ticks;
+        let (min, max) = if self.raft_election_jitter {
+            (election, 2 * election)
+        } else {
+            // A fixed, per-peer timeout in [election, 2 * election): peers of
+            // one region get different timeouts, so elections still settle.
+            let fixed = election + (peer_id % election as u64) as usize;
+            (fixed, fixed + 1)
+        };
+        raft::Config {
+            id: peer_id,
+            election_tick: election,
+            heartbeat_tick: self.raft_heartbeat_ticks,
+            applied,
+            max_size_per_msg: self.raft_max_size_per_msg,
+            max_inflight_msgs: self.raft_max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: self.pre_vote,
+            min_election_tick: min,
+            max_election_tick: max,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_pool_size_is_rejected_by_name() {
+        let cfg = Config {
+            store_pool_size: 0,
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("store_pool_size"), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_must_be_shorter_than_election() {
+        let cfg = Config {
+            raft_heartbeat_ticks: 10,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn partial_json_fills_defaults() {
+        let cfg: Config = serde_json::from_str(r#"{"store_pool_size": 3}"#).unwrap();
+        assert_eq!(cfg.store_pool_size, 3);
+        assert_eq!(
+            cfg.raft_heartbeat_ticks,
+            Config::default().raft_heartbeat_ticks
+        );
+    }
+
+    #[test]
+    fn fixed_election_timeouts_are_valid_raft_configs() {
+        let cfg = Config {
+            raft_election_jitter: false,
+            ..Config::default()
+        };
+        for peer_id in 1..50 {
+            let rc = cfg.raft_config(peer_id, 0);
+            rc.validate().unwrap();
+            assert_eq!(rc.max_election_tick, rc.min_election_tick + 1);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Messages of the raft batch system: what peers and the store receive.
+
+use std::fmt;
+
+use kvproto_lite::errorpb;
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_serverpb::RaftMessage;
+
+/// The function a command's issuer gets its response through.
+type CallbackFn = Box<dyn FnOnce(RaftCmdResponse) + Send>;
+
+/// A command's completion callback, called **exactly once**.
+///
+/// If a `Callback` is dropped without being invoked (its command was lost in
+/// a mailbox at shutdown, its peer was destroyed, ...), it calls the
+/// function with an error response saying so. A caller therefore always
+/// hears back, and an error other than the typed ones in `errorpb::Error`
+/// means the outcome is unknown.
+///
+/// # Examples
+///
+/// ```
+/// use raftstore::Callback;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let cb = Callback::new(move |resp| tx.send(resp).unwrap());
+/// drop(cb); // never invoked: the function still runs, with an error
+/// assert!(rx.recv().unwrap().get_header().has_error());
+/// ```
+pub struct Callback {
+    f: Option<CallbackFn>,
+}
+
+impl Callback {
+    /// Wraps a function.
+    pub fn new(f: impl FnOnce(RaftCmdResponse) + Send + 'static) -> Callback {
+        Callback {
+            f: Some(Box::new(f)),
+        }
+    }
+
+    /// A callback that ignores the response.
+    pub fn none() -> Callback {
+        Callback { f: None }
+    }
+
+    /// Calls the function with `resp`.
+    pub fn invoke(mut self, resp: RaftCmdResponse) {
+        if let Some(f) = self.f.take() {
+            f(resp);
+        }
+    }
+
+    /// Calls the function with an error response carrying `err`.
+    pub fn invoke_with_error(self, err: errorpb::Error, current_term: u64) {
+        self.invoke(error_response(err, current_term));
+    }
+
+    /// Converts into the boxed closure the apply system takes; dropping that
+    /// closure uncalled still answers the command.
+    pub(crate) fn into_apply_callback(self) -> apply::Callback {
+        Box::new(move |resp| self.invoke(resp))
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        if let Some(f) = self.f.take() {
+            let mut err = errorpb::Error::default();
+            err.set_message("command dropped before completion (store shutting down or peer destroyed): outcome unknown".to_owned());
+            f(error_response(err, 0));
+        }
+    }
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callback")
+            .field("pending", &self.f.is_some())
+            .finish()
+    }
+}
+
+/// A response whose header carries `err`.
+pub fn error_response(err: errorpb::Error, current_term: u64) -> RaftCmdResponse {
+    let mut resp = RaftCmdResponse::default();
+    resp.mut_header().set_error(err);
+    resp.mut_header().set_current_term(current_term);
+    resp
+}
+
+/// A client command for one region with its callback.
+#[derive(Debug)]
+pub struct RaftCommand {
+    /// The request; its header names the region, the peer and the epoch.
+    pub request: RaftCmdRequest,
+    /// Receives the response exactly once.
+    pub callback: Callback,
+}
+
+impl RaftCommand {
+    /// Pairs a request with its callback.
+    pub fn new(request: RaftCmdRequest, callback: Callback) -> RaftCommand {
+        RaftCommand { request, callback }
+    }
+}
+
+/// Messages that change how a peer sees the world outside the raft protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignificantMsg {
+    /// Every peer on `store_id` should be treated as unreachable: raft stops
+    /// pipelining appends to it and probes instead.
+    StoreUnreachable {
+        /// The unreachable store.
+        store_id: u64,
+    },
+}
+
+/// A message to a peer FSM. Large variants are boxed so that a mailbox's
+/// queue blocks stay small.
+#[derive(Debug)]
+pub enum PeerMsg {
+    /// A raft message from another peer of the region.
+    RaftMessage(Box<RaftMessage>),
+    /// A client command.
+    RaftCommand(Box<RaftCommand>),
+    /// One raft tick (time passes only through these).
+    Tick,
+    /// The apply system finished applying entries.
+    ApplyRes(Box<apply::ApplyRes>),
+    /// See [`SignificantMsg`].
+    SignificantMsg(SignificantMsg),
+    /// Sent once after the peer is registered; starts it.
+    Start,
+    /// Destroy the peer: close its mailbox and stop.
+    Destroy,
+}
+
+/// A message to the store (control) FSM.
+#[derive(Debug)]
+pub enum StoreMsg {
+    /// A raft message for a region that has no peer on this store yet.
+    RaftMessage(Box<RaftMessage>),
+    /// A store tick (store-wide periodic work).
+    Tick,
+    /// Start the store FSM.
+    Start,
+}

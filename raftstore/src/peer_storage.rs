@@ -1,0 +1,326 @@
+//! `PeerStorage`: raft-rs's `Storage` over the store's raft log engine.
+
+use std::collections::VecDeque;
+
+use engine::{RaftLogBatch, RaftLogEngine};
+use kvproto_lite::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use kvproto_lite::metapb::{PeerRole, Region};
+use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+/// Term of the log position every bootstrapped region starts from.
+///
+/// Bootstrapped peers start with an empty log "truncated" at
+/// ([`RAFT_INIT_LOG_INDEX`], `RAFT_INIT_LOG_TERM`), so every replica of a new
+/// region has identical raft state without writing any entry, and a peer
+/// created later (index 0) can be told apart from one that was bootstrapped.
+pub const RAFT_INIT_LOG_TERM: u64 = 5;
+/// Index of the log position every bootstrapped region starts from; see
+/// [`RAFT_INIT_LOG_TERM`].
+pub const RAFT_INIT_LOG_INDEX: u64 = 5;
+
+/// Most entries kept in the in-memory entry cache of one peer.
+const MAX_CACHED_ENTRIES: usize = 1024;
+
+/// The voters and learners of a region, as raft-rs wants them.
+pub fn conf_state_from_region(region: &Region) -> ConfState {
+    let mut cs = ConfState::default();
+    for peer in region.get_peers() {
+        if peer.get_role() == PeerRole::Learner {
+            cs.mut_learners().push(peer.get_id());
+        } else {
+            cs.mut_voters().push(peer.get_id());
+        }
+    }
+    cs
+}
+
+/// A peer's raft log and state as raft-rs sees it.
+///
+/// Reads go to a small cache of recent entries first, then to the raft log
+/// engine. Writes are not made here: [`PeerStorage::append`] adds a Ready's
+/// entries and hard state to the poll round's shared log batch, which the
+/// poller writes (with one fsync for every peer in the round) before
+/// advancing raft. Until then raft keeps those entries in its own unstable
+/// log, so they are always readable.
+///
+/// Snapshots are not built yet: [`Storage::snapshot`] returns
+/// `SnapshotTemporarilyUnavailable`. Log compaction therefore never goes past
+/// what every follower has (see the peer's log GC), so an existing follower
+/// never needs one; a peer added to a region later cannot catch up until
+/// snapshots exist.
+pub struct PeerStorage<ER: RaftLogEngine> {
+    engine: ER,
+    region: Region,
+    raft_state: RaftLocalState,
+    apply_state: RaftApplyState,
+    /// A contiguous suffix of the log, most recent entries.
+    cache: VecDeque<Entry>,
+}
+
+impl<ER: RaftLogEngine> PeerStorage<ER> {
+    /// Builds the storage of a peer from its persisted states.
+    ///
+    /// # Errors
+    ///
+    /// An engine error, or `engine::Error` describing inconsistent states
+    /// (a last index below the truncated index).
+    pub fn new(
+        engine: ER,
+        region: Region,
+        mut raft_state: RaftLocalState,
+        apply_state: RaftApplyState,
+    ) -> crate::Result<PeerStorage<ER>> {
+        let truncated = apply_state.get_truncated_state().get_index();
+        if raft_state.get_last_index() < truncated {
+            return Err(crate::Error::Other(format!(
+                "region {}: raft last index {} is below truncated index {}",
+                region.get_id(),
+                raft_state.get_last_index(),
+                truncated
+            )));
+        }
+        // Applied entries are committed even if the persisted commit index
+        // lagged behind (it is written lazily), and raft-rs refuses an
+        // applied index above its commit index.
+        let applied = apply_state.get_applied_index();
+        if raft_state.get_hard_state().get_commit() < applied {
+            raft_state.mut_hard_state().set_commit(applied);
+        }
+        Ok(PeerStorage {
+            engine,
+            region,
+            raft_state,
+            apply_state,
+            cache: VecDeque::new(),
+        })
+    }
+
+    /// The region this peer belongs to, as last known.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Replaces the region metadata (after a conf change or split).
+    pub fn set_region(&mut self, region: Region) {
+        self.region = region;
+    }
+
+    /// Whether the peer has region metadata (a peer created from a message
+    /// for an unknown region is not initialised until it gets a snapshot).
+    pub fn is_initialized(&self) -> bool {
+        !self.region.get_peers().is_empty()
+    }
+
+    /// The persisted (or about to be persisted) raft state.
+    pub fn raft_state(&self) -> &RaftLocalState {
+        &self.raft_state
+    }
+
+    /// The apply state last reported by the apply system.
+    pub fn apply_state(&self) -> &RaftApplyState {
+        &self.apply_state
+    }
+
+    /// Records the apply system's progress. Drops cached entries that are
+    /// applied, keeping a few for followers that are slightly behind.
+    pub fn set_apply_state(&mut self, state: RaftApplyState) {
+        self.apply_state = state;
+    }
+
+    /// Drops cached entries at or below `index` and releases spare memory
+    /// once the cache is empty (an idle region should stay small).
+    pub fn compact_cache_to(&mut self, index: u64) {
+        while self.cache.front().is_some_and(|e| e.get_index() <= index) {
+            self.cache.pop_front();
+        }
+        if self.cache.is_empty() {
+            self.cache = VecDeque::new();
+        }
+    }
+
+    /// Index of the last entry removed by log compaction.
+    pub fn truncated_index(&self) -> u64 {
+        self.apply_state.get_truncated_state().get_index()
+    }
+
+    /// Term of the last entry removed by log compaction.
+    pub fn truncated_term(&self) -> u64 {
+        self.apply_state.get_truncated_state().get_term()
+    }
+
+    /// Index of the last entry in the log.
+    pub fn last_index(&self) -> u64 {
+        self.raft_state.get_last_index()
+    }
+
+    /// The raft log engine.
+    pub fn engine(&self) -> &ER {
+        &self.engine
+    }
+
+    /// Adds a Ready's entries and hard state to `batch` and updates the
+    /// in-memory state. Returns whether anything was added.
+    ///
+    /// # Errors
+    ///
+    /// An engine error from the batch; nothing in memory changes then.
+    pub fn append(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        batch: &mut ER::LogBatch,
+    ) -> crate::Result<bool> {
+        let region_id = self.region.get_id();
+        let mut new_state = self.raft_state.clone();
+        if let Some(last) = entries.last() {
+            batch.append(region_id, entries.to_vec())?;
+            new_state.set_last_index(last.get_index());
+        }
+        if let Some(hs) = hard_state {
+            new_state.set_hard_state(hs.clone());
+        }
+        if new_state == self.raft_state && entries.is_empty() {
+            return Ok(false);
+        }
+        batch.put_raft_state(region_id, &new_state)?;
+        self.raft_state = new_state;
+        if let Some(first) = entries.first() {
+            self.cache_append(first.get_index(), entries);
+        }
+        Ok(true)
+    }
+
+    /// Records a commit index learned after persistence (written with the
+    /// next batch; losing it on a crash is harmless).
+    pub fn set_commit_index(&mut self, commit: u64) -> bool {
+        if commit > self.raft_state.get_hard_state().get_commit() {
+            self.raft_state.mut_hard_state().set_commit(commit);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds the current raft state to `batch`.
+    ///
+    /// # Errors
+    ///
+    /// An engine error from the batch.
+    pub fn persist_raft_state(&self, batch: &mut ER::LogBatch) -> crate::Result<()> {
+        batch.put_raft_state(self.region.get_id(), &self.raft_state)?;
+        Ok(())
+    }
+
+    fn cache_append(&mut self, first_index: u64, entries: &[Entry]) {
+        // Drop the conflicting suffix, or everything if the new entries do
+        // not continue the cached run.
+        match self.cache.front().map(|e| e.get_index()) {
+            Some(front)
+                if first_index > front && first_index <= front + self.cache.len() as u64 =>
+            {
+                self.cache.truncate((first_index - front) as usize);
+            }
+            Some(_) => self.cache.clear(),
+            None => {}
+        }
+        self.cache.extend(entries.iter().cloned());
+        while self.cache.len() > MAX_CACHED_ENTRIES {
+            self.cache.pop_front();
+        }
+    }
+
+    fn cached(&self, index: u64) -> Option<&Entry> {
+        let front = self.cache.front()?.get_index();
+        if index < front {
+            return None;
+        }
+        self.cache.get((index - front) as usize)
+    }
+
+    fn check_range(&self, low: u64, high: u64) -> raft::Result<()> {
+        if low > high {
+            return Err(raft::Error::Store(StorageError::Other(
+                format!("invalid range [{low}, {high})").into(),
+            )));
+        }
+        if low <= self.truncated_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(())
+    }
+}
+
+impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.raft_state.get_hard_state().clone(),
+            conf_state_from_region(&self.region),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.check_range(low, high)?;
+        let max_size = max_size.into();
+        let mut out = Vec::with_capacity((high - low) as usize);
+        if low == high {
+            return Ok(out);
+        }
+        // Whole range in the cache: serve it from memory.
+        if self.cached(low).is_some() && self.cached(high - 1).is_some() {
+            let mut size = 0u64;
+            for index in low..high {
+                let Some(e) = self.cached(index) else { break };
+                size += u64::from(protobuf::Message::compute_size(e));
+                if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                    break;
+                }
+                out.push(e.clone());
+            }
+            return Ok(out);
+        }
+        let region_id = self.region.get_id();
+        self.engine
+            .fetch_entries_to(region_id, low, high, max_size.map(|m| m as usize), &mut out)
+            .map_err(raft::Error::from)?;
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.truncated_index() {
+            return Ok(self.truncated_term());
+        }
+        self.check_range(idx, idx + 1)?;
+        if let Some(e) = self.cached(idx) {
+            return Ok(e.get_term());
+        }
+        match self.engine.get_entry(self.region.get_id(), idx) {
+            Ok(Some(e)) => Ok(e.get_term()),
+            Ok(None) => Err(raft::Error::Store(StorageError::Unavailable)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.truncated_index() + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}

@@ -1,0 +1,167 @@
+//! `RaftRouter`: the address book of a store's peers, as in the seed notes.
+
+use std::ops::Deref;
+
+use batch_system::mpsc::TrySendError;
+use batch_system::BatchRouter;
+use either::Either;
+use engine::RaftLogEngine;
+use kvproto_lite::raft_serverpb::RaftMessage;
+
+use crate::fsm::{PeerFsm, StoreFsm};
+use crate::msg::{PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
+
+/// Routes messages to the peers of one store, falling back to the store FSM
+/// for regions that have no peer here yet.
+///
+/// Derefs to the underlying [`BatchRouter`], so every `Router` method
+/// (`try_send`, `send`, `force_send`, `broadcast_normal`, `alive_cnt`, ...)
+/// is available.
+pub struct RaftRouter<ER: RaftLogEngine> {
+    /// The batch-system router of peer FSMs and the store FSM.
+    pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
+}
+
+impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
+    fn clone(&self) -> Self {
+        RaftRouter {
+            router: self.router.clone(),
+        }
+    }
+}
+
+impl<ER: RaftLogEngine> Deref for RaftRouter<ER> {
+    type Target = BatchRouter<PeerFsm<ER>, StoreFsm>;
+
+    fn deref(&self) -> &BatchRouter<PeerFsm<ER>, StoreFsm> {
+        &self.router
+    }
+}
+
+impl<ER: RaftLogEngine> RaftRouter<ER> {
+    /// Delivers a raft message to its region's peer, or to the store FSM if
+    /// the region has no peer on this store (it may create one).
+    ///
+    /// # Errors
+    ///
+    /// The message comes back in `TrySendError::Full` when the mailbox is
+    /// full, and in `TrySendError::Disconnected` when the peer (or the
+    /// store) is shut down.
+    pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
+        let id = msg.get_region_id();
+        let msg = match self.try_send(id, PeerMsg::RaftMessage(Box::new(msg))) {
+            Either::Left(Ok(())) => return Ok(()),
+            Either::Left(Err(TrySendError::Full(m))) => {
+                return Err(TrySendError::Full(unwrap_raft_message(m)));
+            }
+            Either::Left(Err(TrySendError::Disconnected(m))) => {
+                return Err(TrySendError::Disconnected(unwrap_raft_message(m)));
+            }
+            Either::Right(m) => unwrap_raft_message(m),
+        };
+        match self.send_control(StoreMsg::RaftMessage(Box::new(msg))) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(m)) => Err(TrySendError::Full(unwrap_store_raft_message(m))),
+            Err(TrySendError::Disconnected(m)) => {
+                Err(TrySendError::Disconnected(unwrap_store_raft_message(m)))
+            }
+        }
+    }
+
+    /// Sends a client command to its region's peer (named by the request
+    /// header).
+    ///
+    /// # Errors
+    ///
+    /// The command comes back in `TrySendError::Full` (answer it with
+    /// `ServerIsBusy`) or `TrySendError::Disconnected` (no such region on
+    /// this store, or shut down: answer `RegionNotFound`). Nothing is lost:
+    /// the callback inside is still unanswered.
+    pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+        let region_id = cmd.request.get_header().get_region_id();
+        match self.send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(m)) => Err(TrySendError::Full(unwrap_command(m))),
+            Err(TrySendError::Disconnected(m)) => {
+                Err(TrySendError::Disconnected(unwrap_command(m)))
+            }
+        }
+    }
+
+    /// Tells every peer of this store that `store_id` cannot be reached.
+    pub fn report_unreachable(&self, store_id: u64) {
+        self.broadcast_normal(|| {
+            PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id })
+        });
+    }
+}
+
+// The helpers below unwrap the variant that was just wrapped: the router gives
+// back exactly the message it was handed.
+fn unwrap_raft_message(m: PeerMsg) -> RaftMessage {
+    match m {
+        PeerMsg::RaftMessage(m) => *m,
+        other => unreachable!("router returned a different message: {other:?}"),
+    }
+}
+
+fn unwrap_store_raft_message(m: StoreMsg) -> RaftMessage {
+    match m {
+        StoreMsg::RaftMessage(m) => *m,
+        other => unreachable!("router returned a different message: {other:?}"),
+    }
+}
+
+fn unwrap_command(m: PeerMsg) -> RaftCommand {
+    match m {
+        PeerMsg::RaftCommand(c) => *c,
+        other => unreachable!("router returned a different message: {other:?}"),
+    }
+}
+
+/// Where a transport delivers raft messages for one store. Implemented by
+/// [`RaftRouter`]; lets transports stay independent of engine types.
+pub trait RaftMessageSink: Send + Sync {
+    /// Delivers `msg` to this store.
+    ///
+    /// # Errors
+    ///
+    /// Gives the message back when it cannot be accepted.
+    fn deliver(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>>;
+}
+
+impl<ER: RaftLogEngine> RaftMessageSink for RaftRouter<ER> {
+    fn deliver(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
+        self.send_raft_message(msg)
+    }
+}
+
+/// Where a client sends commands for one store. Implemented by
+/// [`RaftRouter`]; lets clients stay independent of engine types.
+pub trait CommandSink: Send + Sync {
+    /// Sends `cmd` to its region on this store.
+    ///
+    /// # Errors
+    ///
+    /// Gives the command back, unanswered, when it cannot be accepted.
+    fn send_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>>;
+}
+
+impl<ER: RaftLogEngine> CommandSink for RaftRouter<ER> {
+    fn send_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+        self.send_raft_command(cmd)
+    }
+}
+
+/// The notifier the apply system reports through: each result goes to its
+/// region's peer as a `PeerMsg::ApplyRes`.
+impl<ER: RaftLogEngine> apply::ApplyNotifier for RaftRouter<ER> {
+    fn notify(&self, results: Vec<apply::ApplyRes>) {
+        for res in results {
+            let region_id = res.region_id;
+            // force_send: apply results must never be refused for capacity.
+            // A missing or closed peer (destroyed meanwhile) needs none.
+            let _ = self.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `create_raft_batch_system` and `RaftBatchSystem`: a store's two batch
+//! systems (raft and apply) wired together, as in the seed notes.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use apply::{create_apply_batch_system, ApplyBatchSystem, ApplyRouter};
+use batch_system::{create_system, BatchSystem};
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use engine::{Engines, KvEngine, RaftLogEngine};
+use kvproto_lite::metapb;
+use kvproto_lite::raft_serverpb::PeerState;
+use slog::{info, o, Logger};
+
+use crate::config::Config;
+use crate::fsm::{PeerFsm, StoreFsm};
+use crate::msg::{PeerMsg, StoreMsg};
+use crate::poller::{start_peer, RaftPollerBuilder};
+use crate::router::RaftRouter;
+use crate::store_meta::{StoreMeta, StoreStats};
+use crate::transport::Transport;
+use crate::{Error, Result};
+
+/// A store's raft batch system plus its apply batch system.
+///
+/// Made by [`create_raft_batch_system`]; [`RaftBatchSystem::spawn`] loads
+/// the store's regions from its engines and starts the pollers and the tick
+/// timer; [`RaftBatchSystem::shutdown`] stops everything and joins every
+/// thread. Every command accepted before shutdown is answered (with an
+/// error saying the outcome is unknown if it had not completed).
+pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
+    system: BatchSystem<PeerFsm<ER>, StoreFsm>,
+    apply_router: ApplyRouter,
+    apply_system: ApplyBatchSystem,
+    router: RaftRouter<ER>,
+    cfg: Config,
+    store_meta: Arc<StoreMeta>,
+    stats: Arc<StoreStats>,
+    timer: Option<(Sender<()>, JoinHandle<()>)>,
+    running: bool,
+    _kv: PhantomData<EK>,
+}
+
+/// Creates a store's raft batch system and its router.
+///
+/// The store FSM is the control FSM; the apply system is created alongside
+/// and started by [`RaftBatchSystem::spawn`].
+pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
+    cfg: &Config,
+) -> (RaftRouter<ER>, RaftBatchSystem<EK, ER>) {
+    let (store_tx, store_fsm) = StoreFsm::new(cfg);
+    let (apply_router, apply_system) = create_apply_batch_system(&cfg.apply);
+    let (router, system) = create_system(
+        cfg.store_pool_size,
+        cfg.store_max_batch_size,
+        store_tx,
+        store_fsm,
+    );
+    let raft_router = RaftRouter { router };
+    let system = RaftBatchSystem {
+        system,
+        apply_router,
+        apply_system,
+        router: raft_router.clone(),
+        cfg: cfg.clone(),
+        store_meta: Arc::new(StoreMeta::default()),
+        stats: Arc::new(StoreStats::default()),
+        timer: None,
+        running: false,
+        _kv: PhantomData,
+    };
+    (raft_router, system)
+}
+
+impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
+    /// The router of this store's peers.
+    pub fn router(&self) -> RaftRouter<ER> {
+        self.router.clone()
+    }
+
+    /// The router of this store's apply FSMs.
+    pub fn apply_router(&self) -> ApplyRouter {
+        self.apply_router.clone()
+    }
+
+    /// Leadership of this store's regions.
+    pub fn store_meta(&self) -> Arc<StoreMeta> {
+        self.store_meta.clone()
+    }
+
+    /// Work counters of this store.
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
+    }
+
+    /// Starts the store: creates a peer for every region of `store` found in
+    /// the engines (written by [`bootstrap_store`](crate::bootstrap_store)
+    /// or by an earlier run), then the apply pollers, the raft pollers and
+    /// the tick timer.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config, an engine error, a region without raft or apply
+    /// state, or calling it twice.
+    pub fn spawn<T: Transport>(
+        &mut self,
+        store: metapb::Store,
+        engines: Engines<EK, ER>,
+        transport: T,
+        logger: &Logger,
+    ) -> Result<()> {
+        if self.running || self.timer.is_some() {
+            return Err(Error::AlreadySpawned);
+        }
+        self.cfg.validate()?;
+        let store_id = store.get_id();
+        let logger = logger.new(o!("store_id" => store_id));
+        let cfg = Arc::new(self.cfg.clone());
+
+        let mut count = 0usize;
+        for state in engines.kv.region_states()? {
+            if state.get_state() != PeerState::Normal {
+                continue;
+            }
+            let region = state.get_region().clone();
+            let region_id = region.get_id();
+            let Some(meta) = region
+                .get_peers()
+                .iter()
+                .find(|p| p.get_store_id() == store_id)
+                .cloned()
+            else {
+                continue;
+            };
+            let raft_state = engines
+                .raft
+                .get_raft_state(region_id)?
+                .ok_or_else(|| Error::Other(format!("region {region_id} has no raft state")))?;
+            let apply_state = engines
+                .kv
+                .get_apply_state(region_id)?
+                .ok_or_else(|| Error::Other(format!("region {region_id} has no apply state")))?;
+            start_peer(
+                &cfg,
+                store_id,
+                &engines,
+                &self.router,
+                &self.apply_router,
+                &logger,
+                region,
+                meta,
+                raft_state,
+                apply_state,
+            )?;
+            count += 1;
+        }
+        info!(logger, "loaded regions"; "count" => count);
+
+        self.apply_system.spawn(
+            format!("apply-{store_id}"),
+            engines.kv.clone(),
+            self.router.clone(),
+        )?;
+        let builder = RaftPollerBuilder::new(
+            cfg.clone(),
+            store_id,
+            engines,
+            transport,
+            self.apply_router.clone(),
+            self.router.clone(),
+            self.store_meta.clone(),
+            self.stats.clone(),
+            logger.clone(),
+        );
+        self.system
+            .spawn(format!("raftstore-{store_id}"), builder)?;
+        let _ = self.router.send_control(StoreMsg::Start);
+        self.running = true;
+
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let router = self.router.clone();
+        let interval = Duration::from_millis(cfg.raft_base_tick_interval_ms);
+        let handle = std::thread::Builder::new()
+            .name(format!("raft-tick-{store_id}"))
+            .spawn(move || loop {
+                match stop_rx.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        router.broadcast_normal(|| PeerMsg::Tick);
+                        let _ = router.send_control(StoreMsg::Tick);
+                    }
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+            })
+            .map_err(|e| Error::Other(format!("spawn tick thread: {e}")))?;
+        self.timer = Some((stop_tx, handle));
+        Ok(())
+    }
+
+    /// Stops the tick timer, the raft pollers, then the apply pollers, and
+    /// joins every thread. Safe to call more than once.
+    pub fn shutdown(&mut self) {
+        if let Some((stop, handle)) = self.timer.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+        if self.running {
+            self.system.shutdown();
+            self.apply_system.shutdown();
+            self.running = false;
+        }
+    }
+}
+
+impl<EK: KvEngine, ER: RaftLogEngine> Drop for RaftBatchSystem<EK, ER> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
