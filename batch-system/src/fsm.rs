@@ -1,32 +1,6 @@
 //! The [`Fsm`] trait, the [`FsmState`] ownership word, and the [`FsmScheduler`] trait.
 //!
-//! # Who owns an FSM
-//!
-//! An FSM is always in exactly one place: parked inside its mailbox's
-//! [`FsmState`] (status `IDLE`), or *notified* (status `NOTIFIED`): owned by
-//! whoever won the `IDLE -> NOTIFIED` compare-and-swap, which is a scheduling
-//! token on its way to a poller or a poller holding the FSM in its batch.
-//!
-//! ```text
-//!            sender: push msg, CAS IDLE->NOTIFIED, schedule token
-//!   +------+ ------------------------------------------------> +----------+
-//!   | IDLE |                                                   | NOTIFIED |
-//!   +------+ <------------------------------------------------ +----------+
-//!      |      poller: park FSM, CAS NOTIFIED->IDLE, re-check len     |
-//!      |                                                             |
-//!      +------------------ close(): swap to DROP --------------------+
-//!                                  |
-//!                              +------+   IDLE  -> closer drops the FSM
-//!                              | DROP |   NOTIFIED -> owner drops it on release
-//!                              +------+
-//! ```
-//!
-//! Only the compare-and-swap winner moves the FSM, so it is never handed to
-//! two pollers. A message pushed while the FSM is being released is never
-//! stranded: the poller parks the FSM, flips the status to `IDLE`, then reads
-//! the queue length again and takes the FSM back if messages arrived (all
-//! with sequentially consistent ordering, so either the sender sees `IDLE`
-//! and schedules, or the poller sees the message).
+//! See [`FsmState`] for who owns an FSM at any moment.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -95,7 +69,35 @@ const DROP: usize = 2;
 /// The state of one FSM as seen by its mailbox: `NOTIFIED`, `IDLE` or `DROP`,
 /// plus the parking slot for the FSM while it is idle.
 ///
-/// See the [module docs](self) for the protocol. All transitions are
+/// # Who owns an FSM
+///
+/// An FSM is always in exactly one place: parked inside its mailbox's
+/// [`FsmState`] (status `IDLE`), or *notified* (status `NOTIFIED`): owned by
+/// whoever won the `IDLE -> NOTIFIED` compare-and-swap, which is a scheduling
+/// token on its way to a poller or a poller holding the FSM in its batch.
+///
+/// ```text
+///            sender: push msg, CAS IDLE->NOTIFIED, schedule token
+///   +------+ ------------------------------------------------> +----------+
+///   | IDLE |                                                   | NOTIFIED |
+///   +------+ <------------------------------------------------ +----------+
+///      |      poller: park FSM, CAS NOTIFIED->IDLE, re-check len     |
+///      |                                                             |
+///      +------------------ close(): swap to DROP --------------------+
+///                                  |
+///                              +------+   IDLE  -> closer drops the FSM
+///                              | DROP |   NOTIFIED -> owner drops it on release
+///                              +------+
+/// ```
+///
+/// Only the compare-and-swap winner moves the FSM, so it is never handed to
+/// two pollers. A message pushed while the FSM is being released is never
+/// stranded: the poller parks the FSM, flips the status to `IDLE`, then reads
+/// the queue length again and takes the FSM back if messages arrived (all
+/// with sequentially consistent ordering, so either the sender sees `IDLE`
+/// and schedules, or the poller sees the message).
+///
+/// All transitions are
 /// compare-and-swaps or swaps on one word; the parking slot is a lock-free
 /// [`AtomicCell`], so there is no lock and no `unsafe`.
 pub struct FsmState<F> {

@@ -42,6 +42,8 @@ use crate::mpsc::{self, LooseBoundedSender, Receiver};
 /// A closure run on the [`Runner`] that receives it.
 pub type Callback = Box<dyn FnOnce(&mut Runner) + Send>;
 
+type DropHook = Box<dyn FnOnce(&Runner) + Send>;
+
 /// Messages understood by [`Runner`].
 pub enum Message {
     /// Adds the value to [`Runner::sum`].
@@ -77,7 +79,7 @@ pub struct Runner {
     sum: u64,
     stopped: bool,
     busy: AtomicBool,
-    on_drop: Option<Box<dyn FnOnce() + Send>>,
+    on_drop: Option<DropHook>,
 }
 
 impl Runner {
@@ -96,8 +98,8 @@ impl Runner {
         (tx, Box::new(runner))
     }
 
-    /// Runs `f` when the runner is dropped.
-    pub fn set_on_drop(&mut self, f: impl FnOnce() + Send + 'static) {
+    /// Runs `f` on the runner when it is dropped (e.g. to report its counts).
+    pub fn set_on_drop(&mut self, f: impl FnOnce(&Runner) + Send + 'static) {
         self.on_drop = Some(Box::new(f));
     }
 
@@ -150,7 +152,7 @@ impl Fsm for Runner {
 impl Drop for Runner {
     fn drop(&mut self) {
         if let Some(f) = self.on_drop.take() {
-            f();
+            f(self);
         }
     }
 }

@@ -1,0 +1,8 @@
+//! Integration tests of the batch system, compiled into one binary.
+
+mod fairness;
+mod props;
+mod router;
+mod stress;
+mod system;
+mod util;
