@@ -1,0 +1,192 @@
+//! Per-round state shared by every region a poller handles in one round:
+//! the KV write batch, reads through it, and what to report afterwards.
+
+use std::collections::HashMap;
+
+use engine::{KvEngine, KvWriteBatch};
+use kvproto_lite::eraftpb::Entry;
+use kvproto_lite::metapb::Region;
+use kvproto_lite::raft_cmdpb::RaftCmdResponse;
+use kvproto_lite::raft_serverpb::{RaftApplyState, RaftTruncatedState};
+
+use crate::{Callback, ExecResult};
+
+/// A response waiting for the round's write.
+pub(crate) struct PendingCallback {
+    pub cb: Callback,
+    pub resp: RaftCmdResponse,
+    /// The response reports a command whose effects are in the write batch:
+    /// if the write fails it is replaced by an error.
+    pub needs_write: bool,
+}
+
+/// A region's state before the round, restored if the round's write fails.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Checkpoint {
+    pub applied_index: u64,
+    pub applied_term: u64,
+    pub commit_index: u64,
+    pub commit_term: u64,
+    pub truncated: (u64, u64),
+    /// Cloned only when an admin command is about to change the region.
+    pub region: Option<Region>,
+    pub pending_remove: bool,
+}
+
+impl Checkpoint {
+    pub(crate) fn of(state: &RaftApplyState, applied_term: u64, pending_remove: bool) -> Self {
+        Checkpoint {
+            applied_index: state.get_applied_index(),
+            applied_term,
+            commit_index: state.get_commit_index(),
+            commit_term: state.get_commit_term(),
+            truncated: (
+                state.get_truncated_state().get_index(),
+                state.get_truncated_state().get_term(),
+            ),
+            region: None,
+            pending_remove,
+        }
+    }
+
+    pub(crate) fn restore_apply_state(&self, state: &mut RaftApplyState) {
+        state.set_applied_index(self.applied_index);
+        state.set_commit_index(self.commit_index);
+        state.set_commit_term(self.commit_term);
+        let mut t = RaftTruncatedState::default();
+        t.set_index(self.truncated.0);
+        t.set_term(self.truncated.1);
+        state.set_truncated_state(t);
+    }
+}
+
+/// What one region did in the current round.
+pub(crate) struct RoundRecord {
+    pub region_id: u64,
+    /// The FSM's registration generation when the round started.
+    pub generation: u64,
+    pub checkpoint: Checkpoint,
+    pub callbacks: Vec<PendingCallback>,
+    pub exec_results: Vec<ExecResult>,
+    /// Entries executed this round, kept so a failed write can re-queue them.
+    pub applied: Vec<Entry>,
+    /// The state after the round, reported in `ApplyRes`.
+    pub apply_state: Option<RaftApplyState>,
+    pub applied_term: u64,
+    pub destroyed: bool,
+}
+
+impl RoundRecord {
+    pub(crate) fn new(region_id: u64, generation: u64, checkpoint: Checkpoint) -> Self {
+        RoundRecord {
+            region_id,
+            generation,
+            checkpoint,
+            callbacks: Vec::new(),
+            exec_results: Vec::new(),
+            applied: Vec::new(),
+            apply_state: None,
+            applied_term: 0,
+            destroyed: false,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+            && self.exec_results.is_empty()
+            && self.applied.is_empty()
+            && self.apply_state.is_none()
+            && !self.destroyed
+    }
+
+    pub(crate) fn respond(&mut self, cb: Callback, resp: RaftCmdResponse, needs_write: bool) {
+        self.callbacks.push(PendingCallback {
+            cb,
+            resp,
+            needs_write,
+        });
+    }
+}
+
+/// A write staged by the command being executed.
+pub(crate) type StagedWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// The round's KV write batch plus reads through it.
+pub(crate) struct ApplyContext<K: KvEngine> {
+    pub engine: K,
+    pub wb: K::WriteBatch,
+    /// Values written earlier in this round (not yet in the engine): a Get
+    /// must see them. `None` = deleted.
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of the command being executed, moved into `overlay` when it
+    /// succeeds and dropped when it is rolled back.
+    pub staged: Vec<StagedWrite>,
+    pub records: Vec<RoundRecord>,
+    /// Some command this round needs a durable write.
+    pub force_sync: bool,
+    pub logger: slog::Logger,
+}
+
+impl<K: KvEngine> ApplyContext<K> {
+    pub(crate) fn new(engine: K, logger: slog::Logger) -> Self {
+        let wb = engine.write_batch();
+        ApplyContext {
+            engine,
+            wb,
+            overlay: HashMap::new(),
+            staged: Vec::new(),
+            records: Vec::new(),
+            force_sync: false,
+            logger,
+        }
+    }
+
+    /// Reads `key` as of the current position in the log.
+    pub(crate) fn get(&self, key: &[u8]) -> engine::Result<Option<Vec<u8>>> {
+        if let Some((_, v)) = self.staged.iter().rev().find(|(k, _)| k.as_slice() == key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        self.engine.get(key)
+    }
+
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.wb.put(&key, &value);
+        self.staged.push((key, Some(value)));
+    }
+
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
+        self.wb.delete(&key);
+        self.staged.push((key, None));
+    }
+
+    /// Starts a command: its writes can be rolled back until it ends.
+    pub(crate) fn begin_command(&mut self) {
+        self.staged.clear();
+        self.wb.set_save_point();
+    }
+
+    /// Ends a command, keeping (`commit`) or dropping its writes.
+    pub(crate) fn end_command(&mut self, commit: bool) -> engine::Result<()> {
+        if commit {
+            self.wb.pop_save_point()?;
+            for (k, v) in self.staged.drain(..) {
+                self.overlay.insert(k, v);
+            }
+        } else {
+            self.staged.clear();
+            self.wb.rollback_to_save_point()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the round's writes (after the batch was written or failed).
+    pub(crate) fn reset_round(&mut self) {
+        self.wb.clear();
+        self.overlay.clear();
+        self.staged.clear();
+        self.force_sync = false;
+    }
+}

@@ -1,0 +1,735 @@
+//! One region's apply state and the execution of its committed entries.
+//!
+//! Everything here is deterministic: given the same entries and the same
+//! starting state, every replica writes the same data and region metadata.
+//! Command errors become `errorpb::Error` responses, never panics; an entry
+//! whose command fails still counts as applied.
+
+// Command errors are `errorpb::Error` values (large, but only built on the
+// cold error path, and moved straight into the response).
+#![allow(clippy::result_large_err)]
+
+use std::collections::VecDeque;
+
+use engine::{KvEngine, KvWriteBatch};
+use kvproto_lite::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType};
+use kvproto_lite::errorpb;
+use kvproto_lite::metapb::{Peer, PeerRole, Region};
+use kvproto_lite::raft_cmdpb::{
+    AdminCmdType, AdminRequest, AdminResponse, CmdType, RaftCmdRequest, RaftCmdResponse, Response,
+};
+use kvproto_lite::raft_serverpb::{
+    PeerState, RaftApplyState, RaftTruncatedState, RegionLocalState,
+};
+use slog::{debug, error, info, warn};
+
+use crate::context::{ApplyContext, Checkpoint, RoundRecord};
+use crate::response::{
+    err_epoch_not_match, err_key_not_in_region, err_message, err_region_not_found,
+    err_stale_command, error_response, key_in_region,
+};
+use crate::{Apply, Callback, ExecResult, Proposal, Registration};
+
+/// Log index a region created by a split starts at: its initial
+/// `RaftApplyState` has `applied_index == truncated_state.index ==
+/// RAFT_INIT_LOG_INDEX`, so raftstore creates the new peer's raft state with
+/// `last_index = commit = RAFT_INIT_LOG_INDEX` and
+/// `term = RAFT_INIT_LOG_TERM`.
+pub const RAFT_INIT_LOG_INDEX: u64 = 5;
+/// Term of the entry at [`RAFT_INIT_LOG_INDEX`] for a region created by a split.
+pub const RAFT_INIT_LOG_TERM: u64 = 5;
+
+/// The initial apply state of a region created by a split (see
+/// [`RAFT_INIT_LOG_INDEX`]).
+///
+/// # Examples
+///
+/// ```
+/// let state = apply::initial_apply_state();
+/// assert_eq!(state.get_applied_index(), apply::RAFT_INIT_LOG_INDEX);
+/// assert_eq!(state.get_truncated_state().get_term(), apply::RAFT_INIT_LOG_TERM);
+/// ```
+pub fn initial_apply_state() -> RaftApplyState {
+    let mut state = RaftApplyState::default();
+    state.set_applied_index(RAFT_INIT_LOG_INDEX);
+    state.set_commit_index(RAFT_INIT_LOG_INDEX);
+    state.set_commit_term(RAFT_INIT_LOG_TERM);
+    let t = state.mut_truncated_state();
+    t.set_index(RAFT_INIT_LOG_INDEX);
+    t.set_term(RAFT_INIT_LOG_TERM);
+    state
+}
+
+/// Per-round limits for one region.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub entries: usize,
+    pub bytes: usize,
+}
+
+impl Budget {
+    pub(crate) const UNLIMITED: Budget = Budget {
+        entries: usize::MAX,
+        bytes: usize::MAX,
+    };
+}
+
+/// The outcome of executing one command: its response, the admin result, and
+/// whether its writes were kept.
+type ExecOutcome = std::result::Result<(RaftCmdResponse, Option<ExecResult>), errorpb::Error>;
+
+/// One region's apply-side state.
+pub(crate) struct ApplyDelegate {
+    pub peer_id: u64,
+    pub region: Region,
+    pub apply_state: RaftApplyState,
+    pub applied_term: u64,
+    /// The peer's raft term as last reported by raftstore.
+    pub term: u64,
+    /// Callbacks waiting for their entries, ascending by index.
+    pub proposals: VecDeque<Proposal>,
+    /// Committed entries not applied yet (budget exhausted, or re-queued
+    /// after a failed write).
+    pub queue: VecDeque<Entry>,
+    /// This peer was removed by a conf change: nothing more is applied.
+    pub pending_remove: bool,
+    pub stopped: bool,
+    /// Bumped by every registration, so a round that straddles one is not
+    /// rolled back over it.
+    pub generation: u64,
+}
+
+impl ApplyDelegate {
+    pub(crate) fn from_registration(reg: Registration) -> ApplyDelegate {
+        ApplyDelegate {
+            peer_id: reg.peer_id,
+            region: reg.region,
+            apply_state: reg.apply_state,
+            applied_term: reg.applied_term,
+            term: reg.applied_term,
+            proposals: VecDeque::new(),
+            queue: VecDeque::new(),
+            pending_remove: false,
+            stopped: false,
+            generation: 0,
+        }
+    }
+
+    pub(crate) fn region_id(&self) -> u64 {
+        self.region.get_id()
+    }
+
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint::of(&self.apply_state, self.applied_term, self.pending_remove)
+    }
+
+    /// Replaces the state with a new registration; what was pending is stale.
+    pub(crate) fn reset(&mut self, reg: Registration, rec: &mut RoundRecord) {
+        for p in self.proposals.drain(..) {
+            rec.respond(p.cb, error_response(err_stale_command(), self.term), false);
+        }
+        self.queue.clear();
+        self.peer_id = reg.peer_id;
+        self.region = reg.region;
+        self.apply_state = reg.apply_state;
+        self.applied_term = reg.applied_term;
+        self.term = self.term.max(reg.applied_term);
+        self.pending_remove = false;
+        self.stopped = false;
+        self.generation += 1;
+    }
+
+    /// Stops the FSM: pending callbacks get `RegionNotFound`.
+    pub(crate) fn destroy(&mut self, rec: &mut RoundRecord) {
+        let region_id = self.region_id();
+        for p in self.proposals.drain(..) {
+            rec.respond(
+                p.cb,
+                error_response(err_region_not_found(region_id), self.term),
+                false,
+            );
+        }
+        self.queue.clear();
+        self.stopped = true;
+        rec.destroyed = true;
+    }
+
+    /// Queues an `Apply` message's entries and proposals (merging messages).
+    pub(crate) fn enqueue(&mut self, apply: Apply, rec: &mut RoundRecord) {
+        self.term = self.term.max(apply.term);
+        let applied = self.apply_state.get_applied_index();
+        if self.pending_remove || self.stopped {
+            let region_id = self.region_id();
+            for p in apply.proposals {
+                rec.respond(
+                    p.cb,
+                    error_response(err_region_not_found(region_id), self.term),
+                    false,
+                );
+            }
+            return;
+        }
+        for p in apply.proposals {
+            // Its entry was applied already (without it): it can never match.
+            if p.index <= applied {
+                rec.respond(p.cb, error_response(err_stale_command(), self.term), false);
+            } else {
+                self.proposals.push_back(p);
+            }
+        }
+        self.queue.extend(apply.entries);
+    }
+
+    /// Applies queued entries within `budget`. Returns `true` if entries
+    /// remain for a later round.
+    pub(crate) fn apply_queued<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        budget: Budget,
+    ) -> bool {
+        let (mut entries, mut bytes) = (0usize, 0usize);
+        while entries < budget.entries && bytes < budget.bytes {
+            let Some(entry) = self.queue.pop_front() else {
+                break;
+            };
+            if self.pending_remove || self.stopped {
+                self.queue.clear();
+                break;
+            }
+            let index = entry.get_index();
+            let applied = self.apply_state.get_applied_index();
+            if index <= applied {
+                // Redelivered: applied before, never again.
+                continue;
+            }
+            if index != applied + 1 {
+                error!(ctx.logger, "entry index gap, dropping the queued entries";
+                    "region_id" => self.region_id(), "peer_id" => self.peer_id,
+                    "applied_index" => applied, "entry_index" => index);
+                self.queue.clear();
+                break;
+            }
+            entries += 1;
+            bytes += entry.get_data().len() + entry.get_context().len();
+            self.apply_entry(ctx, rec, &entry);
+            rec.applied.push(entry);
+        }
+        if !rec.applied.is_empty() || rec.apply_state.is_some() {
+            ctx.wb.put_apply_state(self.region_id(), &self.apply_state);
+            rec.apply_state = Some(self.apply_state.clone());
+            rec.applied_term = self.applied_term;
+        }
+        !self.queue.is_empty() && !self.pending_remove && !self.stopped
+    }
+
+    /// Takes the callback of the proposal for (`index`, `term`), answering
+    /// superseded proposals on the way.
+    fn take_callback(&mut self, index: u64, term: u64, rec: &mut RoundRecord) -> Option<Callback> {
+        while let Some(p) = self.proposals.front() {
+            if p.index > index {
+                return None;
+            }
+            let matches = p.index == index && p.term == term;
+            let p = self.proposals.pop_front()?;
+            if matches {
+                return Some(p.cb);
+            }
+            rec.respond(p.cb, error_response(err_stale_command(), self.term), false);
+        }
+        None
+    }
+
+    fn apply_entry<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        entry: &Entry,
+    ) {
+        let (index, term) = (entry.get_index(), entry.get_term());
+        let cb = self.take_callback(index, term, rec);
+        let outcome = match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.get_data().is_empty() => {
+                // The leader's no-op of a new term.
+                Ok((self.ok_response(), None))
+            }
+            EntryType::EntryNormal => {
+                match kvproto_lite::decode::<RaftCmdRequest>(entry.get_data()) {
+                    Ok(req) => self.exec_command(ctx, rec, req, index, None),
+                    Err(e) => Err(err_message(format!(
+                        "undecodable entry at index {index}: {e}"
+                    ))),
+                }
+            }
+            EntryType::EntryConfChange if entry.get_data().is_empty() => {
+                Ok((self.ok_response(), None))
+            }
+            EntryType::EntryConfChange => self.exec_conf_change_entry(ctx, rec, entry),
+            EntryType::EntryConfChangeV2 if entry.get_data().is_empty() => {
+                Ok((self.ok_response(), None))
+            }
+            EntryType::EntryConfChangeV2 => Err(err_message(format!(
+                "ConfChangeV2 entry at index {index} is not supported; propose a ConfChange"
+            ))),
+        };
+        self.apply_state.set_applied_index(index);
+        self.applied_term = term;
+        if index > self.apply_state.get_commit_index() {
+            self.apply_state.set_commit_index(index);
+            self.apply_state.set_commit_term(term);
+        }
+        let resp = match outcome {
+            Ok((resp, result)) => {
+                if let Some(result) = result {
+                    ctx.force_sync = true;
+                    rec.exec_results.push(result);
+                }
+                resp
+            }
+            Err(err) => {
+                debug!(ctx.logger, "command failed";
+                    "region_id" => self.region_id(), "peer_id" => self.peer_id,
+                    "index" => index, "error" => err.get_message());
+                error_response(err, self.term)
+            }
+        };
+        if let Some(cb) = cb {
+            rec.respond(cb, resp, true);
+        }
+    }
+
+    fn ok_response(&self) -> RaftCmdResponse {
+        let mut resp = RaftCmdResponse::default();
+        resp.mut_header().set_current_term(self.term);
+        resp
+    }
+
+    fn exec_conf_change_entry<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        entry: &Entry,
+    ) -> ExecOutcome {
+        let index = entry.get_index();
+        let cc = kvproto_lite::decode::<ConfChange>(entry.get_data())
+            .map_err(|e| err_message(format!("undecodable conf change at index {index}: {e}")))?;
+        // RawNode::propose_conf_change puts its context in the entry; accept
+        // the conf change's own context as well.
+        let context = if entry.get_context().is_empty() {
+            cc.get_context()
+        } else {
+            entry.get_context()
+        };
+        let req = kvproto_lite::decode::<RaftCmdRequest>(context).map_err(|e| {
+            err_message(format!(
+                "undecodable conf change command at index {index}: {e}"
+            ))
+        })?;
+        self.exec_command(ctx, rec, req, index, Some(&cc))
+    }
+
+    /// Executes one command inside a write-batch save point: on error its
+    /// writes are rolled back.
+    fn exec_command<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        mut req: RaftCmdRequest,
+        index: u64,
+        cc: Option<&ConfChange>,
+    ) -> ExecOutcome {
+        let header = req.get_header();
+        if header.get_region_id() != self.region_id() {
+            return Err(err_region_not_found(header.get_region_id()));
+        }
+        if req.has_admin_request() && !req.get_requests().is_empty() {
+            return Err(err_message(
+                "a command may not mix an admin request with normal requests",
+            ));
+        }
+        ctx.begin_command();
+        let outcome = if req.has_admin_request() {
+            self.exec_admin(ctx, rec, &mut req, index, cc)
+        } else if cc.is_some() {
+            Err(err_message(format!(
+                "conf change at index {index} carries no ChangePeer admin request"
+            )))
+        } else {
+            self.exec_normal(ctx, &mut req)
+        };
+        if let Err(e) = ctx.end_command(outcome.is_ok()) {
+            // Save points are pushed and popped in pairs here; a failure
+            // means the write batch is broken: nothing sensible to keep.
+            error!(ctx.logger, "write batch save point failed";
+                "region_id" => self.region_id(), "peer_id" => self.peer_id, "error" => %e);
+            return Err(err_message(format!("write batch save point failed: {e}")));
+        }
+        outcome
+    }
+
+    fn check_epoch(
+        &self,
+        req: &RaftCmdRequest,
+        check_conf_ver: bool,
+        check_ver: bool,
+    ) -> Result<(), errorpb::Error> {
+        let from = req.get_header().get_region_epoch();
+        let cur = self.region.get_region_epoch();
+        if (check_conf_ver && from.get_conf_ver() != cur.get_conf_ver())
+            || (check_ver && from.get_version() != cur.get_version())
+        {
+            return Err(err_epoch_not_match(&self.region));
+        }
+        Ok(())
+    }
+
+    fn exec_normal<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        req: &mut RaftCmdRequest,
+    ) -> ExecOutcome {
+        self.check_epoch(req, false, true)?;
+        let mut resp = self.ok_response();
+        let mut read_error = None;
+        for r in req.mut_requests().iter_mut() {
+            let mut out = Response::default();
+            out.set_cmd_type(r.get_cmd_type());
+            match r.get_cmd_type() {
+                CmdType::Put if r.has_put() => {
+                    let put = r.mut_put();
+                    if !key_in_region(put.get_key(), &self.region) {
+                        return Err(err_key_not_in_region(put.get_key(), &self.region));
+                    }
+                    ctx.put(put.take_key(), put.take_value());
+                    out.mut_put();
+                }
+                CmdType::Delete if r.has_delete() => {
+                    let del = r.mut_delete();
+                    if !key_in_region(del.get_key(), &self.region) {
+                        return Err(err_key_not_in_region(del.get_key(), &self.region));
+                    }
+                    ctx.delete(del.take_key());
+                    out.mut_delete();
+                }
+                CmdType::Get if r.has_get() => {
+                    let key = r.get_get().get_key();
+                    if !key_in_region(key, &self.region) {
+                        return Err(err_key_not_in_region(key, &self.region));
+                    }
+                    match ctx.get(key) {
+                        Ok(Some(v)) => out.mut_get().set_value(v),
+                        Ok(None) => out.mut_get().set_not_found(true),
+                        // A failed read must not change what this replica
+                        // writes (the others read fine): keep executing.
+                        Err(e) => read_error = Some(e),
+                    }
+                }
+                t => {
+                    return Err(err_message(format!(
+                        "invalid request: command type {t:?} without its body"
+                    )))
+                }
+            }
+            resp.mut_responses().push(out);
+        }
+        if let Some(e) = read_error {
+            warn!(ctx.logger, "read through the log failed";
+                "region_id" => self.region_id(), "peer_id" => self.peer_id, "error" => %e);
+            // The writes stay (deterministic state); the caller learns the
+            // read failed and that the command's writes were applied.
+            let err = err_message(format!(
+                "engine read failed: {e}; the command's writes were applied"
+            ));
+            return Ok((error_response(err, self.term), None));
+        }
+        Ok((resp, None))
+    }
+
+    fn exec_admin<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        req: &mut RaftCmdRequest,
+        index: u64,
+        cc: Option<&ConfChange>,
+    ) -> ExecOutcome {
+        let cmd_type = req.get_admin_request().get_cmd_type();
+        let mut admin_resp = AdminResponse::default();
+        admin_resp.set_cmd_type(cmd_type);
+        let result = match (cmd_type, cc) {
+            (AdminCmdType::ChangePeer, Some(cc)) => {
+                self.exec_change_peer(ctx, rec, req, cc, &mut admin_resp)?
+            }
+            (AdminCmdType::ChangePeer, None) => {
+                return Err(err_message(
+                    "ChangePeer must be proposed as a conf change entry",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(err_message(format!(
+                    "conf change entry carries {cmd_type:?} instead of ChangePeer"
+                )))
+            }
+            (AdminCmdType::CompactLog, None) => {
+                self.exec_compact_log(req.get_admin_request(), index)?
+            }
+            (AdminCmdType::Split, None) => self.exec_split(ctx, rec, req, &mut admin_resp)?,
+            (AdminCmdType::TransferLeader, None) => {
+                return Err(err_message(
+                    "TransferLeader is handled by raftstore and must not be proposed",
+                ))
+            }
+            (AdminCmdType::InvalidAdmin, None) => {
+                return Err(err_message("invalid admin command type"))
+            }
+        };
+        if cmd_type == AdminCmdType::CompactLog {
+            admin_resp.mut_compact_log();
+        }
+        let mut resp = self.ok_response();
+        resp.set_admin_response(admin_resp);
+        Ok((resp, result))
+    }
+
+    fn exec_compact_log(
+        &mut self,
+        req: &AdminRequest,
+        index: u64,
+    ) -> Result<Option<ExecResult>, errorpb::Error> {
+        if !req.has_compact_log() {
+            return Err(err_message("CompactLog without its request body"));
+        }
+        let compact = req.get_compact_log();
+        let (compact_index, compact_term) =
+            (compact.get_compact_index(), compact.get_compact_term());
+        let truncated = self.apply_state.get_truncated_state().get_index();
+        if compact_index <= truncated {
+            // Already compacted further: nothing to do.
+            return Ok(None);
+        }
+        if compact_term == 0 {
+            return Err(err_message("CompactLog with compact_term 0"));
+        }
+        if compact_index > index {
+            return Err(err_message(format!(
+                "CompactLog to {compact_index} beyond its own index {index}"
+            )));
+        }
+        let mut state = RaftTruncatedState::default();
+        state.set_index(compact_index);
+        state.set_term(compact_term);
+        self.apply_state.set_truncated_state(state.clone());
+        Ok(Some(ExecResult::CompactLog {
+            state,
+            first_index: truncated + 1,
+        }))
+    }
+
+    fn save_region_checkpoint(&self, rec: &mut RoundRecord) {
+        if rec.checkpoint.region.is_none() {
+            rec.checkpoint.region = Some(self.region.clone());
+        }
+    }
+
+    fn exec_change_peer<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        req: &RaftCmdRequest,
+        cc: &ConfChange,
+        admin_resp: &mut AdminResponse,
+    ) -> Result<Option<ExecResult>, errorpb::Error> {
+        self.check_epoch(req, true, false)?;
+        let admin = req.get_admin_request();
+        if !admin.has_change_peer() {
+            return Err(err_message("ChangePeer without its request body"));
+        }
+        let change = admin.get_change_peer();
+        let peer = change.get_peer();
+        if change.get_change_type() != cc.get_change_type() || peer.get_id() != cc.get_node_id() {
+            return Err(err_message(format!(
+                "conf change {:?} of node {} disagrees with its request {:?} of peer {}",
+                cc.get_change_type(),
+                cc.get_node_id(),
+                change.get_change_type(),
+                peer.get_id()
+            )));
+        }
+        if peer.get_id() == 0 {
+            return Err(err_message("ChangePeer of peer id 0"));
+        }
+        let mut region = self.region.clone();
+        let pos = region
+            .get_peers()
+            .iter()
+            .position(|p| p.get_id() == peer.get_id());
+        let same_store = region.get_peers().iter().any(|p| {
+            p.get_id() != peer.get_id()
+                && peer.get_store_id() != 0
+                && p.get_store_id() == peer.get_store_id()
+        });
+        let mut remove_self = false;
+        match (cc.get_change_type(), pos) {
+            (ConfChangeType::AddNode, Some(i)) => {
+                let existing = &mut region.mut_peers()[i];
+                if existing.get_role() == PeerRole::Voter {
+                    return Err(err_message(format!(
+                        "peer {} is already a voter",
+                        peer.get_id()
+                    )));
+                }
+                existing.set_role(PeerRole::Voter);
+            }
+            (ConfChangeType::AddNode, None) | (ConfChangeType::AddLearnerNode, None) => {
+                if same_store {
+                    return Err(err_message(format!(
+                        "store {} already holds a peer of region {}",
+                        peer.get_store_id(),
+                        region.get_id()
+                    )));
+                }
+                let mut p: Peer = peer.clone();
+                p.set_role(if cc.get_change_type() == ConfChangeType::AddNode {
+                    PeerRole::Voter
+                } else {
+                    PeerRole::Learner
+                });
+                region.mut_peers().push(p);
+            }
+            (ConfChangeType::AddLearnerNode, Some(_)) => {
+                return Err(err_message(format!(
+                    "peer {} is already a member of region {}",
+                    peer.get_id(),
+                    region.get_id()
+                )));
+            }
+            (ConfChangeType::RemoveNode, Some(i)) => {
+                region.mut_peers().remove(i);
+                remove_self = peer.get_id() == self.peer_id;
+            }
+            (ConfChangeType::RemoveNode, None) => {
+                return Err(err_message(format!(
+                    "peer {} is not a member of region {}",
+                    peer.get_id(),
+                    region.get_id()
+                )));
+            }
+        }
+        let conf_ver = region.get_region_epoch().get_conf_ver() + 1;
+        region.mut_region_epoch().set_conf_ver(conf_ver);
+        self.save_region_checkpoint(rec);
+        let state = if remove_self {
+            PeerState::Tombstone
+        } else {
+            PeerState::Normal
+        };
+        ctx.wb
+            .put_region_state(region.get_id(), &region_local_state(state, &region));
+        info!(ctx.logger, "conf change applied";
+            "region_id" => region.get_id(), "peer_id" => self.peer_id,
+            "change" => ?cc.get_change_type(), "target" => peer.get_id(), "conf_ver" => conf_ver);
+        self.region = region.clone();
+        self.pending_remove |= remove_self;
+        admin_resp.mut_change_peer().set_region(region.clone());
+        Ok(Some(ExecResult::ChangePeer {
+            cc: cc.clone(),
+            region,
+        }))
+    }
+
+    fn exec_split<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        req: &RaftCmdRequest,
+        admin_resp: &mut AdminResponse,
+    ) -> Result<Option<ExecResult>, errorpb::Error> {
+        self.check_epoch(req, true, true)?;
+        let admin = req.get_admin_request();
+        if !admin.has_split() {
+            return Err(err_message("Split without its request body"));
+        }
+        let split = admin.get_split();
+        let key = split.get_split_key();
+        if key.is_empty() {
+            return Err(err_message("Split with an empty split key"));
+        }
+        if key == self.region.get_start_key() || !key_in_region(key, &self.region) {
+            return Err(err_key_not_in_region(key, &self.region));
+        }
+        let new_id = split.get_new_region_id();
+        if new_id == 0 || new_id == self.region_id() {
+            return Err(err_message(format!(
+                "Split with invalid new region id {new_id}"
+            )));
+        }
+        let new_peer_ids = split.get_new_peer_ids();
+        if new_peer_ids.len() != self.region.get_peers().len() {
+            return Err(err_message(format!(
+                "Split gives {} new peer ids for {} peers",
+                new_peer_ids.len(),
+                self.region.get_peers().len()
+            )));
+        }
+        if new_peer_ids.contains(&0) {
+            return Err(err_message("Split with new peer id 0"));
+        }
+        let mut left = self.region.clone();
+        let version = left.get_region_epoch().get_version() + 1;
+        left.mut_region_epoch().set_version(version);
+        let mut right = left.clone();
+        left.set_end_key(key.to_vec());
+        right.set_id(new_id);
+        right.set_start_key(key.to_vec());
+        for (p, id) in right.mut_peers().iter_mut().zip(new_peer_ids) {
+            p.set_id(*id);
+        }
+        self.save_region_checkpoint(rec);
+        ctx.wb
+            .put_region_state(left.get_id(), &region_local_state(PeerState::Normal, &left));
+        match ctx.engine.get_region_state(new_id) {
+            Ok(Some(existing)) => {
+                // Created earlier by a message from the new region's leader,
+                // or already destroyed: its state must not be overwritten.
+                warn!(ctx.logger, "split target region already exists, its state is kept";
+                    "region_id" => self.region_id(), "peer_id" => self.peer_id,
+                    "new_region_id" => new_id, "state" => ?existing.get_state());
+            }
+            Ok(None) | Err(_) => {
+                ctx.wb
+                    .put_region_state(new_id, &region_local_state(PeerState::Normal, &right));
+                ctx.wb.put_apply_state(new_id, &initial_apply_state());
+            }
+        }
+        info!(ctx.logger, "region split";
+            "region_id" => self.region_id(), "peer_id" => self.peer_id,
+            "new_region_id" => new_id, "version" => version);
+        self.region = left.clone();
+        let s = admin_resp.mut_split();
+        s.set_left(left.clone());
+        s.set_right(right.clone());
+        Ok(Some(ExecResult::Split { left, right }))
+    }
+
+    /// Puts the round's state back after a failed write and re-queues the
+    /// round's entries ahead of anything queued since.
+    pub(crate) fn restore(&mut self, rec: &mut RoundRecord) {
+        let cp = &mut rec.checkpoint;
+        cp.restore_apply_state(&mut self.apply_state);
+        self.applied_term = cp.applied_term;
+        self.pending_remove = cp.pending_remove;
+        if let Some(region) = cp.region.take() {
+            self.region = region;
+        }
+        for e in rec.applied.drain(..).rev() {
+            self.queue.push_front(e);
+        }
+    }
+}
+
+fn region_local_state(state: PeerState, region: &Region) -> RegionLocalState {
+    let mut s = RegionLocalState::default();
+    s.set_state(state);
+    s.set_region(region.clone());
+    s
+}

@@ -1,0 +1,347 @@
+//! The poll handler: one KV write batch per round for every region in it.
+
+use std::ops::DerefMut;
+
+use batch_system::{BasicMailbox, HandleResult, HandlerBuilder, PollHandler};
+use engine::{KvEngine, KvWriteBatch};
+use slog::{error, info, o, Logger};
+
+use crate::context::{ApplyContext, RoundRecord};
+use crate::delegate::Budget;
+use crate::fsm::reject;
+use crate::response::{err_message, error_response};
+use crate::{
+    Apply, ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
+};
+
+/// The apply system's [`PollHandler`]: executes committed entries of every
+/// region in a poll round into one KV write batch and writes it once in
+/// [`end`](PollHandler::end).
+///
+/// ```text
+/// begin
+/// handle_control   registrations -> new ApplyFsm registered with the router
+/// handle_normal    per region: drain mailbox (Apply messages merged),
+///                  apply queued entries within the per-round budget into
+///                  the shared write batch (+ the region's RaftApplyState)
+/// end              write the batch once (sync per config / admin command);
+///                  ok   -> run callbacks in order, notify(Vec<ApplyRes>)
+///                  fail -> answer callbacks with an error, restore the
+///                          regions' state, re-queue their entries
+/// ```
+///
+/// It never reads the clock or spawns threads, so a simulation can build
+/// one with [`ApplyPoller::new`], hand it FSMs from
+/// [`ApplyFsm::from_registration`] and call `begin`/`handle_normal`/`end`
+/// itself.
+pub struct ApplyPoller<K: KvEngine, N: ApplyNotifier> {
+    ctx: ApplyContext<K>,
+    notifier: N,
+    router: ApplyRouter,
+    cfg: Config,
+}
+
+impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
+    /// Creates a handler. `router` is used to register FSMs created for
+    /// registrations and to wake regions whose round must be retried.
+    pub fn new(router: ApplyRouter, engine: K, notifier: N, cfg: &Config, logger: Logger) -> Self {
+        ApplyPoller {
+            ctx: ApplyContext::new(engine, logger),
+            notifier,
+            router,
+            cfg: cfg.clone(),
+        }
+    }
+
+    fn budget(&self) -> Budget {
+        Budget {
+            entries: self.cfg.max_entries_per_round,
+            bytes: self.cfg.max_bytes_per_round,
+        }
+    }
+
+    fn push_record(&mut self, rec: RoundRecord) {
+        if !rec.is_empty() {
+            self.ctx.records.push(rec);
+        }
+    }
+
+    fn route_from_control(&mut self, region_id: u64, msg: ApplyMsg) {
+        let msg = match msg {
+            ApplyMsg::Registration(reg) => match self
+                .router
+                .force_send(region_id, ApplyMsg::Registration(reg))
+            {
+                Ok(()) => return,
+                Err(batch_system::mpsc::SendError(ApplyMsg::Registration(reg))) => {
+                    let (tx, fsm) = ApplyFsm::from_registration(*reg, &self.cfg);
+                    info!(self.ctx.logger, "apply fsm created";
+                        "region_id" => region_id, "peer_id" => fsm.peer_id(),
+                        "applied_index" => fsm.apply_state().get_applied_index());
+                    self.router.register(region_id, BasicMailbox::new(tx, fsm));
+                    return;
+                }
+                Err(batch_system::mpsc::SendError(other)) => other,
+            },
+            other => other,
+        };
+        if let Err(batch_system::mpsc::SendError(msg)) = self.router.force_send(region_id, msg) {
+            reject(region_id, msg);
+        }
+    }
+
+    /// Handles one message of a region.
+    fn handle_msg(&mut self, fsm: &mut ApplyFsm, rec: &mut RoundRecord, msg: ApplyMsg) {
+        match msg {
+            ApplyMsg::Apply(apply) => fsm.delegate.enqueue(*apply, rec),
+            ApplyMsg::Registration(reg) => {
+                let region_id = fsm.region_id();
+                let wrote_state = rec.apply_state.is_some();
+                // Stale callbacks are answered in the current record, which
+                // then closes; the new generation starts a fresh one.
+                fsm.delegate.reset(*reg, rec);
+                let fresh = RoundRecord::new(
+                    region_id,
+                    fsm.delegate.generation,
+                    fsm.delegate.checkpoint(),
+                );
+                let old = std::mem::replace(rec, fresh);
+                self.push_record(old);
+                if wrote_state {
+                    // This round already wrote an older apply state for the
+                    // region: the registration's state must win.
+                    self.ctx
+                        .wb
+                        .put_apply_state(region_id, &fsm.delegate.apply_state);
+                }
+                info!(self.ctx.logger, "apply fsm re-registered";
+                    "region_id" => region_id, "peer_id" => fsm.peer_id(),
+                    "applied_index" => fsm.apply_state().get_applied_index());
+            }
+            ApplyMsg::Destroy { .. } => {
+                let region_id = fsm.region_id();
+                fsm.delegate
+                    .apply_queued(&mut self.ctx, rec, Budget::UNLIMITED);
+                fsm.delegate.destroy(rec);
+                // New messages for the region now go to the control FSM;
+                // what was queued behind the Destroy is routed there too.
+                self.router.close(region_id);
+                while let Ok(msg) = fsm.receiver.try_recv() {
+                    match msg {
+                        ApplyMsg::Registration(_) => {
+                            if let Err(batch_system::mpsc::SendError(ControlMsg::Route {
+                                msg,
+                                ..
+                            })) = self
+                                .router
+                                .force_send_control(ControlMsg::Route { region_id, msg })
+                            {
+                                reject(region_id, msg);
+                            }
+                        }
+                        // A stopped delegate answers the callbacks with
+                        // RegionNotFound, in order, through the record.
+                        ApplyMsg::Apply(apply) => fsm.delegate.enqueue(*apply, rec),
+                        ApplyMsg::Destroy { .. } => {}
+                    }
+                }
+                info!(self.ctx.logger, "apply fsm destroyed";
+                    "region_id" => region_id, "peer_id" => fsm.peer_id(),
+                    "applied_index" => fsm.apply_state().get_applied_index());
+            }
+        }
+    }
+
+    fn finish_round_ok(&mut self) {
+        let mut results = Vec::with_capacity(self.ctx.records.len());
+        for rec in self.ctx.records.drain(..) {
+            for pending in rec.callbacks {
+                (pending.cb)(pending.resp);
+            }
+            if let Some(apply_state) = rec.apply_state {
+                results.push(ApplyRes {
+                    region_id: rec.region_id,
+                    apply_state,
+                    applied_term: rec.applied_term,
+                    exec_results: rec.exec_results,
+                    destroyed: rec.destroyed,
+                });
+            } else if rec.destroyed {
+                let mut apply_state = Default::default();
+                rec.checkpoint.restore_apply_state(&mut apply_state);
+                results.push(ApplyRes {
+                    region_id: rec.region_id,
+                    apply_state,
+                    applied_term: rec.checkpoint.applied_term,
+                    exec_results: Vec::new(),
+                    destroyed: true,
+                });
+            }
+        }
+        if !results.is_empty() {
+            self.notifier.notify(results);
+        }
+    }
+
+    fn finish_round_failed(
+        &mut self,
+        err: engine::Error,
+        batch: &mut [Option<impl DerefMut<Target = ApplyFsm>>],
+    ) {
+        error!(self.ctx.logger, "apply write failed; the round's entries will be applied again";
+            "regions" => self.ctx.records.len(), "error" => %err);
+        let mut results = Vec::new();
+        for mut rec in std::mem::take(&mut self.ctx.records) {
+            for pending in rec.callbacks.drain(..) {
+                let resp = if pending.needs_write {
+                    let term = pending.resp.get_header().get_current_term();
+                    error_response(
+                        err_message(format!(
+                            "applying the command failed to write ({err}); outcome unknown"
+                        )),
+                        term,
+                    )
+                } else {
+                    pending.resp
+                };
+                (pending.cb)(resp);
+            }
+            if rec.destroyed {
+                let mut apply_state = Default::default();
+                rec.checkpoint.restore_apply_state(&mut apply_state);
+                results.push(ApplyRes {
+                    region_id: rec.region_id,
+                    apply_state,
+                    applied_term: rec.checkpoint.applied_term,
+                    exec_results: Vec::new(),
+                    destroyed: true,
+                });
+                continue;
+            }
+            let fsm = batch.iter_mut().flatten().find(|f| {
+                f.region_id() == rec.region_id && f.delegate.generation == rec.generation
+            });
+            if let Some(fsm) = fsm {
+                fsm.delegate.restore(&mut rec);
+                if !fsm.delegate.queue.is_empty() {
+                    // Make sure the FSM is polled again to retry.
+                    let wake = Apply::new(rec.region_id, fsm.delegate.term, Vec::new());
+                    let _ = self.router.force_send(rec.region_id, ApplyMsg::apply(wake));
+                }
+            }
+        }
+        if !results.is_empty() {
+            self.notifier.notify(results);
+        }
+    }
+}
+
+impl<K: KvEngine, N: ApplyNotifier> PollHandler<ApplyFsm, ControlFsm> for ApplyPoller<K, N> {
+    fn begin(&mut self, _batch_size: usize) {
+        self.ctx.reset_round();
+        self.ctx.records.clear();
+    }
+
+    fn handle_control(&mut self, control: &mut ControlFsm) -> Option<usize> {
+        for _ in 0..self.cfg.messages_per_round {
+            match control.receiver.try_recv() {
+                Ok(ControlMsg::Route { region_id, msg }) => self.route_from_control(region_id, msg),
+                Err(_) => return Some(0),
+            }
+        }
+        if control.receiver.is_empty() {
+            Some(0)
+        } else {
+            None
+        }
+    }
+
+    fn handle_normal(&mut self, normal: &mut impl DerefMut<Target = ApplyFsm>) -> HandleResult {
+        let fsm: &mut ApplyFsm = normal;
+        let mut rec = RoundRecord::new(
+            fsm.region_id(),
+            fsm.delegate.generation,
+            fsm.delegate.checkpoint(),
+        );
+        for _ in 0..self.cfg.messages_per_round {
+            if fsm.delegate.stopped {
+                break;
+            }
+            match fsm.receiver.try_recv() {
+                Ok(msg) => self.handle_msg(fsm, &mut rec, msg),
+                Err(_) => break,
+            }
+        }
+        let more = if fsm.delegate.stopped {
+            false
+        } else {
+            let budget = self.budget();
+            fsm.delegate.apply_queued(&mut self.ctx, &mut rec, budget)
+        };
+        self.push_record(rec);
+        if more || (!fsm.delegate.stopped && !fsm.receiver.is_empty()) {
+            HandleResult::KeepProcessing
+        } else {
+            HandleResult::stop_at(0, false)
+        }
+    }
+
+    fn end(&mut self, batch: &mut [Option<impl DerefMut<Target = ApplyFsm>>]) {
+        if self.ctx.records.is_empty() && self.ctx.wb.is_empty() {
+            return;
+        }
+        let sync = self.cfg.sync_write || self.ctx.force_sync;
+        let written = if self.ctx.wb.is_empty() {
+            Ok(())
+        } else {
+            self.ctx.engine.write(&mut self.ctx.wb, sync)
+        };
+        match written {
+            Ok(()) => self.finish_round_ok(),
+            Err(e) => self.finish_round_failed(e, batch),
+        }
+        self.ctx.reset_round();
+    }
+}
+
+/// Builds one [`ApplyPoller`] per poller thread.
+pub struct ApplyPollerBuilder<K: KvEngine, N: ApplyNotifier> {
+    router: ApplyRouter,
+    engine: K,
+    notifier: N,
+    cfg: Config,
+    logger: Logger,
+    built: usize,
+}
+
+impl<K: KvEngine, N: ApplyNotifier> ApplyPollerBuilder<K, N> {
+    /// A builder whose handlers share `engine`, `notifier` and `router`.
+    pub fn new(router: ApplyRouter, engine: K, notifier: N, cfg: &Config, logger: Logger) -> Self {
+        ApplyPollerBuilder {
+            router,
+            engine,
+            notifier,
+            cfg: cfg.clone(),
+            logger,
+            built: 0,
+        }
+    }
+}
+
+impl<K: KvEngine, N: ApplyNotifier> HandlerBuilder<ApplyFsm, ControlFsm>
+    for ApplyPollerBuilder<K, N>
+{
+    type Handler = ApplyPoller<K, N>;
+
+    fn build(&mut self) -> ApplyPoller<K, N> {
+        let logger = self.logger.new(o!("apply_poller" => self.built));
+        self.built += 1;
+        ApplyPoller::new(
+            self.router.clone(),
+            self.engine.clone(),
+            self.notifier.clone(),
+            &self.cfg,
+            logger,
+        )
+    }
+}

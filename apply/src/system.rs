@@ -1,0 +1,138 @@
+//! Creating, starting and stopping the apply batch system; routing messages.
+
+use std::ops::Deref;
+
+use batch_system::mpsc::SendError;
+use batch_system::{BatchRouter, BatchSystem};
+use engine::KvEngine;
+use slog::Logger;
+
+use crate::fsm::reject;
+use crate::{
+    ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPollerBuilder, Config, ControlFsm, ControlMsg, Result,
+};
+
+/// Routes [`ApplyMsg`]s to the regions' apply FSMs. Cheap to clone.
+///
+/// Derefs to the underlying [`BatchRouter`] (for `alive_cnt`, `mailbox`, ...).
+#[derive(Clone)]
+pub struct ApplyRouter {
+    router: BatchRouter<ApplyFsm, ControlFsm>,
+}
+
+impl Deref for ApplyRouter {
+    type Target = BatchRouter<ApplyFsm, ControlFsm>;
+
+    fn deref(&self) -> &BatchRouter<ApplyFsm, ControlFsm> {
+        &self.router
+    }
+}
+
+impl ApplyRouter {
+    /// Delivers `msg` to region `region_id`'s apply FSM.
+    ///
+    /// Never refused for being full (committed entries must not be dropped).
+    /// A region without a mailbox gets the message through the control FSM,
+    /// in order: a [`ApplyMsg::Registration`] creates the FSM, anything
+    /// else is delivered if the FSM exists by then. If the region has no FSM
+    /// (or the system is shut down), the message's callbacks are answered
+    /// with `RegionNotFound`.
+    pub fn schedule_task(&self, region_id: u64, msg: ApplyMsg) {
+        let msg = match self.router.force_send(region_id, msg) {
+            Ok(()) => return,
+            Err(SendError(msg)) => msg,
+        };
+        if let Err(SendError(ControlMsg::Route { region_id, msg })) = self
+            .router
+            .force_send_control(ControlMsg::Route { region_id, msg })
+        {
+            reject(region_id, msg);
+        }
+    }
+}
+
+impl std::fmt::Debug for ApplyRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyRouter")
+            .field("alive", &self.router.alive_cnt())
+            .finish()
+    }
+}
+
+/// The apply batch system: a pool of [`ApplyPoller`](crate::ApplyPoller)
+/// threads over the regions' [`ApplyFsm`]s.
+pub struct ApplyBatchSystem {
+    system: BatchSystem<ApplyFsm, ControlFsm>,
+    router: ApplyRouter,
+    cfg: Config,
+    logger: Logger,
+}
+
+/// Creates the apply batch system (not started) and its router.
+///
+/// # Examples
+///
+/// ```
+/// let (router, mut system) = apply::create_apply_batch_system(&apply::Config::default());
+/// assert_eq!(router.alive_cnt(), 0);
+/// system.shutdown();
+/// ```
+pub fn create_apply_batch_system(cfg: &Config) -> (ApplyRouter, ApplyBatchSystem) {
+    let (tx, control) = ControlFsm::new(cfg);
+    let (router, system) =
+        batch_system::create_system(cfg.pool_size, cfg.max_batch_size, tx, control);
+    let router = ApplyRouter { router };
+    let system = ApplyBatchSystem {
+        system,
+        router: router.clone(),
+        cfg: cfg.clone(),
+        logger: Logger::root(slog::Discard, slog::o!()),
+    };
+    (router, system)
+}
+
+impl ApplyBatchSystem {
+    /// Sets the logger the pollers use (a discarding one by default).
+    /// Takes effect at [`spawn`](Self::spawn).
+    pub fn set_logger(&mut self, logger: Logger) {
+        self.logger = logger;
+    }
+
+    /// The router of this system.
+    pub fn router(&self) -> &ApplyRouter {
+        &self.router
+    }
+
+    /// Starts `cfg.pool_size` poller threads named `{name_prefix}-{i}`,
+    /// applying to `engine` and reporting through `notifier`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a bad
+    /// configuration; [`Error::BatchSystem`](crate::Error::BatchSystem) if
+    /// already spawned, shut down, or a thread could not be started.
+    pub fn spawn<K: KvEngine, N: ApplyNotifier>(
+        &mut self,
+        name_prefix: String,
+        engine: K,
+        notifier: N,
+    ) -> Result<()> {
+        self.cfg.validate()?;
+        let builder = ApplyPollerBuilder::new(
+            self.router.clone(),
+            engine,
+            notifier,
+            &self.cfg,
+            self.logger.clone(),
+        );
+        self.system.spawn(name_prefix, builder)?;
+        Ok(())
+    }
+
+    /// Stops the system: new messages are refused (their callbacks answered
+    /// with `RegionNotFound`), every message accepted before is handled and
+    /// its round written, then the threads are joined and every FSM dropped.
+    pub fn shutdown(&mut self) {
+        self.system.shutdown();
+    }
+}
