@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use batch_system::mpsc::TrySendError;
 use kvproto_lite::errorpb;
 use kvproto_lite::metapb::{Peer, Region};
 use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response};
 
-use crate::msg::{Callback, RaftCommand};
 use crate::router::CommandSink;
 
 /// The stores a client can reach, by store id. Shared, so a cluster can
@@ -226,21 +224,7 @@ impl Client {
         cmd.mut_header()
             .set_region_epoch(region.get_region_epoch().clone());
         cmd.mut_requests().push(req.clone());
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let cb = Callback::new(move |resp| {
-            let _ = tx.send(resp);
-        });
-        match sink.send_command(RaftCommand::new(cmd, cb)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(cmd)) => {
-                cmd.callback
-                    .invoke_with_error(kvproto_lite::util::new_server_is_busy("mailbox full"), 0);
-            }
-            Err(TrySendError::Disconnected(cmd)) => {
-                cmd.callback
-                    .invoke_with_error(kvproto_lite::util::new_region_not_found(region_id), 0);
-            }
-        }
+        let rx = sink.submit(cmd);
         let resp = match rx.recv_timeout(self.opts.attempt_timeout) {
             Ok(resp) => resp,
             Err(_) => {

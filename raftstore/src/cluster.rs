@@ -10,6 +10,7 @@ use engine::{
     RaftLogEngine,
 };
 use kvproto_lite::metapb::{self, Region};
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use slog::Logger;
 
 use crate::bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
@@ -309,6 +310,42 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// A client with explicit options.
     pub fn client_with(&self, opts: ClientOptions) -> Client {
         Client::new(self.directory.clone(), self.regions.clone(), opts)
+    }
+
+    /// Sends `request` to a store's router and waits for its response (no
+    /// retries, no routing: for tests that want to see one store's answer).
+    ///
+    /// # Errors
+    ///
+    /// The store is not running, or no answer within `timeout`.
+    pub fn call(
+        &self,
+        store_id: u64,
+        request: RaftCmdRequest,
+        timeout: Duration,
+    ) -> Result<RaftCmdResponse> {
+        let rx = self.send_command(store_id, request)?;
+        rx.recv_timeout(timeout).map_err(|_| {
+            Error::Other(format!(
+                "no response from store {store_id} within {timeout:?}"
+            ))
+        })
+    }
+
+    /// Sends `request` to a store's router and returns the channel its
+    /// response will arrive on. A full mailbox or missing region is answered
+    /// on the channel too (`ServerIsBusy`, `RegionNotFound`).
+    ///
+    /// # Errors
+    ///
+    /// The store is not running.
+    pub fn send_command(
+        &self,
+        store_id: u64,
+        request: RaftCmdRequest,
+    ) -> Result<crossbeam_channel::Receiver<RaftCmdResponse>> {
+        let router = self.router(store_id).ok_or(Error::NotRunning)?;
+        Ok(router.submit(request))
     }
 
     /// Reads `key` straight from a store's KV engine (what it has applied).

@@ -9,7 +9,9 @@ use engine::RaftLogEngine;
 use kvproto_lite::raft_serverpb::RaftMessage;
 
 use crate::fsm::{PeerFsm, StoreFsm};
-use crate::msg::{PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
+use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::util;
 
 /// Routes messages to the peers of one store, falling back to the store FSM
 /// for regions that have no peer here yet.
@@ -145,6 +147,28 @@ pub trait CommandSink: Send + Sync {
     ///
     /// Gives the command back, unanswered, when it cannot be accepted.
     fn send_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>>;
+
+    /// Sends `request` and returns the channel its response arrives on.
+    /// Refusals are answered on the channel too: a full mailbox with
+    /// `ServerIsBusy`, a missing or stopped region with `RegionNotFound`.
+    fn submit(&self, request: RaftCmdRequest) -> crossbeam_channel::Receiver<RaftCmdResponse> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let region_id = request.get_header().get_region_id();
+        let cb = Callback::new(move |resp| {
+            let _ = tx.send(resp);
+        });
+        match self.send_command(RaftCommand::new(request, cb)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(cmd)) => cmd.callback.invoke_with_error(
+                util::new_server_is_busy(format!("mailbox of region {region_id} is full")),
+                0,
+            ),
+            Err(TrySendError::Disconnected(cmd)) => cmd
+                .callback
+                .invoke_with_error(util::new_region_not_found(region_id), 0),
+        }
+        rx
+    }
 }
 
 impl<ER: RaftLogEngine> CommandSink for RaftRouter<ER> {
