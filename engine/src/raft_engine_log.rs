@@ -68,14 +68,14 @@ impl MessageExt for EntryMessage {
 /// let raft = RaftEngineLogEngine::open(dir.path()).unwrap();
 /// let mut batch = raft.log_batch(2);
 /// for region_id in [1, 2] {
-///     let e = Entry { index: 1, term: 1, data: b"put".to_vec(), ..Default::default() };
+///     let e = Entry { index: 1, term: 1, data: b"put".to_vec().into(), ..Default::default() };
 ///     batch.append(region_id, vec![e]).unwrap();
 /// }
 /// raft.consume(&mut batch, true).unwrap(); // one fsync for both regions
 /// drop(raft);
 ///
 /// let raft = RaftEngineLogEngine::open(dir.path()).unwrap();
-/// assert_eq!(raft.get_entry(2, 1).unwrap().unwrap().data, b"put");
+/// assert_eq!(raft.get_entry(2, 1).unwrap().unwrap().data, &b"put"[..]);
 /// ```
 #[derive(Clone)]
 pub struct RaftEngineLogEngine {
