@@ -143,6 +143,7 @@ impl KvEngine for FjallKvEngine {
     fn write(&self, batch: &mut WriteBatch, sync: bool) -> Result<()> {
         let ops = batch.ops()?;
         if ops.is_empty() {
+            batch.clear(); // drops save points, as after any write
             return if sync { self.sync() } else { Ok(()) };
         }
         let mode = if sync {

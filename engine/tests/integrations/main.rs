@@ -126,6 +126,6 @@ macro_rules! kv_conformance {
 }
 
 raft_conformance!(mem_raft, MemRaft, 256);
-raft_conformance!(raft_engine, DurableRaft, 32);
+raft_conformance!(raft_engine, DurableRaft, 64);
 kv_conformance!(mem_kv, MemKv, 256);
-kv_conformance!(fjall, DurableKv, 24);
+kv_conformance!(fjall, DurableKv, 64);
