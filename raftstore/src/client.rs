@@ -292,21 +292,92 @@ impl Client {
     }
 
     fn update_region(&mut self, region: Region) {
-        // Remove cached regions that overlap the new one, then insert it.
-        let (start, end) = (
-            region.get_start_key().to_vec(),
-            region.get_end_key().to_vec(),
-        );
-        self.regions.retain(|r| {
-            let r_end_before_start =
-                !r.get_end_key().is_empty() && r.get_end_key() <= start.as_slice();
-            let r_start_after_end = !end.is_empty() && r.get_start_key() >= end.as_slice();
-            r_end_before_start || r_start_after_end
-        });
+        // Cached regions overlapping the new one keep only the parts of their
+        // range it does not cover: a key there is still routed to the old
+        // region id, whose store answers with the current layout (for
+        // example the other half of a split it has not reported yet).
+        let (start, end) = (region.get_start_key(), region.get_end_key());
+        let mut kept = Vec::with_capacity(self.regions.len() + 2);
+        for r in self.regions.drain(..) {
+            let overlaps = (end.is_empty() || r.get_start_key() < end)
+                && (r.get_end_key().is_empty() || start < r.get_end_key());
+            if !overlaps {
+                kept.push(r);
+                continue;
+            }
+            if r.get_start_key() < start {
+                let mut left = r.clone();
+                left.set_end_key(start.to_vec());
+                kept.push(left);
+            }
+            if !end.is_empty() && (r.get_end_key().is_empty() || end < r.get_end_key()) {
+                let mut right = r;
+                right.set_start_key(end.to_vec());
+                kept.push(right);
+            }
+        }
         self.leaders.remove(&region.get_id());
-        let idx = self
-            .regions
-            .partition_point(|r| r.get_start_key() < region.get_start_key());
-        self.regions.insert(idx, region);
+        kept.push(region);
+        kept.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
+        self.regions = kept;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(id: u64, start: &[u8], end: &[u8], version: u64) -> Region {
+        let mut r = Region::default();
+        r.set_id(id);
+        r.set_start_key(start.to_vec());
+        r.set_end_key(end.to_vec());
+        r.mut_region_epoch().set_version(version);
+        r
+    }
+
+    fn client(regions: Vec<Region>) -> Client {
+        Client::new(
+            Arc::new(RwLock::new(HashMap::new())),
+            regions,
+            ClientOptions::default(),
+        )
+    }
+
+    #[test]
+    fn region_lookup_follows_key_ranges() {
+        let c = client(vec![region(2, b"m", b"", 1), region(1, b"", b"m", 1)]);
+        assert_eq!(c.region_for(b"a").unwrap().get_id(), 1);
+        assert_eq!(c.region_for(b"m").unwrap().get_id(), 2);
+        assert_eq!(c.region_for(b"zzz").unwrap().get_id(), 2);
+    }
+
+    #[test]
+    fn learning_half_of_a_split_keeps_the_other_half_routable() {
+        let mut c = client(vec![region(1, b"", b"", 1)]);
+        c.update_region(region(1, b"", b"h", 2));
+        assert_eq!(
+            c.region_for(b"a").unwrap().get_region_epoch().get_version(),
+            2
+        );
+        // Still routed to region 1 (old epoch) until the store says more.
+        let rest = c.region_for(b"z").unwrap();
+        assert_eq!(
+            (rest.get_id(), rest.get_region_epoch().get_version()),
+            (1, 1)
+        );
+        c.update_region(region(100, b"h", b"", 2));
+        assert_eq!(c.region_for(b"z").unwrap().get_id(), 100);
+        assert_eq!(c.regions.len(), 2);
+    }
+
+    #[test]
+    fn a_new_region_in_the_middle_splits_the_cached_one() {
+        let mut c = client(vec![region(1, b"", b"", 1)]);
+        c.update_region(region(5, b"c", b"f", 1));
+        let ids: Vec<u64> = c.regions.iter().map(|r| r.get_id()).collect();
+        assert_eq!(ids, vec![1, 5, 1]);
+        assert_eq!(c.region_for(b"d").unwrap().get_id(), 5);
+        assert_eq!(c.region_for(b"g").unwrap().get_start_key(), b"f");
     }
 }

@@ -41,6 +41,9 @@ pub struct Peer<ER: RaftLogEngine> {
     gc_ticks: usize,
     /// Peers learned from messages but not (yet) in the region metadata.
     peer_cache: Vec<metapb::Peer>,
+    /// Regions split off this one, returned with `EpochNotMatch` so a client
+    /// learns the whole new layout from one answer.
+    derived_regions: Vec<Region>,
     /// The peer was removed from its region or destroyed.
     pending_remove: bool,
     logger: Logger,
@@ -77,6 +80,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             pending_persisted_msgs: Vec::new(),
             gc_ticks: 0,
             peer_cache: Vec::new(),
+            derived_regions: Vec::new(),
             pending_remove: false,
             logger,
         })
@@ -373,13 +377,16 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         let region = self.region();
         if util::is_epoch_stale(header.get_region_epoch(), region.get_region_epoch()) {
+            let mut current = Vec::with_capacity(1 + self.derived_regions.len());
+            current.push(region.clone());
+            current.extend(self.derived_regions.iter().cloned());
             return Err(util::new_epoch_not_match(
                 format!(
                     "request epoch {:?} is older than region epoch {:?}",
                     header.get_region_epoch(),
                     region.get_region_epoch()
                 ),
-                vec![region.clone()],
+                current,
             ));
         }
         for req in request.get_requests() {
@@ -678,6 +685,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
             apply::ExecResult::Split { left, right } => {
                 info!(self.logger, "split applied"; "left" => left.get_id(), "right" => right.get_id());
                 self.raft_group.mut_store().set_region(left);
+                self.derived_regions
+                    .retain(|r| r.get_id() != right.get_id());
+                self.derived_regions.push(right.clone());
                 ctx.pending_splits.push(right);
             }
         }

@@ -260,3 +260,80 @@ fn log_is_compacted_once_every_follower_has_it() {
         Some(b"x".to_vec())
     );
 }
+
+#[test]
+fn store_creates_a_peer_only_for_initial_messages_of_unknown_regions() {
+    use kvproto_lite::eraftpb::MessageType;
+    use kvproto_lite::raft_serverpb::RaftMessage;
+
+    let mut cluster = Cluster::memory(3, 1, fast_config()).unwrap();
+    cluster.start().unwrap();
+    let router = cluster.router(1).unwrap();
+    let msg = |region_id: u64, msg_type: MessageType, commit: u64, tombstone: bool| {
+        let mut m = RaftMessage::default();
+        m.set_region_id(region_id);
+        m.mut_from_peer().set_id(9002);
+        m.mut_from_peer().set_store_id(2);
+        m.mut_to_peer().set_id(9001);
+        m.mut_to_peer().set_store_id(1);
+        m.set_is_tombstone(tombstone);
+        m.mut_message().set_msg_type(msg_type);
+        m.mut_message().set_from(9002);
+        m.mut_message().set_to(9001);
+        m.mut_message().set_term(7);
+        m.mut_message().set_commit(commit);
+        m
+    };
+    // Dropped: a tombstone, and a non-initial append, for unknown regions.
+    router
+        .send_raft_message(msg(78, MessageType::MsgHeartbeat, 0, true))
+        .unwrap();
+    router
+        .send_raft_message(msg(79, MessageType::MsgAppend, 9, false))
+        .unwrap();
+    // Created: a vote request for an unknown region.
+    router
+        .send_raft_message(msg(77, MessageType::MsgRequestVote, 0, false))
+        .unwrap();
+    wait_until(WAIT, || router.mailbox(77).is_some()).expect("peer for region 77 created");
+    // The store FSM handles its mailbox in order: the earlier two are done.
+    assert!(router.mailbox(78).is_none());
+    assert!(router.mailbox(79).is_none());
+}
+
+#[test]
+fn split_region_serves_both_halves_on_every_store() {
+    use kvproto_lite::raft_cmdpb::AdminCmdType;
+
+    let mut cluster = Cluster::memory(3, 1, fast_config()).unwrap();
+    cluster.start().unwrap();
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let mut client = cluster.client();
+    client.put(b"a", b"1").unwrap();
+    client.put(b"m", b"2").unwrap();
+
+    let region = cluster.regions()[0].clone();
+    let leader = cluster.leader_store(1).unwrap();
+    let mut req = RaftCmdRequest::default();
+    req.mut_header().set_region_id(1);
+    req.mut_header()
+        .set_region_epoch(region.get_region_epoch().clone());
+    let admin = req.mut_admin_request();
+    admin.set_cmd_type(AdminCmdType::Split);
+    admin.mut_split().set_split_key(b"h".to_vec());
+    admin.mut_split().set_new_region_id(100);
+    admin.mut_split().set_new_peer_ids(vec![1001, 1002, 1003]);
+    let resp = cluster.call(leader, req, WAIT).unwrap();
+    assert_ok(&resp);
+
+    // The client's cached region is stale now: EpochNotMatch tells it both
+    // halves, and writes on either side work.
+    client.put(b"b", b"left").unwrap();
+    client.put(b"z", b"right").unwrap();
+    assert_eq!(client.region_for(b"z").unwrap().get_id(), 100);
+    assert_eq!(client.get(b"m").unwrap(), Some(b"2".to_vec()));
+    for s in [1, 2, 3] {
+        cluster.wait_for_kv(s, b"z", Some(b"right"), WAIT).unwrap();
+        cluster.wait_for_kv(s, b"b", Some(b"left"), WAIT).unwrap();
+    }
+}
