@@ -4,7 +4,8 @@
 //! the `raft-proto` crate that this build resolves to and is used only as an
 //! include path: it is never generated again, so the generated code refers to
 //! `super::eraftpb::*`, which the crate maps to `raft::eraftpb`. The
-//! directory is found with `cargo metadata` (offline), or taken from
+//! directory is found with `cargo metadata` (offline), else from the
+//! `Cargo.lock` version and cargo's registry source cache, or taken from
 //! `KVPROTO_LITE_ERAFTPB_DIR` when that is set.
 //!
 //! The generated files' inner attributes (`#![allow(...)]`, `//!`) are
@@ -88,13 +89,34 @@ const ERAFTPB_DIR_VAR: &str = "KVPROTO_LITE_ERAFTPB_DIR";
 
 /// Returns the `proto` directory of the `raft-proto` package in this build.
 ///
-/// Uses `cargo metadata --offline --filter-platform $TARGET`: without the
-/// platform filter cargo would try to download packages for every platform.
+/// First asks `cargo metadata`; if that fails (it needs every package of the
+/// whole workspace on disk, which a half-fetched workspace may not have),
+/// falls back to the version pinned in `Cargo.lock` and cargo's registry
+/// source cache.
 fn raft_proto_dir() -> PathBuf {
     println!("cargo:rerun-if-env-changed={ERAFTPB_DIR_VAR}");
     if let Some(dir) = env::var_os(ERAFTPB_DIR_VAR) {
         return PathBuf::from(dir);
     }
+    let from_metadata = match raft_proto_dir_from_metadata() {
+        Ok(dir) => return dir,
+        Err(e) => e,
+    };
+    match raft_proto_dir_from_lock_file() {
+        Ok(dir) => dir,
+        Err(from_lock) => panic!(
+            "kvproto-lite: cannot find raft-proto's proto/eraftpb.proto.\n\
+             - cargo metadata: {from_metadata}\n\
+             - Cargo.lock and registry cache: {from_lock}\n\
+             Run `cargo fetch`, or set {ERAFTPB_DIR_VAR} to a directory holding eraftpb.proto."
+        ),
+    }
+}
+
+/// Finds raft-proto with `cargo metadata --offline --filter-platform
+/// $TARGET`: without the platform filter cargo would try to download
+/// packages for every platform.
+fn raft_proto_dir_from_metadata() -> Result<PathBuf, String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let target = env_var("TARGET");
     let manifest = PathBuf::from(env_var("CARGO_MANIFEST_DIR")).join("Cargo.toml");
@@ -103,22 +125,17 @@ fn raft_proto_dir() -> PathBuf {
         .args(["--filter-platform", &target])
         .arg("--manifest-path")
         .arg(&manifest)
-        .output();
-    let output = match output {
-        Ok(o) => o,
-        Err(e) => panic!("kvproto-lite: cannot run `{cargo} metadata`: {e}"),
-    };
+        .output()
+        .map_err(|e| format!("cannot run `{cargo} metadata`: {e}"))?;
     if !output.status.success() {
-        panic!(
-            "kvproto-lite: `{cargo} metadata --offline --filter-platform {target}` failed ({}): {}",
+        return Err(format!(
+            "`{cargo} metadata --offline --filter-platform {target}` failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
-    let metadata: serde_json::Value = match serde_json::from_slice(&output.stdout) {
-        Ok(v) => v,
-        Err(e) => panic!("kvproto-lite: `cargo metadata` printed invalid JSON: {e}"),
-    };
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("`cargo metadata` printed invalid JSON: {e}"))?;
     let packages = metadata
         .get("packages")
         .and_then(|p| p.as_array())
@@ -131,15 +148,73 @@ fn raft_proto_dir() -> PathBuf {
         .collect();
     match manifest_paths.as_slice() {
         [one] => match Path::new(one).parent() {
-            Some(dir) => dir.join("proto"),
-            None => panic!("kvproto-lite: raft-proto manifest path {one} has no parent"),
+            Some(dir) => Ok(dir.join("proto")),
+            None => Err(format!("raft-proto manifest path {one} has no parent")),
         },
-        [] => panic!("kvproto-lite: package raft-proto not found in `cargo metadata` output"),
+        [] => Err("package raft-proto not in the `cargo metadata` output".to_owned()),
         many => panic!(
             "kvproto-lite: several raft-proto packages in the build ({many:?}); \
              RaftMessage.message must be exactly one raft::eraftpb::Message"
         ),
     }
+}
+
+/// Finds raft-proto from the version pinned in the nearest `Cargo.lock`
+/// (this crate's or the workspace's) and cargo's registry source cache
+/// (`$CARGO_HOME/registry/src/*/raft-proto-VERSION`).
+fn raft_proto_dir_from_lock_file() -> Result<PathBuf, String> {
+    let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
+    let lock_path = manifest_dir
+        .ancestors()
+        .map(|dir| dir.join("Cargo.lock"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("no Cargo.lock in {} or above", manifest_dir.display()))?;
+    let lock = std::fs::read_to_string(&lock_path)
+        .map_err(|e| format!("cannot read {}: {e}", lock_path.display()))?;
+    let mut versions = Vec::new();
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"raft-proto\"" {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
+                versions.push(v.trim_matches('"').to_owned());
+            }
+        }
+    }
+    let version = match versions.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(format!("raft-proto not in {}", lock_path.display())),
+        many => {
+            return Err(format!(
+                "several raft-proto versions in {}: {many:?}",
+                lock_path.display()
+            ))
+        }
+    };
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let registry_src = cargo_home.join("registry").join("src");
+    let registries = std::fs::read_dir(&registry_src)
+        .map_err(|e| format!("cannot list {}: {e}", registry_src.display()))?;
+    registries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| {
+            entry
+                .path()
+                .join(format!("raft-proto-{version}"))
+                .join("proto")
+        })
+        .find(|dir| dir.join("eraftpb.proto").is_file())
+        .ok_or_else(|| {
+            format!(
+                "raft-proto-{version} not found under {}",
+                registry_src.display()
+            )
+        })
 }
 
 /// Removes the generated file's inner attributes (`#![...]`) and inner doc
