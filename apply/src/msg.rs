@@ -114,9 +114,10 @@ impl ApplyMsg {
 #[derive(Debug)]
 pub enum ControlMsg {
     /// A message for a region that had no mailbox when it was sent: the
-    /// control FSM creates the FSM on a registration, forwards anything else
-    /// to the region if it exists by then, and otherwise answers the
-    /// message's callbacks with `RegionNotFound`.
+    /// control FSM creates the FSM for a registration (one that was queued
+    /// behind a `Destroy`), delivers anything else if the region exists by
+    /// then, and otherwise answers the message's callbacks with
+    /// `RegionNotFound`.
     Route {
         /// Destination region.
         region_id: u64,

@@ -126,23 +126,24 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
                 // New messages for the region now go to the control FSM;
                 // what was queued behind the Destroy is routed there too.
                 self.router.close(region_id);
+                // Once a registration (of a new incarnation) is rerouted,
+                // everything after it must follow it, in order.
+                let mut rerouting = false;
                 while let Ok(msg) = fsm.receiver.try_recv() {
-                    match msg {
-                        ApplyMsg::Registration(_) => {
-                            if let Err(batch_system::mpsc::SendError(ControlMsg::Route {
-                                msg,
-                                ..
-                            })) = self
-                                .router
-                                .force_send_control(ControlMsg::Route { region_id, msg })
-                            {
-                                reject(region_id, msg);
-                            }
+                    rerouting |= matches!(msg, ApplyMsg::Registration(_));
+                    if rerouting {
+                        if let Err(batch_system::mpsc::SendError(ControlMsg::Route {
+                            msg, ..
+                        })) = self
+                            .router
+                            .force_send_control(ControlMsg::Route { region_id, msg })
+                        {
+                            reject(region_id, msg);
                         }
+                    } else if let ApplyMsg::Apply(apply) = msg {
                         // A stopped delegate answers the callbacks with
                         // RegionNotFound, in order, through the record.
-                        ApplyMsg::Apply(apply) => fsm.delegate.enqueue(*apply, rec),
-                        ApplyMsg::Destroy { .. } => {}
+                        fsm.delegate.enqueue(*apply, rec);
                     }
                 }
                 info!(self.ctx.logger, "apply fsm destroyed";

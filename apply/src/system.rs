@@ -1,9 +1,10 @@
 //! Creating, starting and stopping the apply batch system; routing messages.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use batch_system::mpsc::SendError;
-use batch_system::{BatchRouter, BatchSystem};
+use batch_system::{BasicMailbox, BatchRouter, BatchSystem};
 use engine::KvEngine;
 use slog::Logger;
 
@@ -18,6 +19,7 @@ use crate::{
 #[derive(Clone)]
 pub struct ApplyRouter {
     router: BatchRouter<ApplyFsm, ControlFsm>,
+    cfg: Arc<Config>,
 }
 
 impl Deref for ApplyRouter {
@@ -32,15 +34,28 @@ impl ApplyRouter {
     /// Delivers `msg` to region `region_id`'s apply FSM.
     ///
     /// Never refused for being full (committed entries must not be dropped).
-    /// A region without a mailbox gets the message through the control FSM,
-    /// in order: a [`ApplyMsg::Registration`] creates the FSM, anything
-    /// else is delivered if the FSM exists by then. If the region has no FSM
-    /// (or the system is shut down), the message's callbacks are answered
-    /// with `RegionNotFound`.
+    /// A [`ApplyMsg::Registration`] for a region without a live FSM creates
+    /// the FSM and registers its mailbox right here, on the caller's thread,
+    /// so everything the caller sends afterwards reaches it in order. Any
+    /// other message for a region without an FSM goes through the control
+    /// FSM, which delivers it if the region was registered meanwhile and
+    /// otherwise answers its callbacks with `RegionNotFound` (as after
+    /// shutdown).
+    ///
+    /// After [`ApplyMsg::Destroy`], wait for the [`ApplyRes`](crate::ApplyRes)
+    /// with `destroyed == true` before registering the region again.
     pub fn schedule_task(&self, region_id: u64, msg: ApplyMsg) {
         let msg = match self.router.force_send(region_id, msg) {
             Ok(()) => return,
             Err(SendError(msg)) => msg,
+        };
+        let msg = match msg {
+            ApplyMsg::Registration(reg) if !self.router.is_shutdown() => {
+                let (tx, fsm) = ApplyFsm::from_registration(*reg, &self.cfg);
+                self.router.register(region_id, BasicMailbox::new(tx, fsm));
+                return;
+            }
+            other => other,
         };
         if let Err(SendError(ControlMsg::Route { region_id, msg })) = self
             .router
@@ -81,7 +96,10 @@ pub fn create_apply_batch_system(cfg: &Config) -> (ApplyRouter, ApplyBatchSystem
     let (tx, control) = ControlFsm::new(cfg);
     let (router, system) =
         batch_system::create_system(cfg.pool_size, cfg.max_batch_size, tx, control);
-    let router = ApplyRouter { router };
+    let router = ApplyRouter {
+        router,
+        cfg: Arc::new(cfg.clone()),
+    };
     let system = ApplyBatchSystem {
         system,
         router: router.clone(),

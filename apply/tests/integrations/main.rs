@@ -1,0 +1,7 @@
+//! Integration tests of the apply crate (one binary).
+
+mod crash;
+mod exec;
+mod harness;
+mod model;
+mod system;

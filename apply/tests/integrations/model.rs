@@ -1,0 +1,158 @@
+//! Random command sequences (with garbage entries, duplicates, redelivery,
+//! small budgets and failed writes) against a `BTreeMap` model.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use apply::Config;
+use engine::KvEngine;
+use kvproto_lite::eraftpb::Entry;
+use kvproto_lite::metapb::Region;
+use proptest::prelude::*;
+
+use crate::harness::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8),
+    Get(u8),
+    /// A put and a get of another key in one command.
+    PutGet(u8, u8, u8),
+    /// A put followed by a key outside the region: the whole command fails.
+    PutOutside(u8, u8),
+    Garbage(Vec<u8>),
+    Noop,
+}
+
+fn key(k: u8) -> Vec<u8> {
+    vec![b'k', b'a' + (k % 8)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => any::<u8>().prop_map(Op::Delete),
+        3 => any::<u8>().prop_map(Op::Get),
+        1 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(a, v, b)| Op::PutGet(a, v, b)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::PutOutside(k, v)),
+        1 => proptest::collection::vec(any::<u8>(), 1..12).prop_map(Op::Garbage),
+        1 => Just(Op::Noop),
+    ]
+}
+
+fn to_entry(r: &Region, index: u64, op: &Op) -> Entry {
+    match op {
+        Op::Put(k, v) => put_entry(r, index, 1, &key(*k), &[*v]),
+        Op::Delete(k) => entry(index, 1, &cmd(r, vec![delete_req(&key(*k))])),
+        Op::Get(k) => entry(index, 1, &cmd(r, vec![get_req(&key(*k))])),
+        Op::PutGet(a, v, b) => entry(
+            index,
+            1,
+            &cmd(r, vec![put_req(&key(*a), &[*v]), get_req(&key(*b))]),
+        ),
+        Op::PutOutside(k, v) => entry(
+            index,
+            1,
+            &cmd(r, vec![put_req(&key(*k), &[*v]), put_req(b"zz", b"x")]),
+        ),
+        Op::Garbage(data) => raw_entry(index, 1, data.clone()),
+        Op::Noop => raw_entry(index, 1, vec![]),
+    }
+}
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Per op, the values its gets return (`None` = not found).
+type Gets = Vec<Vec<Option<Vec<u8>>>>;
+
+/// Expected get results of each op, applied to the model in order.
+fn run_model(ops: &[Op]) -> (Model, Gets) {
+    let mut m = BTreeMap::new();
+    let mut gets = Vec::new();
+    for op in ops {
+        let mut g = Vec::new();
+        match op {
+            Op::Put(k, v) => {
+                m.insert(key(*k), vec![*v]);
+            }
+            Op::Delete(k) => {
+                m.remove(&key(*k));
+            }
+            Op::Get(k) => g.push(m.get(&key(*k)).cloned()),
+            Op::PutGet(a, v, b) => {
+                m.insert(key(*a), vec![*v]);
+                g.push(m.get(&key(*b)).cloned());
+            }
+            Op::PutOutside(..) | Op::Garbage(_) | Op::Noop => {}
+        }
+        gets.push(g);
+    }
+    (m, gets)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_commands_match_a_btreemap_model(
+        ops in proptest::collection::vec(op(), 1..60),
+        chunk in 1usize..8,
+        redeliver_every in 1usize..5,
+        budget in 1usize..6,
+        fail_round in proptest::option::of(0usize..6),
+    ) {
+        let kv = TestKv::default();
+        let cfg = Config { max_entries_per_round: budget, ..Config::default() };
+        let mut d = Driver::new(kv.clone(), cfg);
+        let r = region(1, b"k", b"l");
+        d.register(registration(&r));
+        let resps = Responses::default();
+        let entries: Vec<Entry> = ops.iter().enumerate().map(|(i, op)| to_entry(&r, i as u64 + 1, op)).collect();
+        let mut sent = 0usize;
+        let mut round = 0usize;
+        while sent < entries.len() {
+            let end = (sent + chunk).min(entries.len());
+            // Redeliver some already-sent entries ahead of the new ones.
+            let start = if round % redeliver_every == 0 { sent.saturating_sub(chunk) } else { sent };
+            let batch = entries[start..end].to_vec();
+            let proposals = (sent..end).map(|i| resps.proposal(i as u64 + 1, 1)).collect();
+            d.apply(&r, 1, batch, proposals);
+            sent = end;
+            kv.fail.store(fail_round == Some(round), Ordering::SeqCst);
+            d.round();
+            kv.fail.store(false, Ordering::SeqCst);
+            round += 1;
+        }
+        d.run();
+
+        let (model, gets) = run_model(&ops);
+        let stored: BTreeMap<_, _> = kv.scan(b"", b"", usize::MAX).unwrap().into_iter().collect();
+        prop_assert_eq!(&stored, &model);
+        prop_assert_eq!(kv.get_apply_state(1).unwrap().unwrap().get_applied_index(), ops.len() as u64);
+
+        let got = resps.take();
+        prop_assert_eq!(got.len(), ops.len(), "every proposal answered exactly once");
+        for (index, resp) in got {
+            let i = index as usize - 1;
+            let header = resp.get_header();
+            if header.has_error() && header.get_error().get_message().contains("failed to write") {
+                continue; // outcome unknown; the entry was applied again later
+            }
+            match &ops[i] {
+                Op::Garbage(_) if header.has_error() => continue,
+                Op::PutOutside(..) => {
+                    prop_assert!(header.get_error().has_key_not_in_region());
+                    continue;
+                }
+                _ => prop_assert!(!header.has_error(), "op {:?}: {:?}", ops[i], header),
+            }
+            let got_gets: Vec<Option<Vec<u8>>> = resp
+                .get_responses()
+                .iter()
+                .filter(|r| r.has_get())
+                .map(|r| if r.get_get().get_not_found() { None } else { Some(r.get_get().get_value().to_vec()) })
+                .collect();
+            prop_assert_eq!(&got_gets, &gets[i], "op {} {:?}", index, ops[i]);
+        }
+    }
+}
