@@ -143,3 +143,50 @@ pub fn bootstrap_store<EK: KvEngine, ER: RaftLogEngine>(
     engines.kv.write(&mut wb, true)?;
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{MemKvEngine, MemRaftLogEngine};
+
+    #[test]
+    fn regions_cover_the_key_space_with_unique_peer_ids() {
+        let regions = initial_regions(&[1, 2, 3], &even_split_keys(10)).unwrap();
+        assert_eq!(regions.len(), 10);
+        assert!(regions[0].get_start_key().is_empty());
+        assert!(regions[9].get_end_key().is_empty());
+        for w in regions.windows(2) {
+            assert_eq!(w[0].get_end_key(), w[1].get_start_key());
+        }
+        let mut ids: Vec<u64> = regions
+            .iter()
+            .flat_map(|r| r.get_peers().iter().map(|p| p.get_id()))
+            .collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+
+    #[test]
+    fn bad_layouts_are_rejected() {
+        assert!(initial_regions(&[], &[]).is_err());
+        assert!(initial_regions(&[1, 1], &[]).is_err());
+        assert!(initial_regions(&[0], &[]).is_err());
+        assert!(initial_regions(&[1], &[b"b".to_vec(), b"a".to_vec()]).is_err());
+        assert!(initial_regions(&[1], &[Vec::new()]).is_err());
+    }
+
+    #[test]
+    fn bootstrapping_twice_is_refused() {
+        let engines = Engines::new(MemKvEngine::new(), MemRaftLogEngine::new());
+        let regions = initial_regions(&[1, 2], &even_split_keys(3)).unwrap();
+        assert_eq!(bootstrap_store(&engines, 1, &regions).unwrap(), 3);
+        assert!(is_bootstrapped(&engines).unwrap());
+        assert!(matches!(
+            bootstrap_store(&engines, 1, &regions),
+            Err(Error::Bootstrap(_))
+        ));
+        assert_eq!(engines.kv.region_states().unwrap().len(), 3);
+    }
+}

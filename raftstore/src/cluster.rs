@@ -289,10 +289,17 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// deadline.
     pub fn wait_for_leaders(&self, timeout: Duration) -> Result<()> {
         let ids: Vec<u64> = self.regions.iter().map(|r| r.get_id()).collect();
-        wait_until(timeout, || {
+        if wait_until(timeout, || {
             ids.iter().all(|id| self.leader_store(*id).is_some())
-        })
-        .map_err(|_| {
+        }) {
+            return Ok(());
+        }
+        let missing: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.leader_store(*id).is_none())
+            .collect();
+        Err(Error::Other(format!("regions without leader: {missing:?}"))).map_err(|_| {
             let missing: Vec<u64> = ids
                 .iter()
                 .copied()
@@ -371,16 +378,16 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         value: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<()> {
-        wait_until(
+        if wait_until(
             timeout,
             || matches!(self.kv_get(store_id, key), Ok(v) if v.as_deref() == value),
-        )
-        .map_err(|_| {
-            Error::Other(format!(
-                "store {store_id}: key {key:?} is {:?}, expected {value:?}",
-                self.kv_get(store_id, key)
-            ))
-        })
+        ) {
+            return Ok(());
+        }
+        Err(Error::Other(format!(
+            "store {store_id}: key {key:?} is {:?}, expected {value:?}",
+            self.kv_get(store_id, key)
+        )))
     }
 }
 
@@ -390,23 +397,17 @@ impl<EK: KvEngine, ER: RaftLogEngine> Drop for Cluster<EK, ER> {
     }
 }
 
-/// Polls `cond` until it holds or `timeout` passes.
-///
-/// # Errors
-///
-/// `Err(())` at the deadline.
-pub fn wait_until(
-    timeout: Duration,
-    mut cond: impl FnMut() -> bool,
-) -> std::result::Result<(), ()> {
+/// Polls `cond` until it holds (returns `true`) or `timeout` passes
+/// (returns `false`).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
         if cond() {
-            return Ok(());
+            return true;
         }
         if Instant::now() >= deadline {
-            return Err(());
+            return false;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));

@@ -324,3 +324,146 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::MemRaftLogEngine;
+    use kvproto_lite::metapb::Peer;
+
+    fn region() -> Region {
+        let mut r = Region::default();
+        r.set_id(1);
+        for (id, store) in [(11, 1), (12, 2)] {
+            let mut p = Peer::default();
+            p.set_id(id);
+            p.set_store_id(store);
+            r.mut_peers().push(p);
+        }
+        let mut learner = Peer::default();
+        learner.set_id(13);
+        learner.set_store_id(3);
+        learner.set_role(PeerRole::Learner);
+        r.mut_peers().push(learner);
+        r
+    }
+
+    fn storage() -> PeerStorage<MemRaftLogEngine> {
+        PeerStorage::new(
+            MemRaftLogEngine::new(),
+            region(),
+            crate::poller::init_raft_state(),
+            crate::poller::init_apply_state(),
+        )
+        .unwrap()
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.set_index(index);
+        e.set_term(term);
+        e.set_data(vec![index as u8; 10].into());
+        e
+    }
+
+    fn append(s: &mut PeerStorage<MemRaftLogEngine>, entries: &[Entry]) {
+        let mut batch = s.engine().log_batch(0);
+        assert!(s.append(entries, None, &mut batch).unwrap());
+        s.engine().consume(&mut batch, true).unwrap();
+    }
+
+    #[test]
+    fn bootstrapped_storage_starts_truncated_at_the_init_position() {
+        let s = storage();
+        let state = s.initial_state().unwrap();
+        assert_eq!(state.hard_state.get_term(), RAFT_INIT_LOG_TERM);
+        assert_eq!(state.conf_state.get_voters(), &[11, 12]);
+        assert_eq!(state.conf_state.get_learners(), &[13]);
+        assert_eq!(Storage::first_index(&s).unwrap(), RAFT_INIT_LOG_INDEX + 1);
+        assert_eq!(Storage::last_index(&s).unwrap(), RAFT_INIT_LOG_INDEX);
+        assert_eq!(s.term(RAFT_INIT_LOG_INDEX).unwrap(), RAFT_INIT_LOG_TERM);
+    }
+
+    #[test]
+    fn terms_and_entries_outside_the_log_are_errors_not_panics() {
+        let mut s = storage();
+        append(&mut s, &[entry(6, 6), entry(7, 6)]);
+        assert!(matches!(
+            s.term(4),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert!(matches!(
+            s.term(9),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+        let ctx = GetEntriesContext::empty(false);
+        assert!(matches!(
+            s.entries(5, 7, None, ctx),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        let ctx = GetEntriesContext::empty(false);
+        assert!(matches!(
+            s.entries(6, 9, None, ctx),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+        let ctx = GetEntriesContext::empty(false);
+        assert!(s.entries(7, 6, None, ctx).is_err());
+    }
+
+    #[test]
+    fn appended_entries_are_read_back_from_cache_and_engine() {
+        let mut s = storage();
+        append(&mut s, &[entry(6, 6), entry(7, 6), entry(8, 7)]);
+        let ctx = GetEntriesContext::empty(false);
+        let got = s.entries(6, 9, None, ctx).unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.get_index()).collect::<Vec<_>>(),
+            vec![6, 7, 8]
+        );
+        // With the cache emptied, the same comes from the engine.
+        s.compact_cache_to(8);
+        let ctx = GetEntriesContext::empty(false);
+        assert_eq!(s.entries(6, 9, None, ctx).unwrap(), got);
+        assert_eq!(s.term(8).unwrap(), 7);
+        // A size limit still returns at least one entry.
+        let ctx = GetEntriesContext::empty(false);
+        assert_eq!(s.entries(6, 9, Some(1), ctx).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_conflicting_append_replaces_the_suffix() {
+        let mut s = storage();
+        append(&mut s, &[entry(6, 6), entry(7, 6), entry(8, 6)]);
+        append(&mut s, &[entry(7, 8)]);
+        assert_eq!(s.last_index(), 7);
+        assert_eq!(s.term(7).unwrap(), 8);
+        assert!(s.term(8).is_err());
+        s.compact_cache_to(100);
+        assert_eq!(s.term(7).unwrap(), 8);
+    }
+
+    #[test]
+    fn inconsistent_persisted_state_is_an_error() {
+        let mut raft_state = crate::poller::init_raft_state();
+        raft_state.set_last_index(2);
+        let res = PeerStorage::new(
+            MemRaftLogEngine::new(),
+            region(),
+            raft_state,
+            crate::poller::init_apply_state(),
+        );
+        assert!(res.is_err());
+    }
+
+    #[test]
+    fn commit_index_is_raised_to_the_applied_index_on_load() {
+        let mut raft_state = crate::poller::init_raft_state();
+        raft_state.set_last_index(10);
+        raft_state.mut_hard_state().set_commit(5);
+        let mut apply_state = crate::poller::init_apply_state();
+        apply_state.set_applied_index(9);
+        let s =
+            PeerStorage::new(MemRaftLogEngine::new(), region(), raft_state, apply_state).unwrap();
+        assert_eq!(s.raft_state().get_hard_state().get_commit(), 9);
+    }
+}

@@ -184,13 +184,12 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         let interval = Duration::from_millis(cfg.raft_base_tick_interval_ms);
         let handle = std::thread::Builder::new()
             .name(format!("raft-tick-{store_id}"))
-            .spawn(move || loop {
-                match stop_rx.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        router.broadcast_normal(|| PeerMsg::Tick);
-                        let _ = router.send_control(StoreMsg::Tick);
-                    }
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            .spawn(move || {
+                // A timeout is a tick; a message or a dropped sender is the
+                // stop signal.
+                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                    router.broadcast_normal(|| PeerMsg::Tick);
+                    let _ = router.send_control(StoreMsg::Tick);
                 }
             })
             .map_err(|e| Error::Other(format!("spawn tick thread: {e}")))?;

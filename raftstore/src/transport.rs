@@ -319,3 +319,97 @@ impl Transport for ChannelTransport {
         add_stats(&self.shared, stats);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch_system::mpsc::TrySendError;
+
+    #[derive(Default)]
+    struct Sink {
+        got: Mutex<Vec<RaftMessage>>,
+    }
+
+    impl RaftMessageSink for Sink {
+        fn deliver(&self, msg: RaftMessage) -> std::result::Result<(), TrySendError<RaftMessage>> {
+            self.got.lock().unwrap().push(msg);
+            Ok(())
+        }
+    }
+
+    fn msg(to_store: u64, region: u64) -> RaftMessage {
+        let mut m = RaftMessage::default();
+        m.set_region_id(region);
+        m.mut_to_peer().set_store_id(to_store);
+        m
+    }
+
+    fn net() -> (ChannelTransport, Arc<Sink>, Arc<Sink>) {
+        let t = ChannelTransport::new(1);
+        let (s2, s3) = (Arc::new(Sink::default()), Arc::new(Sink::default()));
+        t.connect(2, s2.clone());
+        t.connect(3, s3.clone());
+        (t, s2, s3)
+    }
+
+    #[test]
+    fn messages_are_delivered_on_flush_only() {
+        let (mut t, s2, _) = net();
+        t.send(msg(2, 1)).unwrap();
+        assert!(s2.got.lock().unwrap().is_empty());
+        t.flush();
+        assert_eq!(s2.got.lock().unwrap().len(), 1);
+        assert_eq!(t.stats().delivered, 1);
+    }
+
+    #[test]
+    fn unknown_store_is_reported_unreachable() {
+        let (mut t, _, _) = net();
+        assert!(matches!(t.send(msg(9, 1)), Err(Error::StoreUnreachable(9))));
+    }
+
+    #[test]
+    fn partition_drops_across_groups_and_heals() {
+        let (mut t, s2, s3) = net();
+        t.add_filter(PartitionFilter::new(vec![vec![1, 2], vec![3]]));
+        t.send(msg(2, 1)).unwrap();
+        t.send(msg(3, 1)).unwrap();
+        t.flush();
+        assert_eq!(s2.got.lock().unwrap().len(), 1);
+        assert_eq!(s3.got.lock().unwrap().len(), 0);
+        assert_eq!(t.stats().filtered, 1);
+        t.clear_filters();
+        t.send(msg(3, 1)).unwrap();
+        t.flush();
+        assert_eq!(s3.got.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn one_way_filter_only_cuts_one_direction() {
+        let (mut t, s2, _) = net();
+        t.add_filter(OneWayFilter { from: 1, to: 2 });
+        t.send(msg(2, 1)).unwrap();
+        t.flush();
+        assert!(s2.got.lock().unwrap().is_empty());
+        let mut from3 = t.for_store(3);
+        from3.send(msg(2, 1)).unwrap();
+        from3.flush();
+        assert_eq!(s2.got.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn duplicate_and_hold_filters() {
+        let (mut t, s2, s3) = net();
+        t.add_filter(PredicateFilter::new(FilterAction::Duplicate, |_, to, _| {
+            to == 2
+        }));
+        t.add_filter(PredicateFilter::new(FilterAction::Hold, |_, to, _| to == 3));
+        t.send(msg(2, 1)).unwrap();
+        t.send(msg(3, 1)).unwrap();
+        t.flush();
+        assert_eq!(s2.got.lock().unwrap().len(), 2);
+        assert!(s3.got.lock().unwrap().is_empty());
+        t.release_held();
+        assert_eq!(s3.got.lock().unwrap().len(), 1);
+    }
+}
