@@ -1,0 +1,154 @@
+//! The benchmark FSM and its poll handler.
+
+use std::ops::DerefMut;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use batch_system::mpsc::{self, LooseBoundedSender, Receiver};
+use batch_system::{Fsm, HandleResult, HandlerBuilder, PollHandler};
+use crossbeam_channel::Sender;
+
+/// An actor that sums the `u64`s it receives: the per-message work of both
+/// runtimes in the comparison.
+pub struct Actor {
+    rx: Receiver<u64>,
+    handled: u64,
+    sum: u64,
+}
+
+impl Actor {
+    /// A new actor with an unbounded mailbox; returns the mailbox sender.
+    pub fn new() -> (LooseBoundedSender<u64>, Box<Actor>) {
+        let (tx, rx) = mpsc::unbounded();
+        let actor = Actor {
+            rx,
+            handled: 0,
+            sum: 0,
+        };
+        (LooseBoundedSender::from(tx), Box::new(actor))
+    }
+
+    /// Messages handled so far.
+    pub fn handled(&self) -> u64 {
+        self.handled
+    }
+
+    /// Sum of the values handled so far.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Handles at most `budget` messages; returns (handled, more queued).
+    fn drain(&mut self, budget: usize) -> (u64, bool) {
+        let mut n = 0u64;
+        let mut more = true;
+        while n < budget as u64 {
+            match self.rx.try_recv() {
+                Ok(v) => {
+                    self.sum = self.sum.wrapping_add(v);
+                    n += 1;
+                }
+                Err(_) => {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        self.handled += n;
+        (n, more && !self.rx.is_empty())
+    }
+}
+
+impl Fsm for Actor {
+    type Message = u64;
+
+    fn is_stopped(&self) -> bool {
+        false
+    }
+}
+
+/// Poll handler for [`Actor`]s. Counts handled messages locally and adds
+/// them to a shared counter once per round, in `end`; signals `done` when
+/// the counter reaches the target.
+pub struct ActorHandler {
+    budget: usize,
+    handled: u64,
+    counter: Arc<AtomicU64>,
+    target: u64,
+    done: Sender<()>,
+}
+
+impl PollHandler<Actor, Actor> for ActorHandler {
+    fn begin(&mut self, _batch_size: usize) {}
+
+    fn handle_control(&mut self, control: &mut Actor) -> Option<usize> {
+        let (n, more) = control.drain(self.budget);
+        self.handled += n;
+        if more {
+            None
+        } else {
+            Some(0)
+        }
+    }
+
+    fn handle_normal(&mut self, normal: &mut impl DerefMut<Target = Actor>) -> HandleResult {
+        let (n, more) = normal.drain(self.budget);
+        self.handled += n;
+        if more {
+            HandleResult::KeepProcessing
+        } else {
+            HandleResult::stop_at(0, false)
+        }
+    }
+
+    fn end(&mut self, _batch: &mut [Option<impl DerefMut<Target = Actor>>]) {
+        if self.handled == 0 {
+            return;
+        }
+        let now = self.counter.fetch_add(self.handled, Ordering::AcqRel) + self.handled;
+        self.handled = 0;
+        if now == self.target {
+            let _ = self.done.send(());
+        }
+    }
+}
+
+/// Builds [`ActorHandler`]s that share one counter.
+pub struct ActorBuilder {
+    budget: usize,
+    counter: Arc<AtomicU64>,
+    target: u64,
+    done: Sender<()>,
+}
+
+impl ActorBuilder {
+    /// Handlers drain at most `budget` messages per actor per round and send
+    /// on `done` once `target` messages were handled in total.
+    pub fn new(budget: usize, target: u64, done: Sender<()>) -> ActorBuilder {
+        ActorBuilder {
+            budget: budget.max(1),
+            counter: Arc::new(AtomicU64::new(0)),
+            target,
+            done,
+        }
+    }
+
+    /// The shared counter of handled messages.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.counter)
+    }
+}
+
+impl HandlerBuilder<Actor, Actor> for ActorBuilder {
+    type Handler = ActorHandler;
+
+    fn build(&mut self) -> ActorHandler {
+        ActorHandler {
+            budget: self.budget,
+            handled: 0,
+            counter: Arc::clone(&self.counter),
+            target: self.target,
+            done: self.done.clone(),
+        }
+    }
+}

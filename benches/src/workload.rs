@@ -1,0 +1,159 @@
+//! The actor workload and its two runners.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use batch_system::{create_system_with_config, BasicMailbox, Config};
+
+use crate::actor::{Actor, ActorBuilder};
+
+/// Shape of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Number of actors (FSMs or tasks).
+    pub actors: usize,
+    /// Messages sent in total, round-robin over the actors.
+    pub messages: u64,
+    /// Threads: batch-system pollers, or tokio worker threads.
+    pub pool_size: usize,
+    /// Batch-system `max_batch_size` (unused by the baseline).
+    pub max_batch_size: usize,
+}
+
+/// Outcome of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStats {
+    /// Messages handled.
+    pub messages: u64,
+    /// From the first send to the last message handled.
+    pub elapsed: Duration,
+}
+
+impl RunStats {
+    /// Throughput in messages per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How long to wait for a run to finish before calling it broken.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the workload on a batch system with `w.pool_size` pollers.
+///
+/// # Panics
+///
+/// Panics if the system cannot be spawned or the run does not finish
+/// within five minutes (a lost message).
+pub fn run_batch_system(w: &Workload) -> RunStats {
+    let cfg = Config {
+        pool_size: w.pool_size,
+        max_batch_size: w.max_batch_size,
+        ..Config::default()
+    };
+    let (control_tx, control) = Actor::new();
+    let (router, mut system) = create_system_with_config::<Actor, Actor>(&cfg, control_tx, control);
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let builder = ActorBuilder::new(128, w.messages, done_tx);
+    system
+        .spawn("bench".to_owned(), builder)
+        .expect("spawn batch system");
+    let mailboxes = (0..w.actors as u64)
+        .map(|addr| {
+            let (tx, actor) = Actor::new();
+            (addr, BasicMailbox::new(tx, actor))
+        })
+        .collect();
+    router.register_all(mailboxes);
+
+    let actors = w.actors.max(1) as u64;
+    let start = Instant::now();
+    let mut addr = 0;
+    for i in 0..w.messages {
+        router.send(addr, i).expect("actor mailbox");
+        addr += 1;
+        if addr == actors {
+            addr = 0;
+        }
+    }
+    if w.messages > 0 {
+        done_rx
+            .recv_timeout(RUN_TIMEOUT)
+            .expect("batch system run did not finish");
+    }
+    let elapsed = start.elapsed();
+    system.shutdown();
+    RunStats {
+        messages: w.messages,
+        elapsed,
+    }
+}
+
+/// Runs the workload on one tokio task per actor, each fed by an unbounded
+/// `tokio::sync::mpsc` channel, on a runtime with `w.pool_size` workers.
+///
+/// # Panics
+///
+/// Panics if the runtime cannot be built or the run does not finish within
+/// five minutes.
+pub fn run_tokio_baseline(w: &Workload) -> RunStats {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(w.pool_size.max(1))
+        .build()
+        .expect("tokio runtime");
+    let actors = w.actors.max(1);
+    let per_actor = |a: usize| -> u64 {
+        let base = w.messages / actors as u64;
+        base + u64::from((a as u64) < w.messages % actors as u64)
+    };
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let remaining = Arc::new(AtomicUsize::new(
+        (0..actors).filter(|&a| per_actor(a) > 0).count(),
+    ));
+    let mut senders = Vec::with_capacity(actors);
+    for a in 0..actors {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        senders.push(tx);
+        let expected = per_actor(a);
+        let remaining = Arc::clone(&remaining);
+        let done_tx = done_tx.clone();
+        runtime.spawn(async move {
+            let (mut handled, mut sum) = (0u64, 0u64);
+            if expected == 0 {
+                return;
+            }
+            while let Some(v) = rx.recv().await {
+                sum = sum.wrapping_add(v);
+                handled += 1;
+                if handled == expected {
+                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let _ = done_tx.send(());
+                    }
+                    std::hint::black_box(sum);
+                }
+            }
+        });
+    }
+    let start = Instant::now();
+    let mut addr = 0;
+    for i in 0..w.messages {
+        senders[addr].send(i).expect("actor task alive");
+        addr += 1;
+        if addr == actors {
+            addr = 0;
+        }
+    }
+    if w.messages > 0 {
+        done_rx
+            .recv_timeout(RUN_TIMEOUT)
+            .expect("tokio baseline run did not finish");
+    }
+    let elapsed = start.elapsed();
+    drop(senders);
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    RunStats {
+        messages: w.messages,
+        elapsed,
+    }
+}
