@@ -229,6 +229,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         if let Some(mut node) = self.nodes.remove(&store_id) {
             node.system.shutdown();
         }
+        // What a connection-level transport does when a store goes away:
+        // every peer of the remaining stores stops pipelining to it.
+        for node in self.nodes.values() {
+            node.router.report_unreachable(store_id);
+        }
         self.engines.remove(&store_id);
         self.metas.remove(&store_id);
     }
