@@ -416,15 +416,27 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
     fn end(&mut self, batch: &mut [Option<impl DerefMut<Target = PeerFsm<ER>>>]) {
         // Post-persistence work can make raft produce another Ready (rarely:
         // e.g. a commit that needs a broadcast); handle a few rounds of it
-        // here so no peer is left with work and an empty mailbox.
-        for _ in 0..3 {
+        // here. Every staged Ready is written and advanced before `end`
+        // returns: the FSM may be handed to another poller next, and a Ready
+        // must never outlive the log batch it was staged in.
+        let mut passes = 0;
+        loop {
             self.ctx.write_log_batch();
-            let mut again = false;
             for fsm in batch.iter_mut().flatten() {
                 let fsm: &mut PeerFsm<ER> = fsm;
                 if fsm.peer.has_pending_ready() {
                     fsm.peer.post_ready(&mut self.ctx);
                 }
+            }
+            passes += 1;
+            if passes == 3 {
+                // Anything still ready is handled at the peer's next message
+                // or tick.
+                break;
+            }
+            let mut again = false;
+            for fsm in batch.iter_mut().flatten() {
+                let fsm: &mut PeerFsm<ER> = fsm;
                 if !fsm.stopped && fsm.peer.raft_group().has_ready() {
                     fsm.peer.handle_ready(&mut self.ctx);
                     again |= fsm.peer.has_pending_ready();
