@@ -200,6 +200,10 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
             control.mailbox.close();
             return;
         }
+        let result = match result {
+            None if self.stopping.load(Ordering::SeqCst) => Some(0),
+            r => r,
+        };
         let keep = match result {
             Some(progress) => {
                 release(&control.mailbox, control.fsm, progress).map(|fsm| ControlSlot {
@@ -238,6 +242,18 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
                 return;
             }
             (Some(fsm), _) => match slot.result {
+                // Draining for shutdown: keep an FSM only while it has
+                // queued messages, so a handler that always asks for more
+                // cannot hold the shutdown forever.
+                HandleResult::KeepProcessing if self.stopping.load(Ordering::SeqCst) => {
+                    match release(&slot.mailbox, fsm, 0) {
+                        Some(fsm) => fsm,
+                        None => {
+                            batch.remove(i);
+                            return;
+                        }
+                    }
+                }
                 HandleResult::KeepProcessing => fsm,
                 HandleResult::StopAt { progress, .. } => {
                     match release(&slot.mailbox, fsm, progress) {
@@ -258,6 +274,74 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         } else {
             *fsm_slot = Some(fsm);
         }
+    }
+}
+
+/// Drives a [`BatchSystem`]'s FSMs by hand, one poll round per call, on
+/// the caller's thread: for deterministic simulation and step-by-step tests.
+///
+/// Made by [`BatchSystem::manual_poller`]. Each
+/// [`poll_once`](Self::poll_once) runs exactly the round a poller thread
+/// runs (`begin` → `handle_control` → `handle_normal`* → `light_end` →
+/// `end`), then hands every FSM back: idle ones are released to their
+/// mailboxes, and those with work left (`KeepProcessing`, or messages that
+/// arrived during the round) are scheduled again, so the next call sees
+/// them. No FSM stays in the poller between calls, and no wall-clock time
+/// influences what happens (the fairness limit is zero: every FSM kept
+/// busy goes back to the end of the queue).
+///
+/// Do not mix with [`BatchSystem::spawn`] on the same system unless you
+/// want the threads and the caller to compete for FSMs.
+///
+/// # Examples
+///
+/// ```
+/// use batch_system::test_runner::{Builder, Message, Runner};
+/// use batch_system::{create_system, BasicMailbox, HandlerBuilder};
+///
+/// let (control_tx, control) = Runner::new(16);
+/// let (router, system) = create_system::<Runner, Runner>(1, 8, control_tx, control);
+/// let mut builder = Builder::new();
+/// let metrics = builder.metrics();
+/// let mut poller = system.manual_poller(builder.build());
+/// let (tx, runner) = Runner::new(16);
+/// router.register(1, BasicMailbox::new(tx, runner));
+/// router.send(1, Message::Count(3)).unwrap();
+/// assert_eq!(poller.poll_once(), 1); // FSM 1 handled
+/// assert_eq!(poller.poll_once(), 0); // nothing scheduled: idle
+/// assert_eq!(metrics.handled(), 1);
+/// ```
+pub struct ManualPoller<N: Fsm, C: Fsm, H> {
+    poller: Poller<N, C, H>,
+    batch: Batch<N, C>,
+}
+
+impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> ManualPoller<N, C, H> {
+    /// Runs one poll round over every FSM scheduled so far (at most
+    /// `max_batch_size` normal FSMs, plus the control FSM), without
+    /// blocking. Returns how many FSMs were handled; 0 means nothing was
+    /// scheduled (the system is idle, for this poller).
+    pub fn poll_once(&mut self) -> usize {
+        let now = Instant::now();
+        self.poller.top_up(&mut self.batch, now);
+        if self.batch.is_empty() {
+            return 0;
+        }
+        let handled = self.batch.fsms.len() + usize::from(self.batch.control.is_some());
+        // With a zero fairness limit the round hands every FSM back (released
+        // or scheduled again), so the batch is empty afterwards.
+        self.poller.round(&mut self.batch, now);
+        handled
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.poller.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.poller.handler
     }
 }
 
@@ -284,7 +368,10 @@ fn release<F: Fsm>(mailbox: &BasicMailbox<F>, fsm: Box<F>, progress: usize) -> O
 /// poller exits only when its batch is empty and nothing is queued for it.
 /// So every message accepted before `shutdown` was called is handled
 /// (unless a handler deliberately leaves messages, see
-/// [`HandleResult::StopAt`]). Then all threads are joined and every
+/// [`HandleResult::StopAt`]). While draining, an FSM is kept only while
+/// its mailbox has messages, even if its handler asks to keep processing;
+/// note that sends through [`Mailbox`](crate::Mailbox) handles kept from
+/// before are not refused by the router and are drained too. Then all threads are joined and every
 /// mailbox is closed, dropping every FSM. A send racing with `shutdown`
 /// is either refused or its message is dropped together with its FSM
 /// (its destructor runs; it is never leaked).
@@ -349,6 +436,24 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             self.workers.push(handle);
         }
         Ok(())
+    }
+
+    /// A poller driven by the caller instead of a thread: see
+    /// [`ManualPoller`]. It takes FSMs from this system's queue like a
+    /// spawned poller, up to this system's `max_batch_size` per round.
+    pub fn manual_poller<H: PollHandler<N, C>>(&self, handler: H) -> ManualPoller<N, C, H> {
+        ManualPoller {
+            poller: Poller {
+                receiver: self.receiver.clone(),
+                sender: self.sender.clone(),
+                handler,
+                max_batch_size: self.max_batch_size.max(1),
+                reschedule_duration: Duration::ZERO,
+                stopping: Arc::clone(&self.stopping),
+                held_tokens: 0,
+            },
+            batch: Batch::with_capacity(self.max_batch_size.max(1)),
+        }
     }
 
     /// Stops the system: refuses new sends, lets the pollers drain what was

@@ -72,7 +72,7 @@ mod scheduler;
 #[cfg(feature = "test-runner")]
 pub mod test_runner;
 
-pub use crate::batch::{create_system, create_system_with_config, BatchSystem};
+pub use crate::batch::{create_system, create_system_with_config, BatchSystem, ManualPoller};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::fsm::{Fsm, FsmScheduler, FsmState};

@@ -325,3 +325,68 @@ fn a_handler_can_be_driven_directly_without_threads() {
     assert_eq!(metrics.handled(), 3);
     assert_eq!(batch[0].as_ref().map(|r| r.sum()), Some(6));
 }
+
+/// An FSM whose handler always wants more processing, with no messages.
+struct Busy {
+    rx: batch_system::mpsc::Receiver<()>,
+}
+
+impl batch_system::Fsm for Busy {
+    type Message = ();
+    fn is_stopped(&self) -> bool {
+        false
+    }
+}
+
+struct AlwaysMore(std::sync::mpsc::Sender<()>);
+
+impl PollHandler<Busy, Busy> for AlwaysMore {
+    fn begin(&mut self, _batch_size: usize) {}
+    fn handle_control(&mut self, control: &mut Busy) -> Option<usize> {
+        while control.rx.try_recv().is_ok() {}
+        None
+    }
+    fn handle_normal(
+        &mut self,
+        normal: &mut impl std::ops::DerefMut<Target = Busy>,
+    ) -> HandleResult {
+        while normal.rx.try_recv().is_ok() {
+            let _ = self.0.send(());
+        }
+        HandleResult::KeepProcessing
+    }
+    fn end(&mut self, _batch: &mut [Option<impl std::ops::DerefMut<Target = Busy>>]) {}
+}
+
+struct AlwaysMoreBuilder(std::sync::mpsc::Sender<()>);
+
+impl HandlerBuilder<Busy, Busy> for AlwaysMoreBuilder {
+    type Handler = AlwaysMore;
+    fn build(&mut self) -> AlwaysMore {
+        AlwaysMore(self.0.clone())
+    }
+}
+
+#[test]
+fn shutdown_finishes_even_if_handlers_always_ask_for_more() {
+    let new_busy = || {
+        let (tx, rx) = batch_system::mpsc::loose_bounded(16);
+        (tx, Box::new(Busy { rx }))
+    };
+    let (ctx, control) = new_busy();
+    let (router, mut system) = create_system::<Busy, Busy>(2, 4, ctx, control);
+    let (seen_tx, seen_rx) = channel();
+    system
+        .spawn("busy".to_owned(), AlwaysMoreBuilder(seen_tx))
+        .unwrap();
+    for addr in 0..4 {
+        let (tx, fsm) = new_busy();
+        router.register(addr, BasicMailbox::new(tx, fsm));
+        router.send(addr, ()).unwrap();
+    }
+    router.send_control(()).unwrap();
+    for _ in 0..4 {
+        seen_rx.recv_timeout(TIMEOUT).unwrap();
+    }
+    system.shutdown();
+}
