@@ -23,6 +23,8 @@
 //! [`BatchRouter`], [`PollHandler`] / [`HandlerBuilder`], [`BatchSystem`]
 //! and [`create_system`]. With the `test-runner` feature, `test_runner`
 //! provides a sample FSM and handler.
+//! [`ManualPoller`] (from [`BatchSystem::manual_poller`]) runs poll rounds on
+//! the caller's thread instead of a pool: for deterministic simulation.
 //!
 //! # Example
 //!

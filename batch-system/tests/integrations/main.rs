@@ -1,6 +1,7 @@
 //! Integration tests of the batch system, compiled into one binary.
 
 mod fairness;
+mod manual;
 mod props;
 mod router;
 mod stress;
