@@ -115,25 +115,55 @@ impl RaftEngineLogEngine {
         Self::open_inner(dir.as_ref(), IfMissing::Fail)
     }
 
+    /// The configuration [`open`](Self::open) uses for `dir`: raft-engine's
+    /// defaults with batch compression turned off. A starting point for
+    /// [`open_with_config`](Self::open_with_config).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] if `dir` is not valid UTF-8 (raft-engine keeps it as
+    /// a `String`).
+    pub fn default_config(dir: impl AsRef<Path>) -> Result<Config> {
+        let dir = dir.as_ref();
+        let dir_str = dir.to_str().ok_or_else(|| Error::Open {
+            engine: ENGINE_NAME,
+            path: dir.to_path_buf(),
+            source: Box::new(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "raft-engine needs a UTF-8 directory path",
+            ))),
+        })?;
+        Ok(Config {
+            dir: dir_str.to_owned(),
+            batch_compression_threshold: ReadableSize(0),
+            ..Config::default()
+        })
+    }
+
+    /// Opens (or creates) the engine with a full raft-engine configuration
+    /// (file size, compression, recovery mode, ...); `cfg.dir` is the
+    /// directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); also an invalid configuration.
+    pub fn open_with_config(cfg: Config) -> Result<Self> {
+        let dir = PathBuf::from(&cfg.dir);
+        prepare_dir(ENGINE_NAME, &dir, IfMissing::Create)?;
+        Self::open_prepared(dir, cfg)
+    }
+
     fn open_inner(dir: &Path, if_missing: IfMissing) -> Result<Self> {
         prepare_dir(ENGINE_NAME, dir, if_missing)?;
-        let engine = guarded_open(ENGINE_NAME, dir, || {
-            let dir_str = dir.to_str().ok_or_else(|| {
-                Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "raft-engine needs a UTF-8 directory path",
-                ))
-            })?;
-            let cfg = Config {
-                dir: dir_str.to_owned(),
-                batch_compression_threshold: ReadableSize(0),
-                ..Config::default()
-            };
-            Ok(raft_engine::Engine::open(cfg)?)
-        })?;
+        let cfg = Self::default_config(dir)?;
+        Self::open_prepared(dir.to_path_buf(), cfg)
+    }
+
+    fn open_prepared(dir: PathBuf, cfg: Config) -> Result<Self> {
+        let engine = guarded_open(ENGINE_NAME, &dir, || Ok(raft_engine::Engine::open(cfg)?))?;
         Ok(RaftEngineLogEngine {
             engine: Arc::new(engine),
-            path: Arc::new(dir.to_path_buf()),
+            path: Arc::new(dir),
         })
     }
 
