@@ -34,7 +34,9 @@ fn fairness(c: &mut Criterion) {
     for hot in [false, true] {
         let (control_tx, control) = Runner::new(1024);
         let (router, mut system) = create_system::<Runner, Runner>(2, 64, control_tx, control);
-        system.spawn("fair".to_owned(), Builder::new()).expect("spawn");
+        system
+            .spawn("fair".to_owned(), Builder::new())
+            .expect("spawn");
         for addr in 0..QUICK + HOT {
             let (tx, runner) = Runner::new(usize::MAX);
             router.register(addr, BasicMailbox::new(tx, runner));
@@ -45,7 +47,11 @@ fn fairness(c: &mut Criterion) {
                 let _ = router.send(addr, hot_loop(router.clone(), addr, stop.clone()));
             }
         }
-        let name = if hot { "quick_with_hot_loops" } else { "quick_alone" };
+        let name = if hot {
+            "quick_with_hot_loops"
+        } else {
+            "quick_alone"
+        };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

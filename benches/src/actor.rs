@@ -3,6 +3,7 @@
 use std::ops::DerefMut;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use batch_system::mpsc::{self, LooseBoundedSender, Receiver};
 use batch_system::{Fsm, HandleResult, HandlerBuilder, PollHandler};
@@ -72,6 +73,7 @@ impl Fsm for Actor {
 /// the counter reaches the target.
 pub struct ActorHandler {
     budget: usize,
+    sync_cost: Duration,
     handled: u64,
     counter: Arc<AtomicU64>,
     target: u64,
@@ -105,6 +107,8 @@ impl PollHandler<Actor, Actor> for ActorHandler {
         if self.handled == 0 {
             return;
         }
+        // One simulated sync for everything handled this round.
+        spin_for(self.sync_cost);
         let now = self.counter.fetch_add(self.handled, Ordering::AcqRel) + self.handled;
         self.handled = 0;
         if now == self.target {
@@ -116,6 +120,7 @@ impl PollHandler<Actor, Actor> for ActorHandler {
 /// Builds [`ActorHandler`]s that share one counter.
 pub struct ActorBuilder {
     budget: usize,
+    sync_cost: Duration,
     counter: Arc<AtomicU64>,
     target: u64,
     done: Sender<()>,
@@ -127,10 +132,18 @@ impl ActorBuilder {
     pub fn new(budget: usize, target: u64, done: Sender<()>) -> ActorBuilder {
         ActorBuilder {
             budget: budget.max(1),
+            sync_cost: Duration::ZERO,
             counter: Arc::new(AtomicU64::new(0)),
             target,
             done,
         }
+    }
+
+    /// Makes handlers spin for `cost` once per round that handled messages,
+    /// standing in for one fsync per write batch.
+    pub fn sync_cost(mut self, cost: Duration) -> ActorBuilder {
+        self.sync_cost = cost;
+        self
     }
 
     /// The shared counter of handled messages.
@@ -145,10 +158,22 @@ impl HandlerBuilder<Actor, Actor> for ActorBuilder {
     fn build(&mut self) -> ActorHandler {
         ActorHandler {
             budget: self.budget,
+            sync_cost: self.sync_cost,
             handled: 0,
             counter: Arc::clone(&self.counter),
             target: self.target,
             done: self.done.clone(),
         }
+    }
+}
+
+/// Busy-waits for `d` (nothing for zero): simulated CPU-bound sync work.
+pub(crate) fn spin_for(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
     }
 }

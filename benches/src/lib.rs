@@ -16,12 +16,25 @@
 //! ordinary send path (`Router::send`, `UnboundedSender::send`), and the
 //! clock stops when every message has been handled.
 //!
+//! With a non-zero [`Workload::sync_cost`] each side also pays a simulated
+//! sync (CPU spin) per unit of group commit: per poll round for the batch
+//! system, per task wake for the baseline. That is where batching is
+//! meant to win; with zero cost the comparison is plain message delivery.
+//!
 //! # Examples
 //!
 //! ```
 //! use benches::{run_batch_system, run_tokio_baseline, Workload};
 //!
-//! let w = Workload { actors: 100, messages: 10_000, pool_size: 2, max_batch_size: 64 };
+//! use std::time::Duration;
+//!
+//! let w = Workload {
+//!     actors: 100,
+//!     messages: 10_000,
+//!     pool_size: 2,
+//!     max_batch_size: 64,
+//!     sync_cost: Duration::ZERO,
+//! };
 //! let batch = run_batch_system(&w);
 //! let tokio = run_tokio_baseline(&w);
 //! assert_eq!(batch.messages, 10_000);

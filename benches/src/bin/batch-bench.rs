@@ -1,28 +1,42 @@
 //! Compares the batch system with one tokio task per actor on the same
 //! workload: 10,000 actors, one producer sending round-robin, 2 threads.
 //!
-//! Usage: `batch-bench [--quick] [--actors N] [--messages N] [--reps N]`.
-//! Prints each run, the median msgs/s of each runtime, and as its last
-//! line `ratio: X.XX` (batch system / baseline). `--quick` finishes in
-//! well under 30 s.
+//! Usage: `batch-bench [--quick] [--actors N] [--messages N] [--reps N]
+//! [--pool N] [--sync-us N] [--no-group-commit] [--only batch|tokio]`.
+//!
+//! First (unless `--no-group-commit`) a short group-commit variant: a
+//! simulated 5 µs sync per poll round (batch system) or per task wake
+//! (tokio). Then the main comparison, plain delivery (or with `--sync-us`
+//! per round / wake). Prints each run, the median msgs/s of each runtime,
+//! and as its last line `ratio: X.XX` (batch system / baseline) for the
+//! main comparison. `--only` runs one side of the main workload, for
+//! profiling. `--quick` finishes in well under 30 s.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use benches::{run_batch_system, run_tokio_baseline, Workload};
 
 struct Args {
     workload: Workload,
     reps: usize,
+    /// Run only one side (for profiling); the ratio line is then omitted.
+    only: Option<String>,
+    /// Also run the group-commit variant first.
+    group_commit: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut workload = Workload {
         actors: 10_000,
-        messages: 10_000_000,
+        messages: 20_000_000,
         pool_size: 2,
         max_batch_size: 256,
+        sync_cost: Duration::ZERO,
     };
-    let mut reps = 5;
+    let mut reps = 7;
+    let mut only = None;
+    let mut group_commit = true;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -33,18 +47,26 @@ fn parse_args() -> Result<Args, String> {
         };
         match arg.as_str() {
             "--quick" => {
-                workload.messages = 2_000_000;
+                workload.messages = 4_000_000;
                 reps = 3;
             }
             "--actors" => workload.actors = value("--actors")?.max(1) as usize,
             "--messages" => workload.messages = value("--messages")?,
             "--reps" => reps = value("--reps")?.max(1) as usize,
             "--pool" => workload.pool_size = value("--pool")?.max(1) as usize,
+            "--sync-us" => workload.sync_cost = Duration::from_micros(value("--sync-us")?),
+            "--no-group-commit" => group_commit = false,
+            "--only" => only = Some(it.next().ok_or("--only needs batch or tokio")?),
             "--bench" => {} // passed by `cargo bench`; ignored
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(Args { workload, reps })
+    Ok(Args {
+        workload,
+        reps,
+        only,
+        group_commit,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -57,22 +79,73 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("batch-bench: {e}");
-            eprintln!("usage: batch-bench [--quick] [--actors N] [--messages N] [--reps N] [--pool N]");
+            eprintln!("usage: batch-bench [--quick] [--actors N] [--messages N] [--reps N] [--pool N] [--sync-us N] [--no-group-commit] [--only batch|tokio]");
             return ExitCode::from(2);
         }
     };
     let w = args.workload;
-    println!(
-        "workload: {} actors, {} messages round-robin from 1 producer, {} threads, {} reps",
-        w.actors, w.messages, w.pool_size, args.reps
-    );
-    let (mut batch, mut tokio) = (Vec::new(), Vec::new());
-    for rep in 0..args.reps {
-        // Alternate so slow phases of a noisy machine hit both.
-        let b = run_batch_system(&w);
-        let t = run_tokio_baseline(&w);
+    if let Some(side) = args.only.as_deref() {
+        for rep in 0..args.reps {
+            let r = match side {
+                "batch" => run_batch_system(&w),
+                "tokio" => run_tokio_baseline(&w),
+                other => {
+                    eprintln!("batch-bench: --only {other}: expected batch or tokio");
+                    return ExitCode::from(2);
+                }
+            };
+            println!("rep {rep}: {side} {:.2}M msgs/s", r.msgs_per_sec() / 1e6);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.group_commit {
+        // Secondary: the same delivery plus a simulated 5 µs sync per group
+        // commit (per poll round / per task wake), fewer messages.
+        let gc = Workload {
+            messages: (w.messages / 20).max(1),
+            sync_cost: Duration::from_micros(5),
+            ..w
+        };
         println!(
-            "rep {rep}: batch-system {:>7.2}M msgs/s ({:.3} s), tokio baseline {:>7.2}M msgs/s ({:.3} s)",
+            "group commit: {} actors, {} messages, 5 us simulated sync per round (batch) / per task wake (tokio)",
+            gc.actors, gc.messages
+        );
+        let (b, t) = compare(&gc, args.reps.min(3));
+        println!(
+            "group commit: batch-system {:.0} msgs/s, tokio baseline {:.0} msgs/s, ratio {:.2}",
+            b,
+            t,
+            b / t.max(1.0)
+        );
+    }
+    println!(
+        "workload: {} actors, {} messages round-robin from 1 producer, {} threads, {} reps{}",
+        w.actors,
+        w.messages,
+        w.pool_size,
+        args.reps,
+        if w.sync_cost.is_zero() {
+            String::new()
+        } else {
+            format!(", {} us simulated sync", w.sync_cost.as_micros())
+        }
+    );
+    let (b, t) = compare(&w, args.reps);
+    println!("batch-system: {:.0} msgs/s (median)", b);
+    println!("tokio baseline: {:.0} msgs/s (median)", t);
+    println!("ratio: {:.2}", b / t.max(1.0));
+    ExitCode::SUCCESS
+}
+
+/// Runs both sides `reps` times, alternating so slow phases of a noisy
+/// machine hit both; returns the median msgs/s of each.
+fn compare(w: &Workload, reps: usize) -> (f64, f64) {
+    let (mut batch, mut tokio) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let b = run_batch_system(w);
+        let t = run_tokio_baseline(w);
+        println!(
+            "  rep {rep}: batch-system {:>7.2}M msgs/s ({:.3} s), tokio baseline {:>7.2}M msgs/s ({:.3} s)",
             b.msgs_per_sec() / 1e6,
             b.elapsed.as_secs_f64(),
             t.msgs_per_sec() / 1e6,
@@ -81,9 +154,5 @@ fn main() -> ExitCode {
         batch.push(b.msgs_per_sec());
         tokio.push(t.msgs_per_sec());
     }
-    let (b, t) = (median(batch), median(tokio));
-    println!("batch-system: {:.0} msgs/s (median)", b);
-    println!("tokio baseline: {:.0} msgs/s (median)", t);
-    println!("ratio: {:.2}", b / t.max(1.0));
-    ExitCode::SUCCESS
+    (median(batch), median(tokio))
 }
