@@ -111,6 +111,9 @@ impl RoundRecord {
 /// A write staged by the command being executed.
 pub(crate) type StagedWrite = (Vec<u8>, Option<Vec<u8>>);
 
+/// Overlay capacity kept between rounds; a larger table is freed.
+const OVERLAY_KEEP_CAPACITY: usize = 4096;
+
 /// The round's KV write batch plus reads through it.
 pub(crate) struct ApplyContext<K: KvEngine> {
     pub engine: K,
@@ -185,8 +188,77 @@ impl<K: KvEngine> ApplyContext<K> {
     /// Forgets the round's writes (after the batch was written or failed).
     pub(crate) fn reset_round(&mut self) {
         self.wb.clear();
-        self.overlay.clear();
+        if self.overlay.capacity() > OVERLAY_KEEP_CAPACITY {
+            // Do not keep a huge round's table around while idle.
+            self.overlay = HashMap::new();
+        } else {
+            self.overlay.clear();
+        }
         self.staged.clear();
         self.force_sync = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use engine::{KvEngine, MemKvEngine};
+
+    use super::*;
+
+    fn ctx() -> ApplyContext<MemKvEngine> {
+        ApplyContext::new(
+            MemKvEngine::new(),
+            slog::Logger::root(slog::Discard, slog::o!()),
+        )
+    }
+
+    #[test]
+    fn reads_see_the_command_then_the_round_then_the_engine() {
+        let mut c = ctx();
+        let mut wb = c.engine.write_batch();
+        wb.put(b"e", b"engine");
+        c.engine.write(&mut wb, false).unwrap();
+        c.begin_command();
+        c.put(b"a".to_vec(), b"1".to_vec());
+        c.delete(b"e".to_vec());
+        assert_eq!(c.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get(b"e").unwrap(), None);
+        c.end_command(true).unwrap();
+        assert_eq!(c.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get(b"e").unwrap(), None);
+        c.reset_round();
+        assert_eq!(c.get(b"e").unwrap(), Some(b"engine".to_vec()));
+    }
+
+    #[test]
+    fn rolled_back_command_leaves_no_trace() {
+        let mut c = ctx();
+        c.begin_command();
+        c.put(b"a".to_vec(), b"1".to_vec());
+        c.end_command(true).unwrap();
+        c.begin_command();
+        c.put(b"a".to_vec(), b"2".to_vec());
+        c.put(b"b".to_vec(), b"2".to_vec());
+        c.end_command(false).unwrap();
+        assert_eq!(c.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get(b"b").unwrap(), None);
+        assert_eq!(c.wb.count(), 1);
+        c.engine.write(&mut c.wb, false).unwrap();
+        assert_eq!(c.engine.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.engine.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn checkpoint_restores_the_apply_state() {
+        let mut state = RaftApplyState::default();
+        state.set_applied_index(7);
+        state.mut_truncated_state().set_index(3);
+        state.mut_truncated_state().set_term(2);
+        let cp = Checkpoint::of(&state, 2, false);
+        let mut changed = state.clone();
+        changed.set_applied_index(9);
+        changed.mut_truncated_state().set_index(8);
+        cp.restore_apply_state(&mut changed);
+        assert_eq!(changed, state);
     }
 }

@@ -4,13 +4,14 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use batch_system::mpsc::SendError;
-use batch_system::{BasicMailbox, BatchRouter, BatchSystem};
+use batch_system::{BasicMailbox, BatchRouter, BatchSystem, ManualPoller};
 use engine::KvEngine;
 use slog::Logger;
 
 use crate::fsm::reject;
 use crate::{
-    ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPollerBuilder, Config, ControlFsm, ControlMsg, Result,
+    ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
+    ControlMsg, Result,
 };
 
 /// Routes [`ApplyMsg`]s to the regions' apply FSMs. Cheap to clone.
@@ -145,6 +146,31 @@ impl ApplyBatchSystem {
         );
         self.system.spawn(name_prefix, builder)?;
         Ok(())
+    }
+
+    /// A poller driven by the caller instead of a thread (deterministic
+    /// simulation): each [`ManualPoller::poll_once`] runs one apply round
+    /// over the regions scheduled so far, applying to `engine` and reporting
+    /// through `notifier`. Do not also [`spawn`](Self::spawn) this system.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a bad
+    /// configuration.
+    pub fn manual_poller<K: KvEngine, N: ApplyNotifier>(
+        &self,
+        engine: K,
+        notifier: N,
+    ) -> Result<ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<K, N>>> {
+        self.cfg.validate()?;
+        let handler = ApplyPoller::new(
+            self.router.clone(),
+            engine,
+            notifier,
+            &self.cfg,
+            self.logger.clone(),
+        );
+        Ok(self.system.manual_poller(handler))
     }
 
     /// Stops the system: new messages are refused (their callbacks answered

@@ -248,3 +248,47 @@ fn many_regions_apply_concurrently_on_the_fjall_engine() {
     let dir = tempfile::tempdir().unwrap();
     many_regions(FjallKvEngine::open(dir.path()).unwrap(), 100, 20);
 }
+
+#[test]
+fn manual_poller_drives_the_routed_system_on_the_test_thread() {
+    let cfg = Config {
+        max_entries_per_round: 2,
+        ..Config::default()
+    };
+    let (router, system) = apply::create_apply_batch_system(&cfg);
+    let kv = MemKvEngine::new();
+    let (tx, res_rx) = mpsc::channel::<Vec<ApplyRes>>();
+    let mut poller = system.manual_poller(kv.clone(), tx).unwrap();
+    let r = region(1, b"", b"");
+    router.schedule_task(1, ApplyMsg::registration(registration(&r)));
+    let resps = Responses::default();
+    let entries = (1..=5)
+        .map(|i| put_entry(&r, i, 1, b"k", format!("{i}").as_bytes()))
+        .collect();
+    let proposals = (1..=5).map(|i| resps.proposal(i, 1)).collect();
+    router.schedule_task(
+        1,
+        ApplyMsg::apply(Apply {
+            region_id: 1,
+            term: 1,
+            entries,
+            proposals,
+        }),
+    );
+    let mut rounds = 0;
+    while poller.poll_once() > 0 {
+        rounds += 1;
+        assert!(rounds < 100, "manual poller must go idle");
+    }
+    // Budget of 2 entries per round: three rounds for five entries.
+    assert_eq!(rounds, 3);
+    let order: Vec<_> = resps.take().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(order, vec![1, 2, 3, 4, 5]);
+    let reported: Vec<u64> = res_rx
+        .try_iter()
+        .flatten()
+        .map(|r| r.apply_state.get_applied_index())
+        .collect();
+    assert_eq!(reported, vec![2, 4, 5]);
+    assert_eq!(kv.get(b"k").unwrap(), Some(b"5".to_vec()));
+}
