@@ -76,6 +76,9 @@ impl Inner {
 /// [`sync`](KvEngine::sync); synced writes (and everything before them) are
 /// kept. Snapshots are O(1); the first write after a snapshot copies the map.
 ///
+/// Unsynced writes are also kept in an in-memory log until the next sync,
+/// so a workload that never syncs makes that log grow.
+///
 /// Clones share the same storage.
 ///
 /// # Examples

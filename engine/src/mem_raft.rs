@@ -123,6 +123,9 @@ impl Inner {
 /// `consume(.., sync = true)` or [`sync`](RaftLogEngine::sync). The price is a
 /// second copy of the log, kept up to date at each sync.
 ///
+/// Unsynced writes are also kept in an in-memory log until the next sync,
+/// so a workload that never syncs makes that log grow.
+///
 /// Clones share the same storage.
 ///
 /// # Examples
