@@ -122,18 +122,17 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
     fn poll(mut self) {
         let mut batch = Batch::with_capacity(self.max_batch_size);
         loop {
-            let now = Instant::now();
+            let mut now = Instant::now();
             if batch.is_empty() {
-                if self.stopping.load(Ordering::SeqCst) {
-                    // Draining: leave only when nothing is queued.
-                    if !self.top_up(&mut batch, now) {
+                if !self.top_up(&mut batch, now) {
+                    // Nothing queued. Draining for shutdown: done.
+                    if self.stopping.load(Ordering::SeqCst) {
                         break;
                     }
-                } else {
                     self.handler.pause();
                     match self.receiver.recv() {
                         Ok(item) => {
-                            let now = Instant::now();
+                            now = Instant::now();
                             self.accept(item, &mut batch, now);
                             self.top_up(&mut batch, now);
                         }
@@ -146,7 +145,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
             } else {
                 self.top_up(&mut batch, now);
             }
-            self.round(&mut batch, Instant::now());
+            self.round(&mut batch, now);
         }
         for _ in 0..self.held_tokens {
             let _ = self.sender.send(FsmTypes::Empty);
