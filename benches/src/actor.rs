@@ -69,19 +69,27 @@ impl Fsm for Actor {
 }
 
 /// Poll handler for [`Actor`]s. Counts handled messages locally and adds
-/// them to a shared counter once per round, in `end`; signals `done` when
-/// the counter reaches the target.
+/// them to a shared counter every 4,096 messages (in `end`) and when the
+/// poller runs out of work (in `pause`); signals `done` when the counter
+/// reaches the target.
 pub struct ActorHandler {
     budget: usize,
     sync_cost: Duration,
+    /// Messages handled by this handler so far.
     handled: u64,
+    /// How many of them were added to `counter`.
+    published: u64,
+    /// `handled` when the current round began.
+    round_start: u64,
     counter: Arc<AtomicU64>,
     target: u64,
     done: Sender<()>,
 }
 
 impl PollHandler<Actor, Actor> for ActorHandler {
-    fn begin(&mut self, _batch_size: usize) {}
+    fn begin(&mut self, _batch_size: usize) {
+        self.round_start = self.handled;
+    }
 
     fn handle_control(&mut self, control: &mut Actor) -> Option<usize> {
         let (n, more) = control.drain(self.budget);
@@ -104,13 +112,34 @@ impl PollHandler<Actor, Actor> for ActorHandler {
     }
 
     fn end(&mut self, _batch: &mut [Option<impl DerefMut<Target = Actor>>]) {
-        if self.handled == 0 {
+        if self.handled == self.round_start {
             return;
         }
         // One simulated sync for everything handled this round.
         spin_for(self.sync_cost);
-        let now = self.counter.fetch_add(self.handled, Ordering::AcqRel) + self.handled;
-        self.handled = 0;
+        if self.handled - self.published >= PUBLISH_EVERY {
+            self.publish();
+        }
+    }
+
+    fn pause(&mut self) {
+        self.publish();
+    }
+}
+
+/// Handled counts are added to the shared counter this often (and whenever
+/// the poller runs out of work), not every round: a shared counter bumped
+/// by both pollers every round would cost more than the work measured.
+const PUBLISH_EVERY: u64 = 4096;
+
+impl ActorHandler {
+    fn publish(&mut self) {
+        let n = self.handled - self.published;
+        if n == 0 {
+            return;
+        }
+        self.published = self.handled;
+        let now = self.counter.fetch_add(n, Ordering::AcqRel) + n;
         if now == self.target {
             let _ = self.done.send(());
         }
@@ -160,6 +189,8 @@ impl HandlerBuilder<Actor, Actor> for ActorBuilder {
             budget: self.budget,
             sync_cost: self.sync_cost,
             handled: 0,
+            published: 0,
+            round_start: 0,
             counter: Arc::clone(&self.counter),
             target: self.target,
             done: self.done.clone(),
