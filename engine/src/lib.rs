@@ -112,6 +112,7 @@
 mod engines;
 mod error;
 mod fjall_kv;
+mod id_hash;
 pub mod keys;
 mod kv;
 mod log_check;

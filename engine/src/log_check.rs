@@ -1,10 +1,9 @@
 //! Checks a raft log batch against the log invariants before it is written,
 //! shared by every [`RaftLogEngine`](crate::RaftLogEngine) implementation.
 
-use std::collections::HashMap;
-
 use raft::eraftpb::Entry;
 
+use crate::id_hash::IdMap;
 use crate::{Error, Result};
 
 /// What a batch item does to a region's span of entries.
@@ -43,7 +42,7 @@ pub(crate) fn check_changes<'a>(
     changes: impl IntoIterator<Item = &'a (u64, SpanChange)>,
     mut current: impl FnMut(u64) -> Option<(u64, u64)>,
 ) -> Result<()> {
-    let mut spans: HashMap<u64, Option<(u64, u64)>> = HashMap::new();
+    let mut spans: IdMap<Option<(u64, u64)>> = IdMap::default();
     for &(region_id, change) in changes {
         let span = spans.entry(region_id).or_insert_with(|| current(region_id));
         *span = match change {

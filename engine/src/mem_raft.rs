@@ -1,12 +1,13 @@
 //! [`MemRaftLogEngine`]: an in-memory raft log engine for tests and simulation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kvproto_lite::raft_serverpb::RaftLocalState;
 use protobuf::Message;
 use raft::eraftpb::Entry;
 
+use crate::id_hash::IdMap;
 use crate::log_check::{check_changes, entries_span, SpanChange};
 use crate::{Error, RaftLogBatch, RaftLogEngine, Result};
 
@@ -40,28 +41,32 @@ enum LogOp {
     Compact(u64, u64),
 }
 
-type Regions = HashMap<u64, RegionLog>;
+type Regions = IdMap<RegionLog>;
 
-/// Applies one already-checked operation.
+/// Makes room in `log` for entries starting at `first_new` (already checked:
+/// no gap, nothing compacted is overwritten).
+fn prepare_append(log: &mut RegionLog, first_new: u64) {
+    match log.span() {
+        Some((log_first, _)) if first_new >= log_first => {
+            let keep = usize::try_from(first_new - log_first).unwrap_or(usize::MAX);
+            log.entries.truncate(keep);
+        }
+        _ => {
+            log.entries.clear();
+            log.first_index = first_new;
+        }
+    }
+}
+
+/// Applies one already-checked operation, cloning what it keeps.
 fn apply(regions: &mut Regions, op: &LogOp) -> u64 {
     match op {
         LogOp::Append(region_id, entries) => {
-            let Some(first) = entries.first() else {
-                return 0;
-            };
-            let log = regions.entry(*region_id).or_default();
-            match log.span() {
-                Some((log_first, _)) if first.index >= log_first => {
-                    // Checked: first.index <= last + 1, so this only truncates.
-                    let keep = usize::try_from(first.index - log_first).unwrap_or(usize::MAX);
-                    log.entries.truncate(keep);
-                }
-                _ => {
-                    log.entries.clear();
-                    log.first_index = first.index;
-                }
+            if let Some(first) = entries.first() {
+                let log = regions.entry(*region_id).or_default();
+                prepare_append(log, first.index);
+                log.entries.extend(entries.iter().cloned());
             }
-            log.entries.extend(entries.iter().cloned());
             0
         }
         LogOp::PutState(region_id, state) => {
@@ -72,27 +77,49 @@ fn apply(regions: &mut Regions, op: &LogOp) -> u64 {
             regions.remove(region_id);
             0
         }
-        LogOp::Compact(region_id, compact_to) => {
-            let Some(log) = regions.get_mut(region_id) else {
-                return 0;
-            };
-            let Some((first, last)) = log.span() else {
-                return 0;
-            };
-            let end = (*compact_to).min(last + 1);
-            if end <= first {
-                return 0;
+        LogOp::Compact(region_id, compact_to) => compact(regions, *region_id, *compact_to),
+    }
+}
+
+/// Applies one already-checked operation, moving its contents.
+fn apply_owned(regions: &mut Regions, op: LogOp) {
+    match op {
+        LogOp::Append(region_id, entries) => {
+            if let Some(first) = entries.first() {
+                let log = regions.entry(region_id).or_default();
+                prepare_append(log, first.index);
+                log.entries.extend(entries);
             }
-            let removed = end - first;
-            log.entries
-                .drain(..usize::try_from(removed).unwrap_or(usize::MAX));
-            log.first_index = end;
-            if log.entries.capacity() > 2 * log.entries.len() + 64 {
-                log.entries.shrink_to_fit();
-            }
-            removed
+        }
+        LogOp::PutState(region_id, state) => {
+            regions.entry(region_id).or_default().state = Some(state);
+        }
+        op @ (LogOp::Clean(_) | LogOp::Compact(..)) => {
+            apply(regions, &op);
         }
     }
+}
+
+/// Removes entries `< compact_to`; returns how many were removed.
+fn compact(regions: &mut Regions, region_id: u64, compact_to: u64) -> u64 {
+    let Some(log) = regions.get_mut(&region_id) else {
+        return 0;
+    };
+    let Some((first, last)) = log.span() else {
+        return 0;
+    };
+    let end = compact_to.min(last + 1);
+    if end <= first {
+        return 0;
+    }
+    let removed = end - first;
+    log.entries
+        .drain(..usize::try_from(removed).unwrap_or(usize::MAX));
+    log.first_index = end;
+    if log.entries.capacity() > 2 * log.entries.len() + 64 {
+        log.entries.shrink_to_fit();
+    }
+    removed
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +135,7 @@ struct Inner {
 impl Inner {
     fn make_durable(&mut self) {
         for op in std::mem::take(&mut self.pending) {
-            apply(&mut self.durable, &op);
+            apply_owned(&mut self.durable, op);
         }
     }
 }
