@@ -77,7 +77,7 @@ pub use peer_storage::{
 pub use poller::{PollContext, RaftPoller, RaftPollerBuilder};
 pub use router::{CommandSink, RaftMessageSink, RaftRouter};
 pub use store_meta::{LeaderInfo, StoreMeta, StoreStats, StoreStatsSnapshot};
-pub use system::{create_raft_batch_system, RaftBatchSystem};
+pub use system::{create_raft_batch_system, ManualPollers, RaftBatchSystem};
 pub use transport::{
     ChannelTransport, Filter, FilterAction, OneWayFilter, PartitionFilter, PredicateFilter,
     Transport, TransportStats,

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use apply::{create_apply_batch_system, ApplyBatchSystem, ApplyRouter};
-use batch_system::{create_system, BatchSystem};
+use apply::{
+    create_apply_batch_system, ApplyBatchSystem, ApplyFsm, ApplyPoller, ApplyRouter, ControlFsm,
+};
+use batch_system::{create_system, BatchSystem, HandlerBuilder, ManualPoller};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use engine::{Engines, KvEngine, RaftLogEngine};
 use kvproto_lite::metapb;
@@ -17,7 +19,7 @@ use slog::{info, o, Logger};
 use crate::config::Config;
 use crate::fsm::{PeerFsm, StoreFsm};
 use crate::msg::{PeerMsg, StoreMsg};
-use crate::poller::{start_peer, RaftPollerBuilder};
+use crate::poller::{start_peer, RaftPoller, RaftPollerBuilder};
 use crate::router::RaftRouter;
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
@@ -41,6 +43,16 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     timer: Option<(Sender<()>, JoinHandle<()>)>,
     running: bool,
     _kv: PhantomData<EK>,
+}
+
+/// The two handlers of a store started with
+/// [`RaftBatchSystem::spawn_manual`], each in a [`ManualPoller`] that runs
+/// one poll round per `poll_once` call on the caller's thread.
+pub struct ManualPollers<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
+    /// Polls the peer FSMs and the store FSM ([`RaftPoller`]).
+    pub raft: ManualPoller<PeerFsm<ER>, StoreFsm, RaftPoller<EK, ER, T>>,
+    /// Polls the apply FSMs ([`ApplyPoller`]), reporting to the raft router.
+    pub apply: ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<EK, RaftRouter<ER>>>,
 }
 
 /// Creates a store's raft batch system and its router.
@@ -95,30 +107,16 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         self.stats.clone()
     }
 
-    /// Starts the store: creates a peer for every region of `store` found in
-    /// the engines (written by [`bootstrap_store`](crate::bootstrap_store)
-    /// or by an earlier run), then the apply pollers, the raft pollers and
-    /// the tick timer.
-    ///
-    /// # Errors
-    ///
-    /// An invalid config, an engine error, a region without raft or apply
-    /// state, or calling it twice.
-    pub fn spawn<T: Transport>(
-        &mut self,
-        store: metapb::Store,
-        engines: Engines<EK, ER>,
-        transport: T,
+    /// Creates a peer for every region of `store_id` found in the engines
+    /// and registers it with the apply system and the router (the restart
+    /// path). Returns how many peers were created.
+    fn load_peers(
+        &self,
+        store_id: u64,
+        cfg: &Config,
+        engines: &Engines<EK, ER>,
         logger: &Logger,
-    ) -> Result<()> {
-        if self.running || self.timer.is_some() {
-            return Err(Error::AlreadySpawned);
-        }
-        self.cfg.validate()?;
-        let store_id = store.get_id();
-        let logger = logger.new(o!("store_id" => store_id));
-        let cfg = Arc::new(self.cfg.clone());
-
+    ) -> Result<usize> {
         let mut count = 0usize;
         for state in engines.kv.region_states()? {
             if state.get_state() != PeerState::Normal {
@@ -143,12 +141,12 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
                 .get_apply_state(region_id)?
                 .ok_or_else(|| Error::Other(format!("region {region_id} has no apply state")))?;
             start_peer(
-                &cfg,
+                cfg,
                 store_id,
-                &engines,
+                engines,
                 &self.router,
                 &self.apply_router,
-                &logger,
+                logger,
                 region,
                 meta,
                 raft_state,
@@ -156,6 +154,84 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             )?;
             count += 1;
         }
+        Ok(count)
+    }
+
+    /// Starts the store like [`spawn`](Self::spawn) (peers loaded from the
+    /// engines, registered with apply and the router, the store FSM
+    /// started), but without any thread or timer: the caller drives both
+    /// batch systems with the returned [`ManualPollers`] and sends
+    /// `PeerMsg::Tick`s itself. This is how the deterministic simulation
+    /// runs the production handlers on one thread.
+    ///
+    /// Dropping the system (without [`shutdown`](Self::shutdown) work
+    /// beyond closing mailboxes) models a crash: FSMs are dropped, nothing
+    /// more is written.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_manual<T: Transport>(
+        &mut self,
+        store: metapb::Store,
+        engines: Engines<EK, ER>,
+        transport: T,
+        logger: &Logger,
+    ) -> Result<ManualPollers<EK, ER, T>> {
+        if self.running || self.timer.is_some() {
+            return Err(Error::AlreadySpawned);
+        }
+        self.cfg.validate()?;
+        let store_id = store.get_id();
+        let logger = logger.new(o!("store_id" => store_id));
+        let cfg = Arc::new(self.cfg.clone());
+        let count = self.load_peers(store_id, &cfg, &engines, &logger)?;
+        info!(logger, "loaded regions"; "count" => count);
+        let apply = self
+            .apply_system
+            .manual_poller(engines.kv.clone(), self.router.clone())?;
+        let mut builder = RaftPollerBuilder::new(
+            cfg,
+            store_id,
+            engines,
+            transport,
+            self.apply_router.clone(),
+            self.router.clone(),
+            self.store_meta.clone(),
+            self.stats.clone(),
+            logger,
+        );
+        let raft = self.system.manual_poller(builder.build());
+        let _ = self.router.send_control(StoreMsg::Start);
+        self.running = true;
+        Ok(ManualPollers { raft, apply })
+    }
+
+    /// Starts the store: creates a peer for every region of `store` found in
+    /// the engines (written by [`bootstrap_store`](crate::bootstrap_store)
+    /// or by an earlier run), then the apply pollers, the raft pollers and
+    /// the tick timer.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config, an engine error, a region without raft or apply
+    /// state, or calling it twice.
+    pub fn spawn<T: Transport>(
+        &mut self,
+        store: metapb::Store,
+        engines: Engines<EK, ER>,
+        transport: T,
+        logger: &Logger,
+    ) -> Result<()> {
+        if self.running || self.timer.is_some() {
+            return Err(Error::AlreadySpawned);
+        }
+        self.cfg.validate()?;
+        let store_id = store.get_id();
+        let logger = logger.new(o!("store_id" => store_id));
+        let cfg = Arc::new(self.cfg.clone());
+
+        let count = self.load_peers(store_id, &cfg, &engines, &logger)?;
         info!(logger, "loaded regions"; "count" => count);
 
         self.apply_system.spawn(
