@@ -1,0 +1,576 @@
+//! Load generation: client threads, each keeping a window of asynchronous
+//! commands in flight, routed to each region's leader.
+//!
+//! Every client thread owns `window` slots; a slot has at most one command
+//! outstanding and owns a disjoint set of keys, so writes to one key are
+//! strictly sequential and the last acknowledged value of every key is
+//! known exactly (what the read-back check needs). A command goes through
+//! [`CommandSink::send_command`] with a [`Callback`] that posts the answer
+//! to the client's completion channel, so one thread keeps hundreds of
+//! commands in flight instead of blocking on each.
+//!
+//! Retries: `NotLeader` with a hint goes straight to the hinted store;
+//! other typed refusals (no hint, `RegionNotFound`, `ServerIsBusy`,
+//! `StaleCommand`, ...) mean the command was not applied and it is retried
+//! after a short pause. An untyped error (outcome unknown) or a command
+//! still unanswered when the run drains "poisons" its key: the key is
+//! neither written again nor checked.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use batch_system::mpsc::TrySendError;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use hdrhistogram::Histogram;
+use kvproto_lite::metapb::{Peer, Region};
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
+use raftstore::{Callback, CommandSink, RaftCommand};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::sys;
+
+/// What load to generate.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Client threads.
+    pub clients: usize,
+    /// Commands each client keeps in flight.
+    pub window: usize,
+    /// Bytes per written value (at least 12).
+    pub value_size: usize,
+    /// Fraction of operations that are reads (0.0 ..= 1.0).
+    pub read_ratio: f64,
+    /// Total number of keys (rounded up to one per slot).
+    pub keys: usize,
+    /// Target operations per second over all clients; `None` = as fast as
+    /// the window allows (closed loop).
+    pub rate: Option<f64>,
+    /// Seed of the clients' random choices.
+    pub seed: u64,
+    /// How long to wait for outstanding commands after the load stops.
+    pub drain_timeout: Duration,
+    /// Most attempts of one command before giving it up.
+    pub max_attempts: u32,
+}
+
+/// Where the load goes: one command sink per store and the regions.
+pub struct Target {
+    /// Command entry point of every running store.
+    pub sinks: HashMap<u64, Arc<dyn CommandSink>>,
+    /// Regions, in key order.
+    pub regions: Vec<Region>,
+    /// The store believed to lead each region (same order as `regions`).
+    pub leaders: Vec<u64>,
+    /// Every store id, for rotating when the leader is unknown.
+    pub store_ids: Vec<u64>,
+}
+
+/// Counters shared with the progress display and the phase controller.
+#[derive(Default)]
+pub struct Live {
+    /// Acknowledged writes so far (whole run).
+    pub writes: AtomicU64,
+    /// Successful reads so far (whole run).
+    pub reads: AtomicU64,
+    /// Refusals and failures seen (retried or not).
+    pub errors: AtomicU64,
+    /// Whether completions count towards the measurement.
+    pub measuring: AtomicBool,
+    /// Stop issuing new operations and drain.
+    pub stop: AtomicBool,
+}
+
+/// What one client thread saw.
+pub struct ClientResult {
+    /// Write latency (µs) of writes acknowledged while measuring.
+    pub write_hist: Histogram<u64>,
+    /// Read latency (µs) of reads answered while measuring.
+    pub read_hist: Histogram<u64>,
+    /// Writes acknowledged while measuring.
+    pub writes: u64,
+    /// Reads answered while measuring.
+    pub reads: u64,
+    /// Every key's last acknowledged write: (key index, sequence number).
+    pub acked: Vec<(u64, u64)>,
+    /// Keys whose last write has an unknown outcome (not checked).
+    pub poisoned: u64,
+    /// Retried attempts.
+    pub retries: u64,
+    /// Commands given up after a typed refusal (not applied).
+    pub given_up: u64,
+    /// Reads whose value was not the last acknowledged write.
+    pub read_mismatches: Vec<String>,
+    /// CPU time this client thread used while measuring.
+    pub cpu: Duration,
+}
+
+/// The 8-byte key of key index `k`: keys are spread round-robin over the
+/// regions (`k % regions`) and counted up from each region's start.
+pub fn key_of(regions: &[Region], k: u64) -> (usize, [u8; 8]) {
+    let n = regions.len().max(1) as u64;
+    let r = (k % n) as usize;
+    let start = regions
+        .get(r)
+        .map(|reg| {
+            let s = reg.get_start_key();
+            let mut b = [0u8; 8];
+            let len = s.len().min(8);
+            b[..len].copy_from_slice(&s[..len]);
+            u64::from_be_bytes(b)
+        })
+        .unwrap_or(0);
+    (r, (start + 1 + k / n).to_be_bytes())
+}
+
+/// The value written to key index `k` by its `seq`-th write: the sequence
+/// number and key index followed by filler, `size` bytes in all.
+pub fn value_of(k: u64, seq: u64, size: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(size.max(12));
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(&(k as u32).to_le_bytes());
+    let mut x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq;
+    while v.len() < size {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push((x >> 56) as u8);
+    }
+    v
+}
+
+#[derive(Clone, Copy)]
+enum OpKind {
+    Write { pos: usize, seq: u64 },
+    Read { pos: usize },
+}
+
+struct Inflight {
+    kind: OpKind,
+    started: Instant,
+    attempts: u32,
+}
+
+struct Slot {
+    keys: Vec<u64>,
+    acked: Vec<u64>,
+    poisoned: Vec<bool>,
+    next: usize,
+    inflight: Option<Inflight>,
+}
+
+struct Client {
+    spec: LoadSpec,
+    target: Arc<Target>,
+    live: Arc<Live>,
+    leaders: Vec<u64>,
+    slots: Vec<Slot>,
+    tx: Sender<(u32, RaftCmdResponse)>,
+    rng: StdRng,
+    deferred: VecDeque<(Instant, u32)>,
+    ready: VecDeque<u32>,
+    outstanding: usize,
+    res: ClientResult,
+}
+
+const RETRY_PAUSE: Duration = Duration::from_millis(2);
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 100 s with 3 significant digits; the bounds are constants.
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
+}
+
+/// Runs client `id` until `live.stop`, then drains its outstanding
+/// commands.
+pub fn run_client(id: usize, spec: LoadSpec, target: Arc<Target>, live: Arc<Live>) -> ClientResult {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let total_slots = (spec.clients * spec.window) as u64;
+    let keys = (spec.keys as u64).max(total_slots);
+    let slots = (0..spec.window)
+        .map(|w| {
+            let global = (id * spec.window + w) as u64;
+            let keys: Vec<u64> = (global..keys).step_by(total_slots as usize).collect();
+            Slot {
+                acked: vec![0; keys.len()],
+                poisoned: vec![false; keys.len()],
+                keys,
+                next: 0,
+                inflight: None,
+            }
+        })
+        .collect();
+    let mut client = Client {
+        leaders: target.leaders.clone(),
+        rng: StdRng::seed_from_u64(spec.seed ^ (id as u64).wrapping_mul(0x9e37_79b9)),
+        spec,
+        target,
+        live,
+        slots,
+        tx,
+        deferred: VecDeque::new(),
+        ready: VecDeque::new(),
+        outstanding: 0,
+        res: ClientResult {
+            write_hist: histogram(),
+            read_hist: histogram(),
+            writes: 0,
+            reads: 0,
+            acked: Vec::new(),
+            poisoned: 0,
+            retries: 0,
+            given_up: 0,
+            read_mismatches: Vec::new(),
+            cpu: Duration::ZERO,
+        },
+    };
+    client.run(&rx);
+    client.finish()
+}
+
+impl Client {
+    fn run(&mut self, rx: &Receiver<(u32, RaftCmdResponse)>) {
+        self.ready = (0..self.slots.len() as u32).collect();
+        let per_client_rate = self
+            .spec
+            .rate
+            .map(|r| (r / self.spec.clients as f64).max(1.0));
+        let t0 = Instant::now();
+        let mut issued = 0u64;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut cpu_start: Option<Duration> = None;
+        loop {
+            let now = Instant::now();
+            if cpu_start.is_none() && self.live.measuring.load(Ordering::Relaxed) {
+                cpu_start = Some(sys::thread_cpu());
+            }
+            let mut next_wake = now + Duration::from_millis(50);
+            if self.live.stop.load(Ordering::Relaxed) {
+                let deadline = *drain_deadline.get_or_insert_with(|| {
+                    if let Some(start) = cpu_start {
+                        self.res.cpu = sys::thread_cpu().saturating_sub(start);
+                    }
+                    now + self.spec.drain_timeout
+                });
+                // Deferred retries were refused, so not applied: drop them.
+                for (_, slot) in std::mem::take(&mut self.deferred) {
+                    if let Some(s) = self.slots.get_mut(slot as usize) {
+                        s.inflight = None;
+                    }
+                }
+                if self.outstanding == 0 || now >= deadline {
+                    break;
+                }
+                next_wake = next_wake.min(deadline);
+            } else {
+                while let Some(&slot) = self.ready.front() {
+                    if let Some(rate) = per_client_rate {
+                        let due = t0 + Duration::from_secs_f64(issued as f64 / rate);
+                        if now < due {
+                            next_wake = next_wake.min(due);
+                            break;
+                        }
+                    }
+                    self.ready.pop_front();
+                    self.start_op(slot);
+                    issued += 1;
+                }
+                while let Some(&(due, slot)) = self.deferred.front() {
+                    if due > now {
+                        next_wake = next_wake.min(due);
+                        break;
+                    }
+                    self.deferred.pop_front();
+                    self.send(slot);
+                }
+            }
+            let wait = next_wake.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok((slot, resp)) => {
+                    self.on_response(slot, resp);
+                    while let Ok((slot, resp)) = rx.try_recv() {
+                        self.on_response(slot, resp);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn finish(mut self) -> ClientResult {
+        for s in &mut self.slots {
+            // Anything still unanswered may or may not be applied.
+            if let Some(Inflight {
+                kind: OpKind::Write { pos, .. },
+                ..
+            }) = s.inflight.take()
+            {
+                if let Some(p) = s.poisoned.get_mut(pos) {
+                    *p = true;
+                }
+            }
+            for (pos, &k) in s.keys.iter().enumerate() {
+                let poisoned = s.poisoned.get(pos).copied().unwrap_or(true);
+                let seq = s.acked.get(pos).copied().unwrap_or(0);
+                if poisoned {
+                    self.res.poisoned += 1;
+                } else if seq > 0 {
+                    self.res.acked.push((k, seq));
+                }
+            }
+        }
+        self.res
+    }
+
+    /// Picks the slot's next operation and sends it.
+    fn start_op(&mut self, slot: u32) {
+        let read_ratio = self.spec.read_ratio;
+        let want_read = read_ratio > 0.0 && self.rng.gen_bool(read_ratio.min(1.0));
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let n = s.keys.len();
+        if n == 0 {
+            return;
+        }
+        let mut kind = None;
+        for _ in 0..n {
+            let pos = s.next % n;
+            s.next = s.next.wrapping_add(1);
+            if s.poisoned.get(pos).copied().unwrap_or(true) {
+                continue;
+            }
+            let acked = s.acked.get(pos).copied().unwrap_or(0);
+            kind = Some(if want_read && acked > 0 {
+                OpKind::Read { pos }
+            } else {
+                OpKind::Write {
+                    pos,
+                    seq: acked + 1,
+                }
+            });
+            break;
+        }
+        let Some(kind) = kind else {
+            // Every key of this slot is poisoned: the slot retires.
+            return;
+        };
+        s.inflight = Some(Inflight {
+            kind,
+            started: Instant::now(),
+            attempts: 0,
+        });
+        self.send(slot);
+    }
+
+    /// Sends (or re-sends) the slot's in-flight operation to the store
+    /// believed to lead its region.
+    fn send(&mut self, slot: u32) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(op) = s.inflight.as_mut() else {
+            return;
+        };
+        op.attempts += 1;
+        let pos = match op.kind {
+            OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
+        };
+        let Some(&k) = s.keys.get(pos) else { return };
+        let (r, key) = key_of(&self.target.regions, k);
+        let Some(region) = self.target.regions.get(r) else {
+            return;
+        };
+        let store = self.leaders.get(r).copied().unwrap_or(0);
+        let peer: Peer = region
+            .get_peers()
+            .iter()
+            .find(|p| p.get_store_id() == store)
+            .cloned()
+            .unwrap_or_default();
+        let mut req = Request::default();
+        match op.kind {
+            OpKind::Write { seq, .. } => {
+                req.set_cmd_type(CmdType::Put);
+                req.mut_put().set_key(key.to_vec());
+                req.mut_put()
+                    .set_value(value_of(k, seq, self.spec.value_size));
+            }
+            OpKind::Read { .. } => {
+                req.set_cmd_type(CmdType::Get);
+                req.mut_get().set_key(key.to_vec());
+            }
+        }
+        let mut cmd = RaftCmdRequest::default();
+        cmd.mut_header().set_region_id(region.get_id());
+        cmd.mut_header().set_peer(peer);
+        cmd.mut_header()
+            .set_region_epoch(region.get_region_epoch().clone());
+        cmd.mut_requests().push(req);
+        let tx = self.tx.clone();
+        let cb = Callback::new(move |resp| {
+            let _ = tx.send((slot, resp));
+        });
+        let command = RaftCommand::new(cmd, cb);
+        self.outstanding += 1;
+        match self.target.sinks.get(&store) {
+            Some(sink) => {
+                // A refused command comes back unanswered: answer it with
+                // the typed error the store would have given, so the
+                // completion path retries it.
+                match sink.send_command(command) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(cmd)) => cmd.callback.invoke_with_error(
+                        kvproto_lite::util::new_server_is_busy("mailbox full"),
+                        0,
+                    ),
+                    Err(TrySendError::Disconnected(cmd)) => cmd.callback.invoke_with_error(
+                        kvproto_lite::util::new_region_not_found(region.get_id()),
+                        0,
+                    ),
+                }
+            }
+            None => {
+                command.callback.invoke_with_error(
+                    kvproto_lite::util::new_region_not_found(region.get_id()),
+                    0,
+                );
+            }
+        }
+    }
+
+    fn rotate_leader(&mut self, r: usize) {
+        let ids = &self.target.store_ids;
+        if let Some(cur) = self.leaders.get_mut(r) {
+            let idx = ids.iter().position(|s| s == cur).map_or(0, |i| i + 1);
+            *cur = ids.get(idx % ids.len().max(1)).copied().unwrap_or(0);
+        }
+    }
+
+    fn on_response(&mut self, slot: u32, resp: RaftCmdResponse) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let measuring = self.live.measuring.load(Ordering::Relaxed);
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(op) = s.inflight.as_ref() else {
+            return;
+        };
+        let kind = op.kind;
+        let attempts = op.attempts;
+        let pos = match kind {
+            OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
+        };
+        let k = s.keys.get(pos).copied().unwrap_or(0);
+        if !resp.get_header().has_error() {
+            let us = op.started.elapsed().as_micros() as u64;
+            match kind {
+                OpKind::Write { seq, .. } => {
+                    if let Some(a) = s.acked.get_mut(pos) {
+                        *a = seq;
+                    }
+                    self.live.writes.fetch_add(1, Ordering::Relaxed);
+                    if measuring {
+                        self.res.writes += 1;
+                        self.res.write_hist.saturating_record(us.max(1));
+                    }
+                }
+                OpKind::Read { .. } => {
+                    let expected = value_of(
+                        k,
+                        s.acked.get(pos).copied().unwrap_or(0),
+                        self.spec.value_size,
+                    );
+                    let got = resp.get_responses().first().map(|r| r.get_get());
+                    let ok = got.is_some_and(|g| {
+                        !g.get_not_found() && g.get_value() == expected.as_slice()
+                    });
+                    if !ok && self.res.read_mismatches.len() < 16 {
+                        self.res.read_mismatches.push(format!(
+                            "key index {k}: read {:?}, expected the write acknowledged last",
+                            got.map(|g| (g.get_not_found(), g.get_value().to_vec()))
+                        ));
+                    }
+                    self.live.reads.fetch_add(1, Ordering::Relaxed);
+                    if measuring {
+                        self.res.reads += 1;
+                        self.res.read_hist.saturating_record(us.max(1));
+                    }
+                }
+            }
+            s.inflight = None;
+            self.ready.push_back(slot);
+            return;
+        }
+        self.live.errors.fetch_add(1, Ordering::Relaxed);
+        let err = resp.get_header().get_error();
+        let r = key_of(&self.target.regions, k).0;
+        let typed = err.has_not_leader()
+            || err.has_region_not_found()
+            || err.has_store_not_match()
+            || err.has_server_is_busy()
+            || err.has_stale_command()
+            || err.has_epoch_not_match();
+        if !typed {
+            // Outcome unknown (e.g. dropped at shutdown): never touch or
+            // check this key again.
+            if let OpKind::Write { .. } = kind {
+                if let Some(p) = s.poisoned.get_mut(pos) {
+                    *p = true;
+                }
+            }
+            s.inflight = None;
+            self.ready.push_back(slot);
+            return;
+        }
+        if attempts >= self.spec.max_attempts {
+            // Typed refusals were never applied: give the operation up.
+            self.res.given_up += 1;
+            s.inflight = None;
+            self.ready.push_back(slot);
+            return;
+        }
+        self.res.retries += 1;
+        if err.has_not_leader() {
+            let hint = err.get_not_leader().get_leader().get_store_id();
+            if hint != 0 && self.target.sinks.contains_key(&hint) {
+                if let Some(l) = self.leaders.get_mut(r) {
+                    *l = hint;
+                }
+                self.send(slot);
+                return;
+            }
+            self.rotate_leader(r);
+        } else if err.has_region_not_found() || err.has_store_not_match() {
+            self.rotate_leader(r);
+        }
+        self.deferred
+            .push_back((Instant::now() + RETRY_PAUSE, slot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_land_in_their_regions() {
+        let regions =
+            raftstore::initial_regions(&[1, 2, 3], &raftstore::even_split_keys(7)).unwrap();
+        for k in 0..1000u64 {
+            let (r, key) = key_of(&regions, k);
+            assert!(kvproto_lite::util::is_key_in_region(&key, &regions[r]));
+        }
+    }
+
+    #[test]
+    fn values_differ_by_sequence_and_have_the_requested_size() {
+        assert_eq!(value_of(3, 1, 16).len(), 16);
+        assert_eq!(value_of(3, 1, 100).len(), 100);
+        assert_ne!(value_of(3, 1, 16), value_of(3, 2, 16));
+        assert_ne!(value_of(3, 1, 16), value_of(4, 1, 16));
+    }
+}

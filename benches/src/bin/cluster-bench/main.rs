@@ -1,0 +1,495 @@
+//! `cluster-bench`: an in-process cluster of raft stores with many regions
+//! under a write/read load, measured per core.
+//!
+//! ```text
+//! cargo run --release -p benches --bin cluster-bench             # 3 stores, 1,000 regions, ~30 s
+//! cargo run --release -p benches --bin cluster-bench -- --quick  # under 20 s
+//! cargo run --release -p benches --bin cluster-bench -- --compare  # + group commit off
+//! ```
+//!
+//! Each phase starts a fresh cluster (durable engines in a temporary
+//! directory by default), waits for every region to elect a leader, then
+//! client threads keep a window of asynchronous commands in flight, routed
+//! to each region's leader (see `load.rs`). After a warm-up, throughput,
+//! latency, process CPU time and the stores' raft-log counters are measured
+//! over `--duration`. Afterwards every acknowledged write is read back from
+//! every store's KV engine; a mismatch fails the run (exit code 1).
+//!
+//! Output: a live progress bar, a table per phase, optional JSON
+//! (`--json`), an SVG plot (`--svg`) and, as the last line,
+//! `writes/s: N`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use engine::{KvEngine, RaftLogEngine};
+use indicatif::{ProgressBar, ProgressStyle};
+use raftstore::{Cluster, CommandSink, Config, StoreStatsSnapshot};
+
+mod load;
+mod plot;
+mod report;
+mod sys;
+
+use load::{key_of, value_of, Live, LoadSpec, Target};
+use report::{PhaseReport, Report, Sample};
+
+/// Which engines the stores use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EngineKind {
+    /// raft-engine for raft logs + fjall for the state machine, fsynced.
+    Durable,
+    /// In-memory engines (no disk, no fsync): shows the CPU-only ceiling.
+    Memory,
+}
+
+/// A replicated multi-raft cluster in one process under load.
+#[derive(Debug, Parser)]
+#[command(name = "cluster-bench", version, about, long_about = None)]
+struct Args {
+    /// Stores (replicas of every region).
+    #[arg(long, default_value_t = 3)]
+    stores: usize,
+    /// Regions (raft groups), split evenly over the key space.
+    #[arg(long, default_value_t = 1000)]
+    regions: usize,
+    /// Client threads generating load.
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+    /// Commands each client keeps in flight (total concurrency = clients x window).
+    #[arg(long, default_value_t = 2048)]
+    window: usize,
+    /// Bytes per written value (at least 12: sequence number + key index).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(12..=1_048_576))]
+    value_size: u64,
+    /// Fraction of operations that are reads (linearizable, through raft).
+    #[arg(long, default_value_t = 0.0)]
+    read_ratio: f64,
+    /// Seconds of measured load per phase.
+    #[arg(long, default_value_t = 25.0)]
+    duration: f64,
+    /// Seconds of unmeasured load before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Distinct keys written (each owned by one client slot).
+    #[arg(long, default_value_t = 200_000)]
+    keys: usize,
+    /// Storage engines.
+    #[arg(long, value_enum, default_value_t = EngineKind::Durable)]
+    engine: EngineKind,
+    /// Keep the durable engines here (one sub-directory per phase, which
+    /// must not exist yet) instead of a removed temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A short run (under 20 s): 4 s measured after 1 s warm-up, 50,000 keys.
+    #[arg(long)]
+    quick: bool,
+    /// Also run the same load with group commit off (one raft-log write
+    /// and fsync per region Ready) and print the ratio.
+    #[arg(long)]
+    compare: bool,
+    /// Also run at half of the measured peak rate (open loop) to report
+    /// latency at moderate load.
+    #[arg(long)]
+    half_load: bool,
+    /// Limit the load to this many operations per second (all clients).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Write a JSON report to this file, or to stdout with `--json` alone.
+    #[arg(long, num_args = 0..=1, default_missing_value = "-", value_name = "PATH")]
+    json: Option<String>,
+    /// Where to write the SVG plot (throughput over time, latency
+    /// distribution); `none` to skip.
+    #[arg(long, default_value = "target/cluster-bench.svg")]
+    svg: String,
+    /// Raft poller threads per store (default: raftstore's default).
+    #[arg(long)]
+    store_pool_size: Option<usize>,
+    /// Apply poller threads per store (default: apply's default).
+    #[arg(long)]
+    apply_pool_size: Option<usize>,
+    /// raftstore::Config fields as JSON, e.g. '{"messages_per_round":256}'
+    /// (applied before the pool-size flags).
+    #[arg(long)]
+    config: Option<String>,
+    /// Seed of the clients' random choices.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// One phase to run: a name, a store config and a rate limit.
+struct PhasePlan {
+    name: String,
+    cfg: Config,
+    rate: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let mut args = Args::parse();
+    if args.quick {
+        args.duration = 4.0;
+        args.warmup = 1.0;
+        args.keys = args.keys.min(50_000);
+    }
+    match run(&args) {
+        Ok(report) => {
+            let failed = report
+                .phases
+                .iter()
+                .any(|p| !p.verify_errors.is_empty() || p.read_mismatches > 0);
+            let writes = report.phases.first().map_or(0.0, |p| p.writes_per_sec);
+            if failed {
+                eprintln!("cluster-bench: FAILED: acknowledged writes were lost or read wrong (see above)");
+            }
+            println!("writes/s: {writes:.0}");
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("cluster-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn base_config(args: &Args) -> Result<Config, String> {
+    let mut cfg = match &args.config {
+        Some(json) => serde_json::from_str::<Config>(json).map_err(|e| format!("--config: {e}"))?,
+        None => Config::default(),
+    };
+    if let Some(n) = args.store_pool_size {
+        cfg.store_pool_size = n;
+    }
+    if let Some(n) = args.apply_pool_size {
+        cfg.apply.pool_size = n;
+    }
+    cfg.validate().map_err(|e| format!("config: {e}"))?;
+    Ok(cfg)
+}
+
+fn run(args: &Args) -> Result<Report, String> {
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        return Err("--read-ratio must be within 0..=1".to_owned());
+    }
+    if args.stores == 0 || args.regions == 0 || args.clients == 0 || args.window == 0 {
+        return Err("--stores, --regions, --clients and --window must be positive".to_owned());
+    }
+    let cfg = base_config(args)?;
+    let mut report = Report::new(
+        format!("{:?}", args.engine).to_lowercase(),
+        args.stores,
+        args.regions,
+        args.clients,
+        args.window,
+        args.value_size as usize,
+        args.read_ratio,
+        cfg.clone(),
+    );
+    println!(
+        "cluster-bench: {} stores, {} regions, {} engines, {} clients x {} in flight, {}-byte values, {:.0}% reads, {:.0} s (+{:.0} s warm-up) per phase",
+        args.stores,
+        args.regions,
+        report.engine,
+        args.clients,
+        args.window,
+        args.value_size,
+        args.read_ratio * 100.0,
+        args.duration,
+        args.warmup
+    );
+    let main_phase = PhasePlan {
+        name: "group commit".to_owned(),
+        cfg: cfg.clone(),
+        rate: args.rate,
+    };
+    let first = run_phase(args, &main_phase, 0)?;
+    let peak_ops = first.writes_per_sec + first.reads_per_sec;
+    report.phases.push(first);
+    let mut index = 1;
+    if args.half_load {
+        let plan = PhasePlan {
+            name: "half load".to_owned(),
+            cfg: cfg.clone(),
+            rate: Some((peak_ops / 2.0).max(1.0)),
+        };
+        report.phases.push(run_phase(args, &plan, index)?);
+        index += 1;
+    }
+    if args.compare {
+        let mut off = cfg.clone();
+        off.group_commit = false;
+        let plan = PhasePlan {
+            name: "no group commit".to_owned(),
+            cfg: off,
+            rate: args.rate,
+        };
+        report.phases.push(run_phase(args, &plan, index)?);
+    }
+    report.peak_rss_mib = sys::peak_rss_kib().map(|k| k as f64 / 1024.0);
+    report.print_table();
+    if args.svg != "none" {
+        let path = Path::new(&args.svg);
+        match plot::write_svg(path, &report) {
+            Ok(()) => println!("plot: {}", path.display()),
+            Err(e) => eprintln!("cluster-bench: plot not written: {e}"),
+        }
+    }
+    if let Some(dest) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| format!("json: {e}"))?;
+        if dest == "-" {
+            println!("{json}");
+        } else {
+            std::fs::write(dest, json + "\n").map_err(|e| format!("write {dest}: {e}"))?;
+            println!("json: {dest}");
+        }
+    }
+    Ok(report)
+}
+
+fn run_phase(args: &Args, plan: &PhasePlan, index: usize) -> Result<PhaseReport, String> {
+    let fail = |e: raftstore::Error| format!("phase '{}': {e}", plan.name);
+    match args.engine {
+        EngineKind::Memory => {
+            let cluster =
+                Cluster::memory(args.stores, args.regions, plan.cfg.clone()).map_err(fail)?;
+            drive(args, plan, cluster)
+        }
+        EngineKind::Durable => {
+            let cluster = match &args.data_dir {
+                Some(dir) => {
+                    let sub = dir.join(format!("phase-{index}"));
+                    if sub.exists() {
+                        return Err(format!(
+                            "{} already exists: give a fresh --data-dir",
+                            sub.display()
+                        ));
+                    }
+                    std::fs::create_dir_all(&sub)
+                        .map_err(|e| format!("create {}: {e}", sub.display()))?;
+                    Cluster::durable_in(&sub, args.stores, args.regions, plan.cfg.clone())
+                }
+                None => Cluster::durable(args.stores, args.regions, plan.cfg.clone()),
+            }
+            .map_err(fail)?;
+            drive(args, plan, cluster)
+        }
+    }
+}
+
+fn stats_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> StoreStatsSnapshot {
+    let mut sum = StoreStatsSnapshot::default();
+    for id in cluster.store_ids() {
+        if let Some(s) = cluster.stats(*id) {
+            let s = s.snapshot();
+            sum.log_writes += s.log_writes;
+            sum.log_syncs += s.log_syncs;
+            sum.readies += s.readies;
+            sum.committed_entries += s.committed_entries;
+            sum.rounds += s.rounds;
+        }
+    }
+    sum
+}
+
+fn drive<EK: KvEngine, ER: RaftLogEngine>(
+    args: &Args,
+    plan: &PhasePlan,
+    mut cluster: Cluster<EK, ER>,
+) -> Result<PhaseReport, String> {
+    let started = Instant::now();
+    cluster.start().map_err(|e| format!("start: {e}"))?;
+    cluster
+        .wait_for_leaders(Duration::from_secs(120))
+        .map_err(|e| format!("leaders: {e}"))?;
+    let setup = started.elapsed();
+    let regions = cluster.regions().to_vec();
+    let store_ids = cluster.store_ids().to_vec();
+    let leaders = regions
+        .iter()
+        .map(|r| cluster.leader_store(r.get_id()).unwrap_or(store_ids[0]))
+        .collect();
+    let sinks = store_ids
+        .iter()
+        .filter_map(|id| {
+            cluster
+                .router(*id)
+                .map(|r| (*id, Arc::new(r) as Arc<dyn CommandSink>))
+        })
+        .collect();
+    let target = Arc::new(Target {
+        sinks,
+        regions: regions.clone(),
+        leaders,
+        store_ids: store_ids.clone(),
+    });
+    let spec = LoadSpec {
+        clients: args.clients,
+        window: args.window,
+        value_size: args.value_size as usize,
+        read_ratio: args.read_ratio,
+        keys: args.keys,
+        rate: plan.rate,
+        seed: args.seed,
+        drain_timeout: Duration::from_secs(30),
+        max_attempts: 50,
+    };
+    let live = Arc::new(Live::default());
+    let handles: Vec<_> = (0..args.clients)
+        .map(|id| {
+            let (spec, target, live) = (spec.clone(), target.clone(), live.clone());
+            std::thread::Builder::new()
+                .name(format!("bench-client-{id}"))
+                .spawn(move || load::run_client(id, spec, target, live))
+                .map_err(|e| format!("spawn client: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+
+    // Warm-up, then the measured window, sampling once per second.
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let duration = Duration::from_secs_f64(args.duration.max(0.1));
+    let pb = ProgressBar::new((warmup + duration).as_millis() as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>16} [{bar:30}] {elapsed:>3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(plan.name.clone());
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    let mut last = (t0, 0u64, 0u64);
+    let mut measure_start: Option<(Instant, Duration, StoreStatsSnapshot)> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = Instant::now();
+        let elapsed = now - t0;
+        if measure_start.is_none() && elapsed >= warmup {
+            live.measuring.store(true, Ordering::Relaxed);
+            measure_start = Some((now, sys::process_cpu(), stats_sum(&cluster)));
+        }
+        let (w, r) = (
+            live.writes.load(Ordering::Relaxed),
+            live.reads.load(Ordering::Relaxed),
+        );
+        let dt = (now - last.0).as_secs_f64();
+        if dt >= 1.0 {
+            let sample = Sample {
+                t: elapsed.as_secs_f64(),
+                writes_per_sec: (w - last.1) as f64 / dt,
+                reads_per_sec: (r - last.2) as f64 / dt,
+            };
+            pb.set_message(format!(
+                "{:>9.0} writes/s {:>9.0} reads/s  errors {}",
+                sample.writes_per_sec,
+                sample.reads_per_sec,
+                live.errors.load(Ordering::Relaxed)
+            ));
+            samples.push(sample);
+            last = (now, w, r);
+        }
+        pb.set_position(elapsed.as_millis() as u64);
+        if elapsed >= warmup + duration {
+            break;
+        }
+    }
+    live.measuring.store(false, Ordering::Relaxed);
+    let end = (Instant::now(), sys::process_cpu(), stats_sum(&cluster));
+    live.stop.store(true, Ordering::Relaxed);
+    pb.finish_and_clear();
+    let (m_start, cpu_start, stats_start) =
+        measure_start.ok_or_else(|| "measurement never started".to_owned())?;
+    let wall = (end.0 - m_start).as_secs_f64();
+    let cpu = end.1.saturating_sub(cpu_start).as_secs_f64();
+    let stats = StoreStatsSnapshot {
+        log_writes: end.2.log_writes - stats_start.log_writes,
+        log_syncs: end.2.log_syncs - stats_start.log_syncs,
+        readies: end.2.readies - stats_start.readies,
+        committed_entries: end.2.committed_entries - stats_start.committed_entries,
+        rounds: end.2.rounds - stats_start.rounds,
+    };
+
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(
+            h.join()
+                .map_err(|_| "a client thread panicked".to_owned())?,
+        );
+    }
+    let mut phase = PhaseReport::new(
+        &plan.name,
+        plan.rate,
+        setup.as_secs_f64(),
+        wall,
+        cpu,
+        stats,
+        samples,
+    );
+    for r in &results {
+        phase.add_client(r);
+    }
+    phase.finish(store_ids.len());
+
+    // Read every acknowledged write back from every store.
+    let check_start = Instant::now();
+    let mut pending: Vec<(u64, u64, u64)> = Vec::new(); // (store, key index, seq)
+    for r in &results {
+        for &(k, seq) in &r.acked {
+            for s in &store_ids {
+                pending.push((*s, k, seq));
+            }
+        }
+    }
+    phase.checked_reads = pending.len() as u64;
+    let value_size = args.value_size as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        pending.retain(|&(store, k, seq)| {
+            let (_, key) = key_of(&regions, k);
+            cluster.kv_get(store, &key).ok().flatten() != Some(value_of(k, seq, value_size))
+        });
+        // Followers may still be applying the last entries: look again.
+        if pending.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for &(store, k, seq) in pending.iter().take(10) {
+        let (_, key) = key_of(&regions, k);
+        phase.verify_errors.push(format!(
+            "store {store}: key {:?} (index {k}) is {:?}, expected write #{seq}",
+            key.as_slice(),
+            cluster.kv_get(store, &key)
+        ));
+    }
+    phase.verify_failures = pending.len() as u64;
+    phase.verify_secs = check_start.elapsed().as_secs_f64();
+    println!(
+        "{:>16}: {:.0} writes/s, {:.0} reads/s; verified {} acknowledged writes x {} stores in {:.1} s: {}",
+        plan.name,
+        phase.writes_per_sec,
+        phase.reads_per_sec,
+        phase.checked_reads / store_ids.len().max(1) as u64,
+        store_ids.len(),
+        phase.verify_secs,
+        if pending.is_empty() && phase.read_mismatches == 0 {
+            "all match".to_owned()
+        } else {
+            format!("{} MISMATCHES", pending.len() as u64 + phase.read_mismatches)
+        }
+    );
+    for e in phase
+        .verify_errors
+        .iter()
+        .chain(phase.read_mismatch_examples.iter())
+    {
+        eprintln!("  {e}");
+    }
+    cluster.shutdown();
+    Ok(phase)
+}

@@ -1,0 +1,381 @@
+//! What a run measured: per-phase numbers, the table and the JSON document.
+
+use hdrhistogram::Histogram;
+use raftstore::{Config, StoreStatsSnapshot};
+use serde::Serialize;
+
+use crate::load::ClientResult;
+
+/// Dragonboat's published figure: about 9 million writes/s on three servers
+/// with 22 cores each (66 cores x 1 s / 9M writes), in core-microseconds
+/// per write.
+pub const DRAGONBOAT_CORE_US_PER_WRITE: f64 = 7.3;
+
+/// Throughput over one second of a phase.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    /// Seconds since the load started (warm-up included).
+    pub t: f64,
+    /// Acknowledged writes per second in that second.
+    pub writes_per_sec: f64,
+    /// Reads per second in that second.
+    pub reads_per_sec: f64,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    /// Operations recorded.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Maximum.
+    pub max_us: u64,
+    /// (percentile, latency µs) points for plotting.
+    pub curve: Vec<(f64, u64)>,
+}
+
+impl Latency {
+    fn from_hist(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let curve = [
+            0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+        ]
+        .iter()
+        .map(|&p| (p, h.value_at_percentile(p)))
+        .collect();
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            curve,
+        }
+    }
+}
+
+/// One phase: a fresh cluster under one load.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    /// "group commit", "no group commit", "half load".
+    pub name: String,
+    /// Open-loop rate limit, if any (operations/s).
+    pub rate_limit: Option<f64>,
+    /// Seconds to start the stores and elect every leader.
+    pub setup_secs: f64,
+    /// Measured wall-clock seconds.
+    pub wall_secs: f64,
+    /// Process CPU seconds (all threads) while measuring.
+    pub cpu_secs: f64,
+    /// CPU seconds of the load-generating client threads while measuring.
+    pub client_cpu_secs: f64,
+    /// Writes acknowledged while measuring.
+    pub writes: u64,
+    /// Reads answered while measuring.
+    pub reads: u64,
+    /// Acknowledged writes per second.
+    pub writes_per_sec: f64,
+    /// Reads per second.
+    pub reads_per_sec: f64,
+    /// Write latency.
+    pub write_latency: Latency,
+    /// Read latency.
+    pub read_latency: Latency,
+    /// Process core-microseconds per acknowledged write.
+    pub core_us_per_write: f64,
+    /// The same without the client threads (the stores' own cost).
+    pub store_core_us_per_write: f64,
+    /// Cores busy on average (CPU seconds / wall seconds).
+    pub cores_used: f64,
+    /// Raft-log counters of all stores while measuring.
+    pub log_writes: u64,
+    /// Raft-log fsyncs of all stores while measuring.
+    pub log_syncs: u64,
+    /// Peer Readies persisted by all stores while measuring.
+    pub readies: u64,
+    /// Raft-log fsyncs per second (all stores).
+    pub fsyncs_per_sec: f64,
+    /// Peer Readies per fsync (group commit makes this large).
+    pub readies_per_fsync: f64,
+    /// Replicated writes per fsync: acknowledged writes x replicas / fsyncs.
+    pub writes_per_fsync: f64,
+    /// Commands retried after a refusal (NotLeader, busy, ...).
+    pub retries: u64,
+    /// Commands given up after too many refusals (not applied).
+    pub given_up: u64,
+    /// Keys not checked because their last write's outcome is unknown.
+    pub poisoned_keys: u64,
+    /// Reads that did not return the last acknowledged write.
+    pub read_mismatches: u64,
+    /// A few of them.
+    pub read_mismatch_examples: Vec<String>,
+    /// Store x key reads done by the final check.
+    pub checked_reads: u64,
+    /// Reads of the final check that did not match.
+    pub verify_failures: u64,
+    /// A few of them.
+    pub verify_errors: Vec<String>,
+    /// Seconds the final check took.
+    pub verify_secs: f64,
+    /// Throughput per second over the phase.
+    pub timeline: Vec<Sample>,
+    #[serde(skip)]
+    write_hist: Option<Histogram<u64>>,
+    #[serde(skip)]
+    read_hist: Option<Histogram<u64>>,
+}
+
+impl PhaseReport {
+    /// A phase report before the clients' results are added.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        rate_limit: Option<f64>,
+        setup_secs: f64,
+        wall_secs: f64,
+        cpu_secs: f64,
+        stats: StoreStatsSnapshot,
+        timeline: Vec<Sample>,
+    ) -> PhaseReport {
+        PhaseReport {
+            name: name.to_owned(),
+            rate_limit,
+            setup_secs,
+            wall_secs,
+            cpu_secs,
+            client_cpu_secs: 0.0,
+            writes: 0,
+            reads: 0,
+            writes_per_sec: 0.0,
+            reads_per_sec: 0.0,
+            write_latency: Latency::default(),
+            read_latency: Latency::default(),
+            core_us_per_write: 0.0,
+            store_core_us_per_write: 0.0,
+            cores_used: 0.0,
+            log_writes: stats.log_writes,
+            log_syncs: stats.log_syncs,
+            readies: stats.readies,
+            fsyncs_per_sec: 0.0,
+            readies_per_fsync: 0.0,
+            writes_per_fsync: 0.0,
+            retries: 0,
+            given_up: 0,
+            poisoned_keys: 0,
+            read_mismatches: 0,
+            read_mismatch_examples: Vec::new(),
+            checked_reads: 0,
+            verify_failures: 0,
+            verify_errors: Vec::new(),
+            verify_secs: 0.0,
+            timeline,
+            write_hist: None,
+            read_hist: None,
+        }
+    }
+
+    /// Adds one client's results.
+    pub fn add_client(&mut self, r: &ClientResult) {
+        self.writes += r.writes;
+        self.reads += r.reads;
+        self.client_cpu_secs += r.cpu.as_secs_f64();
+        self.retries += r.retries;
+        self.given_up += r.given_up;
+        self.poisoned_keys += r.poisoned;
+        self.read_mismatches += r.read_mismatches.len() as u64;
+        self.read_mismatch_examples
+            .extend(r.read_mismatches.iter().take(4).cloned());
+        merge(&mut self.write_hist, &r.write_hist);
+        merge(&mut self.read_hist, &r.read_hist);
+    }
+
+    /// Derives rates and percentiles once every client is added.
+    pub fn finish(&mut self, replicas: usize) {
+        let wall = self.wall_secs.max(1e-9);
+        self.writes_per_sec = self.writes as f64 / wall;
+        self.reads_per_sec = self.reads as f64 / wall;
+        if let Some(h) = &self.write_hist {
+            self.write_latency = Latency::from_hist(h);
+        }
+        if let Some(h) = &self.read_hist {
+            self.read_latency = Latency::from_hist(h);
+        }
+        let writes = self.writes.max(1) as f64;
+        self.core_us_per_write = self.cpu_secs * 1e6 / writes;
+        self.store_core_us_per_write =
+            (self.cpu_secs - self.client_cpu_secs).max(0.0) * 1e6 / writes;
+        self.cores_used = self.cpu_secs / wall;
+        self.fsyncs_per_sec = self.log_syncs as f64 / wall;
+        let syncs = self.log_syncs.max(1) as f64;
+        self.readies_per_fsync = self.readies as f64 / syncs;
+        self.writes_per_fsync = self.writes as f64 * replicas as f64 / syncs;
+    }
+}
+
+fn merge(into: &mut Option<Histogram<u64>>, h: &Histogram<u64>) {
+    match into {
+        Some(acc) => {
+            // Same bounds everywhere, so adding cannot fail; saturate if it did.
+            if acc.add(h).is_err() {
+                for v in h.iter_recorded() {
+                    acc.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                }
+            }
+        }
+        None => *into = Some(h.clone()),
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "durable" or "memory".
+    pub engine: String,
+    /// Stores.
+    pub stores: usize,
+    /// Regions.
+    pub regions: usize,
+    /// Client threads.
+    pub clients: usize,
+    /// Commands in flight per client.
+    pub window: usize,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Fraction of reads.
+    pub read_ratio: f64,
+    /// The stores' configuration (of the first phase).
+    pub config: Config,
+    /// Online CPUs of the machine.
+    pub cpus: usize,
+    /// Peak resident set size of the process over the run (MiB).
+    pub peak_rss_mib: Option<f64>,
+    /// The phases, the default (group commit, full load) first.
+    pub phases: Vec<PhaseReport>,
+    /// Writes/s with group commit divided by writes/s without, when both ran.
+    pub group_commit_ratio: Option<f64>,
+}
+
+impl Report {
+    /// An empty report for a run with these parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: String,
+        stores: usize,
+        regions: usize,
+        clients: usize,
+        window: usize,
+        value_size: usize,
+        read_ratio: f64,
+        config: Config,
+    ) -> Report {
+        Report {
+            engine,
+            stores,
+            regions,
+            clients,
+            window,
+            value_size,
+            read_ratio,
+            config,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            peak_rss_mib: None,
+            phases: Vec::new(),
+            group_commit_ratio: None,
+        }
+    }
+
+    /// Prints the results table (one column per phase).
+    pub fn print_table(&mut self) {
+        let gc = self.phases.iter().find(|p| p.name == "group commit");
+        let nogc = self.phases.iter().find(|p| p.name == "no group commit");
+        if let (Some(a), Some(b)) = (gc, nogc) {
+            self.group_commit_ratio = Some(a.writes_per_sec / b.writes_per_sec.max(1e-9));
+        }
+        type Row = (&'static str, fn(&PhaseReport) -> String);
+        let rows: Vec<Row> = vec![
+            ("acked writes/s", |p| format!("{:.0}", p.writes_per_sec)),
+            ("reads/s", |p| format!("{:.0}", p.reads_per_sec)),
+            ("rate limit (ops/s)", |p| {
+                p.rate_limit
+                    .map_or("none".to_owned(), |r| format!("{r:.0}"))
+            }),
+            ("write p50 (ms)", |p| {
+                format!("{:.2}", p.write_latency.p50_us as f64 / 1000.0)
+            }),
+            ("write p99 (ms)", |p| {
+                format!("{:.2}", p.write_latency.p99_us as f64 / 1000.0)
+            }),
+            ("write p999 (ms)", |p| {
+                format!("{:.2}", p.write_latency.p999_us as f64 / 1000.0)
+            }),
+            ("read p50 (ms)", |p| {
+                format!("{:.2}", p.read_latency.p50_us as f64 / 1000.0)
+            }),
+            ("read p99 (ms)", |p| {
+                format!("{:.2}", p.read_latency.p99_us as f64 / 1000.0)
+            }),
+            ("read p999 (ms)", |p| {
+                format!("{:.2}", p.read_latency.p999_us as f64 / 1000.0)
+            }),
+            ("CPU core-µs / write", |p| {
+                format!("{:.1}", p.core_us_per_write)
+            }),
+            ("  of which stores", |p| {
+                format!("{:.1}", p.store_core_us_per_write)
+            }),
+            ("cores busy", |p| format!("{:.2}", p.cores_used)),
+            ("raft log fsyncs/s", |p| format!("{:.0}", p.fsyncs_per_sec)),
+            ("Readies / fsync", |p| format!("{:.1}", p.readies_per_fsync)),
+            ("writes x replicas / fsync", |p| {
+                format!("{:.1}", p.writes_per_fsync)
+            }),
+            ("retries", |p| p.retries.to_string()),
+            ("verified (store x key)", |p| {
+                format!(
+                    "{}/{}",
+                    p.checked_reads - p.verify_failures,
+                    p.checked_reads
+                )
+            }),
+            ("setup (s)", |p| format!("{:.1}", p.setup_secs)),
+        ];
+        let width = 26;
+        let col = 16;
+        let mut header = format!("{:<width$}", "");
+        for p in &self.phases {
+            header.push_str(&format!("{:>col$}", p.name));
+        }
+        println!();
+        println!("{header}");
+        println!("{}", "-".repeat(width + col * self.phases.len()));
+        for (name, f) in rows {
+            let mut line = format!("{name:<width$}");
+            for p in &self.phases {
+                line.push_str(&format!("{:>col$}", f(p)));
+            }
+            println!("{line}");
+        }
+        println!(
+            "{:<width$}{:>col$}",
+            "peak RSS (MiB)",
+            self.peak_rss_mib
+                .map_or("n/a".to_owned(), |m| format!("{m:.0}"))
+        );
+        if let Some(first) = self.phases.first() {
+            println!(
+                "core-time per write: {:.1} µs here ({} replicas in one process, clients included) vs Dragonboat ≈ {DRAGONBOAT_CORE_US_PER_WRITE} µs",
+                first.core_us_per_write, self.stores
+            );
+        }
+        if let Some(r) = self.group_commit_ratio {
+            println!("group commit / no group commit (writes/s, same run): {r:.2}x");
+        }
+    }
+}
