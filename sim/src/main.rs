@@ -1,0 +1,160 @@
+//! `sim`: runs many seeds of the deterministic cluster simulation and
+//! reports any seed whose history is not linearizable (or that fails
+//! another check), with the command that replays it.
+//!
+//! ```text
+//! cargo run --release -p sim -- --seeds 10000           # seeds 0..10000
+//! cargo run --release -p sim -- --seed 1234 --verbose   # replay one seed
+//! ```
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use clap::Parser;
+use sim::{run_seed, Profile, RunReport, SimConfig};
+
+/// Deterministic simulation of a three-store multi-raft cluster with fault
+/// injection and a linearizability check.
+#[derive(Parser, Debug)]
+#[command(name = "sim")]
+struct Args {
+    /// Run this many seeds, starting at --start.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed of a --seeds run.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Run only this seed (replay).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the simulation's events, raftstore's log and the history.
+    #[arg(long)]
+    verbose: bool,
+    /// Use the short runs of the test suite instead of the full ones.
+    #[arg(long)]
+    quick: bool,
+    /// Worker threads (each runs whole seeds; runs stay deterministic).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+fn print_failure(report: &RunReport, profile: Profile) {
+    let Some(failure) = &report.failure else {
+        return;
+    };
+    let quick = if profile == Profile::Quick {
+        " --quick"
+    } else {
+        ""
+    };
+    eprintln!("\nSEED {} FAILED: {failure}", report.seed);
+    eprintln!(
+        "replay: cargo run --release -p sim -- --seed {}{quick} --verbose",
+        report.seed
+    );
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let profile = if args.quick {
+        Profile::Quick
+    } else {
+        Profile::Full
+    };
+    if let Some(seed) = args.seed {
+        let report = run_seed(SimConfig::from_seed(seed, profile), args.verbose);
+        if args.verbose {
+            eprintln!("config: {:#?}", SimConfig::from_seed(seed, profile));
+            for op in &report.history {
+                eprintln!("{op}");
+            }
+        }
+        println!(
+            "seed {seed}: {} | digest {:016x} | time {} | {:?}",
+            match &report.failure {
+                None => "ok".to_owned(),
+                Some(f) => format!("FAILED: {f}"),
+            },
+            report.digest,
+            report.end_time,
+            report.stats
+        );
+        print_failure(&report, profile);
+        return if report.failure.is_none() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(args.start));
+    let end = args.start.saturating_add(args.seeds);
+    let done = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let ops = Arc::new(AtomicU64::new(0));
+    let unknown = Arc::new(AtomicU64::new(0));
+    let crashes = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..args.jobs.max(1))
+        .map(|_| {
+            let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
+            let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
+            let total = args.seeds;
+            std::thread::spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::SeqCst);
+                if seed >= end {
+                    break;
+                }
+                let report = run_seed(SimConfig::from_seed(seed, profile), false);
+                ops.fetch_add(
+                    report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
+                    Ordering::Relaxed,
+                );
+                unknown.fetch_add(report.stats.ops_unknown, Ordering::Relaxed);
+                crashes.fetch_add(report.stats.crashes, Ordering::Relaxed);
+                if report.failure.is_some() {
+                    print_failure(&report, profile);
+                    failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(seed);
+                }
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if n % 100 == 0 || n as u64 == total {
+                    let failed = failures.lock().unwrap_or_else(|e| e.into_inner()).len();
+                    eprintln!(
+                        "{n}/{total} seeds, {failed} failed, {:.0}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        if w.join().is_err() {
+            eprintln!("a worker thread panicked");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut failed = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    failed.sort_unstable();
+    println!(
+        "seeds {}..{}: {} run, {} failed {:?}; {} operations ({} unknown), {} store crashes; {:.1}s",
+        args.start,
+        end,
+        done.load(Ordering::SeqCst),
+        failed.len(),
+        failed,
+        ops.load(Ordering::Relaxed),
+        unknown.load(Ordering::Relaxed),
+        crashes.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,1143 @@
+//! The simulation loop: stores driven by hand, a seeded event queue,
+//! clients, the nemesis, and the checks at the end.
+//!
+//! ```text
+//! loop over events in (time, sequence) order:
+//!   Tick(store)        PeerMsg::Tick to each region (sorted ids), StoreMsg::Tick
+//!   Deliver(msg)       RaftRouter::send_raft_message on the destination
+//!   ClientWake/Retry   a client invokes an operation / sends an attempt
+//!   AttemptTimeout     the attempt's outcome becomes unknown
+//!   Nemesis / Heal*    partitions, one-way cuts, leader isolation, crashes
+//!   then settle:       poll every running store's raft and apply pollers
+//!                      (ManualPoller::poll_once, random store order) until
+//!                      all are idle; each message sent goes through the
+//!                      fault model into the queue as a future Deliver;
+//!                      client callbacks are handled in (client, op) order
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use batch_system::mpsc::TrySendError;
+use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine};
+use kvproto_lite::metapb::{self, Region};
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
+use kvproto_lite::raft_serverpb::RaftMessage;
+use kvproto_lite::util;
+use protobuf::Message as _;
+use raftstore::{
+    bootstrap_store, create_raft_batch_system, even_split_keys, initial_regions, Callback,
+    ManualPollers, PeerMsg, RaftBatchSystem, RaftCommand, RaftRouter, StoreMsg,
+};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use slog::{o, Logger};
+
+use crate::checker::{check_history, CheckResult, Violation};
+use crate::config::SimConfig;
+use crate::digest::Digest;
+use crate::history::{decode_value, encode_value, Command, Operation, Outcome, Stamp};
+use crate::network::{NetFault, NetState, Outbox, SimTransport};
+use crate::{Error, Result};
+
+/// Poll rounds one settle may take before the run is declared stuck.
+const MAX_SETTLE_POLLS: usize = 200_000;
+
+/// A correctness (or liveness) problem found by a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The client history is not linearizable.
+    NotLinearizable(Box<Violation>),
+    /// The checker ran out of steps on a key.
+    CheckerGaveUp {
+        /// The key.
+        key: usize,
+        /// Steps taken.
+        steps: u64,
+    },
+    /// After the workload, with the network healed and every store up, not
+    /// every key could be read.
+    FinalReadsIncomplete {
+        /// Keys without a successful final read.
+        missing: Vec<usize>,
+    },
+    /// After the final reads, the stores' KV contents differ from each
+    /// other or from what the final reads returned.
+    ReplicasDiverge {
+        /// What differs.
+        detail: String,
+    },
+    /// The stores never went idle: some FSM kept itself busy forever.
+    NoQuiescence {
+        /// Simulated time it happened at.
+        time: u64,
+    },
+    /// A successful response without the expected content.
+    MalformedResponse {
+        /// What was wrong.
+        detail: String,
+    },
+    /// A store could not be restarted from its engines.
+    RestartFailed {
+        /// The store.
+        store: u64,
+        /// The error.
+        error: String,
+    },
+    /// The cluster could not be set up (bootstrap or first start).
+    Setup(String),
+    /// The production code panicked (caught by [`run_seed`]).
+    Panic(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NotLinearizable(v) => write!(f, "{v}"),
+            Failure::CheckerGaveUp { key, steps } => {
+                write!(f, "checker gave up on key k{key} after {steps} steps")
+            }
+            Failure::FinalReadsIncomplete { missing } => {
+                write!(f, "final reads did not complete for keys {missing:?}")
+            }
+            Failure::ReplicasDiverge { detail } => write!(f, "replicas diverge: {detail}"),
+            Failure::NoQuiescence { time } => write!(f, "stores never went idle at time {time}"),
+            Failure::MalformedResponse { detail } => write!(f, "malformed response: {detail}"),
+            Failure::RestartFailed { store, error } => {
+                write!(f, "store {store} failed to restart: {error}")
+            }
+            Failure::Setup(e) => write!(f, "set-up failed: {e}"),
+            Failure::Panic(msg) => write!(f, "panic: {msg}"),
+        }
+    }
+}
+
+/// Counters of what a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Events processed.
+    pub events: u64,
+    /// Raft messages sent by stores.
+    pub messages_sent: u64,
+    /// Messages lost (random loss, partitions, down or refusing stores).
+    pub messages_lost: u64,
+    /// Messages delivered twice.
+    pub messages_duplicated: u64,
+    /// Poll rounds that handled at least one FSM.
+    pub poll_rounds: u64,
+    /// Store crashes.
+    pub crashes: u64,
+    /// Network faults injected (partitions, one-way cuts, isolations).
+    pub net_faults: u64,
+    /// Operations acknowledged (written or read).
+    pub ops_ok: u64,
+    /// Operations that definitely failed.
+    pub ops_failed: u64,
+    /// Operations with an unknown outcome.
+    pub ops_unknown: u64,
+    /// Attempts sent to stores.
+    pub attempts: u64,
+}
+
+/// The result of one seed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Digest of the whole event trace and history: equal for two runs of
+    /// one seed.
+    pub digest: u64,
+    /// Simulated time at the end.
+    pub end_time: u64,
+    /// What happened.
+    pub stats: SimStats,
+    /// The client history.
+    pub history: Vec<Operation>,
+    /// The first problem found, if any.
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: u64,
+        to: u64,
+        msg: Box<RaftMessage>,
+    },
+    Tick {
+        store: u64,
+    },
+    ClientWake {
+        client: usize,
+    },
+    Attempt {
+        client: usize,
+        op: usize,
+    },
+    AttemptTimeout {
+        client: usize,
+        op: usize,
+        attempt: u32,
+    },
+    Nemesis,
+    HealNet {
+        fault: u64,
+    },
+    Restart {
+        store: u64,
+    },
+    EndWorkload,
+    StartFinalReads,
+    Converge,
+}
+
+impl Event {
+    fn code(&self) -> u64 {
+        match self {
+            Event::Deliver { .. } => 1,
+            Event::Tick { .. } => 2,
+            Event::ClientWake { .. } => 3,
+            Event::Attempt { .. } => 4,
+            Event::AttemptTimeout { .. } => 5,
+            Event::Nemesis => 6,
+            Event::HealNet { .. } => 7,
+            Event::Restart { .. } => 8,
+            Event::EndWorkload => 9,
+            Event::StartFinalReads => 10,
+            Event::Converge => 11,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Workload,
+    Settling,
+    FinalReads,
+    Done,
+}
+
+/// A response delivered to a client callback.
+struct Completion {
+    client: usize,
+    op: usize,
+    attempt: u32,
+    resp: RaftCmdResponse,
+}
+
+type Completions = Arc<Mutex<Vec<Completion>>>;
+
+/// A running store. Field order is drop order: pollers (with their
+/// handlers) first, then the systems.
+struct Running {
+    pollers: ManualPollers<MemKvEngine, MemRaftLogEngine, SimTransport>,
+    system: RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
+    router: RaftRouter<MemRaftLogEngine>,
+}
+
+struct StoreSlot {
+    engines: Engines<MemKvEngine, MemRaftLogEngine>,
+    running: Option<Running>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    op: usize,
+    attempt: u32,
+    /// Waiting for a response (as opposed to backing off).
+    sent: bool,
+    /// The store the attempt went to.
+    store: u64,
+}
+
+#[derive(Debug, Default)]
+struct ClientState {
+    current: Option<InFlight>,
+    /// Believed leader store per region.
+    leader_hint: BTreeMap<u64, u64>,
+}
+
+/// One simulated cluster run. Build with [`Simulation::new`], run with
+/// [`Simulation::run`]; or use [`run_seed`].
+pub struct Simulation {
+    cfg: SimConfig,
+    rng: StdRng,
+    now: u64,
+    event_seq: u64,
+    history_seq: u64,
+    events: BTreeMap<(u64, u64), Event>,
+    stores: BTreeMap<u64, StoreSlot>,
+    outbox: Outbox,
+    completions: Completions,
+    net: NetState,
+    calm: bool,
+    next_fault: u64,
+    clients: Vec<ClientState>,
+    history: Vec<Operation>,
+    regions: Vec<Region>,
+    keys: Vec<Vec<u8>>,
+    next_value: u64,
+    phase: Phase,
+    final_queue: VecDeque<usize>,
+    final_reads: BTreeMap<usize, Option<u64>>,
+    digest: Digest,
+    stats: SimStats,
+    failure: Option<Failure>,
+    logger: Logger,
+    verbose: bool,
+}
+
+impl Simulation {
+    /// Sets up the cluster for `cfg`: bootstraps every store's in-memory
+    /// engines with the initial regions and starts each store through
+    /// [`RaftBatchSystem::spawn_manual`]. With `verbose`, the simulation
+    /// prints its events to stderr and raftstore logs through `logger`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid config, or a bootstrap/start error.
+    pub fn new(cfg: SimConfig, logger: Logger, verbose: bool) -> Result<Simulation> {
+        cfg.validate()?;
+        let store_ids: Vec<u64> = (1..=cfg.stores).collect();
+        let regions = initial_regions(&store_ids, &even_split_keys(cfg.regions))?;
+        // Keys spread evenly over the u64 space, so every region gets some.
+        let keys: Vec<Vec<u8>> = (0..cfg.keys as u64)
+            .map(|i| {
+                let step = u64::MAX / cfg.keys as u64;
+                (i * step + step / 2).to_be_bytes().to_vec()
+            })
+            .collect();
+        let mut sim = Simulation {
+            rng: StdRng::seed_from_u64(cfg.seed),
+            now: 0,
+            event_seq: 0,
+            history_seq: 0,
+            events: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            outbox: Outbox::new(),
+            completions: Arc::new(Mutex::new(Vec::new())),
+            net: NetState::default(),
+            calm: false,
+            next_fault: 1,
+            clients: (0..cfg.clients).map(|_| ClientState::default()).collect(),
+            history: Vec::new(),
+            regions,
+            keys,
+            next_value: 1,
+            phase: Phase::Workload,
+            final_queue: VecDeque::new(),
+            final_reads: BTreeMap::new(),
+            digest: Digest::new(),
+            stats: SimStats::default(),
+            failure: None,
+            logger,
+            verbose,
+            cfg,
+        };
+        for &id in &store_ids {
+            let engines = Engines {
+                kv: MemKvEngine::new(),
+                raft: MemRaftLogEngine::new(),
+            };
+            bootstrap_store(&engines, id, &sim.regions)?;
+            sim.stores.insert(
+                id,
+                StoreSlot {
+                    engines,
+                    running: None,
+                },
+            );
+            sim.start_store(id)?;
+        }
+        Ok(sim)
+    }
+
+    fn trace(&mut self, what: &str) {
+        if self.verbose {
+            eprintln!("[t={:>6}] {what}", self.now);
+        }
+    }
+
+    fn schedule(&mut self, at: u64, ev: Event) {
+        self.event_seq += 1;
+        self.events.insert((at, self.event_seq), ev);
+    }
+
+    fn stamp(&mut self) -> Stamp {
+        self.history_seq += 1;
+        Stamp {
+            time: self.now,
+            seq: self.history_seq,
+        }
+    }
+
+    fn start_store(&mut self, id: u64) -> Result<()> {
+        let outbox = self.outbox.clone();
+        let cfg = self.cfg.store.clone();
+        let logger = self.logger.clone();
+        let Some(slot) = self.stores.get_mut(&id) else {
+            return Err(Error::Config(format!("no store {id}")));
+        };
+        if slot.running.is_some() {
+            return Ok(());
+        }
+        let (router, mut system) = create_raft_batch_system(&cfg);
+        let mut meta = metapb::Store::default();
+        meta.set_id(id);
+        let pollers = system.spawn_manual(
+            meta,
+            slot.engines.clone(),
+            SimTransport::new(id, outbox),
+            &logger,
+        )?;
+        slot.running = Some(Running {
+            pollers,
+            system,
+            router,
+        });
+        Ok(())
+    }
+
+    fn crash_store(&mut self, id: u64) {
+        let Some(slot) = self.stores.get_mut(&id) else {
+            return;
+        };
+        if let Some(running) = slot.running.take() {
+            // No graceful work: the FSMs are dropped (their callbacks answer
+            // "outcome unknown"), nothing more is written.
+            let Running {
+                pollers,
+                system,
+                router,
+            } = running;
+            drop(pollers);
+            drop(system);
+            drop(router);
+            slot.engines.kv.crash();
+            slot.engines.raft.crash();
+            self.stats.crashes += 1;
+        }
+    }
+
+    fn running_stores(&self) -> Vec<u64> {
+        self.stores
+            .iter()
+            .filter(|(_, s)| s.running.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Runs the whole simulation and checks the history.
+    pub fn run(mut self) -> RunReport {
+        let store_ids: Vec<u64> = self.stores.keys().copied().collect();
+        for id in store_ids {
+            let phase = self.rng.gen_range(0..self.cfg.tick_interval);
+            self.schedule(phase + 1, Event::Tick { store: id });
+        }
+        for c in 0..self.clients.len() {
+            let at = self.rng.gen_range(1..=self.cfg.max_think_time.max(1)) + 50;
+            self.schedule(at, Event::ClientWake { client: c });
+        }
+        let n = &self.cfg.nemesis;
+        if n.partitions || n.one_way || n.leader_isolation || n.crashes {
+            let at = self.rng.gen_range(n.min_interval..=n.max_interval);
+            self.schedule(at, Event::Nemesis);
+        }
+        self.schedule(self.cfg.workload_time, Event::EndWorkload);
+        self.schedule(
+            self.cfg.workload_time + self.cfg.settle_time,
+            Event::StartFinalReads,
+        );
+        let deadline = self.cfg.workload_time + self.cfg.settle_time + 3_000;
+        // Stores may have work from start-up.
+        self.settle();
+        while self.failure.is_none() && self.phase != Phase::Done {
+            let Some(((at, seq), ev)) = self.events.pop_first() else {
+                break;
+            };
+            if at > deadline {
+                break;
+            }
+            self.now = at;
+            self.stats.events += 1;
+            self.digest.write_u64(at);
+            self.digest.write_u64(seq);
+            self.digest.write_u64(ev.code());
+            self.handle(ev);
+            self.settle();
+        }
+        if self.failure.is_none() && self.phase != Phase::Done {
+            let missing: Vec<usize> = (0..self.keys.len())
+                .filter(|k| !self.final_reads.contains_key(k))
+                .collect();
+            self.failure = Some(Failure::FinalReadsIncomplete { missing });
+        }
+        if self.failure.is_none() {
+            match check_history(&self.history) {
+                CheckResult::Linearizable => {}
+                CheckResult::Violation(v) => self.failure = Some(Failure::NotLinearizable(v)),
+                CheckResult::GaveUp { key, steps } => {
+                    self.failure = Some(Failure::CheckerGaveUp { key, steps })
+                }
+            }
+        }
+        for op in &self.history {
+            self.digest.write(op.to_string().as_bytes());
+        }
+        RunReport {
+            seed: self.cfg.seed,
+            digest: self.digest.value(),
+            end_time: self.now,
+            stats: self.stats.clone(),
+            history: std::mem::take(&mut self.history),
+            failure: self.failure.take(),
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Deliver { from, to, msg } => self.deliver(from, to, *msg),
+            Event::Tick { store } => {
+                if let Some(Running { router, .. }) =
+                    self.stores.get(&store).and_then(|s| s.running.as_ref())
+                {
+                    for region in &self.regions {
+                        let _ = router.force_send(region.get_id(), PeerMsg::Tick);
+                    }
+                    let _ = router.send_control(StoreMsg::Tick);
+                }
+                self.schedule(self.now + self.cfg.tick_interval, Event::Tick { store });
+            }
+            Event::ClientWake { client } => self.client_wake(client),
+            Event::Attempt { client, op } => self.send_attempt(client, op),
+            Event::AttemptTimeout {
+                client,
+                op,
+                attempt,
+            } => {
+                let current = self.clients.get(client).and_then(|c| c.current.as_ref());
+                if matches!(current, Some(f) if f.op == op && f.attempt == attempt && f.sent) {
+                    self.finish_op(client, Outcome::Unknown("attempt timed out".to_owned()));
+                }
+            }
+            Event::Nemesis => self.nemesis(),
+            Event::HealNet { fault } => {
+                self.trace(&format!("heal network fault {fault}"));
+                self.net.heal(fault);
+            }
+            Event::Restart { store } => self.restart(store),
+            Event::EndWorkload => {
+                self.trace("workload ends: heal everything, restart stores");
+                self.phase = Phase::Settling;
+                self.net.heal_all();
+                self.calm = true;
+                let ids: Vec<u64> = self.stores.keys().copied().collect();
+                for id in ids {
+                    self.restart(id);
+                }
+            }
+            Event::StartFinalReads => {
+                self.trace("final reads");
+                self.phase = Phase::FinalReads;
+                self.final_queue = (0..self.keys.len()).collect();
+                for c in 0..self.clients.len() {
+                    if self.clients[c].current.is_none() {
+                        self.schedule(self.now + 1 + c as u64, Event::ClientWake { client: c });
+                    }
+                }
+            }
+            Event::Converge => {
+                self.check_replicas();
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    fn restart(&mut self, store: u64) {
+        let running = self.stores.get(&store).is_some_and(|s| s.running.is_some());
+        if running {
+            return;
+        }
+        self.trace(&format!("restart store {store}"));
+        if let Err(e) = self.start_store(store) {
+            self.failure = Some(Failure::RestartFailed {
+                store,
+                error: e.to_string(),
+            });
+        }
+    }
+
+    fn deliver(&mut self, from: u64, to: u64, msg: RaftMessage) {
+        if self.net.blocked(from, to) {
+            self.stats.messages_lost += 1;
+            return;
+        }
+        let Some(Running { router, .. }) = self.stores.get(&to).and_then(|s| s.running.as_ref())
+        else {
+            self.stats.messages_lost += 1;
+            return;
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            router.send_raft_message(msg)
+        {
+            self.stats.messages_lost += 1;
+        }
+    }
+
+    /// Polls every running store until none has work, routing what they
+    /// send, then hands responses to the clients (which may send more).
+    fn settle(&mut self) {
+        let mut polls = 0usize;
+        loop {
+            loop {
+                let mut order = self.running_stores();
+                order.shuffle(&mut self.rng);
+                let mut busy = 0usize;
+                for id in order {
+                    let apply_first = self.rng.gen_bool(0.5);
+                    if let Some(Running { pollers, .. }) =
+                        self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
+                    {
+                        let (a, b) = if apply_first {
+                            let a = pollers.apply.poll_once();
+                            (a, pollers.raft.poll_once())
+                        } else {
+                            let b = pollers.raft.poll_once();
+                            (pollers.apply.poll_once(), b)
+                        };
+                        busy += a + b;
+                        self.stats.poll_rounds += u64::from(a > 0) + u64::from(b > 0);
+                    }
+                    self.route_outbox();
+                }
+                polls += 1;
+                if busy == 0 {
+                    break;
+                }
+                if polls > MAX_SETTLE_POLLS {
+                    self.failure = Some(Failure::NoQuiescence { time: self.now });
+                    return;
+                }
+            }
+            let mut done =
+                std::mem::take(&mut *self.completions.lock().unwrap_or_else(|e| e.into_inner()));
+            if done.is_empty() {
+                return;
+            }
+            done.sort_by_key(|c| (c.client, c.op, c.attempt));
+            for c in done {
+                self.digest.write_u64(c.client as u64);
+                self.digest.write_u64(c.op as u64);
+                self.digest.write_u64(u64::from(c.attempt));
+                if let Ok(bytes) = c.resp.write_to_bytes() {
+                    self.digest.write(&bytes);
+                }
+                self.on_response(c);
+            }
+        }
+    }
+
+    /// Puts every message the stores sent through the fault model into the
+    /// event queue.
+    fn route_outbox(&mut self) {
+        for (from, msg) in self.outbox.drain() {
+            self.stats.messages_sent += 1;
+            let to = msg.get_to_peer().get_store_id();
+            if let Ok(bytes) = msg.write_to_bytes() {
+                self.digest.write(&bytes);
+            }
+            let f = self.cfg.messages.clone();
+            let faulty = !self.calm;
+            if self.net.blocked(from, to) || (faulty && f.drop > 0.0 && self.rng.gen_bool(f.drop)) {
+                self.stats.messages_lost += 1;
+                continue;
+            }
+            let copies = if faulty && f.duplicate > 0.0 && self.rng.gen_bool(f.duplicate) {
+                self.stats.messages_duplicated += 1;
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let mut latency = self.rng.gen_range(f.min_latency..=f.max_latency);
+                if faulty && f.long_delay > 0.0 && self.rng.gen_bool(f.long_delay) {
+                    latency += self.rng.gen_range(1..=f.long_delay_max.max(1));
+                }
+                let msg = Box::new(msg.clone());
+                self.schedule(self.now + latency, Event::Deliver { from, to, msg });
+            }
+        }
+    }
+
+    fn nemesis(&mut self) {
+        if self.phase != Phase::Workload {
+            return;
+        }
+        let n = self.cfg.nemesis.clone();
+        let mut kinds = Vec::new();
+        if n.partitions {
+            kinds.push(0);
+        }
+        if n.one_way {
+            kinds.push(1);
+        }
+        if n.leader_isolation {
+            kinds.push(2);
+        }
+        if n.crashes {
+            kinds.push(3);
+        }
+        let duration = self.rng.gen_range(n.min_duration..=n.max_duration);
+        let stores: Vec<u64> = self.stores.keys().copied().collect();
+        if let Some(&kind) = kinds.choose(&mut self.rng) {
+            match kind {
+                0 => {
+                    let k = self.rng.gen_range(1..stores.len().max(2));
+                    let side: BTreeSet<u64> = stores
+                        .choose_multiple(&mut self.rng, k.min(stores.len()))
+                        .copied()
+                        .collect();
+                    self.add_net_fault(NetFault::Partition { side }, duration);
+                }
+                1 => {
+                    let pair: Vec<u64> =
+                        stores.choose_multiple(&mut self.rng, 2).copied().collect();
+                    if let [from, to] = pair[..] {
+                        self.add_net_fault(NetFault::OneWay { from, to }, duration);
+                    }
+                }
+                2 => {
+                    let region = self.regions[self.rng.gen_range(0..self.regions.len())].get_id();
+                    if let Some(leader) = self.leader_store(region) {
+                        self.trace(&format!(
+                            "isolate leader of region {region} (store {leader})"
+                        ));
+                        self.add_net_fault(
+                            NetFault::Partition {
+                                side: [leader].into(),
+                            },
+                            duration,
+                        );
+                    }
+                }
+                _ => {
+                    let running = self.running_stores();
+                    if let Some(&victim) = running.choose(&mut self.rng) {
+                        self.trace(&format!("crash store {victim} for {duration}"));
+                        self.crash_store(victim);
+                        self.schedule(self.now + duration, Event::Restart { store: victim });
+                    }
+                }
+            }
+        }
+        let next = self.rng.gen_range(n.min_interval..=n.max_interval);
+        self.schedule(self.now + next, Event::Nemesis);
+    }
+
+    fn add_net_fault(&mut self, fault: NetFault, duration: u64) {
+        let id = self.next_fault;
+        self.next_fault += 1;
+        self.trace(&format!("network fault {id} for {duration}: {fault:?}"));
+        self.net.add(id, fault);
+        self.stats.net_faults += 1;
+        self.schedule(self.now + duration, Event::HealNet { fault: id });
+    }
+
+    /// The store whose peer of `region` leads with the highest term.
+    fn leader_store(&self, region: u64) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for (id, slot) in &self.stores {
+            if let Some(r) = &slot.running {
+                if let Some(info) = r.system.store_meta().leader_info(region) {
+                    if info.is_leader && best.is_none_or(|(t, _)| info.term > t) {
+                        best = Some((info.term, *id));
+                    }
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    fn region_of(&self, key: usize) -> Option<usize> {
+        let k = self.keys.get(key)?;
+        self.regions
+            .iter()
+            .position(|r| util::is_key_in_region(k, r))
+    }
+
+    fn client_wake(&mut self, client: usize) {
+        if self.clients.get(client).is_none_or(|c| c.current.is_some()) {
+            return;
+        }
+        let (key, command) = match self.phase {
+            Phase::Workload => {
+                let key = self.rng.gen_range(0..self.keys.len());
+                let roll = self.rng.gen_range(0..100);
+                let command = if roll < 45 {
+                    let v = self.next_value;
+                    self.next_value += 1;
+                    Command::Put(v)
+                } else if roll < 85 {
+                    Command::Get
+                } else {
+                    Command::Delete
+                };
+                (key, command)
+            }
+            Phase::FinalReads => match self.final_queue.pop_front() {
+                Some(key) => (key, Command::Get),
+                None => return,
+            },
+            Phase::Settling | Phase::Done => return,
+        };
+        let id = self.history.len();
+        let invoke = self.stamp();
+        self.history.push(Operation {
+            id: id as u64,
+            client: client as u64,
+            key,
+            command,
+            invoke,
+            complete: None,
+            outcome: Outcome::Pending,
+            attempts: 0,
+        });
+        self.clients[client].current = Some(InFlight {
+            op: id,
+            attempt: 0,
+            sent: false,
+            store: 0,
+        });
+        self.send_attempt(client, id);
+    }
+
+    fn send_attempt(&mut self, client: usize, op: usize) {
+        let Some(c) = self.clients.get(client) else {
+            return;
+        };
+        if !matches!(&c.current, Some(f) if f.op == op && !f.sent) {
+            return;
+        }
+        let Some(record) = self.history.get(op) else {
+            return;
+        };
+        let (key, command) = (record.key, record.command);
+        let Some(region_idx) = self.region_of(key) else {
+            self.finish_op(client, Outcome::Failed("no region for key".to_owned()));
+            return;
+        };
+        let region = self.regions[region_idx].clone();
+        let region_id = region.get_id();
+        let hint = self.clients[client].leader_hint.get(&region_id).copied();
+        let store = match hint {
+            Some(s) => s,
+            None => {
+                let peers = region.get_peers();
+                peers[self.rng.gen_range(0..peers.len())].get_store_id()
+            }
+        };
+        let Some(peer) = region
+            .get_peers()
+            .iter()
+            .find(|p| p.get_store_id() == store)
+            .cloned()
+        else {
+            self.clients[client].leader_hint.remove(&region_id);
+            self.retry_later(client, op, "hinted store has no peer");
+            return;
+        };
+        let attempt = {
+            let Some(f) = self.clients[client].current.as_mut() else {
+                return;
+            };
+            f.attempt += 1;
+            f.sent = true;
+            f.store = store;
+            f.attempt
+        };
+        self.history[op].attempts = attempt;
+        self.stats.attempts += 1;
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().set_region_id(region_id);
+        req.mut_header().set_peer(peer);
+        req.mut_header()
+            .set_region_epoch(region.get_region_epoch().clone());
+        let mut r = Request::default();
+        let k = self.keys[key].clone();
+        match command {
+            Command::Put(v) => {
+                r.set_cmd_type(CmdType::Put);
+                r.mut_put().set_key(k);
+                r.mut_put().set_value(encode_value(v));
+            }
+            Command::Delete => {
+                r.set_cmd_type(CmdType::Delete);
+                r.mut_delete().set_key(k);
+            }
+            Command::Get => {
+                r.set_cmd_type(CmdType::Get);
+                r.mut_get().set_key(k);
+            }
+        }
+        req.mut_requests().push(r);
+        let sink = self.completions.clone();
+        let cb = Callback::new(move |resp| {
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Completion {
+                    client,
+                    op,
+                    attempt,
+                    resp,
+                });
+        });
+        let timeout = self.cfg.attempt_timeout;
+        self.schedule(
+            self.now + timeout,
+            Event::AttemptTimeout {
+                client,
+                op,
+                attempt,
+            },
+        );
+        let router = self
+            .stores
+            .get(&store)
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.router.clone());
+        let Some(router) = router else {
+            // The store is down: the connection is refused, nothing sent.
+            cb.invoke_with_error(util::new_region_not_found(region_id), 0);
+            return;
+        };
+        match router.send_raft_command(RaftCommand::new(req, cb)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(cmd)) => cmd
+                .callback
+                .invoke_with_error(util::new_server_is_busy("mailbox full"), 0),
+            Err(TrySendError::Disconnected(cmd)) => cmd
+                .callback
+                .invoke_with_error(util::new_region_not_found(region_id), 0),
+        }
+    }
+
+    fn retry_later(&mut self, client: usize, op: usize, why: &str) {
+        let started = self.history[op].invoke.time;
+        if self.now.saturating_sub(started) > self.cfg.op_deadline {
+            self.finish_op(client, Outcome::Failed(why.to_owned()));
+            return;
+        }
+        if let Some(f) = self.clients[client].current.as_mut() {
+            f.sent = false;
+        }
+        let backoff = self.rng.gen_range(1..=20);
+        self.schedule(self.now + backoff, Event::Attempt { client, op });
+    }
+
+    fn on_response(&mut self, c: Completion) {
+        let current = self.clients.get(c.client).and_then(|s| s.current.as_ref());
+        let Some(flight) = current else {
+            return;
+        };
+        if flight.op != c.op || flight.attempt != c.attempt || !flight.sent {
+            return; // a late answer to an attempt already given up on
+        }
+        let store = flight.store;
+        let region_id = self
+            .region_of(self.history[c.op].key)
+            .map_or(0, |i| self.regions[i].get_id());
+        let header = c.resp.get_header();
+        if !header.has_error() {
+            self.clients[c.client].leader_hint.insert(region_id, store);
+            let command = self.history[c.op].command;
+            let outcome = match command {
+                Command::Put(_) | Command::Delete => Outcome::Written,
+                Command::Get => match c.resp.get_responses().first() {
+                    Some(r) if r.get_cmd_type() == CmdType::Get => {
+                        let g = r.get_get();
+                        if g.get_not_found() {
+                            Outcome::Read(None)
+                        } else {
+                            // A value no put wrote reads as u64::MAX, which
+                            // the checker reports as never written.
+                            Outcome::Read(Some(decode_value(g.get_value()).unwrap_or(u64::MAX)))
+                        }
+                    }
+                    _ => {
+                        self.failure = Some(Failure::MalformedResponse {
+                            detail: format!("get op {} answered {:?}", c.op, c.resp),
+                        });
+                        return;
+                    }
+                },
+            };
+            self.finish_op(c.client, outcome);
+            return;
+        }
+        let err = header.get_error();
+        let definite = err.has_not_leader()
+            || err.has_region_not_found()
+            || err.has_server_is_busy()
+            || err.has_stale_command()
+            || err.has_epoch_not_match()
+            || err.has_key_not_in_region()
+            || err.has_store_not_match()
+            || err.has_raft_entry_too_large();
+        if !definite {
+            self.clients[c.client].leader_hint.remove(&region_id);
+            self.finish_op(
+                c.client,
+                Outcome::Unknown(format!("store {store}: {}", err.get_message())),
+            );
+            return;
+        }
+        let hint = err.has_not_leader() && err.get_not_leader().has_leader();
+        let leader_store = err.get_not_leader().get_leader().get_store_id();
+        if hint && leader_store != 0 {
+            self.clients[c.client]
+                .leader_hint
+                .insert(region_id, leader_store);
+        } else {
+            self.clients[c.client].leader_hint.remove(&region_id);
+        }
+        let why = format!("store {store}: {}", err.get_message());
+        self.retry_later(c.client, c.op, &why);
+    }
+
+    fn finish_op(&mut self, client: usize, outcome: Outcome) {
+        let Some(flight) = self.clients.get_mut(client).and_then(|c| c.current.take()) else {
+            return;
+        };
+        let complete = match outcome {
+            Outcome::Unknown(_) => None,
+            _ => Some(self.stamp()),
+        };
+        let now = self.now;
+        let Some(op) = self.history.get_mut(flight.op) else {
+            return;
+        };
+        op.complete = complete;
+        op.outcome = outcome;
+        match &op.outcome {
+            Outcome::Written | Outcome::Read(_) => self.stats.ops_ok += 1,
+            Outcome::Failed(_) => self.stats.ops_failed += 1,
+            Outcome::Unknown(_) => self.stats.ops_unknown += 1,
+            Outcome::Pending => {}
+        }
+        let line = op.to_string();
+        let (key, read) = (op.key, op.outcome.clone());
+        if self.phase == Phase::FinalReads {
+            match read {
+                Outcome::Read(v) => {
+                    self.final_reads.insert(key, v);
+                }
+                _ => self.final_queue.push_back(key),
+            }
+            if self.final_reads.len() == self.keys.len() {
+                // Let every replica catch up, then compare them.
+                self.schedule(now + 300, Event::Converge);
+            }
+        }
+        self.trace(&line);
+        let think = self.rng.gen_range(1..=self.cfg.max_think_time.max(1));
+        self.schedule(now + think, Event::ClientWake { client });
+    }
+
+    /// Compares every store's user data with each other and with the final
+    /// reads.
+    fn check_replicas(&mut self) {
+        let mut contents: Vec<(u64, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+        for (id, slot) in &self.stores {
+            match slot.engines.kv.scan(b"", b"", usize::MAX) {
+                Ok(data) => contents.push((*id, data)),
+                Err(e) => {
+                    self.failure = Some(Failure::ReplicasDiverge {
+                        detail: format!("store {id}: scan failed: {e}"),
+                    });
+                    return;
+                }
+            }
+        }
+        let Some((first_id, first)) = contents.first().cloned() else {
+            return;
+        };
+        for (id, data) in &contents[1..] {
+            if *data != first {
+                self.failure = Some(Failure::ReplicasDiverge {
+                    detail: format!(
+                        "store {first_id} holds {:?} but store {id} holds {:?}",
+                        render(&first),
+                        render(data)
+                    ),
+                });
+                return;
+            }
+        }
+        for (key, read) in &self.final_reads {
+            let stored = first
+                .iter()
+                .find(|(k, _)| Some(k) == self.keys.get(*key))
+                .map(|(_, v)| decode_value(v).unwrap_or(u64::MAX));
+            if stored != *read {
+                self.failure = Some(Failure::ReplicasDiverge {
+                    detail: format!(
+                        "key k{key}: final read returned {read:?} but the stores hold {stored:?}"
+                    ),
+                });
+                return;
+            }
+        }
+    }
+}
+
+fn render(data: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
+    data.iter()
+        .map(|(k, v)| format!("{:02x?}={}", k, String::from_utf8_lossy(v)))
+        .collect()
+}
+
+/// Runs seed `cfg.seed` to the end, turning a panic in the production code
+/// into [`Failure::Panic`]. `verbose` prints the simulation's events and
+/// raftstore's log to stderr.
+///
+/// # Examples
+///
+/// ```
+/// use sim::{run_seed, Profile, SimConfig};
+///
+/// let report = run_seed(SimConfig::from_seed(7, Profile::Quick), false);
+/// assert!(report.failure.is_none(), "{:?}", report.failure);
+/// assert!(report.stats.ops_ok > 0);
+/// ```
+pub fn run_seed(cfg: SimConfig, verbose: bool) -> RunReport {
+    let seed = cfg.seed;
+    let logger = if verbose {
+        crate::logging::terminal_logger()
+    } else {
+        Logger::root(slog::Discard, o!())
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Simulation::new(cfg, logger, verbose).map(Simulation::run)
+    }));
+    let failed = |failure: Failure| RunReport {
+        seed,
+        digest: 0,
+        end_time: 0,
+        stats: SimStats::default(),
+        history: Vec::new(),
+        failure: Some(failure),
+    };
+    match result {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => failed(Failure::Setup(e.to_string())),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            failed(Failure::Panic(msg))
+        }
+    }
+}

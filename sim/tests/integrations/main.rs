@@ -1,0 +1,5 @@
+//! Integration tests of the simulation: many seeds, determinism, and
+//! regressions found by it (each named after its seed).
+
+mod regressions;
+mod seeds;

@@ -1,0 +1,90 @@
+//! Runs many short seeds; every one must pass every check.
+
+use sim::{run_seed, Profile, RunReport, SimConfig};
+
+fn run_range(seeds: std::ops::Range<u64>) {
+    let mut failed: Vec<(u64, String)> = Vec::new();
+    for seed in seeds {
+        let report = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+        assert!(
+            report.stats.ops_ok > 0 || report.failure.is_some(),
+            "seed {seed} did nothing"
+        );
+        if let Some(f) = report.failure {
+            failed.push((seed, f.to_string()));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "failing seeds (replay with `cargo run --release -p sim -- --seed N --quick --verbose`): {failed:#?}"
+    );
+}
+
+// Four tests so the test harness spreads the seeds over the cores.
+#[test]
+fn seeds_0_to_50_are_linearizable_and_lose_no_write() {
+    run_range(0..50);
+}
+
+#[test]
+fn seeds_50_to_100_are_linearizable_and_lose_no_write() {
+    run_range(50..100);
+}
+
+#[test]
+fn seeds_100_to_150_are_linearizable_and_lose_no_write() {
+    run_range(100..150);
+}
+
+#[test]
+fn seeds_150_to_200_are_linearizable_and_lose_no_write() {
+    run_range(150..200);
+}
+
+fn fingerprint(r: &RunReport) -> (u64, u64, Vec<String>) {
+    (
+        r.digest,
+        r.end_time,
+        r.history.iter().map(|o| o.to_string()).collect(),
+    )
+}
+
+#[test]
+fn same_seed_gives_the_same_run_bit_for_bit() {
+    for seed in [3, 65, 1234] {
+        let a = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+        let b = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+        assert!(
+            a.stats.events > 100,
+            "seed {seed} ran too little to compare"
+        );
+        assert_eq!(a.stats, b.stats, "seed {seed}");
+        assert_eq!(fingerprint(&a), fingerprint(&b), "seed {seed}");
+    }
+}
+
+#[test]
+fn different_seeds_give_different_runs() {
+    let a = run_seed(SimConfig::from_seed(1, Profile::Quick), false);
+    let b = run_seed(SimConfig::from_seed(2, Profile::Quick), false);
+    assert_ne!(a.digest, b.digest);
+}
+
+#[test]
+fn runs_exercise_every_fault_kind_across_seeds() {
+    let mut crashes = 0;
+    let mut net_faults = 0;
+    let mut lost = 0;
+    let mut duplicated = 0;
+    let mut unknown = 0;
+    for seed in 200..215 {
+        let r = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+        assert!(r.failure.is_none(), "seed {seed}: {:?}", r.failure);
+        crashes += r.stats.crashes;
+        net_faults += r.stats.net_faults;
+        lost += r.stats.messages_lost;
+        duplicated += r.stats.messages_duplicated;
+        unknown += r.stats.ops_unknown;
+    }
+    assert!(crashes > 0 && net_faults > 0 && lost > 0 && duplicated > 0 && unknown > 0);
+}
