@@ -37,8 +37,10 @@ pub struct Config {
     pub raft_heartbeat_ticks: usize,
     /// Randomise each peer's election timeout in
     /// `[election, 2 * election)` ticks (raft-rs's default). When `false`,
-    /// every peer uses a fixed timeout derived from its peer id, which makes
-    /// runs reproducible (the simulation sets this).
+    /// the timeout is still in that range but a pure function of the peer
+    /// id and the current term (it changes with every term, so no peer wins
+    /// the race to time out first in every term), which makes runs
+    /// reproducible (the simulation sets this).
     pub raft_election_jitter: bool,
     /// Largest append message a leader sends, in bytes.
     pub raft_max_size_per_msg: u64,
@@ -50,6 +52,15 @@ pub struct Config {
     /// Enable raft's pre-vote (a partitioned peer does not disturb the
     /// group when it comes back).
     pub pre_vote: bool,
+    /// Do not send an extra append just to tell followers that the commit
+    /// index moved; they learn it from the next append or heartbeat
+    /// (raft-rs `skip_bcast_commit`; conf changes still broadcast). Halves
+    /// the raft messages per write under load; followers apply a little
+    /// later. Leaders acknowledge writes the same way either way.
+    pub raft_skip_bcast_commit: bool,
+    /// Merge the append messages raft produces for one follower within one
+    /// Ready into one (raft-rs `batch_append`).
+    pub raft_batch_append: bool,
     /// Most messages one peer handles from its mailbox in one poll round.
     pub messages_per_round: usize,
     /// Capacity of a peer's mailbox; beyond it commands get `ServerIsBusy`.
@@ -84,6 +95,8 @@ impl Default for Config {
             raft_max_inflight_msgs: 256,
             raft_entry_max_size: 8 * 1024 * 1024,
             pre_vote: true,
+            raft_skip_bcast_commit: true,
+            raft_batch_append: true,
             messages_per_round: 4096,
             peer_mailbox_capacity: 4096,
             store_mailbox_capacity: 65536,
@@ -146,14 +159,10 @@ impl Config {
     /// The raft-rs configuration for one peer.
     pub(crate) fn raft_config(&self, peer_id: u64, applied: u64) -> raft::Config {
         let election = self.raft_election_timeout_ticks;
-        let (min, max) = if self.raft_election_jitter {
-            (election, 2 * election)
-        } else {
-            // A fixed, per-peer timeout in [election, 2 * election): peers of
-            // one region get different timeouts, so elections still settle.
-            let fixed = election + (peer_id % election as u64) as usize;
-            (fixed, fixed + 1)
-        };
+        // Without jitter raft-rs still draws from [min, max) with its own
+        // thread-local RNG, but the peer overrides every draw with a timeout
+        // derived from (peer id, term): see `Peer::pin_election_timeout`.
+        let (min, max) = (election, 2 * election);
         raft::Config {
             id: peer_id,
             election_tick: election,
@@ -163,11 +172,25 @@ impl Config {
             max_inflight_msgs: self.raft_max_inflight_msgs,
             check_quorum: true,
             pre_vote: self.pre_vote,
+            skip_bcast_commit: self.raft_skip_bcast_commit,
+            batch_append: self.raft_batch_append,
             min_election_tick: min,
             max_election_tick: max,
             ..Default::default()
         }
     }
+}
+
+/// The election timeout of `peer_id` in `term` when jitter is off: in
+/// `[election, 2 * election)`, a pure function of its inputs, and different
+/// from term to term (so which peer of a region times out first changes).
+pub(crate) fn fixed_election_timeout(peer_id: u64, term: u64, election: usize) -> usize {
+    let mut h = peer_id ^ term.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    // splitmix64 finaliser
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    election + (h % election.max(1) as u64) as usize
 }
 
 #[cfg(test)]
@@ -208,6 +231,40 @@ mod tests {
         );
     }
 
+    /// Regression (simulation seed 65): with a timeout fixed per peer for
+    /// good, peer 5 of region 1 (stale log) timed out first in every term,
+    /// was refused, and reset peers 6 and 7 before they could campaign: the
+    /// region never elected a leader again. The timeout must vary by term so
+    /// that every peer is sometimes the quickest.
+    #[test]
+    fn fixed_election_timeouts_change_which_peer_times_out_first() {
+        let election = 10;
+        let mut first = std::collections::BTreeSet::new();
+        for term in 1..200u64 {
+            let timeouts: Vec<(usize, u64)> = [5u64, 6, 7]
+                .iter()
+                .map(|&p| (fixed_election_timeout(p, term, election), p))
+                .collect();
+            for &(t, _) in &timeouts {
+                assert!((election..2 * election).contains(&t));
+            }
+            let min = timeouts.iter().map(|x| x.0).min().unwrap();
+            let quickest: Vec<u64> = timeouts
+                .iter()
+                .filter(|x| x.0 == min)
+                .map(|x| x.1)
+                .collect();
+            if quickest.len() == 1 {
+                first.insert(quickest[0]);
+            }
+            assert_eq!(
+                fixed_election_timeout(6, term, election),
+                fixed_election_timeout(6, term, election)
+            );
+        }
+        assert_eq!(first.into_iter().collect::<Vec<_>>(), vec![5, 6, 7]);
+    }
+
     #[test]
     fn fixed_election_timeouts_are_valid_raft_configs() {
         let cfg = Config {
@@ -217,7 +274,8 @@ mod tests {
         for peer_id in 1..50 {
             let rc = cfg.raft_config(peer_id, 0);
             rc.validate().unwrap();
-            assert_eq!(rc.max_election_tick, rc.min_election_tick + 1);
+            assert_eq!(rc.min_election_tick, cfg.raft_election_timeout_ticks);
+            assert_eq!(rc.max_election_tick, 2 * cfg.raft_election_timeout_ticks);
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Peer<ER: RaftLogEngine> {
     derived_regions: Vec<Region>,
     /// The peer was removed from its region or destroyed.
     pending_remove: bool,
+    /// `Some(election_timeout_ticks)` when election timeouts must not be
+    /// random (`Config::raft_election_jitter == false`).
+    fixed_election_timeout: Option<usize>,
     logger: Logger,
 }
 
@@ -71,7 +74,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let raft_cfg = cfg.raft_config(meta.get_id(), applied);
         raft_cfg.validate()?;
         let raft_group = RawNode::new(&raft_cfg, storage, &logger)?;
-        Ok(Peer {
+        let mut peer = Peer {
             region_id,
             meta,
             raft_group,
@@ -82,8 +85,37 @@ impl<ER: RaftLogEngine> Peer<ER> {
             peer_cache: Vec::new(),
             derived_regions: Vec::new(),
             pending_remove: false,
+            fixed_election_timeout: (!cfg.raft_election_jitter)
+                .then_some(cfg.raft_election_timeout_ticks),
             logger,
-        })
+        };
+        peer.pin_election_timeout();
+        Ok(peer)
+    }
+
+    /// Without election jitter, replaces the election timeout raft-rs drew
+    /// from its thread-local RNG (on every role change) with
+    /// `election + h(peer id, term) % election`: reproducible, yet different
+    /// in every term. A timeout fixed per peer for good would livelock a
+    /// region whose quickest peer has a stale log: it times out first in
+    /// every term, its votes are rejected, and its higher term resets the
+    /// others' election timers before they can run (found by the
+    /// simulation, seed 65). Called after every tick and step.
+    fn pin_election_timeout(&mut self) {
+        let Some(election) = self.fixed_election_timeout else {
+            return;
+        };
+        let raft = &mut self.raft_group.raft;
+        let timeout =
+            crate::config::fixed_election_timeout(self.meta.get_id(), raft.term, election);
+        if raft.randomized_election_timeout() != timeout {
+            raft.set_randomized_election_timeout(timeout);
+        }
+    }
+
+    /// The current election timeout in ticks.
+    pub fn election_timeout(&self) -> usize {
+        self.raft_group.raft.randomized_election_timeout()
     }
 
     /// The region id.
@@ -158,6 +190,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             if let Err(e) = self.raft_group.campaign() {
                 warn!(self.logger, "campaign failed"; "err" => %e);
             }
+            self.pin_election_timeout();
         }
     }
 
@@ -168,6 +201,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         T: Transport,
     {
         self.raft_group.tick();
+        self.pin_election_timeout();
         self.gc_ticks += 1;
         if self.gc_ticks >= ctx.cfg.raft_log_gc_tick_interval {
             self.gc_ticks = 0;
@@ -198,6 +232,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if let Err(e) = self.raft_group.step(m) {
             debug!(self.logger, "step failed"; "err" => %e);
         }
+        self.pin_election_timeout();
     }
 
     /// Reports a peer's store as unreachable to raft.
@@ -657,6 +692,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 if let Err(e) = self.raft_group.apply_conf_change(&cc) {
                     error!(self.logger, "apply conf change"; "err" => %e);
                 }
+                self.pin_election_timeout();
                 let removed = !region
                     .get_peers()
                     .iter()
