@@ -109,6 +109,7 @@
 
 #![deny(missing_docs)]
 
+mod block_cache_guard;
 mod engines;
 mod error;
 mod fjall_kv;

@@ -8,6 +8,7 @@ use kvproto_lite::raft_serverpb::RaftLocalState;
 use raft::eraftpb::Entry;
 use raft_engine::{Command, Config, LogBatch, MessageExt, ReadableSize};
 
+use crate::block_cache_guard::BlockCacheGuard;
 use crate::log_check::{check_changes, entries_span, SpanChange};
 use crate::open::{guarded_open, prepare_dir, IfMissing};
 use crate::{Error, RaftLogBatch, RaftLogEngine, Result};
@@ -43,8 +44,10 @@ impl MessageExt for EntryMessage {
 ///   across regions and followed by exactly one `fdatasync` when `sync` is
 ///   set. Concurrent consumers are group-committed by raft-engine.
 /// - Batch compression is **off** (`batch_compression_threshold = 0`): raft
-///   entries are mostly already-encoded commands, LZ4 saves little on them and
-///   costs 10–40% of write throughput on incompressible payloads.
+///   entries are mostly already-encoded commands that LZ4 barely shrinks; on
+///   random payloads it cost 6–7% more writer CPU for no space saving
+///   (`docs/benchmarks.md`), plus decompression on every read. Use
+///   [`open_with_config`](Self::open_with_config) to turn it on.
 /// - Recovery tolerates a torn tail (`TolerateTailCorruption`), so a crash in
 ///   the middle of a write loses only unsynced batches.
 /// - Appends are checked before they reach raft-engine (which panics on a
@@ -52,6 +55,11 @@ impl MessageExt for EntryMessage {
 ///   [`Error::LogGap`]/[`Error::OverwriteCompacted`].
 /// - Old log files are reclaimed by [`purge_expired_files`](Self::purge_expired_files),
 ///   which the owner should call periodically after compacting.
+/// - raft-engine caches the last entry block per *thread*, keyed by file
+///   position only, so two instances read on one thread could see each
+///   other's entries. Reads from a thread that last read through another
+///   instance are therefore handed to a reader thread of this instance
+///   (spawned on first need); a store's own threads keep reading inline.
 /// - raft-engine aborts the process (panics) if an fsync fails: after a
 ///   failed fsync the page cache state is unknown and the log cannot be
 ///   trusted.
@@ -80,6 +88,9 @@ impl MessageExt for EntryMessage {
 #[derive(Clone)]
 pub struct RaftEngineLogEngine {
     engine: Arc<raft_engine::Engine>,
+    /// Routes entry reads so raft-engine's thread-local block cache never
+    /// serves another engine instance's block (see `block_cache_guard`).
+    reads: Arc<BlockCacheGuard>,
     path: Arc<PathBuf>,
 }
 
@@ -163,6 +174,7 @@ impl RaftEngineLogEngine {
         let engine = guarded_open(ENGINE_NAME, &dir, || Ok(raft_engine::Engine::open(cfg)?))?;
         Ok(RaftEngineLogEngine {
             engine: Arc::new(engine),
+            reads: Arc::new(BlockCacheGuard::new()),
             path: Arc::new(dir),
         })
     }
@@ -180,7 +192,10 @@ impl RaftEngineLogEngine {
     ///
     /// I/O errors while purging.
     pub fn purge_expired_files(&self) -> Result<Vec<u64>> {
-        Ok(self.engine.purge_expired_files()?)
+        // Purging rewrites old entries, reading them through the block cache.
+        Ok(self
+            .reads
+            .run(Arc::clone(&self.engine), |e| e.purge_expired_files())??)
     }
 
     fn span(&self, region_id: u64) -> Option<(u64, u64)> {
@@ -269,7 +284,9 @@ impl RaftLogEngine for RaftEngineLogEngine {
     }
 
     fn get_entry(&self, region_id: u64, index: u64) -> Result<Option<Entry>> {
-        Ok(self.engine.get_entry::<EntryMessage>(region_id, index)?)
+        Ok(self.reads.run(Arc::clone(&self.engine), move |e| {
+            e.get_entry::<EntryMessage>(region_id, index)
+        })??)
     }
 
     fn fetch_entries_to(
@@ -294,17 +311,14 @@ impl RaftLogEngine for RaftEngineLogEngine {
         if high > last.saturating_add(1) {
             return Err(Error::EntriesUnavailable);
         }
-        let before = buf.len();
-        match self
-            .engine
-            .fetch_entries_to::<EntryMessage>(region_id, low, high, max_size, buf)
-        {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                buf.truncate(before);
-                Err(e.into())
-            }
-        }
+        let mut fetched = self.reads.run(Arc::clone(&self.engine), move |e| {
+            let mut out = Vec::new();
+            e.fetch_entries_to::<EntryMessage>(region_id, low, high, max_size, &mut out)
+                .map(|_| out)
+        })??;
+        let n = fetched.len();
+        buf.append(&mut fetched);
+        Ok(n)
     }
 
     fn first_index(&self, region_id: u64) -> Option<u64> {

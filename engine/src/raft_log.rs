@@ -41,7 +41,8 @@ pub trait RaftLogEngine: Clone + Send + Sync + 'static {
     /// [`Error::LogGap`](crate::Error::LogGap) or
     /// [`Error::OverwriteCompacted`](crate::Error::OverwriteCompacted) when an
     /// append breaks the log invariants; then nothing is written and the
-    /// batch is left as it was. I/O errors from the underlying store.
+    /// batch is left as it was. I/O errors from the underlying store; the
+    /// batch's content is unspecified then: drop it and build a new one.
     fn consume(&self, batch: &mut Self::LogBatch, sync: bool) -> Result<usize>;
 
     /// The region's last stored raft state, if any.

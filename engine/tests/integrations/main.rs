@@ -7,6 +7,7 @@ mod harness;
 mod kv_suite;
 mod model;
 mod open_errors;
+mod raft_engine_cache;
 mod raft_engine_gc;
 mod raft_suite;
 
