@@ -105,7 +105,8 @@
 //! which convert into raft-rs's `StorageError::Compacted` / `Unavailable`
 //! (`From<Error> for raft::Error`). Opening a missing, unusable or corrupted
 //! directory gives [`Error::DirectoryNotFound`] or [`Error::Open`], never a
-//! panic.
+//! panic; raft-engine checks entry payload checksums when entries are read,
+//! so damage there is reported by the read ([`Error::RaftEngine`]).
 
 #![deny(missing_docs)]
 
