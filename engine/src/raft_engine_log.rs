@@ -362,4 +362,8 @@ impl RaftLogEngine for RaftEngineLogEngine {
         self.engine.write(&mut batch, true)?;
         Ok(())
     }
+
+    fn purge_expired(&self) -> Result<()> {
+        self.purge_expired_files().map(|_| ())
+    }
 }

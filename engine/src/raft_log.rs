@@ -109,6 +109,18 @@ pub trait RaftLogEngine: Clone + Send + Sync + 'static {
     ///
     /// I/O errors from the underlying store.
     fn sync(&self) -> Result<()>;
+
+    /// Reclaims space freed by [`compact_to`](Self::compact_to) and
+    /// [`RaftLogBatch::clean`] where the engine does that in the background
+    /// of its own (raft-engine's log files); a no-op where space is freed at
+    /// once. Stores call it periodically, off the hot path.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn purge_expired(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A batch of raft log writes for many regions, written by

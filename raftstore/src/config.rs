@@ -79,6 +79,9 @@ pub struct Config {
     pub raft_log_gc_threshold: u64,
     /// How often (in ticks) a leader considers log compaction.
     pub raft_log_gc_tick_interval: usize,
+    /// How often (in store ticks) the store asks its raft log engine to
+    /// reclaim space freed by compaction (`RaftLogEngine::purge_expired`).
+    pub raft_engine_purge_interval_ticks: u64,
 }
 
 impl Default for Config {
@@ -104,6 +107,7 @@ impl Default for Config {
             group_commit: true,
             raft_log_gc_threshold: 512,
             raft_log_gc_tick_interval: 30,
+            raft_engine_purge_interval_ticks: 300,
         }
     }
 }
@@ -146,6 +150,11 @@ impl Config {
                 "raft_heartbeat_ticks ({}) must be smaller than raft_election_timeout_ticks ({})",
                 self.raft_heartbeat_ticks, self.raft_election_timeout_ticks
             )));
+        }
+        if self.raft_engine_purge_interval_ticks == 0 {
+            return Err(Error::InvalidConfig(
+                "raft_engine_purge_interval_ticks must be greater than 0".to_owned(),
+            ));
         }
         if self.raft_log_gc_tick_interval == 0 {
             return Err(Error::InvalidConfig(

@@ -81,6 +81,8 @@ impl<ER: RaftLogEngine> Drop for PeerFsm<ER> {
 pub struct StoreFsm {
     pub(crate) receiver: Receiver<StoreMsg>,
     pub(crate) stopped: bool,
+    /// Store ticks received so far.
+    pub(crate) ticks: u64,
 }
 
 impl StoreFsm {
@@ -93,6 +95,7 @@ impl StoreFsm {
             Box::new(StoreFsm {
                 receiver: rx,
                 stopped: false,
+                ticks: 0,
             }),
         )
     }

@@ -143,10 +143,18 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         }
     }
 
-    fn handle_store_msg(&mut self, msg: StoreMsg) {
+    fn handle_store_msg(&mut self, store: &mut StoreFsm, msg: StoreMsg) {
         match msg {
             StoreMsg::RaftMessage(m) => self.on_unknown_region_message(*m),
-            StoreMsg::Tick | StoreMsg::Start => {}
+            StoreMsg::Tick => {
+                store.ticks += 1;
+                if store.ticks % self.ctx.cfg.raft_engine_purge_interval_ticks == 0 {
+                    if let Err(e) = self.ctx.engines.raft.purge_expired() {
+                        error!(self.ctx.logger, "raft log purge failed"; "err" => %e);
+                    }
+                }
+            }
+            StoreMsg::Start => {}
         }
     }
 
@@ -370,7 +378,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
         while handled < self.ctx.cfg.messages_per_round {
             match store.receiver.try_recv() {
                 Ok(msg) => {
-                    self.handle_store_msg(msg);
+                    self.handle_store_msg(store, msg);
                     handled += 1;
                 }
                 Err(_) => break,
