@@ -255,7 +255,7 @@ impl ApplyDelegate {
             }
             EntryType::EntryNormal => {
                 match kvproto_lite::decode::<RaftCmdRequest>(entry.get_data()) {
-                    Ok(req) => self.exec_command(ctx, rec, req, index, None),
+                    Ok(req) => self.exec_command(ctx, rec, req, index, None, cb.is_some()),
                     Err(e) => Err(err_message(format!(
                         "undecodable entry at index {index}: {e}"
                     ))),
@@ -325,7 +325,7 @@ impl ApplyDelegate {
                 "undecodable conf change command at index {index}: {e}"
             ))
         })?;
-        self.exec_command(ctx, rec, req, index, Some(&cc))
+        self.exec_command(ctx, rec, req, index, Some(&cc), true)
     }
 
     /// Executes one command inside a write-batch save point: on error its
@@ -337,6 +337,7 @@ impl ApplyDelegate {
         mut req: RaftCmdRequest,
         index: u64,
         cc: Option<&ConfChange>,
+        respond: bool,
     ) -> ExecOutcome {
         let header = req.get_header();
         if header.get_region_id() != self.region_id() {
@@ -355,7 +356,7 @@ impl ApplyDelegate {
                 "conf change at index {index} carries no ChangePeer admin request"
             )))
         } else {
-            self.exec_normal(ctx, &mut req)
+            self.exec_normal(ctx, &mut req, respond)
         };
         if let Err(e) = ctx.end_command(outcome.is_ok()) {
             // Save points are pushed and popped in pairs here; a failure
@@ -387,6 +388,7 @@ impl ApplyDelegate {
         &mut self,
         ctx: &mut ApplyContext<K>,
         req: &mut RaftCmdRequest,
+        respond: bool,
     ) -> ExecOutcome {
         self.check_epoch(req, false, true)?;
         let mut resp = self.ok_response();
@@ -394,6 +396,8 @@ impl ApplyDelegate {
         for r in req.mut_requests().iter_mut() {
             let mut out = Response::default();
             out.set_cmd_type(r.get_cmd_type());
+            // Without a callback nobody sees the response: reads are skipped
+            // (they change nothing), writes and checks still run.
             match r.get_cmd_type() {
                 CmdType::Put if r.has_put() => {
                     let put = r.mut_put();
@@ -401,7 +405,9 @@ impl ApplyDelegate {
                         return Err(err_key_not_in_region(put.get_key(), &self.region));
                     }
                     ctx.put(put.take_key(), put.take_value());
-                    out.mut_put();
+                    if respond {
+                        out.mut_put();
+                    }
                 }
                 CmdType::Delete if r.has_delete() => {
                     let del = r.mut_delete();
@@ -409,12 +415,17 @@ impl ApplyDelegate {
                         return Err(err_key_not_in_region(del.get_key(), &self.region));
                     }
                     ctx.delete(del.take_key());
-                    out.mut_delete();
+                    if respond {
+                        out.mut_delete();
+                    }
                 }
                 CmdType::Get if r.has_get() => {
                     let key = r.get_get().get_key();
                     if !key_in_region(key, &self.region) {
                         return Err(err_key_not_in_region(key, &self.region));
+                    }
+                    if !respond {
+                        continue;
                     }
                     match ctx.get(key) {
                         Ok(Some(v)) => out.mut_get().set_value(v),
@@ -430,7 +441,9 @@ impl ApplyDelegate {
                     )))
                 }
             }
-            resp.mut_responses().push(out);
+            if respond {
+                resp.mut_responses().push(out);
+            }
         }
         if let Some(e) = read_error {
             warn!(ctx.logger, "read through the log failed";
