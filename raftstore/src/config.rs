@@ -60,15 +60,16 @@ pub struct Config {
     pub raft_skip_bcast_commit: bool,
     /// Merge the append messages raft produces for one follower within one
     /// Ready into one (raft-rs `batch_append`).
-    pub raft_batch_append: bool,
-    /// Do not send an extra append just to tell followers that the commit
-    /// index moved; they learn it from the next append or heartbeat
-    /// (raft-rs `skip_bcast_commit`; conf changes still broadcast). Halves
-    /// the raft messages per write under load; followers apply a little
-    /// later. Leaders acknowledge writes the same way either way.
-    pub raft_skip_bcast_commit: bool,
-    /// Merge the append messages raft produces for one follower within one
-    /// Ready into one (raft-rs `batch_append`).
+    ///
+    /// **Unsafe with raft-rs 0.7; keep it `false`.** Its `try_batching`
+    /// appends new entries to a pending `MsgAppend` for the same follower
+    /// without checking that they follow the message's `index`: after a
+    /// rejected append lowers the follower's `next_idx`, entries starting at
+    /// `next_idx` get glued onto an empty probe for a *later* index. The
+    /// follower accepts the malformed append and acknowledges an index it
+    /// does not have; the leader counts that acknowledgement towards a
+    /// quorum (commit without a majority) and later panics the follower with
+    /// a commit index beyond its log. Found by the simulation (seed 16).
     pub raft_batch_append: bool,
     /// Most messages one peer handles from its mailbox in one poll round.
     pub messages_per_round: usize,
@@ -108,9 +109,7 @@ impl Default for Config {
             raft_entry_max_size: 8 * 1024 * 1024,
             pre_vote: true,
             raft_skip_bcast_commit: true,
-            raft_batch_append: true,
-            raft_skip_bcast_commit: true,
-            raft_batch_append: true,
+            raft_batch_append: false,
             messages_per_round: 4096,
             peer_mailbox_capacity: 4096,
             store_mailbox_capacity: 65536,
@@ -192,8 +191,6 @@ impl Config {
             max_inflight_msgs: self.raft_max_inflight_msgs,
             check_quorum: true,
             pre_vote: self.pre_vote,
-            skip_bcast_commit: self.raft_skip_bcast_commit,
-            batch_append: self.raft_batch_append,
             skip_bcast_commit: self.raft_skip_bcast_commit,
             batch_append: self.raft_batch_append,
             min_election_tick: min,
@@ -285,6 +282,16 @@ mod tests {
             );
         }
         assert_eq!(first.into_iter().collect::<Vec<_>>(), vec![5, 6, 7]);
+    }
+
+    /// Regression (simulation seed 16): raft-rs 0.7's `batch_append` can
+    /// produce a `MsgAppend` whose entries do not follow its index, making a
+    /// follower acknowledge entries it does not have.
+    #[test]
+    fn batch_append_is_off_by_default_because_raft_0_7_batching_is_unsafe() {
+        let cfg = Config::default();
+        assert!(!cfg.raft_batch_append);
+        assert!(!cfg.raft_config(1, 0).batch_append);
     }
 
     #[test]
