@@ -583,16 +583,17 @@ impl ApplyDelegate {
         });
         let mut remove_self = false;
         match (cc.get_change_type(), pos) {
-            (ConfChangeType::AddNode, Some(i)) => {
-                let existing = &mut region.mut_peers()[i];
-                if existing.get_role() == PeerRole::Voter {
+            (ConfChangeType::AddNode, Some(i)) => match region.mut_peers().get_mut(i) {
+                Some(existing) if existing.get_role() != PeerRole::Voter => {
+                    existing.set_role(PeerRole::Voter);
+                }
+                _ => {
                     return Err(err_message(format!(
                         "peer {} is already a voter",
                         peer.get_id()
-                    )));
+                    )))
                 }
-                existing.set_role(PeerRole::Voter);
-            }
+            },
             (ConfChangeType::AddNode, None) | (ConfChangeType::AddLearnerNode, None) => {
                 if same_store {
                     return Err(err_message(format!(

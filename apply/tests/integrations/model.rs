@@ -156,3 +156,83 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A crash (unsynced writes lost) after a random round, a restart from
+    /// what the engine kept and a redelivery of the whole log: the result is
+    /// the model, and entries the engine had applied are never run again.
+    #[test]
+    fn crash_and_redelivery_match_the_model(
+        ops in proptest::collection::vec(op(), 1..40),
+        chunk in 1usize..8,
+        crash_after in 0usize..8,
+        sync_write in any::<bool>(),
+    ) {
+        let kv = TestKv::default();
+        let r = region(1, b"k", b"l");
+        let mut wb = kv.write_batch();
+        let mut st = kvproto_lite::raft_serverpb::RegionLocalState::default();
+        st.set_region(r.clone());
+        engine::KvWriteBatch::put_region_state(&mut wb, 1, &st);
+        kv.write(&mut wb, true).unwrap();
+        let entries: Vec<Entry> = ops.iter().enumerate().map(|(i, op)| to_entry(&r, i as u64 + 1, op)).collect();
+        {
+            let cfg = Config { sync_write, ..Config::default() };
+            let mut d = Driver::new(kv.clone(), cfg);
+            d.register(registration_from_engine(&kv, 1, 11));
+            for (round, batch) in entries.chunks(chunk).enumerate() {
+                if round == crash_after {
+                    break;
+                }
+                d.apply(&r, 1, batch.to_vec(), vec![]);
+                d.round();
+            }
+            kv.inner.crash();
+        }
+        let persisted = kv.get_apply_state(1).unwrap().map(|s| s.get_applied_index()).unwrap_or(0);
+        if sync_write {
+            let expected = (crash_after * chunk).min(ops.len()) as u64;
+            prop_assert_eq!(persisted, expected, "synced rounds survive the crash");
+        }
+        let mut d = Driver::new(kv.clone(), Config::default());
+        d.register(registration_from_engine(&kv, 1, 11));
+        let resps = Responses::default();
+        // Entries at or below the persisted index are poisoned: running one
+        // again would show in the data.
+        let redelivered = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let index = i as u64 + 1;
+                if index <= persisted {
+                    put_entry(&r, index, 1, &key(0), b"poison")
+                } else {
+                    to_entry(&r, index, op)
+                }
+            })
+            .collect();
+        let proposals = (1..=ops.len() as u64).map(|i| resps.proposal(i, 1)).collect();
+        d.apply(&r, 1, redelivered, proposals);
+        d.run();
+        let (model, gets) = run_model(&ops);
+        let stored: BTreeMap<_, _> = kv.scan(b"", b"", usize::MAX).unwrap().into_iter().collect();
+        prop_assert_eq!(&stored, &model);
+        prop_assert_eq!(kv.get_apply_state(1).unwrap().unwrap().get_applied_index(), ops.len() as u64);
+        for (index, resp) in resps.take() {
+            let i = index as usize - 1;
+            if index <= persisted {
+                prop_assert!(resp.get_header().get_error().has_stale_command());
+            } else if let Op::Get(_) | Op::PutGet(..) = ops[i] {
+                let got: Vec<Option<Vec<u8>>> = resp
+                    .get_responses()
+                    .iter()
+                    .filter(|r| r.has_get())
+                    .map(|r| if r.get_get().get_not_found() { None } else { Some(r.get_get().get_value().to_vec()) })
+                    .collect();
+                prop_assert_eq!(&got, &gets[i]);
+            }
+        }
+    }
+}
