@@ -33,7 +33,51 @@ use crate::{
 /// It never reads the clock or spawns threads, so a simulation can build
 /// one with [`ApplyPoller::new`], hand it FSMs from
 /// [`ApplyFsm::from_registration`] and call `begin`/`handle_normal`/`end`
-/// itself.
+/// itself (or let [`ApplyBatchSystem::manual_poller`](crate::ApplyBatchSystem::manual_poller)
+/// do the scheduling on the caller's thread).
+///
+/// # Examples
+///
+/// Driving one region by hand:
+///
+/// ```
+/// use std::sync::mpsc;
+///
+/// use apply::{Apply, ApplyFsm, ApplyMsg, ApplyPoller, ApplyRes, Config, Registration};
+/// use batch_system::PollHandler;
+/// use engine::{KvEngine, MemKvEngine};
+/// use kvproto_lite::eraftpb::Entry;
+/// use kvproto_lite::metapb::Region;
+///
+/// let cfg = Config::default();
+/// let (router, _system) = apply::create_apply_batch_system(&cfg); // never spawned
+/// let kv = MemKvEngine::new();
+/// let (tx, results) = mpsc::channel::<Vec<ApplyRes>>();
+/// let logger = slog::Logger::root(slog::Discard, slog::o!());
+/// let mut poller = ApplyPoller::new(router, kv.clone(), tx, &cfg, logger);
+///
+/// let mut region = Region::default();
+/// region.set_id(1);
+/// let reg = Registration { peer_id: 1, region, apply_state: Default::default(), applied_term: 0 };
+/// let (mailbox, fsm) = ApplyFsm::from_registration(reg, &cfg);
+/// let mut batch = vec![Some(fsm)];
+///
+/// // A new leader's no-op entry.
+/// let mut noop = Entry::default();
+/// noop.set_index(1);
+/// noop.set_term(1);
+/// mailbox.force_send(ApplyMsg::apply(Apply::new(1, 1, vec![noop]))).unwrap();
+///
+/// poller.begin(batch.len());
+/// for fsm in batch.iter_mut().flatten() {
+///     poller.handle_normal(fsm);
+/// }
+/// poller.end(&mut batch);
+///
+/// let res = results.try_recv().unwrap();
+/// assert_eq!(res[0].apply_state.get_applied_index(), 1);
+/// assert_eq!(kv.get_apply_state(1).unwrap().unwrap().get_applied_index(), 1);
+/// ```
 pub struct ApplyPoller<K: KvEngine, N: ApplyNotifier> {
     ctx: ApplyContext<K>,
     notifier: N,
