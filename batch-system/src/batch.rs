@@ -17,9 +17,6 @@ use crate::mpsc::LooseBoundedSender;
 use crate::router::{BatchRouter, Router};
 use crate::scheduler::{ControlScheduler, FsmTypes, NormalScheduler};
 
-/// Queue checks an idle poller makes before it parks (see `spin_for_work`).
-const SPIN_ROUNDS: usize = 64;
-
 /// Book-keeping for one normal FSM in a poller's batch.
 struct Slot<N: Fsm> {
     mailbox: BasicMailbox<N>,
@@ -122,32 +119,12 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         got
     }
 
-    /// Polls the queue for a short while before the poller parks: a parked
-    /// poller costs the next sender a futex wake-up (a system call on the
-    /// sender's path) and itself a scheduler round trip. Spins briefly, then
-    /// yields the CPU between checks. Returns whether work arrived.
-    fn spin_for_work(&mut self, batch: &mut Batch<N, C>) -> bool {
-        for i in 0..SPIN_ROUNDS {
-            if i < SPIN_ROUNDS / 2 {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                }
-            } else {
-                thread::yield_now();
-            }
-            if !self.receiver.is_empty() {
-                return self.top_up(batch, Instant::now());
-            }
-        }
-        false
-    }
-
     fn poll(mut self) {
         let mut batch = Batch::with_capacity(self.max_batch_size);
         loop {
             let mut now = Instant::now();
             if batch.is_empty() {
-                if !self.top_up(&mut batch, now) && !self.spin_for_work(&mut batch) {
+                if !self.top_up(&mut batch, now) {
                     // Nothing queued. Draining for shutdown: done.
                     if self.stopping.load(Ordering::SeqCst) {
                         break;
