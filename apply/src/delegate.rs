@@ -139,9 +139,20 @@ impl ApplyDelegate {
         self.generation += 1;
     }
 
-    /// Stops the FSM: pending callbacks get `RegionNotFound`.
-    pub(crate) fn destroy(&mut self, rec: &mut RoundRecord) {
+    /// Stops the delegate: pending proposals get `RegionNotFound`, and the
+    /// region's `Tombstone` state goes into the round's write batch, after
+    /// anything applied earlier in the round (so a conf change applied just
+    /// before cannot overwrite it).
+    pub(crate) fn destroy<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+    ) {
         let region_id = self.region_id();
+        ctx.wb.put_region_state(
+            region_id,
+            &region_local_state(PeerState::Tombstone, &self.region),
+        );
         for p in self.proposals.drain(..) {
             rec.respond(
                 p.cb,

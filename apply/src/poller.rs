@@ -166,7 +166,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
                 let region_id = fsm.region_id();
                 fsm.delegate
                     .apply_queued(&mut self.ctx, rec, Budget::UNLIMITED);
-                fsm.delegate.destroy(rec);
+                fsm.delegate.destroy(&mut self.ctx, rec);
                 // New messages for the region now go to the control FSM;
                 // what was queued behind the Destroy is routed there too.
                 self.router.close(region_id);

@@ -24,12 +24,10 @@ use std::sync::Arc;
 
 use apply::ApplyRouter;
 use batch_system::{HandleResult, HandlerBuilder, PollHandler};
-use engine::{Engines, KvEngine, KvWriteBatch, RaftLogBatch, RaftLogEngine};
+use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::eraftpb::MessageType;
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_serverpb::{
-    PeerState, RaftApplyState, RaftLocalState, RaftMessage, RegionLocalState,
-};
+use kvproto_lite::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RaftMessage};
 use raft::StateRole;
 use slog::{debug, error, info, Logger};
 
@@ -126,14 +124,8 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         ctx.apply_router
             .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
         ctx.store_meta.remove(region_id);
-        let mut state = RegionLocalState::default();
-        state.set_state(PeerState::Tombstone);
-        state.set_region(fsm.peer.region().clone());
-        let mut wb = ctx.engines.kv.write_batch();
-        wb.put_region_state(region_id, &state);
-        if let Err(e) = ctx.engines.kv.write(&mut wb, true) {
-            error!(ctx.logger, "write tombstone"; "region_id" => region_id, "err" => %e);
-        }
+        // The apply system writes the Tombstone region state when it handles
+        // the Destroy, after whatever it still had queued for the region.
         let mut lb = ctx.engines.raft.log_batch(0);
         let cleaned = lb
             .clean(region_id)

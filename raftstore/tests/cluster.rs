@@ -353,3 +353,29 @@ fn split_region_serves_both_halves_on_every_store() {
         cluster.wait_for_kv(s, b"b", Some(b"left"), WAIT).unwrap();
     }
 }
+
+#[test]
+fn destroyed_peer_leaves_a_tombstone_and_its_mailbox() {
+    use kvproto_lite::raft_serverpb::PeerState;
+    use raftstore::PeerMsg;
+
+    let mut cluster = Cluster::memory(3, 1, fast_config()).unwrap();
+    cluster.start().unwrap();
+    let mut client = cluster.client();
+    client.put(b"k", b"v").unwrap();
+    cluster.wait_for_kv(3, b"k", Some(b"v"), WAIT).unwrap();
+    let router = cluster.router(3).unwrap();
+    router.force_send(1, PeerMsg::Destroy).unwrap();
+    let engines = cluster.engines(3).unwrap().clone();
+    assert!(
+        wait_until(WAIT, || {
+            matches!(
+                engine::KvEngine::get_region_state(&engines.kv, 1),
+                Ok(Some(s)) if s.get_state() == PeerState::Tombstone
+            ) && router.mailbox(1).is_none()
+        }),
+        "region 1 on store 3 was not destroyed"
+    );
+    // The other two stores still form a quorum.
+    client.put(b"k2", b"v2").unwrap();
+}
