@@ -42,6 +42,11 @@ pub struct NemesisConfig {
     pub leader_isolation: bool,
     /// Crashing a store (losing unsynced writes) and restarting it later.
     pub crashes: bool,
+    /// Pausing a store's raft poller, apply poller or both for a while (a
+    /// slow disk or a stalled thread): its mailboxes fill up, and apply can
+    /// fall far behind commit (then a crash finds committed, unapplied
+    /// commands).
+    pub pauses: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -97,7 +102,7 @@ impl SimConfig {
         // does not shift every later random choice of the run.
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_c0f1_9000_0001);
         let (workload_time, settle_time) = match profile {
-            Profile::Quick => (1_500, 600),
+            Profile::Quick => (1_000, 500),
             Profile::Full => (5_000, 800),
         };
         let quiet = rng.gen_bool(0.1);
@@ -125,6 +130,7 @@ impl SimConfig {
             one_way: rng.gen_bool(0.5),
             leader_isolation: rng.gen_bool(0.6),
             crashes: rng.gen_bool(0.7),
+            pauses: rng.gen_bool(0.5),
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,

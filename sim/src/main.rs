@@ -38,6 +38,19 @@ struct Args {
     /// Worker threads (each runs whole seeds; runs stay deterministic).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Turn raft-rs `batch_append` back on (known unsafe with raft 0.7,
+    /// see `raftstore::Config::raft_batch_append`) to watch the simulation
+    /// catch it.
+    #[arg(long)]
+    unsafe_batch_append: bool,
+}
+
+fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
+    let mut cfg = SimConfig::from_seed(seed, profile);
+    if args.unsafe_batch_append {
+        cfg.store.raft_batch_append = true;
+    }
+    cfg
 }
 
 fn print_failure(report: &RunReport, profile: Profile) {
@@ -64,9 +77,9 @@ fn main() -> ExitCode {
         Profile::Full
     };
     if let Some(seed) = args.seed {
-        let report = run_seed(SimConfig::from_seed(seed, profile), args.verbose);
+        let report = run_seed(config(seed, profile, &args), args.verbose);
         if args.verbose {
-            eprintln!("config: {:#?}", SimConfig::from_seed(seed, profile));
+            eprintln!("config: {:#?}", config(seed, profile, &args));
             for op in &report.history {
                 eprintln!("{op}");
             }
@@ -102,12 +115,15 @@ fn main() -> ExitCode {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
             let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
             let total = args.seeds;
+            let unsafe_batch_append = args.unsafe_batch_append;
             std::thread::spawn(move || loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
                 if seed >= end {
                     break;
                 }
-                let report = run_seed(SimConfig::from_seed(seed, profile), false);
+                let mut cfg = SimConfig::from_seed(seed, profile);
+                cfg.store.raft_batch_append = unsafe_batch_append;
+                let report = run_seed(cfg, false);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,

@@ -5,15 +5,21 @@
 //! loop over events in (time, sequence) order:
 //!   Tick(store)        PeerMsg::Tick to each region (sorted ids), StoreMsg::Tick
 //!   Deliver(msg)       RaftRouter::send_raft_message on the destination
-//!   ClientWake/Retry   a client invokes an operation / sends an attempt
-//!   AttemptTimeout     the attempt's outcome becomes unknown
-//!   Nemesis / Heal*    partitions, one-way cuts, leader isolation, crashes
-//!   then settle:       poll every running store's raft and apply pollers
-//!                      (ManualPoller::poll_once, random store order) until
-//!                      all are idle; each message sent goes through the
-//!                      fault model into the queue as a future Deliver;
-//!                      client callbacks are handled in (client, op) order
+//!   Poll(store)        one ManualPoller::poll_once of the store's raft poller
+//!                      and one of its apply poller (random order, unless
+//!                      paused); messages sent go through the fault model
+//!                      into the queue as future Delivers; a store that did
+//!                      work is polled again 1 time unit later
+//!   ClientWake         a client invokes an operation (or retries a refused one)
+//!   AttemptTimeout     the operation's outcome becomes unknown
+//!   Nemesis / Heal*    partitions, one-way cuts, leader isolation, crashes,
+//!                      pauses
+//!   then               client callbacks are handled in (client, op) order
 //! ```
+//!
+//! Every poll round is a separate event, so deliveries, crashes, timeouts
+//! and other stores' rounds interleave with a store's work at any point
+//! between two rounds.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -41,8 +47,12 @@ use crate::history::{decode_value, encode_value, Command, Operation, Outcome, St
 use crate::network::{NetFault, NetState, Outbox, SimTransport};
 use crate::{Error, Result};
 
-/// Poll rounds one settle may take before the run is declared stuck.
-const MAX_SETTLE_POLLS: usize = 200_000;
+/// Consecutive busy poll rounds of one store before the run is declared
+/// stuck (some FSM keeps itself busy forever).
+const MAX_BUSY_POLLS: u64 = 100_000;
+
+/// Most poll rounds (of each poller) a store runs in one time unit.
+const MAX_ROUNDS_PER_POLL: u32 = 16;
 
 /// A correctness (or liveness) problem found by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,14 +181,13 @@ enum Event {
     ClientWake {
         client: usize,
     },
-    Attempt {
-        client: usize,
-        op: usize,
-    },
     AttemptTimeout {
         client: usize,
         op: usize,
         attempt: u32,
+    },
+    Poll {
+        store: u64,
     },
     Nemesis,
     HealNet {
@@ -198,8 +207,8 @@ impl Event {
             Event::Deliver { .. } => 1,
             Event::Tick { .. } => 2,
             Event::ClientWake { .. } => 3,
-            Event::Attempt { .. } => 4,
             Event::AttemptTimeout { .. } => 5,
+            Event::Poll { .. } => 4,
             Event::Nemesis => 6,
             Event::HealNet { .. } => 7,
             Event::Restart { .. } => 8,
@@ -228,6 +237,9 @@ struct Completion {
 
 type Completions = Arc<Mutex<Vec<Completion>>>;
 
+/// A store's user data, as `(key, value)` pairs in key order.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A running store. Field order is drop order: pollers (with their
 /// handlers) first, then the systems.
 struct Running {
@@ -251,9 +263,23 @@ struct InFlight {
     store: u64,
 }
 
+/// A logical operation whose attempt was refused: it is retried as a new
+/// history operation (puts with a new value), so a refused attempt that
+/// took effect after all shows up in the history.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    key: usize,
+    command: Command,
+    /// When the logical operation started (for `op_deadline`).
+    first_invoke: u64,
+    /// Attempts so far.
+    attempts: u32,
+}
+
 #[derive(Debug, Default)]
 struct ClientState {
     current: Option<InFlight>,
+    retry: Option<Retry>,
     /// Believed leader store per region.
     leader_hint: BTreeMap<u64, u64>,
 }
@@ -271,6 +297,12 @@ pub struct Simulation {
     outbox: Outbox,
     completions: Completions,
     net: NetState,
+    /// Per store: (raft poller paused until, apply poller paused until).
+    paused: BTreeMap<u64, (u64, u64)>,
+    /// Stores with a poll scheduled.
+    poll_pending: BTreeSet<u64>,
+    /// Consecutive busy poll rounds per store.
+    busy_streak: BTreeMap<u64, u64>,
     calm: bool,
     next_fault: u64,
     clients: Vec<ClientState>,
@@ -286,6 +318,8 @@ pub struct Simulation {
     failure: Option<Failure>,
     logger: Logger,
     verbose: bool,
+    /// `SIM_LOG=trace` with `verbose`: print every delivered message.
+    trace_messages: bool,
 }
 
 impl Simulation {
@@ -318,6 +352,9 @@ impl Simulation {
             outbox: Outbox::new(),
             completions: Arc::new(Mutex::new(Vec::new())),
             net: NetState::default(),
+            paused: BTreeMap::new(),
+            poll_pending: BTreeSet::new(),
+            busy_streak: BTreeMap::new(),
             calm: false,
             next_fault: 1,
             clients: (0..cfg.clients).map(|_| ClientState::default()).collect(),
@@ -333,6 +370,7 @@ impl Simulation {
             failure: None,
             logger,
             verbose,
+            trace_messages: verbose && std::env::var("SIM_LOG").as_deref() == Ok("trace"),
             cfg,
         };
         for &id in &store_ids {
@@ -440,7 +478,7 @@ impl Simulation {
             self.schedule(at, Event::ClientWake { client: c });
         }
         let n = &self.cfg.nemesis;
-        if n.partitions || n.one_way || n.leader_isolation || n.crashes {
+        if n.partitions || n.one_way || n.leader_isolation || n.crashes || n.pauses {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
         }
@@ -450,8 +488,10 @@ impl Simulation {
             Event::StartFinalReads,
         );
         let deadline = self.cfg.workload_time + self.cfg.settle_time + 3_000;
-        // Stores may have work from start-up.
-        self.settle();
+        // Stores have work from start-up.
+        for id in self.stores.keys().copied().collect::<Vec<_>>() {
+            self.wake(id, 0);
+        }
         while self.failure.is_none() && self.phase != Phase::Done {
             let Some(((at, seq), ev)) = self.events.pop_first() else {
                 break;
@@ -465,7 +505,7 @@ impl Simulation {
             self.digest.write_u64(seq);
             self.digest.write_u64(ev.code());
             self.handle(ev);
-            self.settle();
+            self.process_completions();
         }
         if self.failure.is_none() && self.phase != Phase::Done {
             let missing: Vec<usize> = (0..self.keys.len())
@@ -506,11 +546,11 @@ impl Simulation {
                         let _ = router.force_send(region.get_id(), PeerMsg::Tick);
                     }
                     let _ = router.send_control(StoreMsg::Tick);
+                    self.wake(store, 0);
                 }
                 self.schedule(self.now + self.cfg.tick_interval, Event::Tick { store });
             }
             Event::ClientWake { client } => self.client_wake(client),
-            Event::Attempt { client, op } => self.send_attempt(client, op),
             Event::AttemptTimeout {
                 client,
                 op,
@@ -521,6 +561,7 @@ impl Simulation {
                     self.finish_op(client, Outcome::Unknown("attempt timed out".to_owned()));
                 }
             }
+            Event::Poll { store } => self.poll_store(store),
             Event::Nemesis => self.nemesis(),
             Event::HealNet { fault } => {
                 self.trace(&format!("heal network fault {fault}"));
@@ -531,6 +572,7 @@ impl Simulation {
                 self.trace("workload ends: heal everything, restart stores");
                 self.phase = Phase::Settling;
                 self.net.heal_all();
+                self.paused.clear();
                 self.calm = true;
                 let ids: Vec<u64> = self.stores.keys().copied().collect();
                 for id in ids {
@@ -560,15 +602,37 @@ impl Simulation {
             return;
         }
         self.trace(&format!("restart store {store}"));
-        if let Err(e) = self.start_store(store) {
-            self.failure = Some(Failure::RestartFailed {
-                store,
-                error: e.to_string(),
-            });
+        match self.start_store(store) {
+            Ok(()) => self.wake(store, 0),
+            Err(e) => {
+                self.failure = Some(Failure::RestartFailed {
+                    store,
+                    error: e.to_string(),
+                })
+            }
         }
     }
 
     fn deliver(&mut self, from: u64, to: u64, msg: RaftMessage) {
+        if self.trace_messages {
+            let m = msg.get_message();
+            let line = format!(
+                "deliver r{} {}->{} {:?} term {} index {} log_term {} entries {:?} commit {}",
+                msg.get_region_id(),
+                m.get_from(),
+                m.get_to(),
+                m.get_msg_type(),
+                m.get_term(),
+                m.get_index(),
+                m.get_log_term(),
+                m.get_entries()
+                    .iter()
+                    .map(|e| e.get_index())
+                    .collect::<Vec<_>>(),
+                m.get_commit()
+            );
+            self.trace(&line);
+        }
         if self.net.blocked(from, to) {
             self.stats.messages_lost += 1;
             return;
@@ -578,48 +642,83 @@ impl Simulation {
             self.stats.messages_lost += 1;
             return;
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            router.send_raft_message(msg)
-        {
-            self.stats.messages_lost += 1;
+        match router.send_raft_message(msg) {
+            Ok(()) => self.wake(to, 0),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.messages_lost += 1
+            }
         }
     }
 
-    /// Polls every running store until none has work, routing what they
-    /// send, then hands responses to the clients (which may send more).
-    fn settle(&mut self) {
-        let mut polls = 0usize;
-        loop {
-            loop {
-                let mut order = self.running_stores();
-                order.shuffle(&mut self.rng);
-                let mut busy = 0usize;
-                for id in order {
-                    let apply_first = self.rng.gen_bool(0.5);
-                    if let Some(Running { pollers, .. }) =
-                        self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
-                    {
-                        let (a, b) = if apply_first {
-                            let a = pollers.apply.poll_once();
-                            (a, pollers.raft.poll_once())
-                        } else {
-                            let b = pollers.raft.poll_once();
-                            (pollers.apply.poll_once(), b)
-                        };
-                        busy += a + b;
-                        self.stats.poll_rounds += u64::from(a > 0) + u64::from(b > 0);
-                    }
-                    self.route_outbox();
+    /// Schedules a poll of `store` in `delay` time units, unless one is
+    /// already scheduled.
+    fn wake(&mut self, store: u64, delay: u64) {
+        if self.poll_pending.insert(store) {
+            self.schedule(self.now + delay, Event::Poll { store });
+        }
+    }
+
+    /// One poll round of a store's raft poller and one of its apply poller
+    /// (in random order, each unless paused); what they send goes into the
+    /// event queue. A store that did work is polled again one time unit
+    /// later, so the work of several stores, deliveries, crashes and client
+    /// timeouts interleave.
+    fn poll_store(&mut self, id: u64) {
+        self.poll_pending.remove(&id);
+        let (raft_until, apply_until) = self.paused.get(&id).copied().unwrap_or((0, 0));
+        let (raft_on, apply_on) = (self.now >= raft_until, self.now >= apply_until);
+        // A CPU slice: up to `rounds` poll rounds of each poller, stopping
+        // early when the store is idle.
+        let rounds = self.rng.gen_range(1..=MAX_ROUNDS_PER_POLL);
+        let Some(Running { pollers, .. }) =
+            self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
+        else {
+            self.busy_streak.remove(&id);
+            return;
+        };
+        let (mut a, mut b) = (0, 0);
+        for _ in 0..rounds {
+            let apply_first = self.rng.gen_bool(0.5);
+            let mut poll_apply = || {
+                if apply_on {
+                    pollers.apply.poll_once()
+                } else {
+                    0
                 }
-                polls += 1;
-                if busy == 0 {
-                    break;
-                }
-                if polls > MAX_SETTLE_POLLS {
-                    self.failure = Some(Failure::NoQuiescence { time: self.now });
-                    return;
-                }
+            };
+            let (x, y) = if apply_first {
+                let x = poll_apply();
+                let y = if raft_on { pollers.raft.poll_once() } else { 0 };
+                (x, y)
+            } else {
+                let y = if raft_on { pollers.raft.poll_once() } else { 0 };
+                (poll_apply(), y)
+            };
+            self.stats.poll_rounds += u64::from(x > 0) + u64::from(y > 0);
+            a += x;
+            b += y;
+            if x + y == 0 {
+                break;
             }
+        }
+        self.route_outbox();
+        if a + b == 0 {
+            self.busy_streak.remove(&id);
+            return;
+        }
+        let streak = self.busy_streak.entry(id).or_insert(0);
+        *streak += 1;
+        if *streak > MAX_BUSY_POLLS {
+            self.failure = Some(Failure::NoQuiescence { time: self.now });
+            return;
+        }
+        self.wake(id, 1);
+    }
+
+    /// Hands every response the stores produced to its client, in (client,
+    /// operation) order; clients may send new requests.
+    fn process_completions(&mut self) {
+        loop {
             let mut done =
                 std::mem::take(&mut *self.completions.lock().unwrap_or_else(|e| e.into_inner()));
             if done.is_empty() {
@@ -688,6 +787,9 @@ impl Simulation {
         if n.crashes {
             kinds.push(3);
         }
+        if n.pauses {
+            kinds.push(4);
+        }
         let duration = self.rng.gen_range(n.min_duration..=n.max_duration);
         let stores: Vec<u64> = self.stores.keys().copied().collect();
         if let Some(&kind) = kinds.choose(&mut self.rng) {
@@ -721,12 +823,27 @@ impl Simulation {
                         );
                     }
                 }
-                _ => {
+                3 => {
                     let running = self.running_stores();
                     if let Some(&victim) = running.choose(&mut self.rng) {
                         self.trace(&format!("crash store {victim} for {duration}"));
                         self.crash_store(victim);
+                        self.paused.remove(&victim);
                         self.schedule(self.now + duration, Event::Restart { store: victim });
+                    }
+                }
+                _ => {
+                    if let Some(&store) = stores.choose(&mut self.rng) {
+                        let until = self.now + duration;
+                        let (raft, apply) = match self.rng.gen_range(0..3) {
+                            0 => (until, 0),
+                            1 => (0, until),
+                            _ => (until, until),
+                        };
+                        self.trace(&format!(
+                            "pause store {store} (raft until {raft}, apply until {apply})"
+                        ));
+                        self.paused.insert(store, (raft, apply));
                     }
                 }
             }
@@ -750,7 +867,7 @@ impl Simulation {
         for (id, slot) in &self.stores {
             if let Some(r) = &slot.running {
                 if let Some(info) = r.system.store_meta().leader_info(region) {
-                    if info.is_leader && best.is_none_or(|(t, _)| info.term > t) {
+                    if info.is_leader && best.map_or(true, |(t, _)| info.term > t) {
                         best = Some((info.term, *id));
                     }
                 }
@@ -767,11 +884,28 @@ impl Simulation {
     }
 
     fn client_wake(&mut self, client: usize) {
-        if self.clients.get(client).is_none_or(|c| c.current.is_some()) {
+        if self
+            .clients
+            .get(client)
+            .map_or(true, |c| c.current.is_some())
+        {
             return;
         }
-        let (key, command) = match self.phase {
-            Phase::Workload => {
+        let retry = self.clients[client].retry.take();
+        let (key, command, attempts) = match (self.phase, retry) {
+            (Phase::Workload | Phase::Settling, Some(r)) => {
+                let command = match r.command {
+                    Command::Put(_) => {
+                        let v = self.next_value;
+                        self.next_value += 1;
+                        Command::Put(v)
+                    }
+                    other => other,
+                };
+                self.clients[client].retry = Some(r);
+                (r.key, command, r.attempts + 1)
+            }
+            (Phase::Workload, None) => {
                 let key = self.rng.gen_range(0..self.keys.len());
                 let roll = self.rng.gen_range(0..100);
                 let command = if roll < 45 {
@@ -783,14 +917,24 @@ impl Simulation {
                 } else {
                     Command::Delete
                 };
-                (key, command)
+                let first_invoke = self.now;
+                self.clients[client].retry = Some(Retry {
+                    key,
+                    command,
+                    first_invoke,
+                    attempts: 0,
+                });
+                (key, command, 1)
             }
-            Phase::FinalReads => match self.final_queue.pop_front() {
-                Some(key) => (key, Command::Get),
+            (Phase::FinalReads, _) => match self.final_queue.pop_front() {
+                Some(key) => (key, Command::Get, 1),
                 None => return,
             },
-            Phase::Settling | Phase::Done => return,
+            (Phase::Settling, None) | (Phase::Done, _) => return,
         };
+        if let Some(r) = self.clients[client].retry.as_mut() {
+            r.attempts = attempts;
+        }
         let id = self.history.len();
         let invoke = self.stamp();
         self.history.push(Operation {
@@ -801,7 +945,7 @@ impl Simulation {
             invoke,
             complete: None,
             outcome: Outcome::Pending,
-            attempts: 0,
+            attempts,
         });
         self.clients[client].current = Some(InFlight {
             op: id,
@@ -844,7 +988,7 @@ impl Simulation {
             .cloned()
         else {
             self.clients[client].leader_hint.remove(&region_id);
-            self.retry_later(client, op, "hinted store has no peer");
+            self.retry_later(client, "hinted store has no peer");
             return;
         };
         let attempt = {
@@ -856,7 +1000,6 @@ impl Simulation {
             f.store = store;
             f.attempt
         };
-        self.history[op].attempts = attempt;
         self.stats.attempts += 1;
         let mut req = RaftCmdRequest::default();
         req.mut_header().set_region_id(region_id);
@@ -912,7 +1055,7 @@ impl Simulation {
             return;
         };
         match router.send_raft_command(RaftCommand::new(req, cb)) {
-            Ok(()) => {}
+            Ok(()) => self.wake(store, 0),
             Err(TrySendError::Full(cmd)) => cmd
                 .callback
                 .invoke_with_error(util::new_server_is_busy("mailbox full"), 0),
@@ -922,17 +1065,17 @@ impl Simulation {
         }
     }
 
-    fn retry_later(&mut self, client: usize, op: usize, why: &str) {
-        let started = self.history[op].invoke.time;
-        if self.now.saturating_sub(started) > self.cfg.op_deadline {
-            self.finish_op(client, Outcome::Failed(why.to_owned()));
-            return;
+    /// The attempt was refused (definitely not executed): the operation
+    /// fails, and the client retries the same request as a new operation
+    /// after a short backoff, until `op_deadline`.
+    fn retry_later(&mut self, client: usize, why: &str) {
+        let expired = self.clients[client]
+            .retry
+            .is_some_and(|r| self.now.saturating_sub(r.first_invoke) > self.cfg.op_deadline);
+        if expired || self.phase == Phase::FinalReads {
+            self.clients[client].retry = None;
         }
-        if let Some(f) = self.clients[client].current.as_mut() {
-            f.sent = false;
-        }
-        let backoff = self.rng.gen_range(1..=20);
-        self.schedule(self.now + backoff, Event::Attempt { client, op });
+        self.finish_op(client, Outcome::Failed(why.to_owned()));
     }
 
     fn on_response(&mut self, c: Completion) {
@@ -1002,13 +1145,17 @@ impl Simulation {
             self.clients[c.client].leader_hint.remove(&region_id);
         }
         let why = format!("store {store}: {}", err.get_message());
-        self.retry_later(c.client, c.op, &why);
+        self.retry_later(c.client, &why);
     }
 
     fn finish_op(&mut self, client: usize, outcome: Outcome) {
         let Some(flight) = self.clients.get_mut(client).and_then(|c| c.current.take()) else {
             return;
         };
+        if !matches!(outcome, Outcome::Failed(_)) {
+            self.clients[client].retry = None;
+        }
+        let retrying = self.clients[client].retry.is_some();
         let complete = match outcome {
             Outcome::Unknown(_) => None,
             _ => Some(self.stamp()),
@@ -1040,14 +1187,18 @@ impl Simulation {
             }
         }
         self.trace(&line);
-        let think = self.rng.gen_range(1..=self.cfg.max_think_time.max(1));
-        self.schedule(now + think, Event::ClientWake { client });
+        let pause = if retrying {
+            self.rng.gen_range(1..=20)
+        } else {
+            self.rng.gen_range(1..=self.cfg.max_think_time.max(1))
+        };
+        self.schedule(now + pause, Event::ClientWake { client });
     }
 
     /// Compares every store's user data with each other and with the final
     /// reads.
     fn check_replicas(&mut self) {
-        let mut contents: Vec<(u64, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+        let mut contents: Vec<(u64, Pairs)> = Vec::new();
         for (id, slot) in &self.stores {
             match slot.engines.kv.scan(b"", b"", usize::MAX) {
                 Ok(data) => contents.push((*id, data)),

@@ -1,5 +1,12 @@
 //! Seeds that found bugs in the production code. Each test names its seed
-//! and the fix; the seed must keep passing.
+//! and the fix; the seeds must keep passing.
+//!
+//! A seed number names a run of the harness version that found the bug;
+//! when the harness changes (how it schedules polls, which faults it draws)
+//! the same seed runs a different scenario. So each bug also has a
+//! regression test in the crate it was fixed in, and where possible a test
+//! here that shows the simulation still catches the bug when the fix is
+//! undone.
 
 use sim::{run_seed, Profile, SimConfig};
 
@@ -16,10 +23,39 @@ fn assert_seed_passes(seed: u64, profile: Profile) {
 /// each peer had one election timeout for good. A region whose quickest
 /// peer had a stale log never elected a leader again: that peer timed out
 /// first in every term, was refused, and its higher term reset the others'
-/// timers. Fixed in raftstore: the timeout is a function of (peer, term).
+/// timers. Fixed in raftstore: the timeout is a function of (peer, term)
+/// (`config::tests::fixed_election_timeouts_change_which_peer_times_out_first`).
 #[test]
 fn seed_65_region_with_a_stale_quickest_peer_still_elects_a_leader() {
     for seed in [65, 89, 137, 199] {
         assert_seed_passes(seed, Profile::Quick);
     }
+}
+
+/// Seed 16 (quick; also 13, 25, 43, 44, 70, 75, 84): raft-rs 0.7's
+/// `batch_append` glued entries starting at a follower's lowered
+/// `next_idx` onto an empty probe `MsgAppend` for a later index. The
+/// follower acknowledged an index it did not have, the leader counted it
+/// towards a quorum, and its next heartbeat panicked the follower
+/// ("to_commit 9 is out of range [last_index 8]"). Fixed in raftstore:
+/// `raft_batch_append` defaults to `false`, documented as unsafe
+/// (`config::tests::batch_append_is_off_by_default_because_raft_0_7_batching_is_unsafe`).
+#[test]
+fn seed_16_follower_never_acknowledges_entries_it_does_not_have() {
+    for seed in [16, 13, 25, 43, 44, 70, 75, 84] {
+        assert_seed_passes(seed, Profile::Quick);
+    }
+}
+
+/// The simulation still catches the seed-16 bug when the unsafe option is
+/// turned back on (with the current harness, seed 25 hits it).
+#[test]
+fn seed_16_bug_is_caught_when_raft_batch_append_is_turned_back_on() {
+    let mut cfg = SimConfig::from_seed(25, Profile::Quick);
+    cfg.store.raft_batch_append = true;
+    let report = run_seed(cfg, false);
+    assert!(
+        report.failure.is_some(),
+        "raft_batch_append = true should break seed 25"
+    );
 }
