@@ -42,6 +42,20 @@ struct Batch<N: Fsm, C: Fsm> {
     control: Option<ControlSlot<C>>,
 }
 
+impl<N: Fsm, C: Fsm> Drop for Batch<N, C> {
+    /// Normally the batch is empty when dropped. If a handler panicked, the
+    /// FSMs still in it die with it: close their mailboxes so senders get
+    /// `Disconnected` instead of queueing messages nobody will handle.
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            slot.mailbox.close();
+        }
+        if let Some(control) = &self.control {
+            control.mailbox.close();
+        }
+    }
+}
+
 impl<N: Fsm, C: Fsm> Batch<N, C> {
     fn with_capacity(cap: usize) -> Self {
         Batch {

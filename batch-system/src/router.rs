@@ -258,8 +258,11 @@ where
             mailbox.close();
             return;
         }
+        let same = mailbox.clone();
         if let Some(old) = self.core.normals.insert(addr, mailbox) {
-            old.close();
+            if !old.ptr_eq(&same) {
+                old.close();
+            }
         }
     }
 

@@ -141,3 +141,14 @@ fn closing_a_notified_fsm_drops_it_when_the_system_goes_away() {
     // Dropped with its unhandled message.
     assert_eq!(report_rx.recv_timeout(TIMEOUT).unwrap(), (1, 0, 0));
 }
+
+#[test]
+fn registering_the_same_mailbox_again_keeps_it_open() {
+    let (router, _system) = idle_system();
+    let (tx, runner) = Runner::new(4);
+    let mailbox = BasicMailbox::new(tx, runner);
+    router.register(1, mailbox.clone());
+    router.register(1, mailbox.clone());
+    assert!(!mailbox.is_closed());
+    router.send(1, Message::Count(1)).unwrap();
+}

@@ -290,6 +290,16 @@ fn shutdown_reraises_a_handler_panic() {
         )
         .unwrap();
     ran_rx.recv_timeout(TIMEOUT).unwrap();
+    // The FSM died with the panicking poller: its mailbox is closed, so
+    // senders are told instead of queueing into a mailbox nobody polls.
+    let mailbox = router.mailbox(1).unwrap();
+    wait_until("the dead FSM's mailbox is closed", || {
+        mailbox.basic().is_closed()
+    });
+    assert!(matches!(
+        router.send(1, Message::Count(1)),
+        Err(TrySendError::Disconnected(_))
+    ));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| system.shutdown()));
     assert!(result.is_err());
 }
