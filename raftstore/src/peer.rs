@@ -202,6 +202,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         self.raft_group.tick();
         self.pin_election_timeout();
+        // Give back what a burst grew (an idle region should stay small);
+        // on ticks, not per round, so a busy region does not reallocate.
+        self.raft_group.mut_store().shrink_cache();
+        if self.proposals.is_empty() && self.proposals.capacity() > 0 {
+            self.proposals = VecDeque::new();
+        }
         self.gc_ticks += 1;
         if self.gc_ticks >= ctx.cfg.raft_log_gc_tick_interval {
             self.gc_ticks = 0;
@@ -674,12 +680,25 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
-        // Entries already applied are only needed by lagging followers, who
-        // read them from the engine.
-        self.raft_group.mut_store().compact_cache_to(applied);
-        if self.proposals.is_empty() && self.proposals.capacity() > 0 {
-            self.proposals = VecDeque::new();
+        // Applied entries are only needed by followers that have not
+        // replicated them yet (those read the engine beyond the cache). Keep
+        // the last one itself: raft looks its term up for the next append's
+        // previous index and for commit checks, and a miss reads the engine.
+        let mut keep_from = applied;
+        if self.is_leader() {
+            let min_matched = self
+                .raft_group
+                .raft
+                .prs()
+                .iter()
+                .map(|(_, pr)| pr.matched)
+                .min()
+                .unwrap_or(applied);
+            keep_from = keep_from.min(min_matched);
         }
+        self.raft_group
+            .mut_store()
+            .compact_cache_to(keep_from.saturating_sub(1));
     }
 
     fn on_exec_result<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, result: apply::ExecResult)

@@ -139,6 +139,14 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         }
     }
 
+    /// Releases the entry cache's spare capacity when it is mostly empty
+    /// (the peer calls this on ticks).
+    pub fn shrink_cache(&mut self) {
+        if self.cache.capacity() > 2 * self.cache.len() + 8 {
+            self.cache.shrink_to_fit();
+        }
+    }
+
     /// Index of the last entry removed by log compaction.
     pub fn truncated_index(&self) -> u64 {
         self.apply_state.get_truncated_state().get_index()
