@@ -43,12 +43,19 @@ struct Args {
     /// catch it.
     #[arg(long)]
     unsafe_batch_append: bool,
+    /// Turn off the raft log fsync (`raftstore::Config::sync_log`): a crash
+    /// then loses acknowledged raft entries, which the checks must catch.
+    #[arg(long)]
+    unsafe_no_sync_log: bool,
 }
 
 fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     let mut cfg = SimConfig::from_seed(seed, profile);
     if args.unsafe_batch_append {
         cfg.store.raft_batch_append = true;
+    }
+    if args.unsafe_no_sync_log {
+        cfg.store.sync_log = false;
     }
     cfg
 }
@@ -116,13 +123,15 @@ fn main() -> ExitCode {
             let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
+            let unsafe_no_sync_log = args.unsafe_no_sync_log;
             std::thread::spawn(move || loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
                 if seed >= end {
                     break;
                 }
                 let mut cfg = SimConfig::from_seed(seed, profile);
-                cfg.store.raft_batch_append = unsafe_batch_append;
+                cfg.store.raft_batch_append |= unsafe_batch_append;
+                cfg.store.sync_log &= !unsafe_no_sync_log;
                 let report = run_seed(cfg, false);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use batch_system::mpsc::TrySendError;
-use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine};
+use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine};
 use kvproto_lite::metapb::{self, Region};
 use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
 use kvproto_lite::raft_serverpb::RaftMessage;
@@ -824,8 +824,21 @@ impl Simulation {
                     }
                 }
                 3 => {
+                    // Half the time prefer a store in the middle of work
+                    // (polled again next time unit): a crash then finds
+                    // FSMs with queued, half-applied or unpersisted state.
                     let running = self.running_stores();
-                    if let Some(&victim) = running.choose(&mut self.rng) {
+                    let busy: Vec<u64> = running
+                        .iter()
+                        .copied()
+                        .filter(|id| self.busy_streak.contains_key(id))
+                        .collect();
+                    let pool = if !busy.is_empty() && self.rng.gen_bool(0.5) {
+                        busy
+                    } else {
+                        running
+                    };
+                    if let Some(&victim) = pool.choose(&mut self.rng) {
                         self.trace(&format!("crash store {victim} for {duration}"));
                         self.crash_store(victim);
                         self.paused.remove(&victim);
@@ -1217,9 +1230,10 @@ impl Simulation {
             if *data != first {
                 self.failure = Some(Failure::ReplicasDiverge {
                     detail: format!(
-                        "store {first_id} holds {:?} but store {id} holds {:?}",
+                        "store {first_id} holds {:?} but store {id} holds {:?}; {}",
                         render(&first),
-                        render(data)
+                        render(data),
+                        self.progress_report()
                     ),
                 });
                 return;
@@ -1239,6 +1253,37 @@ impl Simulation {
                 return;
             }
         }
+    }
+}
+
+impl Simulation {
+    /// Each store's persisted progress per region: applied index (KV
+    /// engine), commit index and last index (raft log engine).
+    fn progress_report(&self) -> String {
+        let mut out = Vec::new();
+        for (id, slot) in &self.stores {
+            for region in &self.regions {
+                let rid = region.get_id();
+                let applied = slot
+                    .engines
+                    .kv
+                    .get_apply_state(rid)
+                    .ok()
+                    .flatten()
+                    .map(|s| s.get_applied_index());
+                let raft = slot.engines.raft.get_raft_state(rid).ok().flatten();
+                let (commit, last) = raft.map_or((None, None), |r| {
+                    (
+                        Some(r.get_hard_state().get_commit()),
+                        Some(r.get_last_index()),
+                    )
+                });
+                out.push(format!(
+                    "store {id} region {rid}: applied {applied:?} commit {commit:?} last {last:?}"
+                ));
+            }
+        }
+        out.join("; ")
     }
 }
 
