@@ -182,3 +182,48 @@ fn fjall_engine_dropped_after_write_reopens_consistent() {
         LOG_LEN
     );
 }
+
+/// Regression (simulation seed 3329): an apply FSM dropped at a crash with
+/// committed entries still queued answered their proposals `RegionNotFound`,
+/// which tells a client the command certainly did not run; the entries were
+/// applied after the restart. The answer must be an untyped error
+/// ("outcome unknown").
+#[test]
+fn dropping_an_fsm_with_queued_committed_entries_answers_outcome_unknown() {
+    let kv = MemKvEngine::new();
+    let cfg = Config {
+        max_entries_per_round: 1,
+        ..Config::default()
+    };
+    let mut d = Driver::new(kv, cfg);
+    let r = region(1, b"", b"");
+    d.register(registration(&r));
+    let resps = Responses::default();
+    d.apply(
+        &r,
+        1,
+        vec![put_entry(&r, 1, 1, b"a", b"1"), put_entry(&r, 2, 1, b"b", b"2")],
+        vec![resps.proposal(1, 1), resps.proposal(2, 1)],
+    );
+    // One entry per round: entry 2 and its proposal stay queued.
+    let (_, keep) = d.round();
+    assert!(keep);
+    let got = resps.take();
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].1.get_header().has_error());
+    // Crash: the FSM goes away without applying entry 2.
+    d.fsms.clear();
+    let got = resps.take();
+    assert_eq!(got.len(), 1, "the queued proposal is answered");
+    let err = got[0].1.get_header().get_error();
+    assert!(got[0].1.get_header().has_error());
+    assert!(
+        !err.has_region_not_found()
+            && !err.has_not_leader()
+            && !err.has_stale_command()
+            && !err.has_epoch_not_match()
+            && !err.has_server_is_busy(),
+        "a typed error claims the command did not run: {err:?}"
+    );
+    assert!(err.get_message().contains("outcome unknown"), "{err:?}");
+}
