@@ -202,7 +202,10 @@ fn dropping_an_fsm_with_queued_committed_entries_answers_outcome_unknown() {
     d.apply(
         &r,
         1,
-        vec![put_entry(&r, 1, 1, b"a", b"1"), put_entry(&r, 2, 1, b"b", b"2")],
+        vec![
+            put_entry(&r, 1, 1, b"a", b"1"),
+            put_entry(&r, 2, 1, b"b", b"2"),
+        ],
         vec![resps.proposal(1, 1), resps.proposal(2, 1)],
     );
     // One entry per round: entry 2 and its proposal stay queued.
