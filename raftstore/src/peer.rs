@@ -46,6 +46,11 @@ pub struct Peer<ER: RaftLogEngine> {
     derived_regions: Vec<Region>,
     /// The peer was removed from its region or destroyed.
     pending_remove: bool,
+    /// Client commands accepted this round, proposed together by
+    /// [`Peer::flush_proposals`]: one raft message, so one append per
+    /// follower for the whole batch (raft-rs 0.7's own `batch_append` is
+    /// unsafe, see `Config::raft_batch_append`).
+    batched: Vec<(Vec<u8>, Callback)>,
     /// `Some(election_timeout_ticks)` when election timeouts must not be
     /// random (`Config::raft_election_jitter == false`).
     fixed_election_timeout: Option<usize>,
@@ -85,6 +90,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             peer_cache: Vec::new(),
             derived_regions: Vec::new(),
             pending_remove: false,
+            batched: Vec::new(),
             fixed_election_timeout: (!cfg.raft_election_jitter)
                 .then_some(cfg.raft_election_timeout_ticks),
             logger,
@@ -155,7 +161,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
 
     /// Number of proposals waiting to be applied.
     pub fn pending_proposals(&self) -> usize {
-        self.proposals.len()
+        self.proposals.len() + self.batched.len()
     }
 
     /// Whether the peer was removed and its FSM should stop.
@@ -229,11 +235,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
             // replies can reach it.
             self.peer_cache.push(from);
         }
-        let m = msg.take_message();
+        let mut m = msg.take_message();
         if raft::raw_node::is_local_msg(m.get_msg_type()) {
             warn!(self.logger, "drop local message type from the network";
                 "msg_type" => ?m.get_msg_type());
             return;
+        }
+        if m.get_msg_type() == MessageType::MsgAppendResponse
+            && m.reject
+            && self.is_leader()
+            && m.term == self.term()
+        {
+            let matched = self
+                .raft_group
+                .raft
+                .prs()
+                .get(m.from)
+                .map_or(0, |pr| pr.matched);
+            if !sanitize_append_rejection(&mut m, matched) {
+                debug!(self.logger, "drop stale append rejection";
+                    "from" => m.from, "rejected" => m.index, "matched" => matched);
+                return;
+            }
         }
         if let Err(e) = self.raft_group.step(m) {
             debug!(self.logger, "step failed"; "err" => %e);
@@ -286,9 +309,82 @@ impl<ER: RaftLogEngine> Peer<ER> {
             );
             return;
         }
-        self.propose_data(data, callback, |raft_group, data| {
-            raft_group.propose(vec![], data)
-        });
+        // Proposed with the rest of this round's commands in
+        // `flush_proposals` (before the peer's Ready is taken).
+        self.batched.push((data, callback));
+    }
+
+    /// Proposes every command batched this round as one `MsgPropose` with
+    /// one entry per command: raft appends them together and sends one
+    /// append per follower instead of one per command. Each command keeps
+    /// its own entry, index and callback. Called before the peer's Ready is
+    /// taken and before any other proposal (so order is kept).
+    pub(crate) fn flush_proposals(&mut self) {
+        if self.batched.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batched);
+        if !self.is_leader() {
+            // Leadership moved since the commands were checked: do not let
+            // raft forward them; the client retries at the new leader.
+            let err = util::new_not_leader(self.region_id, self.leader_peer());
+            let term = self.term();
+            for (_, cb) in batch {
+                cb.invoke_with_error(err.clone(), term);
+            }
+            return;
+        }
+        let count = batch.len() as u64;
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut callbacks = Vec::with_capacity(batch.len());
+        for (data, cb) in batch {
+            entries.push(Entry {
+                data: data.into(),
+                ..Default::default()
+            });
+            callbacks.push(cb);
+        }
+        let mut m = eraftpb::Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.meta.get_id();
+        m.set_entries(entries.into());
+        let last_before = self.raft_group.raft.raft_log.last_index();
+        // `RawNode::step` refuses local messages; `RawNode::propose` steps
+        // its one-entry MsgPropose into `raft` the same way.
+        let result = self.raft_group.raft.step(m);
+        let term = self.term();
+        match result {
+            Ok(()) => {
+                let last = self.raft_group.raft.raft_log.last_index();
+                if last != last_before + count {
+                    // raft-rs appends all or nothing; anything else leaves
+                    // the outcome of each command unknown.
+                    for cb in callbacks {
+                        cb.invoke_with_error(util::new_error("proposal dropped by raft"), term);
+                    }
+                    return;
+                }
+                for (i, cb) in callbacks.into_iter().enumerate() {
+                    self.proposals.push_back(PendingProposal {
+                        index: last_before + 1 + i as u64,
+                        term,
+                        cb,
+                    });
+                }
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let err = util::new_not_leader(self.region_id, self.leader_peer());
+                for cb in callbacks {
+                    cb.invoke_with_error(err.clone(), term);
+                }
+            }
+            Err(e) => {
+                let err = util::new_error(format!("propose: {e}"));
+                for cb in callbacks {
+                    cb.invoke_with_error(err.clone(), term);
+                }
+            }
+        }
     }
 
     fn propose_data(
@@ -297,6 +393,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         callback: Callback,
         propose: impl FnOnce(&mut RawNode<PeerStorage<ER>>, Vec<u8>) -> raft::Result<()>,
     ) {
+        self.flush_proposals();
         let last_before = self.raft_group.raft.raft_log.last_index();
         match propose(&mut self.raft_group, data) {
             Ok(()) => {
@@ -335,6 +432,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
         EK: engine::KvEngine,
         T: Transport,
     {
+        // Commands batched earlier in the round go first.
+        self.flush_proposals();
         let admin = request.get_admin_request();
         let term = self.term();
         match admin.get_cmd_type() {
@@ -501,6 +600,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         EK: engine::KvEngine,
         T: Transport,
     {
+        self.flush_proposals();
         if self.pending_ready.is_some() || !self.raft_group.has_ready() {
             return;
         }
@@ -754,5 +854,75 @@ impl<ER: RaftLogEngine> Peer<ER> {
         for p in self.proposals.drain(..) {
             p.cb.invoke_with_error(err.clone(), term);
         }
+        for (_, cb) in self.batched.drain(..) {
+            cb.invoke_with_error(err.clone(), term);
+        }
+    }
+}
+
+/// Guards raft-rs 0.7 against a stale append rejection (one that arrives
+/// after the follower has already acknowledged more, e.g. reordered or
+/// delayed by the network). raft-rs's `Progress::maybe_decr_to` only checks
+/// staleness against `matched` in Replicate state; in Probe state it sets
+/// `next_idx = min(rejected, hint + 1)`, which can fall to `matched` or
+/// below. If the log was compacted up to `matched` (allowed: the follower
+/// has it), the leader then needs a compacted entry, falls back to a
+/// snapshot (which this store cannot make) and never replicates to that
+/// follower again (found by the simulation, seed 113: a replica stuck 14
+/// entries behind forever). etcd's raft clamps `next` to `match + 1`; this
+/// does the same from outside: a rejection of an index the follower has
+/// matched is dropped, and a hint below `matched` is raised to it. Returns
+/// `false` to drop the message.
+pub(crate) fn sanitize_append_rejection(m: &mut eraftpb::Message, matched: u64) -> bool {
+    if m.index <= matched {
+        return false;
+    }
+    if m.reject_hint < matched {
+        m.reject_hint = matched;
+        // The hint is then a plain index, not a (index, term) pair to search
+        // the leader's log with.
+        m.log_term = 0;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(index: u64, hint: u64, log_term: u64) -> eraftpb::Message {
+        let mut m = eraftpb::Message::default();
+        m.set_msg_type(MessageType::MsgAppendResponse);
+        m.reject = true;
+        m.index = index;
+        m.reject_hint = hint;
+        m.log_term = log_term;
+        m
+    }
+
+    /// Regression (simulation seed 113): a late rejection of index 75 (hint
+    /// 74) reached the leader after the follower had matched 75; raft-rs
+    /// moved `next_idx` to 75, below the compacted log, and replication to
+    /// that follower stopped for good.
+    #[test]
+    fn seed_113_rejection_of_a_matched_index_is_dropped() {
+        let mut m = rejection(75, 74, 18);
+        assert!(!sanitize_append_rejection(&mut m, 75));
+        let mut m = rejection(60, 59, 18);
+        assert!(!sanitize_append_rejection(&mut m, 75));
+    }
+
+    #[test]
+    fn rejection_hint_below_matched_is_raised_to_matched() {
+        let mut m = rejection(78, 74, 18);
+        assert!(sanitize_append_rejection(&mut m, 75));
+        assert_eq!((m.index, m.reject_hint, m.log_term), (78, 75, 0));
+    }
+
+    #[test]
+    fn fresh_rejection_is_left_alone() {
+        let mut m = rejection(80, 77, 18);
+        assert!(sanitize_append_rejection(&mut m, 75));
+        assert_eq!((m.index, m.reject_hint, m.log_term), (80, 77, 18));
     }
 }
