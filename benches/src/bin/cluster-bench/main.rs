@@ -36,6 +36,14 @@ mod report;
 mod sys;
 
 use load::{key_of, value_of, Live, LoadSpec, Target};
+
+/// mimalloc instead of glibc malloc: the stores allocate raft messages on
+/// one thread and free them on another, which glibc's arenas handle poorly
+/// (a quarter to a third of the CPU profile). A service embedding the stores
+/// would choose its allocator the same way (TiKV links jemalloc).
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use report::{PhaseReport, Report, Sample};
 
 /// Which engines the stores use.
@@ -119,6 +127,31 @@ struct Args {
     /// Seed of the clients' random choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Count the raft messages between stores by type (a pass-through
+    /// transport filter; costs a little) and print the mix per write.
+    #[arg(long)]
+    message_mix: bool,
+}
+
+/// Raft messages seen by the transport, by type (`--message-mix`).
+#[derive(Default)]
+struct MessageMix {
+    counts: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl MessageMix {
+    fn count(&self, m: &kvproto_lite::eraftpb::Message) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *c.entry(format!("{:?}", m.get_msg_type())).or_default() += 1;
+        if !m.get_entries().is_empty() {
+            *c.entry(format!("{:?} entries", m.get_msg_type()))
+                .or_default() += m.get_entries().len() as u64;
+        }
+    }
+
+    fn take(&self) -> std::collections::BTreeMap<String, u64> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// One phase to run: a name, a store config and a rate limit.
@@ -309,6 +342,19 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         .wait_for_leaders(Duration::from_secs(120))
         .map_err(|e| format!("leaders: {e}"))?;
     let setup = started.elapsed();
+    let mix = Arc::new(MessageMix::default());
+    if args.message_mix {
+        let m = mix.clone();
+        cluster
+            .transport()
+            .add_filter(raftstore::PredicateFilter::new(
+                raftstore::FilterAction::Pass,
+                move |_, _, msg| {
+                    m.count(msg.get_message());
+                    false
+                },
+            ));
+    }
     let regions = cluster.regions().to_vec();
     let store_ids = cluster.store_ids().to_vec();
     let leaders = regions
@@ -365,6 +411,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     let mut samples = Vec::new();
     let mut last = (t0, 0u64, 0u64);
     let mut measure_start: Option<(Instant, Duration, StoreStatsSnapshot)> = None;
+    let mut msgs_start = 0u64;
     loop {
         std::thread::sleep(Duration::from_millis(200));
         let now = Instant::now();
@@ -372,6 +419,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         if measure_start.is_none() && elapsed >= warmup {
             live.measuring.store(true, Ordering::Relaxed);
             measure_start = Some((now, sys::process_cpu(), stats_sum(&cluster)));
+            msgs_start = cluster.transport().stats().delivered;
         }
         let (w, r) = (
             live.writes.load(Ordering::Relaxed),
@@ -400,7 +448,9 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     }
     live.measuring.store(false, Ordering::Relaxed);
     let end = (Instant::now(), sys::process_cpu(), stats_sum(&cluster));
+    let msgs = cluster.transport().stats().delivered - msgs_start;
     live.stop.store(true, Ordering::Relaxed);
+    let mix_counts = mix.take();
     pb.finish_and_clear();
     let (m_start, cpu_start, stats_start) =
         measure_start.ok_or_else(|| "measurement never started".to_owned())?;
@@ -433,6 +483,8 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     for r in &results {
         phase.add_client(r);
     }
+    phase.raft_messages = msgs;
+    phase.message_mix = mix_counts;
     phase.finish(store_ids.len());
 
     // Read every acknowledged write back from every store.

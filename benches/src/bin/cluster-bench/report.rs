@@ -106,6 +106,12 @@ pub struct PhaseReport {
     pub readies_per_fsync: f64,
     /// Replicated writes per fsync: acknowledged writes x replicas / fsyncs.
     pub writes_per_fsync: f64,
+    /// Raft messages delivered between stores while measuring.
+    pub raft_messages: u64,
+    /// Raft messages per acknowledged write (batching makes this small).
+    pub raft_messages_per_write: f64,
+    /// Raft messages by type over the whole phase (`--message-mix` only).
+    pub message_mix: std::collections::BTreeMap<String, u64>,
     /// Commands retried after a refusal (NotLeader, busy, ...).
     pub retries: u64,
     /// Commands given up after too many refusals (not applied).
@@ -166,6 +172,9 @@ impl PhaseReport {
             fsyncs_per_sec: 0.0,
             readies_per_fsync: 0.0,
             writes_per_fsync: 0.0,
+            raft_messages: 0,
+            raft_messages_per_write: 0.0,
+            message_mix: Default::default(),
             retries: 0,
             given_up: 0,
             poisoned_keys: 0,
@@ -216,6 +225,7 @@ impl PhaseReport {
         let syncs = self.log_syncs.max(1) as f64;
         self.readies_per_fsync = self.readies as f64 / syncs;
         self.writes_per_fsync = self.writes as f64 * replicas as f64 / syncs;
+        self.raft_messages_per_write = self.raft_messages as f64 / writes;
     }
 }
 
@@ -336,6 +346,9 @@ impl Report {
             ("writes x replicas / fsync", |p| {
                 format!("{:.1}", p.writes_per_fsync)
             }),
+            ("raft messages / write", |p| {
+                format!("{:.2}", p.raft_messages_per_write)
+            }),
             ("retries", |p| p.retries.to_string()),
             ("verified (store x key)", |p| {
                 format!(
@@ -372,6 +385,27 @@ impl Report {
             println!(
                 "core-time per write: {:.1} µs here ({} replicas in one process, clients included) vs Dragonboat ≈ {DRAGONBOAT_CORE_US_PER_WRITE} µs",
                 first.core_us_per_write, self.stores
+            );
+        }
+        for p in &self.phases {
+            if p.message_mix.is_empty() {
+                continue;
+            }
+            let total_writes: f64 = p
+                .timeline
+                .iter()
+                .map(|s| s.writes_per_sec)
+                .sum::<f64>()
+                .max(1.0);
+            let mix: Vec<String> = p
+                .message_mix
+                .iter()
+                .map(|(t, n)| format!("{t} {:.2}", *n as f64 / total_writes))
+                .collect();
+            println!(
+                "{}: raft messages per write by type: {}",
+                p.name,
+                mix.join(", ")
             );
         }
         if let Some(r) = self.group_commit_ratio {
