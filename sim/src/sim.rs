@@ -1257,20 +1257,19 @@ impl Simulation {
 }
 
 impl Simulation {
-    /// Each store's persisted progress per region: applied index (KV
-    /// engine), commit index and last index (raft log engine).
+    /// Each store's persisted progress per region: applied and truncated
+    /// index (KV engine), first, commit and last index (raft log engine).
     fn progress_report(&self) -> String {
         let mut out = Vec::new();
         for (id, slot) in &self.stores {
             for region in &self.regions {
                 let rid = region.get_id();
-                let applied = slot
-                    .engines
-                    .kv
-                    .get_apply_state(rid)
-                    .ok()
-                    .flatten()
-                    .map(|s| s.get_applied_index());
+                let apply_state = slot.engines.kv.get_apply_state(rid).ok().flatten();
+                let applied = apply_state.as_ref().map(|s| s.get_applied_index());
+                let truncated = apply_state
+                    .as_ref()
+                    .map(|s| s.get_truncated_state().get_index());
+                let first = slot.engines.raft.first_index(rid);
                 let raft = slot.engines.raft.get_raft_state(rid).ok().flatten();
                 let (commit, last) = raft.map_or((None, None), |r| {
                     (
@@ -1279,7 +1278,8 @@ impl Simulation {
                     )
                 });
                 out.push(format!(
-                    "store {id} region {rid}: applied {applied:?} commit {commit:?} last {last:?}"
+                    "store {id} region {rid}: applied {applied:?} truncated {truncated:?} \
+                     first {first:?} commit {commit:?} last {last:?}"
                 ));
             }
         }

@@ -61,3 +61,30 @@ fn seed_16_bug_is_caught_when_raft_batch_append_is_turned_back_on() {
         "raft_batch_append = true should break seed 42"
     );
 }
+
+/// Seed 3329 (full profile): a store crashed while its apply FSM still held
+/// committed entries; their proposals were answered `RegionNotFound`, so
+/// the client recorded a put as definitely failed, and after the restart
+/// the entry was applied and read ("read a value that no acknowledged or
+/// unknown put wrote"). Fixed in apply: an `ApplyFsm` dropped with queued
+/// proposals answers "outcome unknown"
+/// (`crash::dropping_an_fsm_with_queued_committed_entries_answers_outcome_unknown`).
+#[test]
+fn seed_3329_proposal_dropped_at_a_crash_is_not_reported_as_failed() {
+    assert_seed_passes(3329, Profile::Full);
+}
+
+/// Seed 113 (full profile; also 2799, 3077, 3867, 4510, 4838): a delayed
+/// append rejection reached the leader after the follower had matched the
+/// rejected index; raft-rs 0.7 (Probe state) moved the follower's
+/// `next_idx` below its `matched` index, into the part of the log already
+/// compacted, so the leader fell back to a snapshot this store cannot make
+/// and never replicated to that follower again (replicas diverged). Fixed
+/// in raftstore: the leader drops such stale rejections and raises a hint
+/// below `matched` (`peer::tests::seed_113_rejection_of_a_matched_index_is_dropped`).
+#[test]
+fn seed_113_delayed_rejection_does_not_strand_a_follower() {
+    for seed in [113, 2799, 3077] {
+        assert_seed_passes(seed, Profile::Full);
+    }
+}
