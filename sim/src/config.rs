@@ -47,6 +47,9 @@ pub struct NemesisConfig {
     /// fall far behind commit (then a crash finds committed, unapplied
     /// commands).
     pub pauses: bool,
+    /// Asking a region's leader to transfer leadership to another peer
+    /// (the `TransferLeader` admin command).
+    pub transfers: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -131,6 +134,8 @@ impl SimConfig {
             leader_isolation: rng.gen_bool(0.6),
             crashes: rng.gen_bool(0.7),
             pauses: rng.gen_bool(0.5),
+            // Drawn last (below), so that adding it kept every other choice.
+            transfers: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -155,18 +160,25 @@ impl SimConfig {
         store.apply.max_entries_per_round = pick(&mut rng, &[1, 3, 256]);
         store.apply.messages_per_round = pick(&mut rng, &[1, 4, 1024]);
         store.apply.sync_write = rng.gen_bool(0.2);
+        let mut nemesis = nemesis;
+        let regions = pick(&mut rng, &[3, 4, 5]);
+        let keys = pick(&mut rng, &[6, 10, 16]);
+        let clients = pick(&mut rng, &[2, 3, 5]);
+        let attempt_timeout = pick(&mut rng, &[150, 300, 600]);
+        let max_think_time = pick(&mut rng, &[5, 20, 60]);
+        nemesis.transfers = rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,
-            regions: pick(&mut rng, &[3, 4, 5]),
-            keys: pick(&mut rng, &[6, 10, 16]),
-            clients: pick(&mut rng, &[2, 3, 5]),
+            regions,
+            keys,
+            clients,
             tick_interval: 10,
             workload_time,
             settle_time,
-            attempt_timeout: pick(&mut rng, &[150, 300, 600]),
+            attempt_timeout,
             op_deadline: 1_000,
-            max_think_time: pick(&mut rng, &[5, 20, 60]),
+            max_think_time,
             messages,
             nemesis,
             store,

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use batch_system::mpsc::TrySendError;
 use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine};
 use kvproto_lite::metapb::{self, Region};
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
+use kvproto_lite::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftCmdResponse, Request};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 use protobuf::Message as _;
@@ -478,7 +478,7 @@ impl Simulation {
             self.schedule(at, Event::ClientWake { client: c });
         }
         let n = &self.cfg.nemesis;
-        if n.partitions || n.one_way || n.leader_isolation || n.crashes || n.pauses {
+        if n.partitions || n.one_way || n.leader_isolation || n.crashes || n.pauses || n.transfers {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
         }
@@ -790,6 +790,9 @@ impl Simulation {
         if n.pauses {
             kinds.push(4);
         }
+        if n.transfers {
+            kinds.push(5);
+        }
         let duration = self.rng.gen_range(n.min_duration..=n.max_duration);
         let stores: Vec<u64> = self.stores.keys().copied().collect();
         if let Some(&kind) = kinds.choose(&mut self.rng) {
@@ -845,6 +848,25 @@ impl Simulation {
                         self.schedule(self.now + duration, Event::Restart { store: victim });
                     }
                 }
+                5 => {
+                    let region = self.regions[self.rng.gen_range(0..self.regions.len())].clone();
+                    if let Some(leader) = self.leader_store(region.get_id()) {
+                        let others: Vec<_> = region
+                            .get_peers()
+                            .iter()
+                            .filter(|p| p.get_store_id() != leader)
+                            .cloned()
+                            .collect();
+                        if let Some(target) = others.choose(&mut self.rng).cloned() {
+                            self.trace(&format!(
+                                "transfer leader of region {} from store {leader} to store {}",
+                                region.get_id(),
+                                target.get_store_id()
+                            ));
+                            self.transfer_leader(leader, &region, target);
+                        }
+                    }
+                }
                 _ => {
                     if let Some(&store) = stores.choose(&mut self.rng) {
                         let until = self.now + duration;
@@ -863,6 +885,40 @@ impl Simulation {
         }
         let next = self.rng.gen_range(n.min_interval..=n.max_interval);
         self.schedule(self.now + next, Event::Nemesis);
+    }
+
+    /// Sends a `TransferLeader` admin command to the leader on `store`.
+    fn transfer_leader(&mut self, store: u64, region: &Region, target: metapb::Peer) {
+        let Some(peer) = region
+            .get_peers()
+            .iter()
+            .find(|p| p.get_store_id() == store)
+            .cloned()
+        else {
+            return;
+        };
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().set_region_id(region.get_id());
+        req.mut_header().set_peer(peer);
+        req.mut_header()
+            .set_region_epoch(region.get_region_epoch().clone());
+        let admin = req.mut_admin_request();
+        admin.set_cmd_type(AdminCmdType::TransferLeader);
+        admin.mut_transfer_leader().set_peer(target);
+        let router = self
+            .stores
+            .get(&store)
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.router.clone());
+        if let Some(router) = router {
+            // The answer only says whether the transfer started; ignore it.
+            if router
+                .send_raft_command(RaftCommand::new(req, Callback::none()))
+                .is_ok()
+            {
+                self.wake(store, 0);
+            }
+        }
     }
 
     fn add_net_fault(&mut self, fault: NetFault, duration: u64) {

@@ -48,17 +48,19 @@ fn seed_16_follower_never_acknowledges_entries_it_does_not_have() {
 }
 
 /// The simulation still catches the seed-16 bug when the unsafe option is
-/// turned back on (with the current harness and raftstore, seed 42 hits it;
-/// since raftstore proposes a round's commands in one `MsgPropose`, seed 25
-/// no longer does: 11 of seeds 0..300 fail with `--unsafe-batch-append`).
+/// turned back on. Which seeds hit it depends on the harness and on
+/// raftstore's scheduling, so this looks for the first failing seed
+/// (about 4% of quick seeds fail with it on).
 #[test]
 fn seed_16_bug_is_caught_when_raft_batch_append_is_turned_back_on() {
-    let mut cfg = SimConfig::from_seed(42, Profile::Quick);
-    cfg.store.raft_batch_append = true;
-    let report = run_seed(cfg, false);
+    let caught = (0..200).find(|&seed| {
+        let mut cfg = SimConfig::from_seed(seed, Profile::Quick);
+        cfg.store.raft_batch_append = true;
+        run_seed(cfg, false).failure.is_some()
+    });
     assert!(
-        report.failure.is_some(),
-        "raft_batch_append = true should break seed 42"
+        caught.is_some(),
+        "raft_batch_append = true broke none of 200 seeds"
     );
 }
 
