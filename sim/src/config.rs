@@ -76,6 +76,10 @@ pub struct SimConfig {
     pub clients: usize,
     /// Simulated time units between two ticks of a store.
     pub tick_interval: u64,
+    /// Per-store clock skew: store `i + 1` ticks every `tick_interval +
+    /// tick_skew[i]` units (empty = no skew), so some stores' timers run
+    /// faster than others'.
+    pub tick_skew: Vec<i64>,
     /// Simulated time during which clients issue operations and the
     /// nemesis injects faults.
     pub workload_time: u64,
@@ -167,6 +171,12 @@ impl SimConfig {
         let attempt_timeout = pick(&mut rng, &[150, 300, 600]);
         let max_think_time = pick(&mut rng, &[5, 20, 60]);
         nemesis.transfers = rng.gen_bool(0.5);
+        // Drawn last as well (see `transfers`).
+        let tick_skew = if rng.gen_bool(0.3) {
+            (0..3).map(|_| rng.gen_range(-3i64..=3)).collect()
+        } else {
+            Vec::new()
+        };
         SimConfig {
             seed,
             stores: 3,
@@ -174,6 +184,7 @@ impl SimConfig {
             keys,
             clients,
             tick_interval: 10,
+            tick_skew,
             workload_time,
             settle_time,
             attempt_timeout,
@@ -197,6 +208,13 @@ impl SimConfig {
         }
         if self.tick_interval == 0 || self.attempt_timeout == 0 {
             return bad("tick_interval and attempt_timeout must be positive");
+        }
+        if self
+            .tick_skew
+            .iter()
+            .any(|&s| self.tick_interval as i64 + s < 1)
+        {
+            return bad("tick_interval + tick_skew must be at least 1 for every store");
         }
         if self.messages.min_latency == 0 || self.messages.min_latency > self.messages.max_latency {
             return bad("latencies must satisfy 1 <= min_latency <= max_latency");

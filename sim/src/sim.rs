@@ -548,7 +548,8 @@ impl Simulation {
                     let _ = router.send_control(StoreMsg::Tick);
                     self.wake(store, 0);
                 }
-                self.schedule(self.now + self.cfg.tick_interval, Event::Tick { store });
+                let period = self.tick_period(store);
+                self.schedule(self.now + period, Event::Tick { store });
             }
             Event::ClientWake { client } => self.client_wake(client),
             Event::AttemptTimeout {
@@ -594,6 +595,16 @@ impl Simulation {
                 self.phase = Phase::Done;
             }
         }
+    }
+
+    /// Time between two ticks of `store` (its clock may be skewed).
+    fn tick_period(&self, store: u64) -> u64 {
+        let skew = usize::try_from(store.saturating_sub(1))
+            .ok()
+            .and_then(|i| self.cfg.tick_skew.get(i))
+            .copied()
+            .unwrap_or(0);
+        (self.cfg.tick_interval as i64 + skew).max(1) as u64
     }
 
     fn restart(&mut self, store: u64) {
