@@ -359,6 +359,13 @@ impl Report {
             }),
             ("setup (s)", |p| format!("{:.1}", p.setup_secs)),
         ];
+        let any_reads = self.phases.iter().any(|p| p.reads > 0);
+        let any_limit = self.phases.iter().any(|p| p.rate_limit.is_some());
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .filter(|(name, _)| any_reads || !name.starts_with("read"))
+            .filter(|(name, _)| any_limit || !name.starts_with("rate limit"))
+            .collect();
         let width = 26;
         let col = 16;
         let mut header = format!("{:<width$}", "");
