@@ -122,6 +122,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
     }
 
+    /// A leader without snapshots can only send entries above its
+    /// truncated index. raft-rs moves a follower's `next_idx` down on
+    /// rejections and on `report_unreachable` (to `matched + 1`), possibly
+    /// to or below the truncated index: it then tries a snapshot, which this
+    /// store cannot make, and never sends that follower anything again. A
+    /// follower that cannot be served has to be probed at the earliest entry
+    /// the leader still has instead: it accepts once its log reaches the
+    /// truncated index (e.g. once a split peer replaced an uninitialized one,
+    /// simulation seed 85 with splits), and rejects harmlessly until then.
+    fn unstick_probes(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let floor = self.raft_group.store().truncated_index() + 1;
+        for (_, pr) in self.raft_group.raft.mut_prs().iter_mut() {
+            if pr.state == raft::ProgressState::Probe && pr.next_idx < floor {
+                pr.next_idx = floor;
+                pr.resume();
+            }
+        }
+    }
+
     /// The current election timeout in ticks.
     pub fn election_timeout(&self) -> usize {
         self.raft_group.raft.randomized_election_timeout()
@@ -211,6 +233,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         self.raft_group.tick();
         self.pin_election_timeout();
+        self.unstick_probes();
         // Give back what a burst grew (an idle region should stay small);
         // on ticks, not per round, so a busy region does not reallocate.
         self.raft_group.mut_store().shrink_cache();
@@ -261,10 +284,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 return;
             }
         }
+        let rejection = m.get_msg_type() == MessageType::MsgAppendResponse && m.reject;
         if let Err(e) = self.raft_group.step(m) {
             debug!(self.logger, "step failed"; "err" => %e);
         }
         self.pin_election_timeout();
+        if rejection {
+            self.unstick_probes();
+        }
     }
 
     /// Reports a peer's store as unreachable to raft.

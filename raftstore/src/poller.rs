@@ -242,8 +242,28 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
             else {
                 continue;
             };
+            // A peer of the new region may exist already: created from a
+            // vote or heartbeat of the new region's other peers before this
+            // store applied the split. An initialized one (an earlier run of
+            // this split) stays; an uninitialized one would stay empty
+            // forever (it could only be filled by a snapshot), so it is
+            // replaced by the split peer, keeping its term and vote.
+            let existing = match ctx.engines.raft.get_raft_state(region_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(ctx.logger, "split: read raft state"; "region_id" => region_id, "err" => %e);
+                    continue;
+                }
+            };
             if ctx.router.mailbox(region_id).is_some() {
-                continue;
+                if existing
+                    .as_ref()
+                    .is_some_and(|s| s.get_last_index() >= RAFT_INIT_LOG_INDEX)
+                {
+                    continue;
+                }
+                info!(ctx.logger, "split: replace uninitialized peer"; "region_id" => region_id);
+                ctx.router.close(region_id);
             }
             let apply_state = match ctx.engines.kv.get_apply_state(region_id) {
                 Ok(Some(s)) => s,
@@ -253,7 +273,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
                     continue;
                 }
             };
-            let raft_state = init_raft_state();
+            let raft_state = split_raft_state(existing);
             let mut lb = ctx.engines.raft.log_batch(0);
             let persisted = lb
                 .put_raft_state(region_id, &raft_state)
@@ -278,6 +298,21 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
             }
         }
     }
+}
+
+/// The raft state a peer created by a split starts with: the bootstrap
+/// state, but never behind the term (and vote) an uninitialized peer of the
+/// same region already persisted here, so it cannot vote twice in a term.
+pub(crate) fn split_raft_state(existing: Option<RaftLocalState>) -> RaftLocalState {
+    let mut state = init_raft_state();
+    if let Some(old) = existing {
+        let hs = old.get_hard_state();
+        if hs.get_term() >= state.get_hard_state().get_term() {
+            state.mut_hard_state().set_term(hs.get_term());
+            state.mut_hard_state().set_vote(hs.get_vote());
+        }
+    }
+    state
 }
 
 fn find_peer_id(region: &Region, store_id: u64) -> u64 {
@@ -526,5 +561,31 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
                 pending_splits: Vec::new(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (simulation seed 85 with splits): a store that applied a
+    /// split late already had an uninitialized peer of the new region
+    /// (created from its peers' votes) that had voted; the split peer
+    /// replacing it must keep that term and vote.
+    #[test]
+    fn seed_85_split_peer_keeps_the_term_and_vote_of_an_uninitialized_peer() {
+        let mut old = RaftLocalState::default();
+        old.mut_hard_state().set_term(9);
+        old.mut_hard_state().set_vote(1001);
+        let s = split_raft_state(Some(old));
+        assert_eq!(s.get_hard_state().get_term(), 9);
+        assert_eq!(s.get_hard_state().get_vote(), 1001);
+        assert_eq!(s.get_hard_state().get_commit(), RAFT_INIT_LOG_INDEX);
+        assert_eq!(s.get_last_index(), RAFT_INIT_LOG_INDEX);
+        assert_eq!(split_raft_state(None), init_raft_state());
+        let mut stale = RaftLocalState::default();
+        stale.mut_hard_state().set_term(2);
+        stale.mut_hard_state().set_vote(7);
+        assert_eq!(split_raft_state(Some(stale)), init_raft_state());
     }
 }
