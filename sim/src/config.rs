@@ -50,6 +50,9 @@ pub struct NemesisConfig {
     /// Asking a region's leader to transfer leadership to another peer
     /// (the `TransferLeader` admin command).
     pub transfers: bool,
+    /// Splitting a region at one of the clients' keys (the `Split` admin
+    /// command); clients learn the new layout from `EpochNotMatch`.
+    pub splits: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -140,6 +143,7 @@ impl SimConfig {
             pauses: rng.gen_bool(0.5),
             // Drawn last (below), so that adding it kept every other choice.
             transfers: false,
+            splits: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -173,10 +177,11 @@ impl SimConfig {
         nemesis.transfers = rng.gen_bool(0.5);
         // Drawn last as well (see `transfers`).
         let tick_skew = if rng.gen_bool(0.3) {
-            (0..3).map(|_| rng.gen_range(-3i64..=3)).collect()
+            (0..3).map(|_| rng.gen_range(-1i64..=1)).collect()
         } else {
             Vec::new()
         };
+        nemesis.splits = rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,

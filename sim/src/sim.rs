@@ -140,6 +140,8 @@ pub struct SimStats {
     pub crashes: u64,
     /// Network faults injected (partitions, one-way cuts, isolations).
     pub net_faults: u64,
+    /// Split commands sent to a leader.
+    pub splits: u64,
     /// Operations acknowledged (written or read).
     pub ops_ok: u64,
     /// Operations that definitely failed.
@@ -261,6 +263,8 @@ struct InFlight {
     sent: bool,
     /// The store the attempt went to.
     store: u64,
+    /// The region it was routed to.
+    region: u64,
 }
 
 /// A logical operation whose attempt was refused: it is retried as a new
@@ -307,7 +311,16 @@ pub struct Simulation {
     next_fault: u64,
     clients: Vec<ClientState>,
     history: Vec<Operation>,
+    /// The region layout the simulation believes in (learned from split
+    /// responses and `EpochNotMatch`), sorted by start key.
     regions: Vec<Region>,
+    /// Every region id that may exist on a store (ticked on every store).
+    tick_ids: BTreeSet<u64>,
+    /// Next region id and peer id a split may use.
+    next_region_id: u64,
+    next_peer_id: u64,
+    /// Split responses waiting to be learned from.
+    split_results: Arc<Mutex<Vec<RaftCmdResponse>>>,
     keys: Vec<Vec<u8>>,
     next_value: u64,
     phase: Phase,
@@ -359,6 +372,10 @@ impl Simulation {
             next_fault: 1,
             clients: (0..cfg.clients).map(|_| ClientState::default()).collect(),
             history: Vec::new(),
+            tick_ids: regions.iter().map(|r| r.get_id()).collect(),
+            next_region_id: 1_000,
+            next_peer_id: 100_000,
+            split_results: Arc::new(Mutex::new(Vec::new())),
             regions,
             keys,
             next_value: 1,
@@ -478,7 +495,14 @@ impl Simulation {
             self.schedule(at, Event::ClientWake { client: c });
         }
         let n = &self.cfg.nemesis;
-        if n.partitions || n.one_way || n.leader_isolation || n.crashes || n.pauses || n.transfers {
+        if n.partitions
+            || n.one_way
+            || n.leader_isolation
+            || n.crashes
+            || n.pauses
+            || n.transfers
+            || n.splits
+        {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
         }
@@ -542,8 +566,8 @@ impl Simulation {
                 if let Some(Running { router, .. }) =
                     self.stores.get(&store).and_then(|s| s.running.as_ref())
                 {
-                    for region in &self.regions {
-                        let _ = router.force_send(region.get_id(), PeerMsg::Tick);
+                    for &region in &self.tick_ids {
+                        let _ = router.force_send(region, PeerMsg::Tick);
                     }
                     let _ = router.send_control(StoreMsg::Tick);
                     self.wake(store, 0);
@@ -729,6 +753,7 @@ impl Simulation {
     /// Hands every response the stores produced to its client, in (client,
     /// operation) order; clients may send new requests.
     fn process_completions(&mut self) {
+        self.learn_splits();
         loop {
             let mut done =
                 std::mem::take(&mut *self.completions.lock().unwrap_or_else(|e| e.into_inner()));
@@ -804,6 +829,9 @@ impl Simulation {
         if n.transfers {
             kinds.push(5);
         }
+        if n.splits {
+            kinds.push(6);
+        }
         let duration = self.rng.gen_range(n.min_duration..=n.max_duration);
         let stores: Vec<u64> = self.stores.keys().copied().collect();
         if let Some(&kind) = kinds.choose(&mut self.rng) {
@@ -859,6 +887,7 @@ impl Simulation {
                         self.schedule(self.now + duration, Event::Restart { store: victim });
                     }
                 }
+                6 => self.split(),
                 5 => {
                     let region = self.regions[self.rng.gen_range(0..self.regions.len())].clone();
                     if let Some(leader) = self.leader_store(region.get_id()) {
@@ -896,6 +925,128 @@ impl Simulation {
         }
         let next = self.rng.gen_range(n.min_interval..=n.max_interval);
         self.schedule(self.now + next, Event::Nemesis);
+    }
+
+    /// Asks the leader of a random region to split it at one of the keys
+    /// inside it (if any).
+    fn split(&mut self) {
+        let region = self.regions[self.rng.gen_range(0..self.regions.len())].clone();
+        let inside: Vec<Vec<u8>> = self
+            .keys
+            .iter()
+            .filter(|k| k.as_slice() > region.get_start_key() && util::is_key_in_region(k, &region))
+            .cloned()
+            .collect();
+        let Some(split_key) = inside.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        let Some(leader) = self.leader_store(region.get_id()) else {
+            return;
+        };
+        let Some(peer) = region
+            .get_peers()
+            .iter()
+            .find(|p| p.get_store_id() == leader)
+            .cloned()
+        else {
+            return;
+        };
+        let new_region_id = self.next_region_id;
+        self.next_region_id += 1;
+        let mut new_peer_ids = Vec::with_capacity(region.get_peers().len());
+        for _ in region.get_peers() {
+            self.next_peer_id += 1;
+            new_peer_ids.push(self.next_peer_id);
+        }
+        self.tick_ids.insert(new_region_id);
+        self.trace(&format!(
+            "split region {} at {:02x?} into {new_region_id} (leader store {leader})",
+            region.get_id(),
+            split_key
+        ));
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().set_region_id(region.get_id());
+        req.mut_header().set_peer(peer);
+        req.mut_header()
+            .set_region_epoch(region.get_region_epoch().clone());
+        let admin = req.mut_admin_request();
+        admin.set_cmd_type(AdminCmdType::Split);
+        admin.mut_split().set_split_key(split_key);
+        admin.mut_split().set_new_region_id(new_region_id);
+        admin.mut_split().set_new_peer_ids(new_peer_ids);
+        let sink = self.split_results.clone();
+        let cb = Callback::new(move |resp| {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(resp);
+        });
+        let router = self
+            .stores
+            .get(&leader)
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.router.clone());
+        if let Some(router) = router {
+            if router.send_raft_command(RaftCommand::new(req, cb)).is_ok() {
+                self.stats.splits += 1;
+                self.wake(leader, 0);
+            }
+        }
+    }
+
+    /// Learns a region's current metadata: regions it overlaps keep only
+    /// the parts of their range it does not cover.
+    fn update_region(&mut self, region: Region) {
+        if region.get_peers().is_empty() {
+            return;
+        }
+        if let Some(known) = self.regions.iter().find(|r| r.get_id() == region.get_id()) {
+            if util::is_epoch_stale(region.get_region_epoch(), known.get_region_epoch()) {
+                return;
+            }
+        }
+        self.tick_ids.insert(region.get_id());
+        let (start, end) = (
+            region.get_start_key().to_vec(),
+            region.get_end_key().to_vec(),
+        );
+        let mut kept = Vec::with_capacity(self.regions.len() + 2);
+        for r in self.regions.drain(..) {
+            if r.get_id() == region.get_id() {
+                continue;
+            }
+            let overlaps = (end.is_empty() || r.get_start_key() < end.as_slice())
+                && (r.get_end_key().is_empty() || start.as_slice() < r.get_end_key());
+            if !overlaps {
+                kept.push(r);
+                continue;
+            }
+            if r.get_start_key() < start.as_slice() {
+                let mut left = r.clone();
+                left.set_end_key(start.clone());
+                kept.push(left);
+            }
+            if !end.is_empty() && (r.get_end_key().is_empty() || end.as_slice() < r.get_end_key()) {
+                let mut right = r;
+                right.set_start_key(end.clone());
+                kept.push(right);
+            }
+        }
+        kept.push(region);
+        kept.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
+        self.regions = kept;
+    }
+
+    /// Learns the layouts from finished splits.
+    fn learn_splits(&mut self) {
+        let done =
+            std::mem::take(&mut *self.split_results.lock().unwrap_or_else(|e| e.into_inner()));
+        for resp in done {
+            if resp.get_header().has_error() || !resp.has_admin_response() {
+                continue;
+            }
+            let split = resp.get_admin_response().get_split();
+            for r in [split.get_left().clone(), split.get_right().clone()] {
+                self.update_region(r);
+            }
+        }
     }
 
     /// Sends a `TransferLeader` admin command to the leader on `store`.
@@ -1032,6 +1183,7 @@ impl Simulation {
             attempt: 0,
             sent: false,
             store: 0,
+            region: 0,
         });
         self.send_attempt(client, id);
     }
@@ -1078,6 +1230,7 @@ impl Simulation {
             f.attempt += 1;
             f.sent = true;
             f.store = store;
+            f.region = region_id;
             f.attempt
         };
         self.stats.attempts += 1;
@@ -1167,9 +1320,7 @@ impl Simulation {
             return; // a late answer to an attempt already given up on
         }
         let store = flight.store;
-        let region_id = self
-            .region_of(self.history[c.op].key)
-            .map_or(0, |i| self.regions[i].get_id());
+        let region_id = flight.region;
         let header = c.resp.get_header();
         if !header.has_error() {
             self.clients[c.client].leader_hint.insert(region_id, store);
@@ -1214,6 +1365,12 @@ impl Simulation {
                 Outcome::Unknown(format!("store {store}: {}", err.get_message())),
             );
             return;
+        }
+        if err.has_epoch_not_match() {
+            let current: Vec<Region> = err.get_epoch_not_match().get_current_regions().to_vec();
+            for r in current {
+                self.update_region(r);
+            }
         }
         let hint = err.has_not_leader() && err.get_not_leader().has_leader();
         let leader_store = err.get_not_leader().get_leader().get_store_id();
@@ -1329,8 +1486,7 @@ impl Simulation {
     fn progress_report(&self) -> String {
         let mut out = Vec::new();
         for (id, slot) in &self.stores {
-            for region in &self.regions {
-                let rid = region.get_id();
+            for &rid in &self.tick_ids {
                 let apply_state = slot.engines.kv.get_apply_state(rid).ok().flatten();
                 let applied = apply_state.as_ref().map(|s| s.get_applied_index());
                 let truncated = apply_state

@@ -77,6 +77,7 @@ fn runs_exercise_every_fault_kind_across_seeds() {
     let mut lost = 0;
     let mut duplicated = 0;
     let mut unknown = 0;
+    let mut splits = 0;
     for seed in 200..215 {
         let r = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
         assert!(r.failure.is_none(), "seed {seed}: {:?}", r.failure);
@@ -85,6 +86,8 @@ fn runs_exercise_every_fault_kind_across_seeds() {
         lost += r.stats.messages_lost;
         duplicated += r.stats.messages_duplicated;
         unknown += r.stats.ops_unknown;
+        splits += r.stats.splits;
     }
     assert!(crashes > 0 && net_faults > 0 && lost > 0 && duplicated > 0 && unknown > 0);
+    assert!(splits > 0, "no seed split a region");
 }
