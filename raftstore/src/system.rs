@@ -11,7 +11,7 @@ use apply::{
 };
 use batch_system::{create_system, BatchSystem, HandlerBuilder, ManualPoller};
 use crossbeam_channel::{RecvTimeoutError, Sender};
-use engine::{Engines, KvEngine, RaftLogEngine};
+use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb;
 use kvproto_lite::raft_serverpb::PeerState;
 use slog::{info, o, Logger};
@@ -19,7 +19,8 @@ use slog::{info, o, Logger};
 use crate::config::Config;
 use crate::fsm::{PeerFsm, StoreFsm};
 use crate::msg::{PeerMsg, StoreMsg};
-use crate::poller::{start_peer, RaftPoller, RaftPollerBuilder};
+use crate::peer_storage::RAFT_INIT_LOG_INDEX;
+use crate::poller::{split_raft_state, start_peer, RaftPoller, RaftPollerBuilder};
 use crate::router::RaftRouter;
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
@@ -132,14 +133,32 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             else {
                 continue;
             };
-            let raft_state = engines
-                .raft
-                .get_raft_state(region_id)?
-                .ok_or_else(|| Error::Other(format!("region {region_id} has no raft state")))?;
+            let raft_state = engines.raft.get_raft_state(region_id)?;
             let apply_state = engines
                 .kv
                 .get_apply_state(region_id)?
                 .ok_or_else(|| Error::Other(format!("region {region_id} has no apply state")))?;
+            let raft_state = match raft_state {
+                Some(s) if s.get_last_index() >= RAFT_INIT_LOG_INDEX => s,
+                // A region created by a split whose raft state was not
+                // written yet (the store crashed between apply's split write
+                // and raftstore creating the peer) or is still that of an
+                // uninitialized peer: start it as the split would have
+                // (simulation, seed 4675 with splits).
+                existing
+                    if apply_state.get_truncated_state().get_index() == RAFT_INIT_LOG_INDEX =>
+                {
+                    let state = split_raft_state(existing);
+                    let mut lb = engines.raft.log_batch(0);
+                    lb.put_raft_state(region_id, &state)?;
+                    engines.raft.consume(&mut lb, true)?;
+                    state
+                }
+                Some(s) => s,
+                None => {
+                    return Err(Error::Other(format!("region {region_id} has no raft state")));
+                }
+            };
             start_peer(
                 cfg,
                 store_id,
