@@ -997,10 +997,12 @@ impl Simulation {
         if region.get_peers().is_empty() {
             return;
         }
-        if let Some(known) = self.regions.iter().find(|r| r.get_id() == region.get_id()) {
-            if util::is_epoch_stale(region.get_region_epoch(), known.get_region_epoch()) {
-                return;
-            }
+        let newer_known = self.regions.iter().any(|r| {
+            r.get_id() == region.get_id()
+                && util::is_epoch_stale(region.get_region_epoch(), r.get_region_epoch())
+        });
+        if newer_known {
+            return;
         }
         self.tick_ids.insert(region.get_id());
         let (start, end) = (
@@ -1008,10 +1010,11 @@ impl Simulation {
             region.get_end_key().to_vec(),
         );
         let mut kept = Vec::with_capacity(self.regions.len() + 2);
+        // Like `raftstore::Client`: an older entry of the same or another
+        // region keeps the parts of its range the new one does not cover
+        // (with its old epoch, so a request there learns the rest from
+        // `EpochNotMatch`).
         for r in self.regions.drain(..) {
-            if r.get_id() == region.get_id() {
-                continue;
-            }
             let overlaps = (end.is_empty() || r.get_start_key() < end.as_slice())
                 && (r.get_end_key().is_empty() || start.as_slice() < r.get_end_key());
             if !overlaps {
@@ -1032,6 +1035,22 @@ impl Simulation {
         kept.push(region);
         kept.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
         self.regions = kept;
+    }
+
+    /// Learns every known region's metadata from `store`'s KV engine.
+    fn refresh_regions_from(&mut self, store: u64) {
+        let Some(slot) = self.stores.get(&store) else {
+            return;
+        };
+        let states = match slot.engines.kv.region_states() {
+            Ok(states) => states,
+            Err(_) => return,
+        };
+        for state in states {
+            if state.get_state() == kvproto_lite::raft_serverpb::PeerState::Normal {
+                self.update_region(state.get_region().clone());
+            }
+        }
     }
 
     /// Learns the layouts from finished splits.
@@ -1371,6 +1390,11 @@ impl Simulation {
             for r in current {
                 self.update_region(r);
             }
+            // The answer lists the split-off regions only while the peer
+            // remembers them (not after a restart): like a client asking a
+            // placement service, refresh the layout from that store's
+            // region metadata.
+            self.refresh_regions_from(store);
         }
         let hint = err.has_not_leader() && err.get_not_leader().has_leader();
         let leader_store = err.get_not_leader().get_leader().get_store_id();
