@@ -208,6 +208,19 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         region.set_id(region_id);
         region.set_start_key(msg.get_start_key().to_vec());
         region.set_end_key(msg.get_end_key().to_vec());
+        // An earlier uninitialized peer of this region (before a restart)
+        // may have voted: its persisted term and vote must survive, or it
+        // could vote twice in one term and let two leaders share a term
+        // (found by the simulation, seed 13285: two different entries at
+        // index 12 of term 8).
+        let raft_state = match ctx.engines.raft.get_raft_state(region_id) {
+            Ok(Some(s)) if s.get_last_index() == 0 => s,
+            Ok(_) => RaftLocalState::default(),
+            Err(e) => {
+                error!(ctx.logger, "read raft state"; "region_id" => region_id, "err" => %e);
+                return;
+            }
+        };
         let created = start_peer(
             &ctx.cfg,
             ctx.store_id,
@@ -217,7 +230,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
             &ctx.logger,
             region,
             to.clone(),
-            RaftLocalState::default(),
+            raft_state,
             RaftApplyState::default(),
         );
         match created {
