@@ -131,3 +131,16 @@ fn seed_4675_store_restarts_after_crashing_in_the_middle_of_a_split() {
         assert_seed_passes(seed, Profile::Full);
     }
 }
+
+/// Seed 13285 (full, with splits): an uninitialized peer of a split-off
+/// region (its store had not applied the split) voted in term 8, its store
+/// crashed, and after the restart a message created the uninitialized peer
+/// afresh with term 0, ignoring the persisted vote. It voted again in term
+/// 8, two leaders shared the term, and two replicas held different entries
+/// at index 12 of term 8 (Raft's log matching broken; replicas diverged).
+/// Fixed in raftstore: an uninitialized peer starts from its persisted raft
+/// state.
+#[test]
+fn seed_13285_uninitialized_peer_keeps_its_vote_across_a_restart() {
+    assert_seed_passes(13285, Profile::Full);
+}
