@@ -156,7 +156,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
                 }
                 Some(s) => s,
                 None => {
-                    return Err(Error::Other(format!("region {region_id} has no raft state")));
+                    return Err(Error::Other(format!(
+                        "region {region_id} has no raft state"
+                    )));
                 }
             };
             start_peer(
