@@ -178,6 +178,27 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         Ok(count)
     }
 
+    /// What `spawn` and `spawn_manual` share: refuse a second start,
+    /// validate the config, and create a peer for every region of the store
+    /// found in the engines.
+    fn prepare(
+        &mut self,
+        store: &metapb::Store,
+        engines: &Engines<EK, ER>,
+        logger: &Logger,
+    ) -> Result<(u64, Arc<Config>, Logger)> {
+        if self.running || self.timer.is_some() {
+            return Err(Error::AlreadySpawned);
+        }
+        self.cfg.validate()?;
+        let store_id = store.get_id();
+        let logger = logger.new(o!("store_id" => store_id));
+        let cfg = Arc::new(self.cfg.clone());
+        let count = self.load_peers(store_id, &cfg, engines, &logger)?;
+        info!(logger, "loaded regions"; "count" => count);
+        Ok((store_id, cfg, logger))
+    }
+
     /// Starts the store like [`spawn`](Self::spawn) (peers loaded from the
     /// engines, registered with apply and the router, the store FSM
     /// started), but without any thread or timer: the caller drives both
@@ -199,15 +220,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         transport: T,
         logger: &Logger,
     ) -> Result<ManualPollers<EK, ER, T>> {
-        if self.running || self.timer.is_some() {
-            return Err(Error::AlreadySpawned);
-        }
-        self.cfg.validate()?;
-        let store_id = store.get_id();
-        let logger = logger.new(o!("store_id" => store_id));
-        let cfg = Arc::new(self.cfg.clone());
-        let count = self.load_peers(store_id, &cfg, &engines, &logger)?;
-        info!(logger, "loaded regions"; "count" => count);
+        let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
         let apply = self
             .apply_system
             .manual_poller(engines.kv.clone(), self.router.clone())?;
@@ -244,16 +257,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         transport: T,
         logger: &Logger,
     ) -> Result<()> {
-        if self.running || self.timer.is_some() {
-            return Err(Error::AlreadySpawned);
-        }
-        self.cfg.validate()?;
-        let store_id = store.get_id();
-        let logger = logger.new(o!("store_id" => store_id));
-        let cfg = Arc::new(self.cfg.clone());
-
-        let count = self.load_peers(store_id, &cfg, &engines, &logger)?;
-        info!(logger, "loaded regions"; "count" => count);
+        let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
 
         self.apply_system.spawn(
             format!("apply-{store_id}"),

@@ -3,46 +3,20 @@
 //! Every wait is on a condition with a generous deadline; nothing sleeps and
 //! hopes.
 
+mod common;
+
+use common::{fast_config, put_request, WAIT};
+
 use std::time::Duration;
 
-use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use raftstore::{wait_until, Cluster, Config, PartitionFilter};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn fast_config() -> Config {
-    Config {
-        raft_base_tick_interval_ms: 10,
-        ..Config::default()
-    }
-}
 
 /// A key inside region `i` (0-based) of a cluster with `n` regions.
 fn key_in(i: u64, n: u64, suffix: u64) -> Vec<u8> {
     let mut k = (i * (u64::MAX / n) + 1).to_be_bytes().to_vec();
     k.extend_from_slice(&suffix.to_be_bytes());
     k
-}
-
-fn put_request(region: &Region, store_id: u64, key: &[u8], value: &[u8]) -> RaftCmdRequest {
-    let mut req = RaftCmdRequest::default();
-    req.mut_header().set_region_id(region.get_id());
-    if let Some(p) = region
-        .get_peers()
-        .iter()
-        .find(|p| p.get_store_id() == store_id)
-    {
-        req.mut_header().set_peer(p.clone());
-    }
-    req.mut_header()
-        .set_region_epoch(region.get_region_epoch().clone());
-    let mut put = Request::default();
-    put.set_cmd_type(CmdType::Put);
-    put.mut_put().set_key(key.to_vec());
-    put.mut_put().set_value(value.to_vec());
-    req.mut_requests().push(put);
-    req
 }
 
 fn assert_ok(resp: &RaftCmdResponse) {

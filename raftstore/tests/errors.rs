@@ -1,46 +1,20 @@
 //! Every error a command can get is produced here and checked, and every
 //! accepted command is answered exactly once, shutdown included.
 
+mod common;
+
+use common::{fast_config, WAIT};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, Request};
+use kvproto_lite::raft_cmdpb::RaftCmdRequest;
 use raftstore::{
     bootstrap_store, create_raft_batch_system, initial_regions, Callback, Cluster, CommandSink,
     Config, FilterAction, PeerFsm, PredicateFilter, RaftCommand,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn fast_config() -> Config {
-    Config {
-        raft_base_tick_interval_ms: 10,
-        ..Config::default()
-    }
-}
-
-fn put_request(region: &Region, store_id: u64, key: &[u8]) -> RaftCmdRequest {
-    let mut req = RaftCmdRequest::default();
-    req.mut_header().set_region_id(region.get_id());
-    if let Some(p) = region
-        .get_peers()
-        .iter()
-        .find(|p| p.get_store_id() == store_id)
-    {
-        req.mut_header().set_peer(p.clone());
-    }
-    req.mut_header()
-        .set_region_epoch(region.get_region_epoch().clone());
-    let mut put = Request::default();
-    put.set_cmd_type(CmdType::Put);
-    put.mut_put().set_key(key.to_vec());
-    put.mut_put().set_value(b"v".to_vec());
-    req.mut_requests().push(put);
-    req
-}
 
 fn started(regions: usize) -> Cluster<MemKvEngine, MemRaftLogEngine> {
     let mut cluster = Cluster::memory(3, regions, fast_config()).unwrap();
@@ -61,10 +35,10 @@ fn follower_answers_not_leader_with_the_leader_hint() {
         .unwrap();
     // The follower learns the leader from its first heartbeat/append.
     cluster
-        .call(leader_store, put_request(&region, leader_store, b"a"), WAIT)
+        .call(leader_store, put(&region, leader_store, b"a"), WAIT)
         .unwrap();
     let resp = cluster
-        .call(follower, put_request(&region, follower, b"a"), WAIT)
+        .call(follower, put(&region, follower, b"a"), WAIT)
         .unwrap();
     let err = resp.get_header().get_error();
     assert!(err.has_not_leader(), "{err:?}");
@@ -80,9 +54,7 @@ fn unknown_region_answers_region_not_found() {
     let cluster = started(1);
     let mut region = cluster.regions()[0].clone();
     region.set_id(999);
-    let resp = cluster
-        .call(1, put_request(&region, 1, b"a"), WAIT)
-        .unwrap();
+    let resp = cluster.call(1, put(&region, 1, b"a"), WAIT).unwrap();
     let err = resp.get_header().get_error();
     assert!(err.has_region_not_found(), "{err:?}");
     assert_eq!(err.get_region_not_found().get_region_id(), 999);
@@ -93,7 +65,7 @@ fn stale_epoch_answers_epoch_not_match_with_the_current_region() {
     let cluster = started(1);
     let region = cluster.regions()[0].clone();
     let leader = cluster.leader_store(1).unwrap();
-    let mut req = put_request(&region, leader, b"a");
+    let mut req = put(&region, leader, b"a");
     req.mut_header().mut_region_epoch().set_version(0);
     let resp = cluster.call(leader, req, WAIT).unwrap();
     let err = resp.get_header().get_error();
@@ -108,7 +80,7 @@ fn key_outside_the_region_answers_key_not_in_region() {
     let leader = cluster.leader_store(left.get_id()).unwrap();
     let outside = left.get_end_key().to_vec(); // first key of the right region
     let resp = cluster
-        .call(leader, put_request(&left, leader, &outside), WAIT)
+        .call(leader, put(&left, leader, &outside), WAIT)
         .unwrap();
     let err = resp.get_header().get_error();
     assert!(err.has_key_not_in_region(), "{err:?}");
@@ -126,7 +98,7 @@ fn oversized_command_answers_raft_entry_too_large() {
     cluster.wait_for_leaders(WAIT).unwrap();
     let region = cluster.regions()[0].clone();
     let leader = cluster.leader_store(1).unwrap();
-    let mut req = put_request(&region, leader, b"big");
+    let mut req = put(&region, leader, b"big");
     req.mut_requests()[0].mut_put().set_value(vec![0; 4096]);
     let resp = cluster.call(leader, req, WAIT).unwrap();
     assert!(resp.get_header().get_error().has_raft_entry_too_large());
@@ -170,7 +142,7 @@ fn full_mailbox_answers_server_is_busy_and_loses_nothing() {
         let cb = Callback::new(move |_| {
             answered.fetch_add(1, Ordering::SeqCst);
         });
-        match router.send_raft_command(RaftCommand::new(put_request(&region, 1, b"k"), cb)) {
+        match router.send_raft_command(RaftCommand::new(put(&region, 1, b"k"), cb)) {
             Ok(()) => accepted += 1,
             Err(batch_system::mpsc::TrySendError::Full(cmd)) => {
                 busy += 1;
@@ -185,7 +157,7 @@ fn full_mailbox_answers_server_is_busy_and_loses_nothing() {
     assert_eq!(busy, 3);
     // Through the CommandSink helper the refusal is a ServerIsBusy response.
     let resp = router
-        .submit(put_request(&region, 1, b"k"))
+        .submit(put(&region, 1, b"k"))
         .recv_timeout(WAIT)
         .unwrap();
     assert!(resp.get_header().get_error().has_server_is_busy());
@@ -217,7 +189,7 @@ fn proposal_overwritten_by_a_new_leader_answers_stale_command() {
         move |from, to, _| from == old || to == old,
     ));
     let rx = cluster
-        .send_command(old, put_request(&region, old, b"\x02doomed"))
+        .send_command(old, put(&region, old, b"\x02doomed"))
         .unwrap();
     // The others elect a leader and commit at the same log positions.
     client.put(b"\x03", b"new-term").unwrap();
@@ -245,10 +217,9 @@ fn every_accepted_command_is_answered_exactly_once_even_at_shutdown() {
             counts[i].fetch_add(1, Ordering::SeqCst);
         });
         let router = cluster.router(store).unwrap();
-        if let Err(e) = router.send_raft_command(RaftCommand::new(
-            put_request(region, store, &[1, i as u8]),
-            cb,
-        )) {
+        if let Err(e) =
+            router.send_raft_command(RaftCommand::new(put(region, store, &[1, i as u8]), cb))
+        {
             // Refused: the command came back; answer it here.
             drop(e);
         }
@@ -257,4 +228,8 @@ fn every_accepted_command_is_answered_exactly_once_even_at_shutdown() {
     for (i, c) in counts.iter().enumerate() {
         assert_eq!(c.load(Ordering::SeqCst), 1, "command {i}");
     }
+}
+
+fn put(region: &Region, store_id: u64, key: &[u8]) -> RaftCmdRequest {
+    common::put_request(region, store_id, key, b"v")
 }
