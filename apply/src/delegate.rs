@@ -25,8 +25,8 @@ use slog::{debug, error, info, warn};
 
 use crate::context::{ApplyContext, Checkpoint, RoundRecord};
 use crate::response::{
-    err_epoch_not_match, err_key_not_in_region, err_message, err_region_not_found,
-    err_stale_command, error_response, key_in_region,
+    err_epoch_not_match, err_key_not_in_region, err_message, err_outcome_unknown,
+    err_region_not_found, err_stale_command, error_response, key_in_region,
 };
 use crate::{Apply, Callback, ExecResult, Proposal, Registration};
 
@@ -139,7 +139,7 @@ impl ApplyDelegate {
         self.generation += 1;
     }
 
-    /// Stops the delegate: pending proposals get `RegionNotFound`, and the
+    /// Stops the delegate: pending proposals get "outcome unknown", and the
     /// region's `Tombstone` state goes into the round's write batch, after
     /// anything applied earlier in the round (so a conf change applied just
     /// before cannot overwrite it).
@@ -156,7 +156,7 @@ impl ApplyDelegate {
         for p in self.proposals.drain(..) {
             rec.respond(
                 p.cb,
-                error_response(err_region_not_found(region_id), self.term),
+                error_response(err_outcome_unknown(region_id), self.term),
                 false,
             );
         }
@@ -174,7 +174,7 @@ impl ApplyDelegate {
             for p in apply.proposals {
                 rec.respond(
                     p.cb,
-                    error_response(err_region_not_found(region_id), self.term),
+                    error_response(err_outcome_unknown(region_id), self.term),
                     false,
                 );
             }

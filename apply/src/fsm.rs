@@ -7,7 +7,7 @@ use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::RaftApplyState;
 
 use crate::delegate::ApplyDelegate;
-use crate::response::{err_message, err_region_not_found, error_response};
+use crate::response::{err_message, err_outcome_unknown, error_response};
 use crate::{ApplyMsg, Config, ControlMsg, Registration};
 
 /// The apply FSM of one region: its apply state, the committed entries and
@@ -166,7 +166,7 @@ impl std::fmt::Debug for ControlFsm {
 pub(crate) fn reject(region_id: u64, msg: ApplyMsg) {
     if let ApplyMsg::Apply(apply) = msg {
         for p in apply.proposals {
-            (p.cb)(error_response(err_region_not_found(region_id), apply.term));
+            (p.cb)(error_response(err_outcome_unknown(region_id), apply.term));
         }
     }
 }

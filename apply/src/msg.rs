@@ -90,7 +90,7 @@ pub enum ApplyMsg {
     /// dropped and the state is replaced.
     Registration(Box<Registration>),
     /// Stop applying: queued entries are applied first, then pending
-    /// proposals get `RegionNotFound`, the FSM stops and the notifier gets an
+    /// proposals get an untyped "outcome unknown" error, the FSM stops and the notifier gets an
     /// [`ApplyRes`] with `destroyed == true`.
     Destroy {
         /// The region to destroy.
@@ -117,7 +117,7 @@ pub enum ControlMsg {
     /// control FSM creates the FSM for a registration (one that was queued
     /// behind a `Destroy`), delivers anything else if the region exists by
     /// then, and otherwise answers the message's callbacks with
-    /// `RegionNotFound`.
+    /// an untyped "outcome unknown" error.
     Route {
         /// Destination region.
         region_id: u64,

@@ -186,7 +186,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
                         }
                     } else if let ApplyMsg::Apply(apply) = msg {
                         // A stopped delegate answers the callbacks with
-                        // RegionNotFound, in order, through the record.
+                        // "outcome unknown", in order, through the record.
                         fsm.delegate.enqueue(*apply, rec);
                     }
                 }

@@ -50,6 +50,16 @@ pub(crate) fn err_region_not_found(region_id: u64) -> errorpb::Error {
     err
 }
 
+/// An untyped error for a proposal whose entry is committed but will not be
+/// applied by this FSM (destroyed or shut down): the entry may still apply
+/// elsewhere, or here after a restart, so the outcome is unknown. A typed
+/// `RegionNotFound` would wrongly tell the client the command did not run.
+pub(crate) fn err_outcome_unknown(region_id: u64) -> errorpb::Error {
+    err_message(format!(
+        "region {region_id}: apply stopped before the command's committed entry was applied here: outcome unknown"
+    ))
+}
+
 /// A response whose header carries `err`.
 pub(crate) fn error_response(err: errorpb::Error, current_term: u64) -> RaftCmdResponse {
     let mut resp = RaftCmdResponse::default();

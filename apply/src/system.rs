@@ -40,7 +40,7 @@ impl ApplyRouter {
     /// so everything the caller sends afterwards reaches it in order. Any
     /// other message for a region without an FSM goes through the control
     /// FSM, which delivers it if the region was registered meanwhile and
-    /// otherwise answers its callbacks with `RegionNotFound` (as after
+    /// otherwise answers its callbacks with an untyped "outcome unknown" error (as after
     /// shutdown).
     ///
     /// After [`ApplyMsg::Destroy`], wait for the [`ApplyRes`](crate::ApplyRes)
@@ -174,7 +174,7 @@ impl ApplyBatchSystem {
     }
 
     /// Stops the system: new messages are refused (their callbacks answered
-    /// with `RegionNotFound`), every message accepted before is handled and
+    /// with an untyped "outcome unknown" error), every message accepted before is handled and
     /// its round written, then the threads are joined and every FSM dropped.
     pub fn shutdown(&mut self) {
         self.system.shutdown();
