@@ -119,7 +119,9 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         info!(ctx.logger, "destroying peer"; "region_id" => region_id, "peer_id" => fsm.peer.meta().get_id());
         fsm.stopped = true;
         fsm.peer
-            .fail_pending_proposals(kvproto_lite::util::new_region_not_found(region_id));
+            .fail_pending_proposals(kvproto_lite::util::new_error(format!(
+                "region {region_id}: peer destroyed with the command proposed but not applied: outcome unknown"
+            )));
         ctx.router.close(region_id);
         ctx.apply_router
             .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
