@@ -810,28 +810,20 @@ impl Simulation {
             return;
         }
         let n = self.cfg.nemesis.clone();
-        let mut kinds = Vec::new();
-        if n.partitions {
-            kinds.push(0);
-        }
-        if n.one_way {
-            kinds.push(1);
-        }
-        if n.leader_isolation {
-            kinds.push(2);
-        }
-        if n.crashes {
-            kinds.push(3);
-        }
-        if n.pauses {
-            kinds.push(4);
-        }
-        if n.transfers {
-            kinds.push(5);
-        }
-        if n.splits {
-            kinds.push(6);
-        }
+        // Enabled fault kinds, in a fixed order (seeds depend on it).
+        let kinds: Vec<u32> = [
+            n.partitions,
+            n.one_way,
+            n.leader_isolation,
+            n.crashes,
+            n.pauses,
+            n.transfers,
+            n.splits,
+        ]
+        .into_iter()
+        .zip(0u32..)
+        .filter_map(|(on, kind)| on.then_some(kind))
+        .collect();
         let duration = self.rng.gen_range(n.min_duration..=n.max_duration);
         let stores: Vec<u64> = self.stores.keys().copied().collect();
         if let Some(&kind) = kinds.choose(&mut self.rng) {
