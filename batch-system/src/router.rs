@@ -233,12 +233,49 @@ where
 
     /// Force-sends a message made by `msg_gen` to every registered normal
     /// FSM. Mailboxes that are closed are skipped.
-    pub fn broadcast_normal(&self, mut msg_gen: impl FnMut() -> N::Message) {
+    pub fn broadcast_normal(&self, msg_gen: impl FnMut() -> N::Message) {
+        self.broadcast_normal_where(|_| true, msg_gen);
+    }
+
+    /// Force-sends a message made by `msg_gen` to every registered normal
+    /// FSM whose address passes `filter`. Mailboxes that are closed are
+    /// skipped; `msg_gen` is called once per FSM that gets a message.
+    ///
+    /// Useful to spread periodic work: a timer that reaches a tenth of the
+    /// FSMs every tenth of its period wakes each FSM as often as a full
+    /// broadcast would, without handing the pollers every FSM at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use batch_system::test_runner::{Message, Runner};
+    /// use batch_system::{create_system, BasicMailbox};
+    ///
+    /// let (tx, control) = Runner::new(16);
+    /// let (router, _system) = create_system(1, 8, tx, control);
+    /// for addr in 0..4 {
+    ///     let (tx, fsm) = Runner::new(16);
+    ///     router.register(addr, BasicMailbox::new(tx, fsm));
+    /// }
+    /// // Only the even addresses get a message.
+    /// router.broadcast_normal_where(|addr| addr % 2 == 0, || Message::Count(1));
+    /// for addr in 0..4 {
+    ///     let queued = router.mailbox(addr).map(|mb| mb.len()).unwrap_or(0);
+    ///     assert_eq!(queued, usize::from(addr % 2 == 0));
+    /// }
+    /// ```
+    pub fn broadcast_normal_where(
+        &self,
+        mut filter: impl FnMut(u64) -> bool,
+        mut msg_gen: impl FnMut() -> N::Message,
+    ) {
         if self.is_stopped() {
             return;
         }
         for entry in self.core.normals.iter() {
-            let _ = entry.value().force_send(msg_gen(), &self.normal_scheduler);
+            if filter(*entry.key()) {
+                let _ = entry.value().force_send(msg_gen(), &self.normal_scheduler);
+            }
         }
     }
 

@@ -76,8 +76,13 @@ pub use peer_storage::{
 };
 pub use poller::{PollContext, RaftPoller, RaftPollerBuilder};
 pub use router::{CommandSink, RaftMessageSink, RaftRouter};
-pub use store_meta::{LeaderInfo, StoreMeta, StoreStats, StoreStatsSnapshot};
-pub use system::{create_raft_batch_system, ManualPollers, RaftBatchSystem};
+pub use store_meta::{
+    DurationHistogram, HistogramSnapshot, LeaderInfo, StoreMeta, StoreStats, StoreStatsSnapshot,
+    HISTOGRAM_BUCKETS,
+};
+pub use system::{
+    create_raft_batch_system, tick_slice, ManualPollers, RaftBatchSystem, TICK_SLICES,
+};
 pub use transport::{
     ChannelTransport, Filter, FilterAction, OneWayFilter, PartitionFilter, PredicateFilter,
     Transport, TransportStats,

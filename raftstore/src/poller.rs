@@ -21,6 +21,7 @@
 use std::ops::DerefMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use apply::ApplyRouter;
 use batch_system::{HandleResult, HandlerBuilder, PollHandler};
@@ -74,7 +75,10 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             return;
         }
         let sync = self.need_sync && self.cfg.sync_log;
-        if let Err(e) = self.engines.raft.consume(&mut self.log_batch, sync) {
+        let started = Instant::now();
+        let written = self.engines.raft.consume(&mut self.log_batch, sync);
+        self.stats.log_write_duration.record(started.elapsed());
+        if let Err(e) = written {
             // Raft promised peers these entries are durable; without the
             // log there is no safe way on.
             panic!("store {}: raft log write failed: {e}", self.store_id);

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apply::{
     create_apply_batch_system, ApplyBatchSystem, ApplyFsm, ApplyPoller, ApplyRouter, ControlFsm,
@@ -285,14 +285,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         let interval = Duration::from_millis(cfg.raft_base_tick_interval_ms);
         let handle = std::thread::Builder::new()
             .name(format!("raft-tick-{store_id}"))
-            .spawn(move || {
-                // A timeout is a tick; a message or a dropped sender is the
-                // stop signal.
-                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
-                    router.broadcast_normal(|| PeerMsg::Tick);
-                    let _ = router.send_control(StoreMsg::Tick);
-                }
-            })
+            .spawn(move || run_tick_timer(&router, interval, &stop_rx))
             .map_err(|e| Error::Other(format!("spawn tick thread: {e}")))?;
         self.timer = Some((stop_tx, handle));
         Ok(())
@@ -316,5 +309,97 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
 impl<EK: KvEngine, ER: RaftLogEngine> Drop for RaftBatchSystem<EK, ER> {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// How many groups the tick timer splits the peers into (at most one per
+/// millisecond of the tick interval).
+pub const TICK_SLICES: u64 = 10;
+
+/// The slice of the tick period in which `region_id`'s peer is ticked: a
+/// Fibonacci hash of the id, so consecutive ids (the usual case) spread
+/// evenly over the `slices` slices. Always `< slices` (0 when `slices` is 0).
+///
+/// # Examples
+///
+/// ```
+/// use raftstore::tick_slice;
+///
+/// let mut per_slice = [0u32; 10];
+/// for region_id in 1..=1000 {
+///     per_slice[tick_slice(region_id, 10) as usize] += 1;
+/// }
+/// assert!(per_slice.iter().all(|&n| (90..=110).contains(&n)), "{per_slice:?}");
+/// ```
+pub fn tick_slice(region_id: u64, slices: u64) -> u64 {
+    if slices == 0 {
+        return 0;
+    }
+    (region_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % slices
+}
+
+/// The store's tick timer. Every peer gets one `PeerMsg::Tick` per
+/// `interval`, but not all at once: the peers are split into
+/// [`TICK_SLICES`] groups by [`tick_slice`], and one group is ticked every
+/// `interval / TICK_SLICES`. Ticking thousands of peers in the same instant
+/// hands the pollers one huge round (every tick, heartbeat and heartbeat
+/// response together), and every client command that arrives meanwhile
+/// waits behind it; spread out, a round carries a tenth of that. The store
+/// FSM gets its tick once per `interval`. Returns when `stop` gets a message
+/// or its sender is dropped.
+fn run_tick_timer<ER: RaftLogEngine>(
+    router: &RaftRouter<ER>,
+    interval: Duration,
+    stop: &crossbeam_channel::Receiver<()>,
+) {
+    let slices = TICK_SLICES
+        .min(interval.as_millis().try_into().unwrap_or(u64::MAX))
+        .max(1);
+    let step = interval / slices as u32;
+    let mut slice = 0;
+    let mut next = Instant::now() + step;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
+        router.broadcast_normal_where(|id| tick_slice(id, slices) == slice, || PeerMsg::Tick);
+        if slice == 0 {
+            let _ = router.send_control(StoreMsg::Tick);
+        }
+        slice = (slice + 1) % slices;
+        // Keep the period, but after a stall (a suspended process) do not
+        // fire the missed slices back to back.
+        next += step;
+        let now = Instant::now();
+        if next < now {
+            next = now + step;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_slice_is_in_range_and_stable() {
+        assert_eq!(tick_slice(42, 0), 0);
+        for id in [0, 1, 7, u64::MAX, 0x8000_0000_0000_0000] {
+            assert_eq!(tick_slice(id, 1), 0);
+            let s = tick_slice(id, TICK_SLICES);
+            assert!(s < TICK_SLICES);
+            assert_eq!(s, tick_slice(id, TICK_SLICES));
+        }
+    }
+
+    #[test]
+    fn sparse_region_ids_spread_over_the_slices() {
+        // Ids with a common stride (as split region ids can have) must not
+        // all land in one slice.
+        let mut per_slice = [0u32; TICK_SLICES as usize];
+        for i in 0..1000u64 {
+            per_slice[tick_slice(1000 + i * 10, TICK_SLICES) as usize] += 1;
+        }
+        assert!(
+            per_slice.iter().all(|&n| (70..=130).contains(&n)),
+            "{per_slice:?}"
+        );
     }
 }

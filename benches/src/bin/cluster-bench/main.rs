@@ -347,12 +347,7 @@ fn stats_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> Stor
     let mut sum = StoreStatsSnapshot::default();
     for id in cluster.store_ids() {
         if let Some(s) = cluster.stats(*id) {
-            let s = s.snapshot();
-            sum.log_writes += s.log_writes;
-            sum.log_syncs += s.log_syncs;
-            sum.readies += s.readies;
-            sum.committed_entries += s.committed_entries;
-            sum.rounds += s.rounds;
+            sum.add(&s.snapshot());
         }
     }
     sum
@@ -483,13 +478,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         measure_start.ok_or_else(|| "measurement never started".to_owned())?;
     let wall = (end.0 - m_start).as_secs_f64();
     let cpu = end.1.saturating_sub(cpu_start).as_secs_f64();
-    let stats = StoreStatsSnapshot {
-        log_writes: end.2.log_writes - stats_start.log_writes,
-        log_syncs: end.2.log_syncs - stats_start.log_syncs,
-        readies: end.2.readies - stats_start.readies,
-        committed_entries: end.2.committed_entries - stats_start.committed_entries,
-        rounds: end.2.rounds - stats_start.rounds,
-    };
+    let stats = end.2.since(&stats_start);
 
     let mut results = Vec::new();
     for h in handles {

@@ -102,6 +102,10 @@ pub struct PhaseReport {
     pub readies: u64,
     /// Raft-log fsyncs per second (all stores).
     pub fsyncs_per_sec: f64,
+    /// Raft-log write (fsync included) durations, milliseconds: median,
+    /// 99th percentile and maximum, each the upper bound of a power-of-two
+    /// bucket (see `raftstore::DurationHistogram`); `None` without writes.
+    pub log_write_ms: Option<[f64; 3]>,
     /// Peer Readies per fsync (group commit makes this large).
     pub readies_per_fsync: f64,
     /// Replicated writes per fsync: acknowledged writes x replicas / fsyncs.
@@ -170,6 +174,7 @@ impl PhaseReport {
             log_syncs: stats.log_syncs,
             readies: stats.readies,
             fsyncs_per_sec: 0.0,
+            log_write_ms: log_write_ms(&stats),
             readies_per_fsync: 0.0,
             writes_per_fsync: 0.0,
             raft_messages: 0,
@@ -227,6 +232,12 @@ impl PhaseReport {
         self.writes_per_fsync = self.writes as f64 * replicas as f64 / syncs;
         self.raft_messages_per_write = self.raft_messages as f64 / writes;
     }
+}
+
+fn log_write_ms(stats: &StoreStatsSnapshot) -> Option<[f64; 3]> {
+    let h = &stats.log_write_duration;
+    let ms = |q: f64| h.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+    Some([ms(0.5)?, ms(0.99)?, ms(1.0)?])
 }
 
 fn merge(into: &mut Option<Histogram<u64>>, h: &Histogram<u64>) {
@@ -342,6 +353,10 @@ impl Report {
             }),
             ("cores busy", |p| format!("{:.2}", p.cores_used)),
             ("raft log fsyncs/s", |p| format!("{:.0}", p.fsyncs_per_sec)),
+            ("log write p50/p99/max (ms)", |p| match p.log_write_ms {
+                Some([p50, p99, max]) => format!("{p50:.2}/{p99:.1}/{max:.0}"),
+                None => "-".to_owned(),
+            }),
             ("Readies / fsync", |p| format!("{:.1}", p.readies_per_fsync)),
             ("writes x replicas / fsync", |p| {
                 format!("{:.1}", p.writes_per_fsync)
