@@ -30,6 +30,7 @@ use engine::{KvEngine, RaftLogEngine};
 use indicatif::{ProgressBar, ProgressStyle};
 use raftstore::{Cluster, CommandSink, Config, StoreStatsSnapshot};
 
+mod disk;
 mod load;
 mod plot;
 mod report;
@@ -127,6 +128,12 @@ struct Args {
     /// Seed of the clients' random choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Before the load, measure the data directory's disk: 4 KiB writes,
+    /// each followed by fdatasync, for 1 s with one writer and 1 s with one
+    /// writer per store (durable engines only). Tells whether the latency
+    /// tail comes from the disk.
+    #[arg(long)]
+    probe_disk: bool,
     /// Count the raft messages between stores by type (a pass-through
     /// transport filter; costs a little) and print the mix per write.
     #[arg(long)]
@@ -264,6 +271,21 @@ fn run(args: &Args) -> Result<Report, String> {
             "mimalloc"
         }
     );
+    if args.probe_disk && args.engine == EngineKind::Durable {
+        let dir = match &args.data_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| format!("create {}: {e}", d.display()))?;
+                d.clone()
+            }
+            None => std::env::temp_dir(),
+        };
+        for writers in [1, args.stores] {
+            let p = disk::probe(&dir, writers, Duration::from_secs(1))
+                .map_err(|e| format!("--probe-disk in {}: {e}", dir.display()))?;
+            println!("  disk ({}): {}", dir.display(), p.line());
+            report.disk_probe.push(p);
+        }
+    }
     let main_phase = PhasePlan {
         name: "group commit".to_owned(),
         cfg: cfg.clone(),

@@ -279,6 +279,9 @@ pub struct Report {
     pub peak_rss_mib: Option<f64>,
     /// The phases, the default (group commit, full load) first.
     pub phases: Vec<PhaseReport>,
+    /// `--probe-disk`: fsync latency of the data directory's disk, with
+    /// one writer and with one writer per store.
+    pub disk_probe: Vec<crate::disk::FsyncProbe>,
     /// Writes/s with group commit divided by writes/s without, when both ran.
     pub group_commit_ratio: Option<f64>,
 }
@@ -308,6 +311,7 @@ impl Report {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             peak_rss_mib: None,
             phases: Vec::new(),
+            disk_probe: Vec::new(),
             group_commit_ratio: None,
         }
     }
