@@ -1,6 +1,6 @@
 //! [`MemKvEngine`]: an in-memory KV engine for tests and simulation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -48,13 +48,26 @@ struct Inner {
     live: Arc<Map>,
     /// What survives [`MemKvEngine::crash`].
     durable: Map,
-    /// Writes since the last sync, in order.
-    pending: Vec<WriteOp>,
+    /// Writes since the last sync, in order (at most
+    /// [`MAX_UNSYNCED_OPS`]).
+    pending: VecDeque<WriteOp>,
 }
+
+/// The most unsynced write operations a [`MemKvEngine`] keeps losable.
+/// Beyond it the oldest half is made durable, as a real engine's background
+/// flush would: a crash still loses the newest unsynced writes (at least
+/// the last `MAX_UNSYNCED_OPS / 2`), and memory stays bounded under a
+/// workload that never syncs.
+pub const MAX_UNSYNCED_OPS: usize = 65_536;
 
 impl Inner {
     fn make_durable(&mut self) {
-        for op in std::mem::take(&mut self.pending) {
+        let n = self.pending.len();
+        self.make_oldest_durable(n);
+    }
+
+    fn make_oldest_durable(&mut self, n: usize) {
+        for op in self.pending.drain(..n) {
             match op {
                 WriteOp::Put(k, v) => {
                     self.durable.insert(k, v);
@@ -76,8 +89,10 @@ impl Inner {
 /// [`sync`](KvEngine::sync); synced writes (and everything before them) are
 /// kept. Snapshots are O(1); the first write after a snapshot copies the map.
 ///
-/// Unsynced writes are also kept in an in-memory log until the next sync,
-/// so a workload that never syncs makes that log grow.
+/// Unsynced writes are kept in an in-memory log until the next sync; past
+/// [`MAX_UNSYNCED_OPS`] the oldest of them become durable on their own, as
+/// a real engine may persist unsynced data at any time. A crash loses only
+/// what is still in the log.
 ///
 /// Clones share the same storage.
 ///
@@ -141,9 +156,18 @@ impl KvEngine for MemKvEngine {
         for op in ops {
             apply(live, op);
         }
-        inner.pending.extend(ops.iter().cloned());
         if sync {
             inner.make_durable();
+            // Durable as they are: no need to log them first.
+            for op in ops {
+                apply(&mut inner.durable, op);
+            }
+        } else {
+            inner.pending.extend(ops.iter().cloned());
+            if inner.pending.len() > MAX_UNSYNCED_OPS {
+                let excess = inner.pending.len() - MAX_UNSYNCED_OPS / 2;
+                inner.make_oldest_durable(excess);
+            }
         }
         drop(inner);
         crate::KvWriteBatch::clear(batch);
@@ -201,5 +225,51 @@ impl KvSnapshot for MemKvSnapshot {
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         scan_data(&self.map, start, end, limit)
+    }
+}
+
+#[cfg(test)]
+mod unsynced_tests {
+    use super::*;
+    use crate::KvWriteBatch;
+
+    fn put(kv: &MemKvEngine, i: usize, sync: bool) {
+        let mut wb = kv.write_batch();
+        wb.put(format!("k{i:08}").as_bytes(), b"v");
+        kv.write(&mut wb, sync).unwrap();
+    }
+
+    fn has(kv: &MemKvEngine, i: usize) -> bool {
+        kv.get(format!("k{i:08}").as_bytes()).unwrap().is_some()
+    }
+
+    #[test]
+    fn the_unsynced_log_is_bounded_and_a_crash_loses_only_its_tail() {
+        let kv = MemKvEngine::new();
+        let n = MAX_UNSYNCED_OPS * 2 + 10;
+        for i in 0..n {
+            put(&kv, i, false);
+            assert!(kv.read_lock().pending.len() <= MAX_UNSYNCED_OPS);
+        }
+        kv.crash();
+        // The oldest writes were made durable on the way, the newest were
+        // still losable and are gone; what survives is a prefix.
+        assert!(has(&kv, 0));
+        assert!(!has(&kv, n - 1));
+        let survivors = (0..n).filter(|&i| has(&kv, i)).count();
+        assert!(survivors >= n - MAX_UNSYNCED_OPS, "{survivors}");
+        assert!(survivors <= n - MAX_UNSYNCED_OPS / 2, "{survivors}");
+        assert!((0..survivors).all(|i| has(&kv, i)));
+    }
+
+    #[test]
+    fn a_synced_write_makes_everything_before_it_durable() {
+        let kv = MemKvEngine::new();
+        put(&kv, 1, false);
+        put(&kv, 2, true);
+        put(&kv, 3, false);
+        kv.crash();
+        assert!(has(&kv, 1) && has(&kv, 2) && !has(&kv, 3));
+        assert!(kv.read_lock().pending.is_empty());
     }
 }
