@@ -2,8 +2,12 @@
 //!
 //! See [`FsmState`] for who owns an FSM at any moment.
 
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[cfg(not(loom))]
 use crossbeam_utils::atomic::AtomicCell;
 
 use crate::mailbox::BasicMailbox;
@@ -102,7 +106,37 @@ const DROP: usize = 2;
 /// [`AtomicCell`], so there is no lock and no `unsafe`.
 pub struct FsmState<F> {
     status: AtomicUsize,
-    data: AtomicCell<Option<Box<F>>>,
+    data: Slot<F>,
+}
+
+/// Where an idle FSM is parked: a lock-free atomic cell.
+#[cfg(not(loom))]
+type Slot<F> = AtomicCell<Option<Box<F>>>;
+
+/// Under `--cfg loom` (the model checker in `tests/loom.rs`), a loom mutex
+/// stands in for the atomic cell: every `take` and `store` stays one atomic
+/// step, and loom can explore how they interleave with the status word.
+#[cfg(loom)]
+type Slot<F> = loom_slot::Slot<F>;
+
+#[cfg(loom)]
+mod loom_slot {
+    /// An `Option<Box<F>>` whose `take` and `store` are single steps.
+    pub(crate) struct Slot<F>(loom::sync::Mutex<Option<Box<F>>>);
+
+    impl<F> Slot<F> {
+        pub(crate) fn new(v: Option<Box<F>>) -> Self {
+            Slot(loom::sync::Mutex::new(v))
+        }
+
+        pub(crate) fn take(&self) -> Option<Box<F>> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        }
+
+        pub(crate) fn store(&self, v: Option<Box<F>>) {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        }
+    }
 }
 
 impl<F> std::fmt::Debug for FsmState<F> {
@@ -121,7 +155,7 @@ impl<F> FsmState<F> {
     pub fn new(fsm: Box<F>) -> FsmState<F> {
         FsmState {
             status: AtomicUsize::new(IDLE),
-            data: AtomicCell::new(Some(fsm)),
+            data: Slot::new(Some(fsm)),
         }
     }
 
