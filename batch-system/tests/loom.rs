@@ -28,6 +28,22 @@ impl Drop for Token {
     }
 }
 
+/// Runs `f` on a new loom thread with its own handle to `state`.
+fn on_thread<R: Send + 'static>(
+    state: &Arc<FsmState<Token>>,
+    f: impl FnOnce(Arc<FsmState<Token>>) -> R + Send + 'static,
+) -> thread::JoinHandle<R> {
+    let state = Arc::clone(state);
+    thread::spawn(move || f(state))
+}
+
+/// Drops the last handle to `state` and checks that the FSM was dropped
+/// exactly once over the whole run.
+fn assert_dropped_once(state: Arc<FsmState<Token>>, drops: &AtomicUsize) {
+    drop(state);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
 fn new_state() -> (Arc<FsmState<Token>>, Arc<AtomicUsize>) {
     let drops = Arc::new(AtomicUsize::new(0));
     let state = Arc::new(FsmState::new(Box::new(Token(Arc::clone(&drops)))));
@@ -40,8 +56,7 @@ fn two_notifiers_one_owner() {
         let (state, drops) = new_state();
         let takers: Vec<_> = (0..2)
             .map(|_| {
-                let state = Arc::clone(&state);
-                thread::spawn(move || {
+                on_thread(&state, |state| {
                     if state.try_notify() {
                         let fsm = state.take_notified();
                         assert!(fsm.is_some(), "the winner must get the FSM");
@@ -57,8 +72,7 @@ fn two_notifiers_one_owner() {
         // Both may win one after the other (the first released it), but
         // never at the same time: each winner found the FSM in the slot.
         assert!((1..=2).contains(&owners));
-        drop(state);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_dropped_once(state, &drops);
     });
 }
 
@@ -68,21 +82,14 @@ fn close_racing_with_release_drops_the_fsm_exactly_once() {
         let (state, drops) = new_state();
         assert!(state.try_notify());
         let fsm = state.take_notified().unwrap();
-        let poller = {
-            let state = Arc::clone(&state);
-            thread::spawn(move || state.release(fsm))
-        };
-        let closer = {
-            let state = Arc::clone(&state);
-            thread::spawn(move || state.close())
-        };
+        let poller = on_thread(&state, move |state| state.release(fsm));
+        let closer = on_thread(&state, |state| state.close());
         poller.join().unwrap();
         closer.join().unwrap();
         // Whichever came second dropped it; nothing is left to drop later.
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert!(state.is_closed());
-        drop(state);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_dropped_once(state, &drops);
     });
 }
 
@@ -90,25 +97,18 @@ fn close_racing_with_release_drops_the_fsm_exactly_once() {
 fn close_racing_with_a_notify_drops_the_fsm_exactly_once() {
     loom::model(|| {
         let (state, drops) = new_state();
-        let sender = {
-            let state = Arc::clone(&state);
-            thread::spawn(move || {
-                if state.try_notify() {
-                    if let Some(fsm) = state.take_notified() {
-                        state.release(fsm);
-                    }
+        let sender = on_thread(&state, |state| {
+            if state.try_notify() {
+                if let Some(fsm) = state.take_notified() {
+                    state.release(fsm);
                 }
-            })
-        };
-        let closer = {
-            let state = Arc::clone(&state);
-            thread::spawn(move || state.close())
-        };
+            }
+        });
+        let closer = on_thread(&state, |state| state.close());
         sender.join().unwrap();
         closer.join().unwrap();
         assert_eq!(drops.load(Ordering::SeqCst), 1);
-        drop(state);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_dropped_once(state, &drops);
     });
 }
 
@@ -122,8 +122,8 @@ fn a_message_sent_during_release_is_never_stranded() {
         let fsm = state.take_notified().unwrap();
 
         let poller = {
-            let (state, queued) = (Arc::clone(&state), Arc::clone(&queued));
-            thread::spawn(move || {
+            let queued = Arc::clone(&queued);
+            on_thread(&state, move |state| {
                 state.release(fsm);
                 // Re-check after releasing, as `batch.rs` does.
                 if *queued.lock().unwrap() > 0 && state.try_notify() {
@@ -133,8 +133,8 @@ fn a_message_sent_during_release_is_never_stranded() {
             })
         };
         let sender = {
-            let (state, queued) = (Arc::clone(&state), Arc::clone(&queued));
-            thread::spawn(move || {
+            let queued = Arc::clone(&queued);
+            on_thread(&state, move |state| {
                 *queued.lock().unwrap() += 1;
                 if state.try_notify() {
                     // The scheduling token: whoever gets it runs the FSM.
@@ -157,7 +157,6 @@ fn a_message_sent_during_release_is_never_stranded() {
         );
         drop(by_poller);
         drop(by_sender);
-        drop(state);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_dropped_once(state, &drops);
     });
 }
