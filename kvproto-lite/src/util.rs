@@ -1,9 +1,11 @@
 //! Small helpers shared by the apply and raftstore crates: region key-range
-//! checks, region-epoch comparison, and one [`errorpb::Error`] constructor per
-//! error kind (each sets the human-readable `message` and the typed detail).
+//! checks, region-epoch comparison, a command addressed to a region, and one
+//! [`errorpb::Error`] constructor per error kind (each sets the human-readable
+//! `message` and the typed detail).
 
 use crate::errorpb;
 use crate::metapb::{Peer, Region, RegionEpoch};
+use crate::raft_cmdpb::RaftCmdRequest;
 
 /// Returns true if `key` lies in `region`'s range `[start_key, end_key)`.
 ///
@@ -93,6 +95,42 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<(), errorpb::E
 /// ```
 pub fn is_epoch_stale(checked: &RegionEpoch, current: &RegionEpoch) -> bool {
     checked.get_version() < current.get_version() || checked.get_conf_ver() < current.get_conf_ver()
+}
+
+/// A command addressed to `peer` of `region`: a [`RaftCmdRequest`] whose
+/// header carries the region id, the peer and the region's current epoch.
+/// Push requests (or set an admin request) before sending it.
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::metapb::{Peer, Region};
+/// use kvproto_lite::raft_cmdpb::{CmdType, Request};
+///
+/// let mut region = Region::default();
+/// region.set_id(7);
+/// region.mut_region_epoch().set_version(3);
+/// let mut peer = Peer::default();
+/// peer.set_id(71);
+/// peer.set_store_id(1);
+///
+/// let mut cmd = kvproto_lite::util::new_cmd_request(&region, peer.clone());
+/// let mut get = Request::default();
+/// get.set_cmd_type(CmdType::Get);
+/// get.mut_get().set_key(b"k".to_vec());
+/// cmd.mut_requests().push(get);
+///
+/// assert_eq!(cmd.get_header().get_region_id(), 7);
+/// assert_eq!(cmd.get_header().get_peer(), &peer);
+/// assert_eq!(cmd.get_header().get_region_epoch().get_version(), 3);
+/// ```
+pub fn new_cmd_request(region: &Region, peer: Peer) -> RaftCmdRequest {
+    let mut cmd = RaftCmdRequest::default();
+    let header = cmd.mut_header();
+    header.set_region_id(region.get_id());
+    header.set_peer(peer);
+    header.set_region_epoch(region.get_region_epoch().clone());
+    cmd
 }
 
 /// Builds an error with only the human-readable `message` set, for failures

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kvproto_lite::errorpb;
 use kvproto_lite::metapb::{Peer, Region};
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response};
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdResponse, Request, Response};
 
 use crate::router::CommandSink;
 
@@ -218,11 +218,7 @@ impl Client {
                 backoff: true,
             };
         };
-        let mut cmd = RaftCmdRequest::default();
-        cmd.mut_header().set_region_id(region_id);
-        cmd.mut_header().set_peer(peer.clone());
-        cmd.mut_header()
-            .set_region_epoch(region.get_region_epoch().clone());
+        let mut cmd = kvproto_lite::util::new_cmd_request(region, peer.clone());
         cmd.mut_requests().push(req.clone());
         let rx = sink.submit(cmd);
         let resp = match rx.recv_timeout(self.opts.attempt_timeout) {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use batch_system::mpsc::TrySendError;
 use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine};
 use kvproto_lite::metapb::{self, Region};
-use kvproto_lite::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftCmdResponse, Request};
+use kvproto_lite::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdResponse, Request};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 use protobuf::Message as _;
@@ -956,11 +956,7 @@ impl Simulation {
             region.get_id(),
             split_key
         ));
-        let mut req = RaftCmdRequest::default();
-        req.mut_header().set_region_id(region.get_id());
-        req.mut_header().set_peer(peer);
-        req.mut_header()
-            .set_region_epoch(region.get_region_epoch().clone());
+        let mut req = util::new_cmd_request(&region, peer);
         let admin = req.mut_admin_request();
         admin.set_cmd_type(AdminCmdType::Split);
         admin.mut_split().set_split_key(split_key);
@@ -1070,11 +1066,7 @@ impl Simulation {
         else {
             return;
         };
-        let mut req = RaftCmdRequest::default();
-        req.mut_header().set_region_id(region.get_id());
-        req.mut_header().set_peer(peer);
-        req.mut_header()
-            .set_region_epoch(region.get_region_epoch().clone());
+        let mut req = util::new_cmd_request(region, peer);
         let admin = req.mut_admin_request();
         admin.set_cmd_type(AdminCmdType::TransferLeader);
         admin.mut_transfer_leader().set_peer(target);
@@ -1245,11 +1237,7 @@ impl Simulation {
             f.attempt
         };
         self.stats.attempts += 1;
-        let mut req = RaftCmdRequest::default();
-        req.mut_header().set_region_id(region_id);
-        req.mut_header().set_peer(peer);
-        req.mut_header()
-            .set_region_epoch(region.get_region_epoch().clone());
+        let mut req = util::new_cmd_request(&region, peer);
         let mut r = Request::default();
         let k = self.keys[key].clone();
         match command {

@@ -25,7 +25,7 @@ use batch_system::mpsc::TrySendError;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use hdrhistogram::Histogram;
 use kvproto_lite::metapb::{Peer, Region};
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdResponse, Request};
 use raftstore::{Callback, CommandSink, RaftCommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -430,11 +430,7 @@ impl Client {
                 req.mut_get().set_key(key.to_vec());
             }
         }
-        let mut cmd = RaftCmdRequest::default();
-        cmd.mut_header().set_region_id(region.get_id());
-        cmd.mut_header().set_peer(peer);
-        cmd.mut_header()
-            .set_region_epoch(region.get_region_epoch().clone());
+        let mut cmd = kvproto_lite::util::new_cmd_request(region, peer);
         cmd.mut_requests().push(req);
         let tx = self.tx.clone();
         let cb = Callback::new(move |resp| {
