@@ -149,42 +149,23 @@ pub mod util;
 // The generated modules. rust-protobuf 2.28 output trips lints of newer
 // rustc versions and has no docs on its items; the allowances apply to these
 // modules only, so the rest of the crate keeps every lint.
-#[allow(
-    missing_docs,
-    elided_lifetimes_in_paths,
-    mismatched_lifetime_syntaxes,
-    non_upper_case_globals,
-    unused_parens,
-    clippy::all
-)]
-pub mod errorpb;
-#[allow(
-    missing_docs,
-    elided_lifetimes_in_paths,
-    mismatched_lifetime_syntaxes,
-    non_upper_case_globals,
-    unused_parens,
-    clippy::all
-)]
-pub mod metapb;
-#[allow(
-    missing_docs,
-    elided_lifetimes_in_paths,
-    mismatched_lifetime_syntaxes,
-    non_upper_case_globals,
-    unused_parens,
-    clippy::all
-)]
-pub mod raft_cmdpb;
-#[allow(
-    missing_docs,
-    elided_lifetimes_in_paths,
-    mismatched_lifetime_syntaxes,
-    non_upper_case_globals,
-    unused_parens,
-    clippy::all
-)]
-pub mod raft_serverpb;
+macro_rules! generated_modules {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[allow(
+                missing_docs,
+                elided_lifetimes_in_paths,
+                mismatched_lifetime_syntaxes,
+                non_upper_case_globals,
+                unused_parens,
+                clippy::all
+            )]
+            pub mod $name;
+        )*
+    };
+}
+
+generated_modules!(errorpb, metapb, raft_cmdpb, raft_serverpb);
 
 pub use codec::{decode, encode};
 pub use error::{Error, Result};
