@@ -72,28 +72,18 @@ pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
         .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
         .draw()
         .map_err(err)?;
-    for (i, p) in report.phases.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                p.timeline
-                    .iter()
-                    .map(|s| (s.t, s.writes_per_sec + s.reads_per_sec)),
-                color.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(format!("{} ({:.0} writes/s)", p.name, p.writes_per_sec))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)?;
+    let lines = report.phases.iter().map(|p| {
+        let points = p
+            .timeline
+            .iter()
+            .map(|s| (s.t, s.writes_per_sec + s.reads_per_sec))
+            .collect();
+        (
+            format!("{} ({:.0} writes/s)", p.name, p.writes_per_sec),
+            points,
+        )
+    });
+    draw_lines(&mut chart, lines, SeriesLabelPosition::LowerRight)?;
 
     // Write latency by percentile.
     let lat_max = report
@@ -123,23 +113,48 @@ pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
         })
         .draw()
         .map_err(err)?;
-    for (i, p) in report.phases.iter().enumerate() {
+    let lines = report.phases.iter().map(|p| {
+        let points = p
+            .write_latency
+            .curve
+            .iter()
+            .filter(|c| c.0 < 100.0)
+            .map(|&(pct, us)| (nines(pct), us as f64 / 1000.0))
+            .collect();
+        let label = format!(
+            "{}: p99 {:.2} ms",
+            p.name,
+            p.write_latency.p99_us as f64 / 1000.0
+        );
+        (label, points)
+    });
+    draw_lines(&mut chart, lines, SeriesLabelPosition::UpperLeft)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// A chart of the plot: both axes continuous.
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Draws one line per phase, `(label, points)` in phase order (colours
+/// follow the order, the same in both charts), and their legend at
+/// `position`.
+fn draw_lines<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    lines: impl Iterator<Item = (String, Vec<(f64, f64)>)>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<_>| format!("draw: {e:?}");
+    for (i, (label, points)) in lines.enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
-            .draw_series(LineSeries::new(
-                p.write_latency
-                    .curve
-                    .iter()
-                    .filter(|c| c.0 < 100.0)
-                    .map(|&(pct, us)| (nines(pct), us as f64 / 1000.0)),
-                color.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(err)?
-            .label(format!(
-                "{}: p99 {:.2} ms",
-                p.name,
-                p.write_latency.p99_us as f64 / 1000.0
-            ))
+            .label(label)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
@@ -148,9 +163,8 @@ pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
         .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
 }
