@@ -21,13 +21,11 @@ use kvproto_lite::raft_cmdpb::{
 use kvproto_lite::raft_serverpb::{
     PeerState, RaftApplyState, RaftTruncatedState, RegionLocalState,
 };
+use kvproto_lite::util;
 use slog::{debug, error, info, warn};
 
 use crate::context::{ApplyContext, Checkpoint, RoundRecord};
-use crate::response::{
-    err_epoch_not_match, err_key_not_in_region, err_message, err_outcome_unknown,
-    err_region_not_found, err_stale_command, error_response, key_in_region,
-};
+use crate::response::{err_outcome_unknown, error_response};
 use crate::{Apply, Callback, ExecResult, Proposal, Registration};
 
 /// Log index a region created by a split starts at: its initial
@@ -126,7 +124,11 @@ impl ApplyDelegate {
     /// Replaces the state with a new registration; what was pending is stale.
     pub(crate) fn reset(&mut self, reg: Registration, rec: &mut RoundRecord) {
         for p in self.proposals.drain(..) {
-            rec.respond(p.cb, error_response(err_stale_command(), self.term), false);
+            rec.respond(
+                p.cb,
+                error_response(util::new_stale_command(), self.term),
+                false,
+            );
         }
         self.queue.clear();
         self.peer_id = reg.peer_id;
@@ -183,7 +185,11 @@ impl ApplyDelegate {
         for p in apply.proposals {
             // Its entry was applied already (without it): it can never match.
             if p.index <= applied {
-                rec.respond(p.cb, error_response(err_stale_command(), self.term), false);
+                rec.respond(
+                    p.cb,
+                    error_response(util::new_stale_command(), self.term),
+                    false,
+                );
             } else {
                 self.proposals.push_back(p);
             }
@@ -246,7 +252,11 @@ impl ApplyDelegate {
             if matches {
                 return Some(p.cb);
             }
-            rec.respond(p.cb, error_response(err_stale_command(), self.term), false);
+            rec.respond(
+                p.cb,
+                error_response(util::new_stale_command(), self.term),
+                false,
+            );
         }
         None
     }
@@ -267,7 +277,7 @@ impl ApplyDelegate {
             EntryType::EntryNormal => {
                 match kvproto_lite::decode::<RaftCmdRequest>(entry.get_data()) {
                     Ok(req) => self.exec_command(ctx, rec, req, index, None, cb.is_some()),
-                    Err(e) => Err(err_message(format!(
+                    Err(e) => Err(util::new_error(format!(
                         "undecodable entry at index {index}: {e}"
                     ))),
                 }
@@ -279,7 +289,7 @@ impl ApplyDelegate {
             EntryType::EntryConfChangeV2 if entry.get_data().is_empty() => {
                 Ok((self.ok_response(), None))
             }
-            EntryType::EntryConfChangeV2 => Err(err_message(format!(
+            EntryType::EntryConfChangeV2 => Err(util::new_error(format!(
                 "ConfChangeV2 entry at index {index} is not supported; propose a ConfChange"
             ))),
         };
@@ -322,8 +332,9 @@ impl ApplyDelegate {
         entry: &Entry,
     ) -> ExecOutcome {
         let index = entry.get_index();
-        let cc = kvproto_lite::decode::<ConfChange>(entry.get_data())
-            .map_err(|e| err_message(format!("undecodable conf change at index {index}: {e}")))?;
+        let cc = kvproto_lite::decode::<ConfChange>(entry.get_data()).map_err(|e| {
+            util::new_error(format!("undecodable conf change at index {index}: {e}"))
+        })?;
         // RawNode::propose_conf_change puts its context in the entry; accept
         // the conf change's own context as well.
         let context = if entry.get_context().is_empty() {
@@ -332,7 +343,7 @@ impl ApplyDelegate {
             entry.get_context()
         };
         let req = kvproto_lite::decode::<RaftCmdRequest>(context).map_err(|e| {
-            err_message(format!(
+            util::new_error(format!(
                 "undecodable conf change command at index {index}: {e}"
             ))
         })?;
@@ -352,10 +363,10 @@ impl ApplyDelegate {
     ) -> ExecOutcome {
         let header = req.get_header();
         if header.get_region_id() != self.region_id() {
-            return Err(err_region_not_found(header.get_region_id()));
+            return Err(util::new_region_not_found(header.get_region_id()));
         }
         if req.has_admin_request() && !req.get_requests().is_empty() {
-            return Err(err_message(
+            return Err(util::new_error(
                 "a command may not mix an admin request with normal requests",
             ));
         }
@@ -363,7 +374,7 @@ impl ApplyDelegate {
         let outcome = if req.has_admin_request() {
             self.exec_admin(ctx, rec, &mut req, index, cc)
         } else if cc.is_some() {
-            Err(err_message(format!(
+            Err(util::new_error(format!(
                 "conf change at index {index} carries no ChangePeer admin request"
             )))
         } else {
@@ -374,7 +385,9 @@ impl ApplyDelegate {
             // means the write batch is broken: nothing sensible to keep.
             error!(ctx.logger, "write batch save point failed";
                 "region_id" => self.region_id(), "peer_id" => self.peer_id, "error" => %e);
-            return Err(err_message(format!("write batch save point failed: {e}")));
+            return Err(util::new_error(format!(
+                "write batch save point failed: {e}"
+            )));
         }
         outcome
     }
@@ -390,7 +403,15 @@ impl ApplyDelegate {
         if (check_conf_ver && from.get_conf_ver() != cur.get_conf_ver())
             || (check_ver && from.get_version() != cur.get_version())
         {
-            return Err(err_epoch_not_match(&self.region));
+            return Err(util::new_epoch_not_match(
+                format!(
+                    "region {} is at conf_ver {} version {}",
+                    self.region.get_id(),
+                    self.region.get_region_epoch().get_conf_ver(),
+                    self.region.get_region_epoch().get_version()
+                ),
+                vec![self.region.clone()],
+            ));
         }
         Ok(())
     }
@@ -412,8 +433,8 @@ impl ApplyDelegate {
             match r.get_cmd_type() {
                 CmdType::Put if r.has_put() => {
                     let put = r.mut_put();
-                    if !key_in_region(put.get_key(), &self.region) {
-                        return Err(err_key_not_in_region(put.get_key(), &self.region));
+                    if !util::is_key_in_region(put.get_key(), &self.region) {
+                        return Err(util::new_key_not_in_region(put.get_key(), &self.region));
                     }
                     ctx.put(put.take_key(), put.take_value());
                     if respond {
@@ -422,8 +443,8 @@ impl ApplyDelegate {
                 }
                 CmdType::Delete if r.has_delete() => {
                     let del = r.mut_delete();
-                    if !key_in_region(del.get_key(), &self.region) {
-                        return Err(err_key_not_in_region(del.get_key(), &self.region));
+                    if !util::is_key_in_region(del.get_key(), &self.region) {
+                        return Err(util::new_key_not_in_region(del.get_key(), &self.region));
                     }
                     ctx.delete(del.take_key());
                     if respond {
@@ -432,8 +453,8 @@ impl ApplyDelegate {
                 }
                 CmdType::Get if r.has_get() => {
                     let key = r.get_get().get_key();
-                    if !key_in_region(key, &self.region) {
-                        return Err(err_key_not_in_region(key, &self.region));
+                    if !util::is_key_in_region(key, &self.region) {
+                        return Err(util::new_key_not_in_region(key, &self.region));
                     }
                     if !respond {
                         continue;
@@ -447,7 +468,7 @@ impl ApplyDelegate {
                     }
                 }
                 t => {
-                    return Err(err_message(format!(
+                    return Err(util::new_error(format!(
                         "invalid request: command type {t:?} without its body"
                     )))
                 }
@@ -461,7 +482,7 @@ impl ApplyDelegate {
                 "region_id" => self.region_id(), "peer_id" => self.peer_id, "error" => %e);
             // The writes stay (deterministic state); the caller learns the
             // read failed and that the command's writes were applied.
-            let err = err_message(format!(
+            let err = util::new_error(format!(
                 "engine read failed: {e}; the command's writes were applied"
             ));
             return Ok((error_response(err, self.term), None));
@@ -485,12 +506,12 @@ impl ApplyDelegate {
                 self.exec_change_peer(ctx, rec, req, cc, &mut admin_resp)?
             }
             (AdminCmdType::ChangePeer, None) => {
-                return Err(err_message(
+                return Err(util::new_error(
                     "ChangePeer must be proposed as a conf change entry",
                 ))
             }
             (_, Some(_)) => {
-                return Err(err_message(format!(
+                return Err(util::new_error(format!(
                     "conf change entry carries {cmd_type:?} instead of ChangePeer"
                 )))
             }
@@ -499,12 +520,12 @@ impl ApplyDelegate {
             }
             (AdminCmdType::Split, None) => self.exec_split(ctx, rec, req, &mut admin_resp)?,
             (AdminCmdType::TransferLeader, None) => {
-                return Err(err_message(
+                return Err(util::new_error(
                     "TransferLeader is handled by raftstore and must not be proposed",
                 ))
             }
             (AdminCmdType::InvalidAdmin, None) => {
-                return Err(err_message("invalid admin command type"))
+                return Err(util::new_error("invalid admin command type"))
             }
         };
         if cmd_type == AdminCmdType::CompactLog {
@@ -521,7 +542,7 @@ impl ApplyDelegate {
         index: u64,
     ) -> Result<Option<ExecResult>, errorpb::Error> {
         if !req.has_compact_log() {
-            return Err(err_message("CompactLog without its request body"));
+            return Err(util::new_error("CompactLog without its request body"));
         }
         let compact = req.get_compact_log();
         let (compact_index, compact_term) =
@@ -532,10 +553,10 @@ impl ApplyDelegate {
             return Ok(None);
         }
         if compact_term == 0 {
-            return Err(err_message("CompactLog with compact_term 0"));
+            return Err(util::new_error("CompactLog with compact_term 0"));
         }
         if compact_index > index {
-            return Err(err_message(format!(
+            return Err(util::new_error(format!(
                 "CompactLog to {compact_index} beyond its own index {index}"
             )));
         }
@@ -566,12 +587,12 @@ impl ApplyDelegate {
         self.check_epoch(req, true, false)?;
         let admin = req.get_admin_request();
         if !admin.has_change_peer() {
-            return Err(err_message("ChangePeer without its request body"));
+            return Err(util::new_error("ChangePeer without its request body"));
         }
         let change = admin.get_change_peer();
         let peer = change.get_peer();
         if change.get_change_type() != cc.get_change_type() || peer.get_id() != cc.get_node_id() {
-            return Err(err_message(format!(
+            return Err(util::new_error(format!(
                 "conf change {:?} of node {} disagrees with its request {:?} of peer {}",
                 cc.get_change_type(),
                 cc.get_node_id(),
@@ -580,7 +601,7 @@ impl ApplyDelegate {
             )));
         }
         if peer.get_id() == 0 {
-            return Err(err_message("ChangePeer of peer id 0"));
+            return Err(util::new_error("ChangePeer of peer id 0"));
         }
         let mut region = self.region.clone();
         let pos = region
@@ -599,7 +620,7 @@ impl ApplyDelegate {
                     existing.set_role(PeerRole::Voter);
                 }
                 _ => {
-                    return Err(err_message(format!(
+                    return Err(util::new_error(format!(
                         "peer {} is already a voter",
                         peer.get_id()
                     )))
@@ -607,7 +628,7 @@ impl ApplyDelegate {
             },
             (ConfChangeType::AddNode, None) | (ConfChangeType::AddLearnerNode, None) => {
                 if same_store {
-                    return Err(err_message(format!(
+                    return Err(util::new_error(format!(
                         "store {} already holds a peer of region {}",
                         peer.get_store_id(),
                         region.get_id()
@@ -622,7 +643,7 @@ impl ApplyDelegate {
                 region.mut_peers().push(p);
             }
             (ConfChangeType::AddLearnerNode, Some(_)) => {
-                return Err(err_message(format!(
+                return Err(util::new_error(format!(
                     "peer {} is already a member of region {}",
                     peer.get_id(),
                     region.get_id()
@@ -633,7 +654,7 @@ impl ApplyDelegate {
                 remove_self = peer.get_id() == self.peer_id;
             }
             (ConfChangeType::RemoveNode, None) => {
-                return Err(err_message(format!(
+                return Err(util::new_error(format!(
                     "peer {} is not a member of region {}",
                     peer.get_id(),
                     region.get_id()
@@ -672,32 +693,32 @@ impl ApplyDelegate {
         self.check_epoch(req, true, true)?;
         let admin = req.get_admin_request();
         if !admin.has_split() {
-            return Err(err_message("Split without its request body"));
+            return Err(util::new_error("Split without its request body"));
         }
         let split = admin.get_split();
         let key = split.get_split_key();
         if key.is_empty() {
-            return Err(err_message("Split with an empty split key"));
+            return Err(util::new_error("Split with an empty split key"));
         }
-        if key == self.region.get_start_key() || !key_in_region(key, &self.region) {
-            return Err(err_key_not_in_region(key, &self.region));
+        if key == self.region.get_start_key() || !util::is_key_in_region(key, &self.region) {
+            return Err(util::new_key_not_in_region(key, &self.region));
         }
         let new_id = split.get_new_region_id();
         if new_id == 0 || new_id == self.region_id() {
-            return Err(err_message(format!(
+            return Err(util::new_error(format!(
                 "Split with invalid new region id {new_id}"
             )));
         }
         let new_peer_ids = split.get_new_peer_ids();
         if new_peer_ids.len() != self.region.get_peers().len() {
-            return Err(err_message(format!(
+            return Err(util::new_error(format!(
                 "Split gives {} new peer ids for {} peers",
                 new_peer_ids.len(),
                 self.region.get_peers().len()
             )));
         }
         if new_peer_ids.contains(&0) {
-            return Err(err_message("Split with new peer id 0"));
+            return Err(util::new_error("Split with new peer id 0"));
         }
         let mut left = self.region.clone();
         let version = left.get_region_epoch().get_version() + 1;

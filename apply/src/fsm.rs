@@ -5,9 +5,10 @@ use batch_system::mpsc::{self, LooseBoundedSender, Receiver};
 use batch_system::Fsm;
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::RaftApplyState;
+use kvproto_lite::util;
 
 use crate::delegate::ApplyDelegate;
-use crate::response::{err_message, err_outcome_unknown, error_response};
+use crate::response::{err_outcome_unknown, error_response};
 use crate::{ApplyMsg, Config, ControlMsg, Registration};
 
 /// The apply FSM of one region: its apply state, the committed entries and
@@ -107,7 +108,7 @@ impl Drop for ApplyFsm {
         let region_id = self.delegate.region_id();
         for p in self.delegate.proposals.drain(..) {
             (p.cb)(error_response(
-                err_message(format!(
+                util::new_error(format!(
                     "region {region_id}: apply stopped before the command was applied: outcome unknown"
                 )),
                 self.delegate.term,

@@ -4,12 +4,13 @@ use std::ops::DerefMut;
 
 use batch_system::{BasicMailbox, HandleResult, HandlerBuilder, PollHandler};
 use engine::{KvEngine, KvWriteBatch};
+use kvproto_lite::util;
 use slog::{error, info, o, Logger};
 
 use crate::context::{ApplyContext, RoundRecord};
 use crate::delegate::Budget;
 use crate::fsm::reject;
-use crate::response::{err_message, error_response};
+use crate::response::error_response;
 use crate::{
     Apply, ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
 };
@@ -241,7 +242,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
                 let resp = if pending.needs_write {
                     let term = pending.resp.get_header().get_current_term();
                     error_response(
-                        err_message(format!(
+                        util::new_error(format!(
                             "applying the command failed to write ({err}); outcome unknown"
                         )),
                         term,

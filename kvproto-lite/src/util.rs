@@ -298,7 +298,7 @@ pub fn new_server_is_busy(reason: impl Into<String>) -> errorpb::Error {
 /// assert!(err.has_stale_command());
 /// ```
 pub fn new_stale_command() -> errorpb::Error {
-    let mut err = new_error("stale command");
+    let mut err = new_error("stale command: its log entry was superseded");
     err.set_stale_command(errorpb::StaleCommand::default());
     err
 }
