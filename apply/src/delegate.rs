@@ -25,7 +25,7 @@ use kvproto_lite::util;
 use slog::{debug, error, info, warn};
 
 use crate::context::{ApplyContext, Checkpoint, RoundRecord};
-use crate::response::{err_outcome_unknown, error_response};
+use crate::response::err_outcome_unknown;
 use crate::{Apply, Callback, ExecResult, Proposal, Registration};
 
 /// Log index a region created by a split starts at: its initial
@@ -126,7 +126,7 @@ impl ApplyDelegate {
         for p in self.proposals.drain(..) {
             rec.respond(
                 p.cb,
-                error_response(util::new_stale_command(), self.term),
+                util::error_response(util::new_stale_command(), self.term),
                 false,
             );
         }
@@ -158,7 +158,7 @@ impl ApplyDelegate {
         for p in self.proposals.drain(..) {
             rec.respond(
                 p.cb,
-                error_response(err_outcome_unknown(region_id), self.term),
+                util::error_response(err_outcome_unknown(region_id), self.term),
                 false,
             );
         }
@@ -176,7 +176,7 @@ impl ApplyDelegate {
             for p in apply.proposals {
                 rec.respond(
                     p.cb,
-                    error_response(err_outcome_unknown(region_id), self.term),
+                    util::error_response(err_outcome_unknown(region_id), self.term),
                     false,
                 );
             }
@@ -187,7 +187,7 @@ impl ApplyDelegate {
             if p.index <= applied {
                 rec.respond(
                     p.cb,
-                    error_response(util::new_stale_command(), self.term),
+                    util::error_response(util::new_stale_command(), self.term),
                     false,
                 );
             } else {
@@ -254,7 +254,7 @@ impl ApplyDelegate {
             }
             rec.respond(
                 p.cb,
-                error_response(util::new_stale_command(), self.term),
+                util::error_response(util::new_stale_command(), self.term),
                 false,
             );
         }
@@ -311,7 +311,7 @@ impl ApplyDelegate {
                 debug!(ctx.logger, "command failed";
                     "region_id" => self.region_id(), "peer_id" => self.peer_id,
                     "index" => index, "error" => err.get_message());
-                error_response(err, self.term)
+                util::error_response(err, self.term)
             }
         };
         if let Some(cb) = cb {
@@ -485,7 +485,7 @@ impl ApplyDelegate {
             let err = util::new_error(format!(
                 "engine read failed: {e}; the command's writes were applied"
             ));
-            return Ok((error_response(err, self.term), None));
+            return Ok((util::error_response(err, self.term), None));
         }
         Ok((resp, None))
     }

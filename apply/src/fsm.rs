@@ -8,7 +8,7 @@ use kvproto_lite::raft_serverpb::RaftApplyState;
 use kvproto_lite::util;
 
 use crate::delegate::ApplyDelegate;
-use crate::response::{err_outcome_unknown, error_response};
+use crate::response::err_outcome_unknown;
 use crate::{ApplyMsg, Config, ControlMsg, Registration};
 
 /// The apply FSM of one region: its apply state, the committed entries and
@@ -107,7 +107,7 @@ impl Drop for ApplyFsm {
         // `RegionNotFound` at a crash was applied after the restart).
         let region_id = self.delegate.region_id();
         for p in self.delegate.proposals.drain(..) {
-            (p.cb)(error_response(
+            (p.cb)(util::error_response(
                 util::new_error(format!(
                     "region {region_id}: apply stopped before the command was applied: outcome unknown"
                 )),
@@ -167,7 +167,10 @@ impl std::fmt::Debug for ControlFsm {
 pub(crate) fn reject(region_id: u64, msg: ApplyMsg) {
     if let ApplyMsg::Apply(apply) = msg {
         for p in apply.proposals {
-            (p.cb)(error_response(err_outcome_unknown(region_id), apply.term));
+            (p.cb)(util::error_response(
+                err_outcome_unknown(region_id),
+                apply.term,
+            ));
         }
     }
 }

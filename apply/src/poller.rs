@@ -10,7 +10,6 @@ use slog::{error, info, o, Logger};
 use crate::context::{ApplyContext, RoundRecord};
 use crate::delegate::Budget;
 use crate::fsm::reject;
-use crate::response::error_response;
 use crate::{
     Apply, ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
 };
@@ -241,7 +240,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
             for pending in rec.callbacks.drain(..) {
                 let resp = if pending.needs_write {
                     let term = pending.resp.get_header().get_current_term();
-                    error_response(
+                    util::error_response(
                         util::new_error(format!(
                             "applying the command failed to write ({err}); outcome unknown"
                         )),

@@ -5,7 +5,7 @@
 
 use crate::errorpb;
 use crate::metapb::{Peer, Region, RegionEpoch};
-use crate::raft_cmdpb::RaftCmdRequest;
+use crate::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 
 /// Returns true if `key` lies in `region`'s range `[start_key, end_key)`.
 ///
@@ -131,6 +131,27 @@ pub fn new_cmd_request(region: &Region, peer: Peer) -> RaftCmdRequest {
     header.set_peer(peer);
     header.set_region_epoch(region.get_region_epoch().clone());
     cmd
+}
+
+/// A command response whose header carries `err` and the responder's
+/// current raft term (0 when unknown): how a store answers a command it
+/// refused or could not finish.
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::util::{error_response, new_region_not_found};
+///
+/// let resp = error_response(new_region_not_found(7), 3);
+/// assert!(resp.get_header().get_error().has_region_not_found());
+/// assert_eq!(resp.get_header().get_current_term(), 3);
+/// assert!(resp.get_responses().is_empty());
+/// ```
+pub fn error_response(err: errorpb::Error, current_term: u64) -> RaftCmdResponse {
+    let mut resp = RaftCmdResponse::default();
+    resp.mut_header().set_error(err);
+    resp.mut_header().set_current_term(current_term);
+    resp
 }
 
 /// Builds an error with only the human-readable `message` set, for failures

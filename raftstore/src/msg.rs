@@ -80,13 +80,7 @@ impl fmt::Debug for Callback {
     }
 }
 
-/// A response whose header carries `err`.
-pub fn error_response(err: errorpb::Error, current_term: u64) -> RaftCmdResponse {
-    let mut resp = RaftCmdResponse::default();
-    resp.mut_header().set_error(err);
-    resp.mut_header().set_current_term(current_term);
-    resp
-}
+pub use kvproto_lite::util::error_response;
 
 /// A client command for one region with its callback.
 #[derive(Debug)]
