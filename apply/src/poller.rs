@@ -7,7 +7,7 @@ use engine::{KvEngine, KvWriteBatch};
 use kvproto_lite::util;
 use slog::{error, info, o, Logger};
 
-use crate::context::{ApplyContext, RoundRecord};
+use crate::context::{ApplyContext, Checkpoint, RoundRecord};
 use crate::delegate::Budget;
 use crate::fsm::reject;
 use crate::{
@@ -212,15 +212,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
                     destroyed: rec.destroyed,
                 });
             } else if rec.destroyed {
-                let mut apply_state = Default::default();
-                rec.checkpoint.restore_apply_state(&mut apply_state);
-                results.push(ApplyRes {
-                    region_id: rec.region_id,
-                    apply_state,
-                    applied_term: rec.checkpoint.applied_term,
-                    exec_results: Vec::new(),
-                    destroyed: true,
-                });
+                results.push(destroyed_res(rec.region_id, &rec.checkpoint));
             }
         }
         if !results.is_empty() {
@@ -252,15 +244,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
                 (pending.cb)(resp);
             }
             if rec.destroyed {
-                let mut apply_state = Default::default();
-                rec.checkpoint.restore_apply_state(&mut apply_state);
-                results.push(ApplyRes {
-                    region_id: rec.region_id,
-                    apply_state,
-                    applied_term: rec.checkpoint.applied_term,
-                    exec_results: Vec::new(),
-                    destroyed: true,
-                });
+                results.push(destroyed_res(rec.region_id, &rec.checkpoint));
                 continue;
             }
             let fsm = batch.iter_mut().flatten().find(|f| {
@@ -388,5 +372,19 @@ impl<K: KvEngine, N: ApplyNotifier> HandlerBuilder<ApplyFsm, ControlFsm>
             &self.cfg,
             logger,
         )
+    }
+}
+
+/// The result reporting that a round destroyed its region's FSM: the apply
+/// state as of the round's start (the checkpoint), nothing else.
+fn destroyed_res(region_id: u64, checkpoint: &Checkpoint) -> ApplyRes {
+    let mut apply_state = Default::default();
+    checkpoint.restore_apply_state(&mut apply_state);
+    ApplyRes {
+        region_id,
+        apply_state,
+        applied_term: checkpoint.applied_term,
+        exec_results: Vec::new(),
+        destroyed: true,
     }
 }
