@@ -177,10 +177,7 @@ fn fjall_engine_dropped_after_write_reopens_consistent() {
     assert_eq!(persisted, 20);
     // And once more: a second restart finds everything applied.
     let kv = FjallKvEngine::open(dir.path()).unwrap();
-    assert_eq!(
-        kv.get_apply_state(1).unwrap().unwrap().get_applied_index(),
-        LOG_LEN
-    );
+    assert_eq!(persisted_applied(&kv, 1), LOG_LEN);
 }
 
 /// Regression (simulation seed 3329): an apply FSM dropped at a crash with

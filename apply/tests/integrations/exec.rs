@@ -52,13 +52,7 @@ fn put_get_delete_read_through_the_log_in_one_round() {
     assert_eq!(res.len(), 1);
     assert_eq!(res[0].apply_state.get_applied_index(), 4);
     assert_eq!(res[0].applied_term, 1);
-    assert_eq!(
-        d.kv.get_apply_state(1)
-            .unwrap()
-            .unwrap()
-            .get_applied_index(),
-        4
-    );
+    assert_eq!(persisted_applied(&d.kv, 1), 4);
 }
 
 #[test]
@@ -301,13 +295,7 @@ fn noop_and_empty_conf_change_entries_advance_the_applied_index() {
     let (res, _) = d.round();
     assert_eq!(res[0].apply_state.get_applied_index(), 3);
     assert_eq!(res[0].applied_term, 3);
-    assert_eq!(
-        d.kv.get_apply_state(1)
-            .unwrap()
-            .unwrap()
-            .get_applied_index(),
-        3
-    );
+    assert_eq!(persisted_applied(&d.kv, 1), 3);
 }
 
 #[test]
@@ -396,13 +384,7 @@ fn a_big_region_yields_after_its_budget_and_finishes_later() {
     assert_eq!(applied, vec![(1, 3), (2, 1)]);
     let rest = d.run();
     assert_eq!(rest.last().unwrap().apply_state.get_applied_index(), 10);
-    assert_eq!(
-        d.kv.get_apply_state(1)
-            .unwrap()
-            .unwrap()
-            .get_applied_index(),
-        10
-    );
+    assert_eq!(persisted_applied(&d.kv, 1), 10);
 }
 
 #[test]
@@ -719,13 +701,7 @@ fn split_keeps_an_existing_target_region() {
         d.kv.get_region_state(2).unwrap().unwrap().get_region(),
         &existing
     );
-    assert_eq!(
-        d.kv.get_apply_state(2)
-            .unwrap()
-            .unwrap()
-            .get_applied_index(),
-        42
-    );
+    assert_eq!(persisted_applied(&d.kv, 2), 42);
 }
 
 #[test]
@@ -861,11 +837,5 @@ fn re_registration_resets_state_and_answers_pending_proposals() {
         .has_stale_command());
     assert_eq!(res.last().unwrap().apply_state.get_applied_index(), 11);
     assert_eq!(d.kv.get(b"k").unwrap(), Some(b"w".to_vec()));
-    assert_eq!(
-        d.kv.get_apply_state(1)
-            .unwrap()
-            .unwrap()
-            .get_applied_index(),
-        11
-    );
+    assert_eq!(persisted_applied(&d.kv, 1), 11);
 }

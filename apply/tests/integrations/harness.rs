@@ -80,6 +80,15 @@ pub fn registration_from_engine<K: KvEngine>(kv: &K, region_id: u64, peer_id: u6
     }
 }
 
+/// The applied index stored in `kv` for `region_id` (the test fails if
+/// there is no apply state).
+pub fn persisted_applied<K: KvEngine>(kv: &K, region_id: u64) -> u64 {
+    kv.get_apply_state(region_id)
+        .unwrap()
+        .expect("apply state is stored")
+        .get_applied_index()
+}
+
 pub fn header(cmd: &mut RaftCmdRequest, region: &Region) {
     cmd.mut_header().set_region_id(region.get_id());
     cmd.mut_header()

@@ -128,7 +128,7 @@ proptest! {
         let (model, gets) = run_model(&ops);
         let stored: BTreeMap<_, _> = kv.scan(b"", b"", usize::MAX).unwrap().into_iter().collect();
         prop_assert_eq!(&stored, &model);
-        prop_assert_eq!(kv.get_apply_state(1).unwrap().unwrap().get_applied_index(), ops.len() as u64);
+        prop_assert_eq!(persisted_applied(&kv, 1), ops.len() as u64);
 
         let got = resps.take();
         prop_assert_eq!(got.len(), ops.len(), "every proposal answered exactly once");
@@ -219,7 +219,7 @@ proptest! {
         let (model, gets) = run_model(&ops);
         let stored: BTreeMap<_, _> = kv.scan(b"", b"", usize::MAX).unwrap().into_iter().collect();
         prop_assert_eq!(&stored, &model);
-        prop_assert_eq!(kv.get_apply_state(1).unwrap().unwrap().get_applied_index(), ops.len() as u64);
+        prop_assert_eq!(persisted_applied(&kv, 1), ops.len() as u64);
         for (index, resp) in resps.take() {
             let i = index as usize - 1;
             if index <= persisted {
