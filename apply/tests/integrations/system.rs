@@ -11,6 +11,27 @@ use crate::harness::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Schedules, for `region_id`, an `Apply` with no entries and one proposal
+/// (index 1, term 1), and waits for that proposal's answer.
+fn lone_proposal_answer(router: &apply::ApplyRouter, region_id: u64) -> RaftCmdResponse {
+    let (cb_tx, cb_rx) = mpsc::channel();
+    let p = Proposal::new(
+        1,
+        1,
+        Box::new(move |resp: RaftCmdResponse| cb_tx.send(resp).unwrap()),
+    );
+    router.schedule_task(
+        region_id,
+        ApplyMsg::apply(Apply {
+            region_id,
+            term: 1,
+            entries: vec![],
+            proposals: vec![p],
+        }),
+    );
+    cb_rx.recv_timeout(TIMEOUT).unwrap()
+}
+
 #[test]
 fn registration_through_the_router_creates_the_fsm_and_applies_in_order() {
     let (router, mut system) = apply::create_apply_batch_system(&Config::default());
@@ -65,22 +86,7 @@ fn message_for_an_unknown_region_answers_outcome_unknown() {
     system
         .spawn("apply-test".to_owned(), MemKvEngine::new(), tx)
         .unwrap();
-    let (cb_tx, cb_rx) = mpsc::channel();
-    let p = Proposal::new(
-        1,
-        1,
-        Box::new(move |resp: RaftCmdResponse| cb_tx.send(resp).unwrap()),
-    );
-    router.schedule_task(
-        9,
-        ApplyMsg::apply(Apply {
-            region_id: 9,
-            term: 1,
-            entries: vec![],
-            proposals: vec![p],
-        }),
-    );
-    let resp = cb_rx.recv_timeout(TIMEOUT).unwrap();
+    let resp = lone_proposal_answer(&router, 9);
     let err = resp.get_header().get_error();
     assert!(
         err.get_message().contains("region 9") && err.get_message().contains("outcome unknown"),
@@ -101,22 +107,7 @@ fn after_shutdown_messages_are_answered_not_lost() {
         .spawn("again".to_owned(), MemKvEngine::new(), tx)
         .is_err());
     system.shutdown();
-    let (cb_tx, cb_rx) = mpsc::channel();
-    let p = Proposal::new(
-        1,
-        1,
-        Box::new(move |resp: RaftCmdResponse| cb_tx.send(resp).unwrap()),
-    );
-    router.schedule_task(
-        1,
-        ApplyMsg::apply(Apply {
-            region_id: 1,
-            term: 1,
-            entries: vec![],
-            proposals: vec![p],
-        }),
-    );
-    let resp = cb_rx.recv_timeout(TIMEOUT).unwrap();
+    let resp = lone_proposal_answer(&router, 1);
     let err = resp.get_header().get_error();
     assert!(
         err.get_message().contains("outcome unknown") && !err.has_region_not_found(),
