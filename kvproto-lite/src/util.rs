@@ -97,6 +97,32 @@ pub fn is_epoch_stale(checked: &RegionEpoch, current: &RegionEpoch) -> bool {
     checked.get_version() < current.get_version() || checked.get_conf_ver() < current.get_conf_ver()
 }
 
+/// The peer of `region` that lives on store `store_id`, if any (a region
+/// has at most one peer per store).
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::metapb::{Peer, Region};
+/// use kvproto_lite::util::find_peer;
+///
+/// let mut region = Region::default();
+/// for (id, store) in [(11, 1), (12, 2)] {
+///     let mut p = Peer::default();
+///     p.set_id(id);
+///     p.set_store_id(store);
+///     region.mut_peers().push(p);
+/// }
+/// assert_eq!(find_peer(&region, 2).map(|p| p.get_id()), Some(12));
+/// assert!(find_peer(&region, 3).is_none());
+/// ```
+pub fn find_peer(region: &Region, store_id: u64) -> Option<&Peer> {
+    region
+        .get_peers()
+        .iter()
+        .find(|p| p.get_store_id() == store_id)
+}
+
 /// A command addressed to `peer` of `region`: a [`RaftCmdRequest`] whose
 /// header carries the region id, the peer and the region's current epoch.
 /// Push requests (or set an admin request) before sending it.

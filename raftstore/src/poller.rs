@@ -29,6 +29,7 @@ use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::eraftpb::MessageType;
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RaftMessage};
+use kvproto_lite::util;
 use raft::StateRole;
 use slog::{debug, error, info, Logger};
 
@@ -123,7 +124,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         info!(ctx.logger, "destroying peer"; "region_id" => region_id, "peer_id" => fsm.peer.meta().get_id());
         fsm.stopped = true;
         fsm.peer
-            .fail_pending_proposals(kvproto_lite::util::new_error(format!(
+            .fail_pending_proposals(util::new_error(format!(
                 "region {region_id}: peer destroyed with the command proposed but not applied: outcome unknown"
             )));
         ctx.router.close(region_id);
@@ -179,7 +180,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         match ctx.engines.kv.get_region_state(region_id) {
             Ok(Some(state)) if state.get_state() == PeerState::Tombstone => {
                 let local = state.get_region().get_region_epoch();
-                if !kvproto_lite::util::is_epoch_stale(local, msg.get_region_epoch())
+                if !util::is_epoch_stale(local, msg.get_region_epoch())
                     || to.get_id() <= find_peer_id(state.get_region(), ctx.store_id)
                 {
                     debug!(ctx.logger, "drop message for a destroyed peer"; "region_id" => region_id);
@@ -253,12 +254,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPoller<EK, ER, T> {
         let ctx = &mut self.ctx;
         for region in std::mem::take(&mut ctx.pending_splits) {
             let region_id = region.get_id();
-            let Some(meta) = region
-                .get_peers()
-                .iter()
-                .find(|p| p.get_store_id() == ctx.store_id)
-                .cloned()
-            else {
+            let Some(meta) = util::find_peer(&region, ctx.store_id).cloned() else {
                 continue;
             };
             // A peer of the new region may exist already: created from a
@@ -335,11 +331,7 @@ pub(crate) fn split_raft_state(existing: Option<RaftLocalState>) -> RaftLocalSta
 }
 
 fn find_peer_id(region: &Region, store_id: u64) -> u64 {
-    region
-        .get_peers()
-        .iter()
-        .find(|p| p.get_store_id() == store_id)
-        .map_or(0, |p| p.get_id())
+    util::find_peer(region, store_id).map_or(0, |p| p.get_id())
 }
 
 /// The raft state every bootstrapped (or split-created) peer starts with.

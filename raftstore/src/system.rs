@@ -14,6 +14,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb;
 use kvproto_lite::raft_serverpb::PeerState;
+use kvproto_lite::util;
 use slog::{info, o, Logger};
 
 use crate::config::Config;
@@ -125,12 +126,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             }
             let region = state.get_region().clone();
             let region_id = region.get_id();
-            let Some(meta) = region
-                .get_peers()
-                .iter()
-                .find(|p| p.get_store_id() == store_id)
-                .cloned()
-            else {
+            let Some(meta) = util::find_peer(&region, store_id).cloned() else {
                 continue;
             };
             let raft_state = engines.raft.get_raft_state(region_id)?;

@@ -935,12 +935,7 @@ impl Simulation {
         let Some(leader) = self.leader_store(region.get_id()) else {
             return;
         };
-        let Some(peer) = region
-            .get_peers()
-            .iter()
-            .find(|p| p.get_store_id() == leader)
-            .cloned()
-        else {
+        let Some(peer) = util::find_peer(&region, leader).cloned() else {
             return;
         };
         let new_region_id = self.next_region_id;
@@ -1058,12 +1053,7 @@ impl Simulation {
 
     /// Sends a `TransferLeader` admin command to the leader on `store`.
     fn transfer_leader(&mut self, store: u64, region: &Region, target: metapb::Peer) {
-        let Some(peer) = region
-            .get_peers()
-            .iter()
-            .find(|p| p.get_store_id() == store)
-            .cloned()
-        else {
+        let Some(peer) = util::find_peer(region, store).cloned() else {
             return;
         };
         let mut req = util::new_cmd_request(region, peer);
@@ -1216,12 +1206,7 @@ impl Simulation {
                 peers[self.rng.gen_range(0..peers.len())].get_store_id()
             }
         };
-        let Some(peer) = region
-            .get_peers()
-            .iter()
-            .find(|p| p.get_store_id() == store)
-            .cloned()
-        else {
+        let Some(peer) = util::find_peer(&region, store).cloned() else {
             self.clients[client].leader_hint.remove(&region_id);
             self.retry_later(client, "hinted store has no peer");
             return;

@@ -22,11 +22,7 @@ pub fn fast_config() -> Config {
 pub fn put_request(region: &Region, store_id: u64, key: &[u8], value: &[u8]) -> RaftCmdRequest {
     let mut req = RaftCmdRequest::default();
     req.mut_header().set_region_id(region.get_id());
-    if let Some(p) = region
-        .get_peers()
-        .iter()
-        .find(|p| p.get_store_id() == store_id)
-    {
+    if let Some(p) = kvproto_lite::util::find_peer(region, store_id) {
         req.mut_header().set_peer(p.clone());
     }
     req.mut_header()

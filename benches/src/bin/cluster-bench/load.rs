@@ -411,10 +411,7 @@ impl Client {
             return;
         };
         let store = self.leaders.get(r).copied().unwrap_or(0);
-        let peer: Peer = region
-            .get_peers()
-            .iter()
-            .find(|p| p.get_store_id() == store)
+        let peer: Peer = kvproto_lite::util::find_peer(region, store)
             .cloned()
             .unwrap_or_default();
         let mut req = Request::default();
