@@ -16,11 +16,39 @@
 //! | [`raft_serverpb`] | `RaftMessage` (store to store), the persisted `RaftLocalState`, `RaftApplyState`, `RaftTruncatedState`, `RegionLocalState`, `PeerState`, and `StoreIdent` |
 //! | [`raft_cmdpb`] | Client commands: `RaftCmdRequest` with normal `Request`s (Get, Put, Delete) or one `AdminRequest` (ChangePeer, Split, CompactLog, TransferLeader), and the matching responses |
 //! | [`errorpb`] | `Error`, the client-visible error, with one typed detail per kind (`NotLeader`, `EpochNotMatch`, ...) |
+//! | [`kvrpcpb`] | Client to store: `Get`, `Put`, `Delete`, `Scan`, `BatchGet`, `BatchPut` requests addressed to a region (`Context`), responses carrying an `errorpb::Error` on failure, region lookup (`GetRegion`, `ListRegions`) and the store list (`GetStores`); the `Kv` service |
+//! | [`transportpb`] | Store to store: `BatchRaftMessage`, `SnapshotChunk`, `Done`; the `Raft` service |
+//! | `grpc` (feature `grpc`) | A `tonic::codec::Codec` for these messages, the method table of both services and typed clients |
 //! | [`eraftpb`] | Raft's own messages: this *is* `raft::eraftpb`, re-exported, never a second generated copy |
 //! | [`util`] | Key-in-region checks, epoch comparison, one `errorpb::Error` constructor per kind |
 //!
 //! [`decode`] and [`encode`] wrap the protobuf runtime with this crate's
 //! [`Error`]: any malformed input is an error value, never a panic.
+//!
+//! # The contract for other languages
+//!
+//! The `.proto` files in `proto/` are the contract for clients and stores
+//! written in other languages: they are plain proto3 and compile with the
+//! standard `protoc` and any gRPC code generator. `raft_cmdpb.proto` and
+//! `raft_serverpb.proto` import raft-rs's `eraftpb.proto`, which imports
+//! rust-protobuf's `rustproto.proto` (options only), so `protoc` needs both
+//! directories on its include path, for example
+//!
+//! ```text
+//! R=~/.cargo/registry/src/index.crates.io-*
+//! protoc -I kvproto-lite/proto -I $R/raft-proto-0.7.0/proto \
+//!        -I $R/protobuf-codegen-pure-2.28.0/src/proto \
+//!        --python_out=OUT --cpp_out=OUT kvproto-lite/proto/*.proto
+//! ```
+//!
+//! The services (`service Kv` in `kvrpcpb.proto`, `service Raft` in
+//! `transportpb.proto`) define the gRPC paths, `/kvrpcpb.Kv/Get`,
+//! `/transportpb.Raft/BatchRaft`, .... This crate's build generates no code
+//! for them (protobuf-codegen-pure skips `service` blocks); the `grpc`
+//! feature holds the hand-written client side, checked against the files by
+//! the `service_contract` test, and the `server` crate the services.
+//! `Raft.Snapshot` is declared for the snapshot transfer a later version
+//! serves; stores do not serve it yet.
 //!
 //! # Decoding untrusted bytes
 //!
@@ -84,9 +112,25 @@
 //! | `errorpb.StoreNotMatch` | to_store_id (1), actual_store_id (2) |
 //! | `errorpb.RaftEntryTooLarge` | region_id (1), entry_size (2) |
 //! | `errorpb.Error` | message (1), not_leader (2), region_not_found (3), key_not_in_region (4), epoch_not_match (5), server_is_busy (6), stale_command (7), store_not_match (8), raft_entry_too_large (9) |
+//! | `kvrpcpb.Context` | region_id (1), region_epoch (2), peer (3) |
+//! | `kvrpcpb.KvPair` | key (1), value (2) |
+//! | `kvrpcpb.GetRequest` / `GetResponse` | context (1), key (2) / region_error (1), value (2), not_found (3) |
+//! | `kvrpcpb.PutRequest` / `PutResponse` | context (1), key (2), value (3) / region_error (1) |
+//! | `kvrpcpb.DeleteRequest` / `DeleteResponse` | context (1), key (2) / region_error (1) |
+//! | `kvrpcpb.ScanRequest` / `ScanResponse` | context (1), start_key (2), end_key (3), limit (4) / region_error (1), pairs (2), limit (3) |
+//! | `kvrpcpb.BatchGetRequest` / `BatchGetResponse` | context (1), keys (2) / region_error (1), pairs (2) |
+//! | `kvrpcpb.BatchPutRequest` / `BatchPutResponse` | context (1), pairs (2) / region_error (1) |
+//! | `kvrpcpb.GetRegionRequest` / `GetRegionResponse` | key (1) / region_error (1), region (2) |
+//! | `kvrpcpb.RegionInfo` | region (1), leader (2), leader_term (3) |
+//! | `kvrpcpb.ListRegionsResponse` | regions (1) |
+//! | `kvrpcpb.GetStoresResponse` | store_id (1), stores (2) |
+//! | `transportpb.BatchRaftMessage` | msgs (1) |
+//! | `transportpb.SnapshotChunk` | message (1), data (2) |
 //!
 //! `PutResponse`, `DeleteResponse`, `CompactLogResponse`,
-//! `TransferLeaderResponse` and `errorpb.StaleCommand` have no fields.
+//! `TransferLeaderResponse`, `errorpb.StaleCommand`,
+//! `kvrpcpb.ListRegionsRequest`, `kvrpcpb.GetStoresRequest` and
+//! `transportpb.Done` have no fields.
 //!
 //! Region key ranges are `[start_key, end_key)`; an empty `start_key` means
 //! minus infinity and an empty `end_key` plus infinity. A split of
@@ -144,6 +188,8 @@
 
 mod codec;
 mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod util;
 
 // The generated modules. rust-protobuf 2.28 output trips lints of newer
@@ -165,7 +211,14 @@ macro_rules! generated_modules {
     };
 }
 
-generated_modules!(errorpb, metapb, raft_cmdpb, raft_serverpb);
+generated_modules!(
+    errorpb,
+    kvrpcpb,
+    metapb,
+    raft_cmdpb,
+    raft_serverpb,
+    transportpb
+);
 
 pub use codec::{decode, encode};
 pub use error::{Error, Result};

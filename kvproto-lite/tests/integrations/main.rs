@@ -1,8 +1,10 @@
 //! Integration tests of kvproto-lite: round trips of every message, malformed
-//! input, raft interoperability and the field-number wire contract.
+//! input, raft interoperability, the field-number wire contract and the
+//! gRPC service contract.
 
 mod malformed;
 mod raft_interop;
 mod roundtrip;
+mod service_contract;
 mod strategies;
 mod wire_contract;

@@ -55,12 +55,13 @@ errorpb.Error: string message = 1; errorpb.NotLeader not_leader = 2; errorpb.Reg
 
 /// Renders a message's schema from the generated descriptor in the format of
 /// [`CONTRACT`].
-fn render(d: &MessageDescriptor) -> String {
+pub(crate) fn render(d: &MessageDescriptor) -> String {
     let mut line = format!("{}:", d.full_name());
     for f in d.fields() {
         let p = f.proto();
         let ty = match p.get_field_type() {
             FieldDescriptorProto_Type::TYPE_UINT64 => "uint64".to_owned(),
+            FieldDescriptorProto_Type::TYPE_UINT32 => "uint32".to_owned(),
             FieldDescriptorProto_Type::TYPE_STRING => "string".to_owned(),
             FieldDescriptorProto_Type::TYPE_BYTES => "bytes".to_owned(),
             FieldDescriptorProto_Type::TYPE_BOOL => "bool".to_owned(),
@@ -83,7 +84,7 @@ fn render(d: &MessageDescriptor) -> String {
     line
 }
 
-fn d<M: Message>() -> &'static MessageDescriptor {
+pub(crate) fn d<M: Message>() -> &'static MessageDescriptor {
     MessageDescriptor::for_type::<M>()
 }
 
