@@ -5,8 +5,8 @@ use engine::{Engines, KvEngine, KvWriteBatch, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb::{Peer, PeerRole, Region};
 use kvproto_lite::raft_serverpb::{PeerState, RegionLocalState};
 
-use crate::poller::{init_apply_state, init_raft_state};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::storage::{initial_apply_state, initial_raft_state};
 
 /// `n - 1` split keys that cut the space of 8-byte big-endian keys into `n`
 /// equal ranges (useful when keys are random `u64`s in big-endian bytes).
@@ -133,8 +133,8 @@ pub fn bootstrap_store<EK: KvEngine, ER: RaftLogEngine>(
         state.set_state(PeerState::Normal);
         state.set_region(region.clone());
         wb.put_region_state(region.get_id(), &state);
-        wb.put_apply_state(region.get_id(), &init_apply_state());
-        lb.put_raft_state(region.get_id(), &init_raft_state())?;
+        wb.put_apply_state(region.get_id(), &initial_apply_state());
+        lb.put_raft_state(region.get_id(), &initial_raft_state())?;
         count += 1;
     }
     // Raft state first: a KV region state without raft state would make the

@@ -16,11 +16,11 @@ use slog::Logger;
 use crate::bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
 use crate::client::{Client, ClientOptions, StoreDirectory};
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::router::{CommandSink, RaftRouter};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::system::{create_raft_batch_system, RaftBatchSystem};
 use crate::transport::ChannelTransport;
-use crate::{Error, Result};
 
 /// Opens (or reopens) a store's engines.
 pub type EngineFactory<EK, ER> = Box<dyn FnMut(u64) -> Result<Engines<EK, ER>> + Send>;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Configuration of a raft store (both of its batch systems).
 ///
@@ -180,7 +180,8 @@ impl Config {
         let election = self.raft_election_timeout_ticks;
         // Without jitter raft-rs still draws from [min, max) with its own
         // thread-local RNG, but the peer overrides every draw with a timeout
-        // derived from (peer id, term): see `Peer::pin_election_timeout`.
+        // derived from (peer id, term): see
+        // `raft_compat::pin_election_timeout`.
         let (min, max) = (election, 2 * election);
         raft::Config {
             id: peer_id,
@@ -198,18 +199,6 @@ impl Config {
             ..Default::default()
         }
     }
-}
-
-/// The election timeout of `peer_id` in `term` when jitter is off: in
-/// `[election, 2 * election)`, a pure function of its inputs, and different
-/// from term to term (so which peer of a region times out first changes).
-pub(crate) fn fixed_election_timeout(peer_id: u64, term: u64, election: usize) -> usize {
-    let mut h = peer_id ^ term.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
-    // splitmix64 finaliser
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    election + (h % election.max(1) as u64) as usize
 }
 
 #[cfg(test)]
@@ -248,40 +237,6 @@ mod tests {
             cfg.raft_heartbeat_ticks,
             Config::default().raft_heartbeat_ticks
         );
-    }
-
-    /// Regression (simulation seed 65): with a timeout fixed per peer for
-    /// good, peer 5 of region 1 (stale log) timed out first in every term,
-    /// was refused, and reset peers 6 and 7 before they could campaign: the
-    /// region never elected a leader again. The timeout must vary by term so
-    /// that every peer is sometimes the quickest.
-    #[test]
-    fn fixed_election_timeouts_change_which_peer_times_out_first() {
-        let election = 10;
-        let mut first = std::collections::BTreeSet::new();
-        for term in 1..200u64 {
-            let timeouts: Vec<(usize, u64)> = [5u64, 6, 7]
-                .iter()
-                .map(|&p| (fixed_election_timeout(p, term, election), p))
-                .collect();
-            for &(t, _) in &timeouts {
-                assert!((election..2 * election).contains(&t));
-            }
-            let min = timeouts.iter().map(|x| x.0).min().unwrap();
-            let quickest: Vec<u64> = timeouts
-                .iter()
-                .filter(|x| x.0 == min)
-                .map(|x| x.1)
-                .collect();
-            if quickest.len() == 1 {
-                first.insert(quickest[0]);
-            }
-            assert_eq!(
-                fixed_election_timeout(6, term, election),
-                fixed_election_timeout(6, term, election)
-            );
-        }
-        assert_eq!(first.into_iter().collect::<Vec<_>>(), vec![5, 6, 7]);
     }
 
     /// Regression (simulation seed 16): raft-rs 0.7's `batch_append` can

@@ -43,8 +43,8 @@
 //! cluster.shutdown();
 //! ```
 #![deny(missing_docs)]
-// Send errors give the unsent message back by value (the seed's
-// `send_raft_message` signature), and client errors carry the store's
+// Send errors give the unsent message back by value (as the batch
+// system's `try_send` does), and client errors carry the store's
 // `errorpb::Error`; both are cold paths where boxing buys nothing.
 #![allow(clippy::result_large_err)]
 
@@ -52,13 +52,16 @@ mod bootstrap;
 mod client;
 mod cluster;
 mod config;
+mod context;
 mod error;
-mod fsm;
 mod msg;
 mod peer;
-mod peer_storage;
+mod peer_fsm;
 pub mod poller;
+mod raft_compat;
 mod router;
+mod storage;
+mod store_fsm;
 mod store_meta;
 mod system;
 mod transport;
@@ -67,15 +70,15 @@ pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootst
 pub use client::{Client, ClientError, ClientOptions, StoreDirectory};
 pub use cluster::{wait_until, Cluster, EngineFactory};
 pub use config::Config;
+pub use context::PollContext;
 pub use error::{Error, Result};
-pub use fsm::{PeerFsm, StoreFsm};
 pub use msg::{error_response, Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 pub use peer::Peer;
-pub use peer_storage::{
-    conf_state_from_region, PeerStorage, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
-};
-pub use poller::{PollContext, RaftPoller, RaftPollerBuilder};
-pub use router::{CommandSink, RaftMessageSink, RaftRouter};
+pub use peer_fsm::PeerFsm;
+pub use poller::{RaftPoller, RaftPollerBuilder};
+pub use router::{CommandSink, RaftRouter};
+pub use storage::{conf_state_from_region, PeerStorage, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
+pub use store_fsm::StoreFsm;
 pub use store_meta::{
     DurationHistogram, HistogramSnapshot, LeaderInfo, StoreMeta, StoreStats, StoreStatsSnapshot,
     HISTOGRAM_BUCKETS,
@@ -85,5 +88,5 @@ pub use system::{
 };
 pub use transport::{
     ChannelTransport, Filter, FilterAction, OneWayFilter, PartitionFilter, PredicateFilter,
-    Transport, TransportStats,
+    RaftMessageSink, Transport, TransportStats,
 };

@@ -1,17 +1,20 @@
-//! `RaftRouter`: the address book of a store's peers, as in the seed notes.
+//! `RaftRouter`: the address book of a store's peers (TiKV's raftstore
+//! router over the batch system's `BatchRouter`), and the sink traits that
+//! clients and the apply system deliver through.
 
 use std::ops::Deref;
 
 use batch_system::mpsc::TrySendError;
 use batch_system::BatchRouter;
-use either::Either;
 use engine::RaftLogEngine;
-use kvproto_lite::raft_serverpb::RaftMessage;
-
-use crate::fsm::{PeerFsm, StoreFsm};
-use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
+
+use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg};
+use crate::peer_fsm::PeerFsm;
+use crate::store_fsm::{self, StoreFsm};
+use crate::transport::RaftMessageSink;
 
 /// Routes messages to the peers of one store, falling back to the store FSM
 /// for regions that have no peer here yet.
@@ -50,24 +53,7 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// full, and in `TrySendError::Disconnected` when the peer (or the
     /// store) is shut down.
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
-        let id = msg.get_region_id();
-        let msg = match self.try_send(id, PeerMsg::RaftMessage(Box::new(msg))) {
-            Either::Left(Ok(())) => return Ok(()),
-            Either::Left(Err(TrySendError::Full(m))) => {
-                return Err(TrySendError::Full(unwrap_raft_message(m)));
-            }
-            Either::Left(Err(TrySendError::Disconnected(m))) => {
-                return Err(TrySendError::Disconnected(unwrap_raft_message(m)));
-            }
-            Either::Right(m) => unwrap_raft_message(m),
-        };
-        match self.send_control(StoreMsg::RaftMessage(Box::new(msg))) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(m)) => Err(TrySendError::Full(unwrap_store_raft_message(m))),
-            Err(TrySendError::Disconnected(m)) => {
-                Err(TrySendError::Disconnected(unwrap_store_raft_message(m)))
-            }
-        }
+        store_fsm::send_raft_message(&self.router, msg)
     }
 
     /// Sends a client command to its region's peer (named by the request
@@ -98,38 +84,12 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     }
 }
 
-// The helpers below unwrap the variant that was just wrapped: the router gives
-// back exactly the message it was handed.
-fn unwrap_raft_message(m: PeerMsg) -> RaftMessage {
-    match m {
-        PeerMsg::RaftMessage(m) => *m,
-        other => unreachable!("router returned a different message: {other:?}"),
-    }
-}
-
-fn unwrap_store_raft_message(m: StoreMsg) -> RaftMessage {
-    match m {
-        StoreMsg::RaftMessage(m) => *m,
-        other => unreachable!("router returned a different message: {other:?}"),
-    }
-}
-
+// The router gives back exactly the command it was handed.
 fn unwrap_command(m: PeerMsg) -> RaftCommand {
     match m {
         PeerMsg::RaftCommand(c) => *c,
         other => unreachable!("router returned a different message: {other:?}"),
     }
-}
-
-/// Where a transport delivers raft messages for one store. Implemented by
-/// [`RaftRouter`]; lets transports stay independent of engine types.
-pub trait RaftMessageSink: Send + Sync {
-    /// Delivers `msg` to this store.
-    ///
-    /// # Errors
-    ///
-    /// Gives the message back when it cannot be accepted.
-    fn deliver(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>>;
 }
 
 impl<ER: RaftLogEngine> RaftMessageSink for RaftRouter<ER> {

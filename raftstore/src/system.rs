@@ -1,5 +1,5 @@
 //! `create_raft_batch_system` and `RaftBatchSystem`: a store's two batch
-//! systems (raft and apply) wired together, as in the seed notes.
+//! systems (raft and apply) wired together, as TiKV's raftstore does.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,14 +18,15 @@ use kvproto_lite::util;
 use slog::{info, o, Logger};
 
 use crate::config::Config;
-use crate::fsm::{PeerFsm, StoreFsm};
+use crate::error::{Error, Result};
 use crate::msg::{PeerMsg, StoreMsg};
-use crate::peer_storage::RAFT_INIT_LOG_INDEX;
-use crate::poller::{split_raft_state, start_peer, RaftPoller, RaftPollerBuilder};
+use crate::peer_fsm::PeerFsm;
+use crate::poller::{RaftPoller, RaftPollerBuilder};
 use crate::router::RaftRouter;
+use crate::storage::{split_raft_state, RAFT_INIT_LOG_INDEX};
+use crate::store_fsm::{start_peer, StoreFsm};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
-use crate::{Error, Result};
 
 /// A store's raft batch system plus its apply batch system.
 ///

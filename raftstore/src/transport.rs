@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use batch_system::mpsc::TrySendError;
 use kvproto_lite::raft_serverpb::RaftMessage;
 
-use crate::router::RaftMessageSink;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Sends raft messages to other stores.
 ///
@@ -30,6 +30,17 @@ pub trait Transport: Clone + Send + 'static {
 
     /// Sends everything queued.
     fn flush(&mut self);
+}
+
+/// Where a transport delivers raft messages for one store. Implemented by
+/// [`RaftRouter`](crate::RaftRouter); lets transports stay independent of engine types.
+pub trait RaftMessageSink: Send + Sync {
+    /// Delivers `msg` to this store.
+    ///
+    /// # Errors
+    ///
+    /// Gives the message back when it cannot be accepted.
+    fn deliver(&self, msg: RaftMessage) -> std::result::Result<(), TrySendError<RaftMessage>>;
 }
 
 /// What a [`Filter`] decides for one message.
@@ -323,7 +334,6 @@ impl Transport for ChannelTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batch_system::mpsc::TrySendError;
 
     #[derive(Default)]
     struct Sink {

@@ -1,16 +1,24 @@
-//! The two FSM kinds of the raft batch system: `PeerFsm` (one per region
-//! replica) and `StoreFsm` (the control FSM).
+//! `PeerFsm`: the FSM of one region replica, and how it handles the
+//! messages in its mailbox.
+//!
+//! The poller drains a bounded number of messages per round
+//! ([`PeerFsm::handle_messages`]); each one goes to the [`Peer`]: raft
+//! messages are stepped, commands checked and batched, ticks tick, apply
+//! results advance raft. Taking the peer's Ready and destroying a removed
+//! peer are the poller's and the store FSM's part.
 
 use batch_system::mpsc::{self, LooseBoundedSender, Receiver};
 use batch_system::Fsm;
-use engine::RaftLogEngine;
+use engine::{KvEngine, RaftLogEngine};
 use kvproto_lite::metapb::{self, Region};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
 use slog::Logger;
 
 use crate::config::Config;
-use crate::msg::{PeerMsg, StoreMsg};
+use crate::context::PollContext;
+use crate::msg::{PeerMsg, SignificantMsg};
 use crate::peer::Peer;
+use crate::transport::Transport;
 
 /// The FSM of one region replica: a [`Peer`] and the receiving end of its
 /// mailbox.
@@ -52,6 +60,44 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
     pub fn peer(&self) -> &Peer<ER> {
         &self.peer
     }
+
+    /// Handles up to `limit` messages from the mailbox; returns how many
+    /// it handled (`limit` means more may be waiting).
+    pub(crate) fn handle_messages<EK: KvEngine, T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        limit: usize,
+    ) -> usize {
+        let mut handled = 0;
+        while handled < limit {
+            match self.receiver.try_recv() {
+                Ok(msg) => {
+                    self.on_message(ctx, msg);
+                    handled += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        handled
+    }
+
+    fn on_message<EK: KvEngine, T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        msg: PeerMsg,
+    ) {
+        match msg {
+            PeerMsg::RaftMessage(m) => self.peer.step(*m),
+            PeerMsg::RaftCommand(cmd) => self.peer.propose(ctx, *cmd),
+            PeerMsg::Tick => self.peer.tick(ctx),
+            PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
+            PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id }) => {
+                self.peer.on_store_unreachable(store_id)
+            }
+            PeerMsg::Start => self.peer.start(),
+            PeerMsg::Destroy => self.peer.mark_pending_remove(),
+        }
+    }
 }
 
 impl<ER: RaftLogEngine> Fsm for PeerFsm<ER> {
@@ -73,38 +119,5 @@ impl<ER: RaftLogEngine> Drop for PeerFsm<ER> {
             .fail_pending_proposals(kvproto_lite::util::new_error(
                 "peer stopped before the command was applied: outcome unknown",
             ));
-    }
-}
-
-/// The store's control FSM. It receives raft messages for regions that have
-/// no peer on this store yet and store-wide ticks.
-pub struct StoreFsm {
-    pub(crate) receiver: Receiver<StoreMsg>,
-    pub(crate) stopped: bool,
-    /// Store ticks received so far.
-    pub(crate) ticks: u64,
-}
-
-impl StoreFsm {
-    /// Creates the store FSM and the sender of its mailbox (pass both to
-    /// `create_system`).
-    pub fn new(cfg: &Config) -> (LooseBoundedSender<StoreMsg>, Box<StoreFsm>) {
-        let (tx, rx) = mpsc::loose_bounded(cfg.store_mailbox_capacity);
-        (
-            tx,
-            Box::new(StoreFsm {
-                receiver: rx,
-                stopped: false,
-                ticks: 0,
-            }),
-        )
-    }
-}
-
-impl Fsm for StoreFsm {
-    type Message = StoreMsg;
-
-    fn is_stopped(&self) -> bool {
-        self.stopped
     }
 }

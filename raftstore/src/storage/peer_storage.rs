@@ -8,17 +8,6 @@ use kvproto_lite::metapb::{PeerRole, Region};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-/// Term of the log position every bootstrapped region starts from.
-///
-/// Bootstrapped peers start with an empty log "truncated" at
-/// ([`RAFT_INIT_LOG_INDEX`], `RAFT_INIT_LOG_TERM`), so every replica of a new
-/// region has identical raft state without writing any entry, and a peer
-/// created later (index 0) can be told apart from one that was bootstrapped.
-pub const RAFT_INIT_LOG_TERM: u64 = 5;
-/// Index of the log position every bootstrapped region starts from; see
-/// [`RAFT_INIT_LOG_TERM`].
-pub const RAFT_INIT_LOG_INDEX: u64 = 5;
-
 /// Most entries kept in the in-memory entry cache of one peer.
 const MAX_CACHED_ENTRIES: usize = 1024;
 
@@ -336,6 +325,9 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{
+        initial_apply_state, initial_raft_state, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
+    };
     use engine::MemRaftLogEngine;
     use kvproto_lite::metapb::Peer;
 
@@ -360,8 +352,8 @@ mod tests {
         PeerStorage::new(
             MemRaftLogEngine::new(),
             region(),
-            crate::poller::init_raft_state(),
-            crate::poller::init_apply_state(),
+            initial_raft_state(),
+            initial_apply_state(),
         )
         .unwrap()
     }
@@ -452,23 +444,23 @@ mod tests {
 
     #[test]
     fn inconsistent_persisted_state_is_an_error() {
-        let mut raft_state = crate::poller::init_raft_state();
+        let mut raft_state = initial_raft_state();
         raft_state.set_last_index(2);
         let res = PeerStorage::new(
             MemRaftLogEngine::new(),
             region(),
             raft_state,
-            crate::poller::init_apply_state(),
+            initial_apply_state(),
         );
         assert!(res.is_err());
     }
 
     #[test]
     fn commit_index_is_raised_to_the_applied_index_on_load() {
-        let mut raft_state = crate::poller::init_raft_state();
+        let mut raft_state = initial_raft_state();
         raft_state.set_last_index(10);
         raft_state.mut_hard_state().set_commit(5);
-        let mut apply_state = crate::poller::init_apply_state();
+        let mut apply_state = initial_apply_state();
         apply_state.set_applied_index(9);
         let s =
             PeerStorage::new(MemRaftLogEngine::new(), region(), raft_state, apply_state).unwrap();

@@ -1,0 +1,570 @@
+//! `Peer`: one replica of a region, a `raft::RawNode` plus what the store
+//! keeps around it (pending proposals, the Ready being persisted).
+//!
+//! - this file: the peer itself, stepping raft messages, ticks, log GC,
+//!   taking and finishing a Ready, apply results;
+//! - [`propose`]: checking and proposing commands, the proposals waiting
+//!   for their entries to apply;
+//! - [`batch`]: merging a round's commands into as few entries as possible.
+//!
+//! Whatever reaches into raft-rs internals to correct its behaviour is in
+//! [`crate::raft_compat`], called from here.
+
+mod batch;
+mod propose;
+
+use std::collections::VecDeque;
+
+use engine::RaftLogEngine;
+use kvproto_lite::eraftpb::{self, Entry, MessageType};
+use kvproto_lite::metapb::{self, Region};
+use kvproto_lite::raft_cmdpb::{AdminCmdType, RaftCmdRequest};
+use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState, RaftMessage};
+use protobuf::Message as _;
+use raft::{RawNode, Ready, StateRole};
+use slog::{debug, error, info, o, warn, Logger};
+
+use crate::config::Config;
+use crate::context::PollContext;
+use crate::msg::Callback;
+use crate::raft_compat;
+use crate::storage::PeerStorage;
+use crate::transport::Transport;
+
+use self::batch::{BatchedCommand, MAX_MERGED_ENTRY_BYTES};
+use self::propose::PendingProposal;
+
+/// One replica of a region on this store.
+pub struct Peer<ER: RaftLogEngine> {
+    region_id: u64,
+    meta: metapb::Peer,
+    raft_group: RawNode<PeerStorage<ER>>,
+    proposals: VecDeque<PendingProposal>,
+    /// The Ready taken in this poll round, advanced after the round's log
+    /// batch is durable.
+    pending_ready: Option<Ready>,
+    /// Messages that may only leave after `pending_ready` is durable.
+    pending_persisted_msgs: Vec<eraftpb::Message>,
+    /// Ticks since the leader last considered log compaction.
+    gc_ticks: usize,
+    /// Peers learned from messages but not (yet) in the region metadata.
+    peer_cache: Vec<metapb::Peer>,
+    /// Regions split off this one, returned with `EpochNotMatch` so a client
+    /// learns the whole new layout from one answer.
+    derived_regions: Vec<Region>,
+    /// The peer was removed from its region or destroyed.
+    pending_remove: bool,
+    /// Client commands accepted this round, proposed together by
+    /// [`Peer::flush_proposals`]: one raft message, so one append per
+    /// follower for the whole batch (raft-rs 0.7's own `batch_append` is
+    /// unsafe, see `Config::raft_batch_append`).
+    batched: Vec<BatchedCommand>,
+    /// Most encoded bytes of commands merged into one entry.
+    batched_bytes_limit: u64,
+    /// `Some(election_timeout_ticks)` when election timeouts must not be
+    /// random (`Config::raft_election_jitter == false`).
+    fixed_election_timeout: Option<usize>,
+    logger: Logger,
+}
+
+impl<ER: RaftLogEngine> Peer<ER> {
+    /// Creates the peer `meta` of `region` from its persisted states.
+    ///
+    /// # Errors
+    ///
+    /// Inconsistent persisted state, or raft-rs refusing the configuration.
+    pub fn new(
+        cfg: &Config,
+        engine: ER,
+        region: Region,
+        meta: metapb::Peer,
+        raft_state: RaftLocalState,
+        apply_state: RaftApplyState,
+        logger: &Logger,
+    ) -> crate::Result<Peer<ER>> {
+        let region_id = region.get_id();
+        let logger = logger.new(o!("region_id" => region_id, "peer_id" => meta.get_id()));
+        let applied = apply_state.get_applied_index();
+        let storage = PeerStorage::new(engine, region, raft_state, apply_state)?;
+        let raft_cfg = cfg.raft_config(meta.get_id(), applied);
+        raft_cfg.validate()?;
+        let raft_group = RawNode::new(&raft_cfg, storage, &logger)?;
+        let mut peer = Peer {
+            region_id,
+            meta,
+            raft_group,
+            proposals: VecDeque::new(),
+            pending_ready: None,
+            pending_persisted_msgs: Vec::new(),
+            gc_ticks: 0,
+            peer_cache: Vec::new(),
+            derived_regions: Vec::new(),
+            pending_remove: false,
+            batched: Vec::new(),
+            batched_bytes_limit: MAX_MERGED_ENTRY_BYTES,
+            fixed_election_timeout: (!cfg.raft_election_jitter)
+                .then_some(cfg.raft_election_timeout_ticks),
+            logger,
+        };
+        peer.pin_election_timeout();
+        Ok(peer)
+    }
+
+    /// Without election jitter, replaces the election timeout raft-rs drew
+    /// with one derived from (peer id, term): see
+    /// [`raft_compat::pin_election_timeout`]. Called after every tick, step
+    /// and conf change.
+    fn pin_election_timeout(&mut self) {
+        if let Some(election) = self.fixed_election_timeout {
+            raft_compat::pin_election_timeout(&mut self.raft_group.raft, election);
+        }
+    }
+
+    /// Probes followers that raft-rs would leave waiting for a snapshot at
+    /// the first entry this leader still has: see
+    /// [`raft_compat::unstick_probes`].
+    fn unstick_probes(&mut self) {
+        let first_index = self.raft_group.store().truncated_index() + 1;
+        raft_compat::unstick_probes(&mut self.raft_group.raft, first_index);
+    }
+
+    /// The current election timeout in ticks.
+    pub fn election_timeout(&self) -> usize {
+        self.raft_group.raft.randomized_election_timeout()
+    }
+
+    /// The region id.
+    pub fn region_id(&self) -> u64 {
+        self.region_id
+    }
+
+    /// This peer's metadata.
+    pub fn meta(&self) -> &metapb::Peer {
+        &self.meta
+    }
+
+    /// The region as this peer knows it.
+    pub fn region(&self) -> &Region {
+        self.raft_group.store().region()
+    }
+
+    /// The raft node (read-only).
+    pub fn raft_group(&self) -> &RawNode<PeerStorage<ER>> {
+        &self.raft_group
+    }
+
+    /// Whether this peer is the region's leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft_group.raft.state == StateRole::Leader
+    }
+
+    /// The current raft term.
+    pub fn term(&self) -> u64 {
+        self.raft_group.raft.term
+    }
+
+    /// The leader as far as this peer knows (0 = unknown).
+    pub fn leader_id(&self) -> u64 {
+        self.raft_group.raft.leader_id
+    }
+
+    /// Number of proposals waiting to be applied.
+    pub fn pending_proposals(&self) -> usize {
+        self.proposals.len() + self.batched.len()
+    }
+
+    /// Whether the peer was removed and its FSM should stop.
+    pub fn is_pending_remove(&self) -> bool {
+        self.pending_remove
+    }
+
+    pub(crate) fn mark_pending_remove(&mut self) {
+        self.pending_remove = true;
+    }
+
+    fn find_peer(&self, peer_id: u64) -> Option<&metapb::Peer> {
+        self.region()
+            .get_peers()
+            .iter()
+            .find(|p| p.get_id() == peer_id)
+            .or_else(|| self.peer_cache.iter().find(|p| p.get_id() == peer_id))
+    }
+
+    fn leader_peer(&self) -> Option<metapb::Peer> {
+        let leader_id = self.leader_id();
+        if leader_id == raft::INVALID_ID {
+            return None;
+        }
+        self.find_peer(leader_id).cloned()
+    }
+
+    /// Starts the peer: a region with a single voter elects itself at once.
+    pub(crate) fn start(&mut self) {
+        let voters = self.raft_group.raft.prs().conf().voters().ids().len();
+        if voters == 1 && self.raft_group.raft.state != StateRole::Leader {
+            if let Err(e) = self.raft_group.campaign() {
+                warn!(self.logger, "campaign failed"; "err" => %e);
+            }
+            self.pin_election_timeout();
+        }
+    }
+
+    /// One raft tick; a leader also considers compacting its log.
+    pub(crate) fn tick<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        self.raft_group.tick();
+        self.pin_election_timeout();
+        self.unstick_probes();
+        // Give back what a burst grew (an idle region should stay small);
+        // on ticks, not per round, so a busy region does not reallocate.
+        self.raft_group.mut_store().shrink_cache();
+        if self.proposals.is_empty() && self.proposals.capacity() > 0 {
+            self.proposals = VecDeque::new();
+        }
+        self.gc_ticks += 1;
+        if self.gc_ticks >= ctx.cfg.raft_log_gc_tick_interval {
+            self.gc_ticks = 0;
+            self.maybe_propose_compact_log(ctx);
+        }
+    }
+
+    /// Steps a raft message from another peer.
+    pub(crate) fn step(&mut self, mut msg: RaftMessage) {
+        if msg.get_to_peer().get_id() != self.meta.get_id() {
+            debug!(self.logger, "drop message for another peer id";
+                "to_peer_id" => msg.get_to_peer().get_id());
+            return;
+        }
+        let from = msg.take_from_peer();
+        if self.find_peer(from.get_id()).is_none() {
+            // A peer this replica's metadata does not list yet (its conf
+            // change is not applied here): remember where it lives so that
+            // replies can reach it.
+            self.peer_cache.push(from);
+        }
+        let mut m = msg.take_message();
+        if raft::raw_node::is_local_msg(m.get_msg_type()) {
+            warn!(self.logger, "drop local message type from the network";
+                "msg_type" => ?m.get_msg_type());
+            return;
+        }
+        if let raft_compat::Rejection::Stale { matched } =
+            raft_compat::sanitize_append_rejection(&self.raft_group.raft, &mut m)
+        {
+            debug!(self.logger, "drop stale append rejection";
+                "from" => m.from, "rejected" => m.index, "matched" => matched);
+            return;
+        }
+        let rejection = m.get_msg_type() == MessageType::MsgAppendResponse && m.reject;
+        if let Err(e) = self.raft_group.step(m) {
+            debug!(self.logger, "step failed"; "err" => %e);
+        }
+        self.pin_election_timeout();
+        if rejection {
+            self.unstick_probes();
+        }
+    }
+
+    /// Reports a peer's store as unreachable to raft.
+    pub(crate) fn on_store_unreachable(&mut self, store_id: u64) {
+        let ids: Vec<u64> = self
+            .region()
+            .get_peers()
+            .iter()
+            .filter(|p| p.get_store_id() == store_id)
+            .map(|p| p.get_id())
+            .collect();
+        for id in ids {
+            self.raft_group.report_unreachable(id);
+        }
+    }
+
+    /// Proposes a CompactLog when enough applied entries are kept and every
+    /// follower already has them (snapshots do not exist yet, so the log is
+    /// never compacted past what a follower still needs).
+    fn maybe_propose_compact_log<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if !self.is_leader() {
+            return;
+        }
+        let store = self.raft_group.store();
+        let applied = store.apply_state().get_applied_index();
+        let truncated = store.truncated_index();
+        let min_matched = self
+            .raft_group
+            .raft
+            .prs()
+            .iter()
+            .map(|(_, pr)| pr.matched)
+            .min()
+            .unwrap_or(0);
+        let compact_idx = applied.min(min_matched);
+        if compact_idx <= truncated || compact_idx - truncated < ctx.cfg.raft_log_gc_threshold {
+            return;
+        }
+        let compact_term = match self.raft_group.raft.raft_log.term(compact_idx) {
+            Ok(t) => t,
+            Err(e) => {
+                debug!(self.logger, "skip log gc"; "err" => %e);
+                return;
+            }
+        };
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().set_region_id(self.region_id);
+        req.mut_header().set_peer(self.meta.clone());
+        req.mut_header()
+            .set_region_epoch(self.region().get_region_epoch().clone());
+        let admin = req.mut_admin_request();
+        admin.set_cmd_type(AdminCmdType::CompactLog);
+        admin.mut_compact_log().set_compact_index(compact_idx);
+        admin.mut_compact_log().set_compact_term(compact_term);
+        match req.write_to_bytes() {
+            Ok(data) => {
+                self.propose_data(data, Callback::none(), |rg, d| rg.propose(vec![], d));
+            }
+            Err(e) => error!(self.logger, "encode compact log"; "err" => %e),
+        }
+    }
+
+    /// Takes this round's Ready, if any: sends what may leave now, hands
+    /// committed entries to apply and adds entries and hard state to the
+    /// round's log batch. The Ready is finished by [`Peer::post_ready`]
+    /// after the batch is durable.
+    pub(crate) fn handle_ready<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        self.flush_proposals();
+        if self.pending_ready.is_some() || !self.raft_group.has_ready() {
+            return;
+        }
+        let mut rd = self.raft_group.ready();
+        if let Some(ss) = rd.ss() {
+            ctx.on_role_changed(self.region_id, ss.raft_state, self.term(), ss.leader_id);
+        }
+        self.send_messages(ctx, rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            // Storage never produces snapshots, so no leader sends one.
+            error!(self.logger, "received a snapshot, which this store cannot apply yet";
+                "index" => rd.snapshot().get_metadata().get_index());
+        }
+        let committed = rd.take_committed_entries();
+        self.send_to_apply(ctx, committed);
+        if !rd.entries().is_empty() {
+            self.fail_overwritten_proposals(rd.entries());
+        }
+        let hs = rd.hs().cloned();
+        match self
+            .raft_group
+            .mut_store()
+            .append(rd.entries(), hs.as_ref(), &mut ctx.log_batch)
+        {
+            Ok(_) => {}
+            Err(e) => {
+                // The log batch cannot take our own entries: storage is
+                // broken and raft's promises cannot be kept.
+                panic!(
+                    "region {}: cannot stage raft log write: {e}",
+                    self.region_id
+                );
+            }
+        }
+        if rd.must_sync() {
+            ctx.need_sync = true;
+        }
+        self.pending_persisted_msgs = rd.take_persisted_messages();
+        self.pending_ready = Some(rd);
+        ctx.ready_count += 1;
+    }
+
+    /// Whether a Ready waits for the round's log write.
+    pub(crate) fn has_pending_ready(&self) -> bool {
+        self.pending_ready.is_some()
+    }
+
+    /// Finishes the Ready after the round's log batch is durable: advances
+    /// raft, sends messages that had to wait, hands newly committed entries
+    /// to apply.
+    pub(crate) fn post_ready<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Some(rd) = self.pending_ready.take() else {
+            return;
+        };
+        let msgs = std::mem::take(&mut self.pending_persisted_msgs);
+        self.send_messages(ctx, msgs);
+        let mut light = self.raft_group.advance_append(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raft_group.mut_store().set_commit_index(commit);
+        }
+        self.send_messages(ctx, light.take_messages());
+        let committed = light.take_committed_entries();
+        self.send_to_apply(ctx, committed);
+    }
+
+    fn send_to_apply<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, entries: Vec<Entry>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Some(last) = entries.last() else { return };
+        let last_index = last.get_index();
+        let mut proposals = Vec::new();
+        while self
+            .proposals
+            .front()
+            .is_some_and(|p| p.index <= last_index)
+        {
+            if let Some(p) = self.proposals.pop_front() {
+                proposals.push(apply::Proposal {
+                    index: p.index,
+                    term: p.term,
+                    cb: p.cb.into_apply_callback(),
+                });
+            }
+        }
+        ctx.committed_entries += entries.len() as u64;
+        let task = apply::Apply {
+            region_id: self.region_id,
+            term: self.term(),
+            entries,
+            proposals,
+        };
+        ctx.apply_router
+            .schedule_task(self.region_id, apply::ApplyMsg::Apply(Box::new(task)));
+    }
+
+    fn send_messages<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        msgs: Vec<eraftpb::Message>,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        for msg in msgs {
+            let to = msg.get_to();
+            let Some(to_peer) = self.find_peer(to).cloned() else {
+                warn!(self.logger, "drop message to unknown peer"; "to_peer_id" => to);
+                continue;
+            };
+            let msg_type = msg.get_msg_type();
+            let mut rm = RaftMessage::default();
+            rm.set_region_id(self.region_id);
+            rm.set_from_peer(self.meta.clone());
+            rm.set_to_peer(to_peer.clone());
+            let region = self.raft_group.store().region();
+            rm.set_region_epoch(region.get_region_epoch().clone());
+            if matches!(
+                msg_type,
+                MessageType::MsgRequestVote
+                    | MessageType::MsgRequestPreVote
+                    | MessageType::MsgHeartbeat
+            ) || (msg_type == MessageType::MsgAppend && msg.get_commit() == 0)
+            {
+                // Messages that may create the peer on the receiving store
+                // carry the key range.
+                rm.set_start_key(region.get_start_key().to_vec());
+                rm.set_end_key(region.get_end_key().to_vec());
+            }
+            rm.set_message(msg);
+            if let Err(e) = ctx.transport.send(rm) {
+                debug!(self.logger, "send failed, report unreachable";
+                    "to_peer_id" => to, "err" => %e);
+                self.raft_group.report_unreachable(to);
+            }
+        }
+    }
+
+    /// Takes the apply system's report.
+    pub(crate) fn on_apply_res<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        res: apply::ApplyRes,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let applied = res.apply_state.get_applied_index();
+        for result in res.exec_results {
+            self.on_exec_result(ctx, result);
+        }
+        self.raft_group.mut_store().set_apply_state(res.apply_state);
+        self.raft_group.advance_apply_to(applied);
+        // Applied entries are only needed by followers that have not
+        // replicated them yet (those read the engine beyond the cache). Keep
+        // the last one itself: raft looks its term up for the next append's
+        // previous index and for commit checks, and a miss reads the engine.
+        let mut keep_from = applied;
+        if self.is_leader() {
+            let min_matched = self
+                .raft_group
+                .raft
+                .prs()
+                .iter()
+                .map(|(_, pr)| pr.matched)
+                .min()
+                .unwrap_or(applied);
+            keep_from = keep_from.min(min_matched);
+        }
+        self.raft_group
+            .mut_store()
+            .compact_cache_to(keep_from.saturating_sub(1));
+    }
+
+    fn on_exec_result<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, result: apply::ExecResult)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        match result {
+            apply::ExecResult::ChangePeer { cc, region } => {
+                if let Err(e) = self.raft_group.apply_conf_change(&cc) {
+                    error!(self.logger, "apply conf change"; "err" => %e);
+                }
+                self.pin_election_timeout();
+                let removed = !region
+                    .get_peers()
+                    .iter()
+                    .any(|p| p.get_id() == self.meta.get_id());
+                info!(self.logger, "conf change applied";
+                    "change" => ?cc.get_change_type(), "node" => cc.get_node_id(),
+                    "conf_ver" => region.get_region_epoch().get_conf_ver());
+                self.peer_cache
+                    .retain(|p| !region.get_peers().iter().any(|q| q.get_id() == p.get_id()));
+                self.raft_group.mut_store().set_region(region);
+                if removed {
+                    self.pending_remove = true;
+                }
+            }
+            apply::ExecResult::CompactLog { state, first_index } => {
+                let region_id = self.region_id;
+                let compact_to = state.get_index() + 1;
+                let mut apply_state = self.raft_group.store().apply_state().clone();
+                apply_state.set_truncated_state(state);
+                self.raft_group.mut_store().set_apply_state(apply_state);
+                self.raft_group.mut_store().compact_cache_to(compact_to - 1);
+                if let Err(e) = ctx.engines.raft.compact_to(region_id, compact_to) {
+                    error!(self.logger, "raft log gc failed"; "err" => %e, "first_index" => first_index);
+                }
+            }
+            apply::ExecResult::Split { left, right } => {
+                info!(self.logger, "split applied"; "left" => left.get_id(), "right" => right.get_id());
+                self.raft_group.mut_store().set_region(left);
+                self.derived_regions
+                    .retain(|r| r.get_id() != right.get_id());
+                self.derived_regions.push(right.clone());
+                ctx.pending_splits.push(right);
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Proposing commands: the checks a command passes before it is proposed
+//! (leader, epoch, key range, size), admin commands, and the proposals
+//! waiting for their entries to be applied.
+//!
+//! Normal commands accepted in a round are batched ([`super::batch`]) and
+//! proposed together by [`Peer::flush_proposals`] before the peer's Ready
+//! is taken.
+
+use std::collections::VecDeque;
+
+use engine::RaftLogEngine;
+use kvproto_lite::eraftpb::{ConfChange, Entry};
+use kvproto_lite::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
+use kvproto_lite::util;
+use protobuf::Message as _;
+use raft::RawNode;
+
+use super::batch::{merge_commands, MAX_MERGED_ENTRY_BYTES};
+use super::Peer;
+use crate::context::PollContext;
+use crate::msg::{Callback, RaftCommand};
+use crate::raft_compat;
+use crate::storage::PeerStorage;
+use crate::transport::Transport;
+
+/// A proposal waiting for its entry to be applied.
+pub(super) struct PendingProposal {
+    pub(super) index: u64,
+    pub(super) term: u64,
+    pub(super) cb: Callback,
+}
+
+impl<ER: RaftLogEngine> Peer<ER> {
+    /// Validates and proposes a client command, answering its callback at
+    /// once when the command cannot be proposed.
+    pub(crate) fn propose<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, cmd: RaftCommand)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let RaftCommand { request, callback } = cmd;
+        let term = self.term();
+        if let Err(err) = self.pre_propose_check(ctx, &request) {
+            callback.invoke_with_error(err, term);
+            return;
+        }
+        if request.has_admin_request() {
+            self.propose_admin(ctx, request, callback);
+            return;
+        }
+        // The encoded size (what the entry will hold); also caches the
+        // nested sizes for the encoding in `flush_proposals`.
+        let size = u64::from(request.compute_size());
+        if size > ctx.cfg.raft_entry_max_size {
+            callback.invoke_with_error(util::new_raft_entry_too_large(self.region_id, size), term);
+            return;
+        }
+        // Proposed with the rest of this round's commands in
+        // `flush_proposals` (before the peer's Ready is taken).
+        self.batched_bytes_limit = ctx.cfg.raft_entry_max_size.min(MAX_MERGED_ENTRY_BYTES);
+        self.batched.push((request, size, callback));
+    }
+
+    /// Proposes every command batched this round as one `MsgPropose` with
+    /// one entry per command: raft appends them together and sends one
+    /// append per follower instead of one per command. Each command keeps
+    /// its own entry, index and callback. Called before the peer's Ready is
+    /// taken and before any other proposal (so order is kept).
+    pub(crate) fn flush_proposals(&mut self) {
+        if self.batched.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batched);
+        if !self.is_leader() {
+            // Leadership moved since the commands were checked: do not let
+            // raft forward them; the client retries at the new leader.
+            let err = util::new_not_leader(self.region_id, self.leader_peer());
+            let term = self.term();
+            for (_, _, cb) in batch {
+                cb.invoke_with_error(err.clone(), term);
+            }
+            return;
+        }
+        let mut entries = Vec::new();
+        let mut callbacks = Vec::new();
+        for (request, cb) in merge_commands(batch, self.batched_bytes_limit) {
+            match request.write_to_bytes() {
+                Ok(data) => {
+                    entries.push(Entry {
+                        data: data.into(),
+                        ..Default::default()
+                    });
+                    callbacks.push(cb);
+                }
+                Err(e) => cb.invoke_with_error(
+                    util::new_error(format!("encode request: {e}")),
+                    self.term(),
+                ),
+            }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let count = entries.len() as u64;
+        let last_before = self.raft_group.raft.raft_log.last_index();
+        let result = raft_compat::propose_entries(&mut self.raft_group.raft, entries);
+        let term = self.term();
+        match result {
+            Ok(()) => {
+                let last = self.raft_group.raft.raft_log.last_index();
+                if last != last_before + count {
+                    // raft-rs appends all or nothing; anything else leaves
+                    // the outcome of each command unknown.
+                    for cb in callbacks {
+                        cb.invoke_with_error(util::new_error("proposal dropped by raft"), term);
+                    }
+                    return;
+                }
+                for (i, cb) in callbacks.into_iter().enumerate() {
+                    self.proposals.push_back(PendingProposal {
+                        index: last_before + 1 + i as u64,
+                        term,
+                        cb,
+                    });
+                }
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let err = util::new_not_leader(self.region_id, self.leader_peer());
+                for cb in callbacks {
+                    cb.invoke_with_error(err.clone(), term);
+                }
+            }
+            Err(e) => {
+                let err = util::new_error(format!("propose: {e}"));
+                for cb in callbacks {
+                    cb.invoke_with_error(err.clone(), term);
+                }
+            }
+        }
+    }
+
+    pub(super) fn propose_data(
+        &mut self,
+        data: Vec<u8>,
+        callback: Callback,
+        propose: impl FnOnce(&mut RawNode<PeerStorage<ER>>, Vec<u8>) -> raft::Result<()>,
+    ) {
+        self.flush_proposals();
+        let last_before = self.raft_group.raft.raft_log.last_index();
+        match propose(&mut self.raft_group, data) {
+            Ok(()) => {
+                let index = self.raft_group.raft.raft_log.last_index();
+                if index == last_before {
+                    // raft-rs dropped it silently (e.g. a pending conf change).
+                    callback.invoke_with_error(
+                        util::new_error("proposal dropped by raft"),
+                        self.term(),
+                    );
+                    return;
+                }
+                let term = self.term();
+                self.proposals.push_back(PendingProposal {
+                    index,
+                    term,
+                    cb: callback,
+                });
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let err = util::new_not_leader(self.region_id, self.leader_peer());
+                callback.invoke_with_error(err, self.term());
+            }
+            Err(e) => {
+                callback.invoke_with_error(util::new_error(format!("propose: {e}")), self.term());
+            }
+        }
+    }
+
+    fn propose_admin<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        request: RaftCmdRequest,
+        callback: Callback,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        // Commands batched earlier in the round go first.
+        self.flush_proposals();
+        let admin = request.get_admin_request();
+        let term = self.term();
+        match admin.get_cmd_type() {
+            AdminCmdType::TransferLeader => {
+                let target = admin.get_transfer_leader().get_peer().get_id();
+                if self.find_peer(target).is_none() {
+                    callback.invoke_with_error(
+                        util::new_error(format!("transfer leader: peer {target} not in region")),
+                        term,
+                    );
+                    return;
+                }
+                self.raft_group.transfer_leader(target);
+                let mut resp = kvproto_lite::raft_cmdpb::RaftCmdResponse::default();
+                resp.mut_header().set_current_term(term);
+                resp.mut_admin_response()
+                    .set_cmd_type(AdminCmdType::TransferLeader);
+                callback.invoke(resp);
+            }
+            AdminCmdType::ChangePeer => {
+                let cp = admin.get_change_peer();
+                let mut cc = ConfChange::default();
+                cc.set_change_type(cp.get_change_type());
+                cc.set_node_id(cp.get_peer().get_id());
+                let context = match request.write_to_bytes() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        callback.invoke_with_error(util::new_error(format!("encode: {e}")), term);
+                        return;
+                    }
+                };
+                self.propose_data(context, callback, |raft_group, context| {
+                    raft_group.propose_conf_change(context, cc)
+                });
+            }
+            AdminCmdType::Split | AdminCmdType::CompactLog => {
+                let data = match request.write_to_bytes() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        callback.invoke_with_error(util::new_error(format!("encode: {e}")), term);
+                        return;
+                    }
+                };
+                let _ = ctx;
+                self.propose_data(data, callback, |raft_group, data| {
+                    raft_group.propose(vec![], data)
+                });
+            }
+            AdminCmdType::InvalidAdmin => {
+                callback.invoke_with_error(util::new_error("invalid admin command type"), term);
+            }
+        }
+    }
+
+    fn pre_propose_check<EK, T>(
+        &self,
+        ctx: &PollContext<EK, ER, T>,
+        request: &RaftCmdRequest,
+    ) -> Result<(), kvproto_lite::errorpb::Error>
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let header = request.get_header();
+        if header.get_region_id() != self.region_id {
+            return Err(util::new_region_not_found(header.get_region_id()));
+        }
+        if header.has_peer() && header.get_peer().get_store_id() != ctx.store_id {
+            return Err(util::new_store_not_match(
+                header.get_peer().get_store_id(),
+                ctx.store_id,
+            ));
+        }
+        if !self.is_leader() {
+            return Err(util::new_not_leader(self.region_id, self.leader_peer()));
+        }
+        if request.get_requests().is_empty() && !request.has_admin_request() {
+            return Err(util::new_error(
+                "empty command: no requests and no admin request",
+            ));
+        }
+        let region = self.region();
+        if util::is_epoch_stale(header.get_region_epoch(), region.get_region_epoch()) {
+            let mut current = Vec::with_capacity(1 + self.derived_regions.len());
+            current.push(region.clone());
+            current.extend(self.derived_regions.iter().cloned());
+            return Err(util::new_epoch_not_match(
+                format!(
+                    "request epoch {:?} is older than region epoch {:?}",
+                    header.get_region_epoch(),
+                    region.get_region_epoch()
+                ),
+                current,
+            ));
+        }
+        for req in request.get_requests() {
+            let key = match req.get_cmd_type() {
+                CmdType::Get => req.get_get().get_key(),
+                CmdType::Put => req.get_put().get_key(),
+                CmdType::Delete => req.get_delete().get_key(),
+                CmdType::Invalid => return Err(util::new_error("invalid command type")),
+            };
+            util::check_key_in_region(key, region)?;
+        }
+        Ok(())
+    }
+
+    /// A new leader overwrote part of the log: proposals whose entries were
+    /// replaced can never commit.
+    pub(super) fn fail_overwritten_proposals(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else { return };
+        if self.is_leader() {
+            return;
+        }
+        let first_index = first.get_index();
+        let first_term = first.get_term();
+        let term = self.term();
+        let mut kept = VecDeque::with_capacity(self.proposals.len());
+        for p in self.proposals.drain(..) {
+            if p.index >= first_index && p.term < first_term {
+                p.cb.invoke_with_error(util::new_stale_command(), term);
+            } else {
+                kept.push_back(p);
+            }
+        }
+        self.proposals = kept;
+    }
+
+    /// Answers every pending proposal with `err`.
+    pub(crate) fn fail_pending_proposals(&mut self, err: kvproto_lite::errorpb::Error) {
+        let term = self.term();
+        for p in self.proposals.drain(..) {
+            p.cb.invoke_with_error(err.clone(), term);
+        }
+        for (_, _, cb) in self.batched.drain(..) {
+            cb.invoke_with_error(err.clone(), term);
+        }
+    }
+}
