@@ -1,17 +1,21 @@
 //! The poller loop, [`BatchSystem`] and [`create_system`].
 
 use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use slog::{warn, Logger};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsm::Fsm;
 use crate::handler::{HandleResult, HandlerBuilder, PollHandler};
+use crate::health::{Health, Lifecycle};
+use crate::log::default_logger;
 use crate::mailbox::BasicMailbox;
 use crate::mpsc::LooseBoundedSender;
 use crate::router::{BatchRouter, Router};
@@ -75,6 +79,10 @@ impl<N: Fsm, C: Fsm> Batch<N, C> {
     }
 }
 
+/// After this many poll rounds in a row in which every FSM was kept with an
+/// empty mailbox, a poller logs that its handler makes it spin.
+pub(crate) const SPIN_WARN_ROUNDS: u64 = 100_000;
+
 /// One poller thread's state.
 struct Poller<N: Fsm, C: Fsm, H> {
     receiver: Receiver<FsmTypes<N, C>>,
@@ -86,6 +94,9 @@ struct Poller<N: Fsm, C: Fsm, H> {
     /// Shutdown tokens this poller took; given back when it exits so that a
     /// blocked poller can still get one.
     held_tokens: usize,
+    /// Rounds in a row in which every FSM was kept with an empty mailbox.
+    empty_rounds: u64,
+    logger: Logger,
 }
 
 impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
@@ -169,17 +180,30 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
     fn round(&mut self, batch: &mut Batch<N, C>, now: Instant) {
         self.handler.begin(batch.fsms.len());
 
+        // Stays true while every FSM handled so far was kept for another
+        // round with nothing in its mailbox: a round that did no work.
+        // (The emptiness checks only run while that still holds, so a round
+        // with real work pays for one or two of them at most.)
+        let mut spinning = true;
         let mut control_done = None;
         if let Some(control) = batch.control.as_mut() {
-            control_done = Some(self.handler.handle_control(&mut control.fsm));
+            let was_empty = control.mailbox.is_empty();
+            let result = self.handler.handle_control(&mut control.fsm);
+            spinning = was_empty && result.is_none() && control.mailbox.is_empty();
+            control_done = Some(result);
         }
 
         for (fsm_slot, slot) in batch.fsms.iter_mut().zip(batch.slots.iter_mut()) {
             let Some(fsm) = fsm_slot.as_mut() else {
                 continue;
             };
+            let was_empty = spinning && slot.mailbox.is_empty();
             slot.result = self.handler.handle_normal(fsm);
             slot.stopped = fsm.is_stopped();
+            spinning = was_empty
+                && slot.result == HandleResult::KeepProcessing
+                && !slot.stopped
+                && slot.mailbox.is_empty();
             if let (
                 false,
                 HandleResult::StopAt {
@@ -196,12 +220,35 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
 
         self.handler.light_end(&mut batch.fsms);
         self.handler.end(&mut batch.fsms);
+        self.check_spinning(spinning);
 
         if let Some(result) = control_done {
             self.finish_control(batch, result, now);
         }
         for i in (0..batch.fsms.len()).rev() {
             self.finish_normal(batch, i, now);
+        }
+    }
+
+    /// Counts rounds that did no work and warns once per streak of
+    /// [`SPIN_WARN_ROUNDS`]: a handler that keeps FSMs with empty mailboxes
+    /// (`KeepProcessing`, or `None` from `handle_control`) makes its poller
+    /// run empty rounds at full speed instead of waiting for messages.
+    fn check_spinning(&mut self, spinning: bool) {
+        if !spinning {
+            self.empty_rounds = 0;
+            return;
+        }
+        self.empty_rounds += 1;
+        if self.empty_rounds == SPIN_WARN_ROUNDS {
+            warn!(
+                self.logger,
+                "poller is spinning: its handler kept every FSM of the batch with an empty \
+                 mailbox round after round; return HandleResult::StopAt from handle_normal \
+                 (Some from handle_control) once the mailbox is drained";
+                "rounds" => self.empty_rounds,
+                "thread" => thread::current().name().unwrap_or("?").to_owned(),
+            );
         }
     }
 
@@ -356,6 +403,13 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> ManualPoller<N, C, H> {
     pub fn handler_mut(&mut self) -> &mut H {
         &mut self.poller.handler
     }
+
+    /// How many rounds in a row did no work: every FSM handled was kept
+    /// (`KeepProcessing` / `None`) with an empty mailbox. A warning is
+    /// logged when this reaches 100,000 (see [`PollHandler`]'s contract).
+    pub fn empty_rounds(&self) -> u64 {
+        self.poller.empty_rounds
+    }
 }
 
 /// Releases `fsm` to its mailbox; takes it straight back (and returns it)
@@ -376,18 +430,30 @@ fn release<F: Fsm>(mailbox: &BasicMailbox<F>, fsm: Box<F>, progress: usize) -> O
 ///
 /// # Shutdown guarantees
 ///
-/// `shutdown` first makes the router refuse every new send
-/// (`Disconnected`, message given back), then lets the pollers drain: each
-/// poller exits only when its batch is empty and nothing is queued for it.
-/// So every message accepted before `shutdown` was called is handled
-/// (unless a handler deliberately leaves messages, see
-/// [`HandleResult::StopAt`]). While draining, an FSM is kept only while
-/// its mailbox has messages, even if its handler asks to keep processing;
-/// note that sends through [`Mailbox`](crate::Mailbox) handles kept from
-/// before are not refused by the router and are drained too. Then all threads are joined and every
-/// mailbox is closed, dropping every FSM. A send racing with `shutdown`
-/// is either refused or its message is dropped together with its FSM
-/// (its destructor runs; it is never leaked).
+/// `shutdown` first makes every send path refuse new messages
+/// (`Disconnected`, message given back): the router, and every
+/// [`Mailbox`](crate::Mailbox) or [`BasicMailbox`] used with this system's
+/// schedulers, even one kept from long before; [`notify`](crate::Mailbox::notify)
+/// does nothing any more. Then it lets the pollers drain: each poller exits
+/// only when its batch is empty and nothing is queued for it. So every
+/// message accepted before `shutdown` was called is handled (unless a
+/// handler deliberately leaves messages, see [`HandleResult::StopAt`]).
+/// While draining, an FSM is kept only while its mailbox has messages, even
+/// if its handler asks to keep processing, and the control FSM is released
+/// after each round. Since nothing new is accepted, the drain is bounded by
+/// what was queued: neither a handler that re-arms itself nor another thread
+/// that keeps sending can hold `shutdown` up. Then all threads are joined
+/// and every mailbox is closed, dropping every FSM. A send racing with
+/// `shutdown` is either refused or its message is dropped together with its
+/// FSM (its destructor runs; it is never leaked).
+///
+/// # Poller panics
+///
+/// A handler that panics kills its poller thread and the FSMs in that
+/// poller's batch (their mailboxes are closed: later sends to them get
+/// `Disconnected`). The other pollers keep serving. When no poller is left,
+/// every send is refused, as after shutdown. [`health`](Self::health)
+/// reports it; [`shutdown`](Self::shutdown) re-raises the first panic.
 pub struct BatchSystem<N: Fsm, C: Fsm> {
     router: BatchRouter<N, C>,
     receiver: Receiver<FsmTypes<N, C>>,
@@ -396,6 +462,8 @@ pub struct BatchSystem<N: Fsm, C: Fsm> {
     max_batch_size: usize,
     reschedule_duration: Duration,
     stopping: Arc<AtomicBool>,
+    lifecycle: Arc<Lifecycle>,
+    logger: Logger,
     workers: Vec<JoinHandle<()>>,
     shut_down: bool,
 }
@@ -404,6 +472,20 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     /// The router of this system.
     pub fn router(&self) -> &BatchRouter<N, C> {
         &self.router
+    }
+
+    /// Sets the logger pollers started later (by [`spawn`](Self::spawn) or
+    /// [`manual_poller`](Self::manual_poller)) report through. The default
+    /// writes warnings to standard error in debug builds and discards
+    /// everything in release builds.
+    pub fn set_logger(&mut self, logger: Logger) {
+        self.logger = logger;
+    }
+
+    /// The state of the poller threads: how many run, how many died of a
+    /// handler panic, and whether sends are refused. See [`Health`].
+    pub fn health(&self) -> Health {
+        self.lifecycle.health()
     }
 
     /// Starts the poller threads, named `{name_prefix}-{i}`, each with a
@@ -432,6 +514,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
         }
         .validate()?;
         for i in 0..self.pool_size {
+            let name = format!("{name_prefix}-{i}");
             let poller = Poller {
                 receiver: self.receiver.clone(),
                 sender: self.sender.clone(),
@@ -440,13 +523,30 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
                 reschedule_duration: self.reschedule_duration,
                 stopping: Arc::clone(&self.stopping),
                 held_tokens: 0,
+                empty_rounds: 0,
+                logger: self.logger.new(slog::o!("poller" => name.clone())),
             };
-            let name = format!("{name_prefix}-{i}");
-            let handle = thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || poller.poll())
-                .map_err(|source| Error::Spawn { name, source })?;
-            self.workers.push(handle);
+            let lifecycle = Arc::clone(&self.lifecycle);
+            self.lifecycle.poller_started();
+            let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
+                match panic::catch_unwind(AssertUnwindSafe(|| poller.poll())) {
+                    Ok(()) => lifecycle.poller_exited(),
+                    Err(payload) => {
+                        // The batch (and its FSMs' mailboxes) is already
+                        // closed: the unwind dropped it. Record the panic,
+                        // then let the thread end with it for `shutdown`.
+                        lifecycle.poller_panicked(&*payload);
+                        panic::resume_unwind(payload);
+                    }
+                }
+            });
+            match spawned {
+                Ok(handle) => self.workers.push(handle),
+                Err(source) => {
+                    self.lifecycle.poller_not_started();
+                    return Err(Error::Spawn { name, source });
+                }
+            }
         }
         Ok(())
     }
@@ -464,6 +564,8 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
                 reschedule_duration: Duration::ZERO,
                 stopping: Arc::clone(&self.stopping),
                 held_tokens: 0,
+                empty_rounds: 0,
+                logger: self.logger.new(slog::o!("poller" => "manual")),
             },
             batch: Batch::with_capacity(self.max_batch_size.max(1)),
         }
@@ -562,8 +664,15 @@ pub fn create_system_with_config<N: Fsm, C: Fsm>(
 ) -> (BatchRouter<N, C>, BatchSystem<N, C>) {
     let control_box = BasicMailbox::new(sender, controller);
     let (tx, rx) = crossbeam_channel::unbounded();
-    let normal_scheduler = NormalScheduler { sender: tx.clone() };
-    let control_scheduler = ControlScheduler { sender: tx.clone() };
+    let lifecycle = Arc::new(Lifecycle::default());
+    let normal_scheduler = NormalScheduler {
+        sender: tx.clone(),
+        lifecycle: Arc::clone(&lifecycle),
+    };
+    let control_scheduler = ControlScheduler {
+        sender: tx.clone(),
+        lifecycle: Arc::clone(&lifecycle),
+    };
     let router = Router::new(control_box, normal_scheduler, control_scheduler);
     let system = BatchSystem {
         router: router.clone(),
@@ -573,6 +682,8 @@ pub fn create_system_with_config<N: Fsm, C: Fsm>(
         max_batch_size: cfg.max_batch_size,
         reschedule_duration: cfg.reschedule_duration,
         stopping: Arc::new(AtomicBool::new(false)),
+        lifecycle,
+        logger: default_logger(),
         workers: Vec::new(),
         shut_down: false,
     };

@@ -11,10 +11,26 @@ use crate::error::{Error, Result};
 /// Serialised with serde; missing fields take their defaults and
 /// `reschedule_duration` is written in milliseconds.
 ///
+/// # Defaults
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `pool_size` | 2 | poller threads |
+/// | `max_batch_size` | 256 | normal FSMs per poller round |
+/// | `reschedule_duration` | 100 ms | how long a poller keeps a busy FSM before re-queueing it |
+///
+/// [`create_system`](crate::create_system) takes the first two as
+/// arguments and uses the default `reschedule_duration`.
+///
 /// # Examples
 ///
 /// ```
 /// use batch_system::Config;
+///
+/// let defaults = Config::default();
+/// assert_eq!(defaults.pool_size, 2);
+/// assert_eq!(defaults.max_batch_size, 256);
+/// assert_eq!(defaults.reschedule_duration, std::time::Duration::from_millis(100));
 ///
 /// let cfg: Config = serde_json::from_str(r#"{"pool_size": 4}"#).unwrap();
 /// assert_eq!(cfg.pool_size, 4);
@@ -30,18 +46,19 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// Number of poller threads.
+    /// Number of poller threads. Default 2.
     pub pool_size: usize,
-    /// Most normal FSMs one poller handles in one round.
+    /// Most normal FSMs one poller handles in one round. Default 256.
     pub max_batch_size: usize,
     /// How long a poller may keep an FSM that wants more processing before
     /// it puts it back at the end of the queue, so one hot FSM cannot
-    /// starve the others waiting for a slot.
+    /// starve the others waiting for a slot. Default 100 ms.
     #[serde(with = "millis", rename = "reschedule_duration_ms")]
     pub reschedule_duration: Duration,
 }
 
 impl Default for Config {
+    /// `pool_size` 2, `max_batch_size` 256, `reschedule_duration` 100 ms.
     fn default() -> Config {
         Config {
             pool_size: 2,

@@ -64,6 +64,23 @@ pub trait FsmScheduler {
     /// Hands a notified mailbox (and with it the right to take its FSM) to a
     /// poller.
     fn schedule(&self, mailbox: BasicMailbox<Self::Fsm>);
+
+    /// Whether the FSMs this scheduler wakes can no longer be polled: the
+    /// system is shutting down, or every poller thread has died. Sends
+    /// through a [`BasicMailbox`] or [`Mailbox`](crate::Mailbox) with such
+    /// a scheduler are refused with `Disconnected` (the message comes back),
+    /// and [`notify`](BasicMailbox::notify) does nothing.
+    ///
+    /// The default is `false`: a scheduler that never stops.
+    #[inline]
+    fn is_stopped(&self) -> bool {
+        false
+    }
+
+    /// Makes [`is_stopped`](Self::is_stopped) return `true` from now on;
+    /// called by [`Router::broadcast_shutdown`](crate::Router::broadcast_shutdown).
+    /// The default does nothing.
+    fn stop(&self) {}
 }
 
 const NOTIFIED: usize = 0;
@@ -104,6 +121,11 @@ const DROP: usize = 2;
 /// All transitions are
 /// compare-and-swaps or swaps on one word; the parking slot is a lock-free
 /// [`AtomicCell`], so there is no lock and no `unsafe`.
+///
+/// The transitions themselves are private to this crate: only the
+/// mailbox, the router and the pollers move an FSM, so no caller can take
+/// an FSM it does not own. Outside code sees an `FsmState` only through
+/// [`BasicMailbox`] (`notify`, `close`, `is_closed`).
 pub struct FsmState<F> {
     status: AtomicUsize,
     data: Slot<F>,
@@ -162,7 +184,7 @@ impl<F> FsmState<F> {
     /// Tries `IDLE -> NOTIFIED`. Returns `true` when the caller won and now
     /// owns the right to take the FSM (it must schedule it).
     #[inline]
-    pub fn try_notify(&self) -> bool {
+    pub(crate) fn try_notify(&self) -> bool {
         self.status.load(Ordering::SeqCst) == IDLE
             && self
                 .status
@@ -173,7 +195,7 @@ impl<F> FsmState<F> {
     /// Takes the FSM out of the slot. Only the owner of the `NOTIFIED`
     /// status may call this; returns `None` if the state was closed meanwhile
     /// (the FSM is then dropped here).
-    pub fn take_notified(&self) -> Option<Box<F>> {
+    pub(crate) fn take_notified(&self) -> Option<Box<F>> {
         let fsm = self.data.take();
         if self.status.load(Ordering::SeqCst) == DROP {
             drop(fsm);
@@ -184,7 +206,7 @@ impl<F> FsmState<F> {
 
     /// Parks `fsm` back and moves `NOTIFIED -> IDLE`. If the state was closed
     /// meanwhile, the FSM is dropped instead.
-    pub fn release(&self, fsm: Box<F>) {
+    pub(crate) fn release(&self, fsm: Box<F>) {
         self.data.store(Some(fsm));
         if self
             .status
@@ -198,19 +220,19 @@ impl<F> FsmState<F> {
 
     /// Parks `fsm` while keeping the status `NOTIFIED` (the caller passes the
     /// ownership on, e.g. by rescheduling the mailbox).
-    pub fn park_notified(&self, fsm: Box<F>) {
+    pub(crate) fn park_notified(&self, fsm: Box<F>) {
         self.data.store(Some(fsm));
     }
 
     /// Moves the state to `DROP`. If the FSM was idle it is dropped now;
     /// otherwise its current owner drops it when releasing it.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if self.status.swap(DROP, Ordering::SeqCst) == IDLE {
             drop(self.data.take());
         }
     }
 
-    /// Whether [`close`](Self::close) has been called.
+    /// Whether the state has been closed (see [`BasicMailbox::close`]).
     #[inline]
     pub fn is_closed(&self) -> bool {
         self.status.load(Ordering::SeqCst) == DROP

@@ -110,14 +110,15 @@ impl<F: Fsm> BasicMailbox<F> {
     /// # Errors
     ///
     /// [`TrySendError::Full`] over capacity, [`TrySendError::Disconnected`]
-    /// when the mailbox is closed or the FSM is gone; the message comes back.
+    /// when the mailbox is closed, the FSM is gone, or `scheduler`'s system
+    /// has stopped (see [`FsmScheduler::is_stopped`]); the message comes back.
     #[inline]
     pub fn try_send<S: FsmScheduler<Fsm = F>>(
         &self,
         msg: F::Message,
         scheduler: &S,
     ) -> Result<(), TrySendError<F::Message>> {
-        if self.is_closed() {
+        if self.is_closed() || scheduler.is_stopped() {
             return Err(TrySendError::Disconnected(msg));
         }
         self.inner.sender.try_send(msg)?;
@@ -129,15 +130,15 @@ impl<F: Fsm> BasicMailbox<F> {
     ///
     /// # Errors
     ///
-    /// [`SendError`] with the message when the mailbox is closed or the FSM
-    /// is gone.
+    /// [`SendError`] with the message when the mailbox is closed, the FSM
+    /// is gone, or `scheduler`'s system has stopped.
     #[inline]
     pub fn force_send<S: FsmScheduler<Fsm = F>>(
         &self,
         msg: F::Message,
         scheduler: &S,
     ) -> Result<(), SendError<F::Message>> {
-        if self.is_closed() {
+        if self.is_closed() || scheduler.is_stopped() {
             return Err(SendError(msg));
         }
         self.inner.sender.force_send(msg)?;
@@ -146,9 +147,10 @@ impl<F: Fsm> BasicMailbox<F> {
     }
 
     /// Wakes the FSM if it is idle, whether or not messages are queued.
+    /// Does nothing once `scheduler`'s system has stopped.
     #[inline]
     pub fn notify<S: FsmScheduler<Fsm = F>>(&self, scheduler: &S) {
-        if self.inner.state.try_notify() {
+        if !scheduler.is_stopped() && self.inner.state.try_notify() {
             scheduler.schedule(self.clone());
         }
     }
@@ -189,7 +191,10 @@ impl<F: Fsm> BasicMailbox<F> {
 /// returned by [`Router::mailbox`](crate::Router::mailbox).
 ///
 /// Sending through a `Mailbox` skips the router's address lookup: callers
-/// that send to one FSM often can keep one.
+/// that send to one FSM often can keep one. A kept `Mailbox` obeys shutdown
+/// like the router: once the system stops (shutdown began, or every poller
+/// died) its sends fail with `Disconnected`, so no sender can hold
+/// [`BatchSystem::shutdown`](crate::BatchSystem::shutdown) up.
 pub struct Mailbox<F: Fsm, S> {
     mailbox: BasicMailbox<F>,
     scheduler: S,
@@ -238,6 +243,18 @@ impl<F: Fsm, S: FsmScheduler<Fsm = F>> Mailbox<F, S> {
     /// Whether no message is queued.
     pub fn is_empty(&self) -> bool {
         self.mailbox.is_empty()
+    }
+
+    /// Wakes the FSM if it is idle, whether or not messages are queued; see
+    /// [`BasicMailbox::notify`].
+    #[inline]
+    pub fn notify(&self) {
+        self.mailbox.notify(&self.scheduler);
+    }
+
+    /// Whether the mailbox has been closed (its FSM stopped or was removed).
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
     }
 
     /// The underlying mailbox.

@@ -22,9 +22,19 @@
 //! drop(rx);
 //! assert_eq!(tx.try_send(4), Err(TrySendError::Disconnected(4)));
 //! ```
+//!
+//! # Re-exported types
+//!
+//! The receiver, the unbounded sender, their iterators and every error type
+//! are `crossbeam-channel`'s own, re-exported so users need not depend on
+//! it; their documentation is crossbeam's. A mailbox's receiver is an
+//! ordinary crossbeam [`Receiver`]: drain it with `try_recv` or
+//! [`try_iter`](Receiver::try_iter) in a handler (never a blocking `recv`,
+//! which would stall the poller).
 
 pub use crossbeam_channel::{
-    Receiver, RecvError, RecvTimeoutError, SendError, Sender, TryRecvError, TrySendError,
+    IntoIter, Iter, Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender,
+    TryIter, TryRecvError, TrySendError,
 };
 
 /// Creates a channel whose sender refuses messages once `capacity` messages

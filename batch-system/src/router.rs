@@ -60,14 +60,14 @@ struct Core<N: Fsm, C: Fsm> {
 /// a shard write lock.
 ///
 /// After [`broadcast_shutdown`](Self::broadcast_shutdown) every send fails
-/// with `Disconnected` and gives the message back.
+/// with `Disconnected` and gives the message back, through the router and
+/// through every [`Mailbox`] it handed out.
 ///
 /// # Examples
 ///
 /// ```
 /// use batch_system::test_runner::{Builder, Message, Runner};
-/// use batch_system::{create_system, BasicMailbox};
-/// use either::Either;
+/// use batch_system::{create_system, BasicMailbox, Either};
 ///
 /// let (control_tx, control) = Runner::new(16);
 /// let (router, mut system) = create_system::<Runner, Runner>(1, 8, control_tx, control);
@@ -145,8 +145,7 @@ where
     ///
     /// ```
     /// # use batch_system::test_runner::{Message, Runner};
-    /// # use batch_system::create_system;
-    /// # use either::Either;
+    /// # use batch_system::{create_system, Either};
     /// # let (ctx, c) = Runner::new(4);
     /// # let (router, _system) = create_system::<Runner, Runner>(1, 4, ctx, c);
     /// match router.try_send(42, Message::Count(1)) {
@@ -232,14 +231,22 @@ where
     }
 
     /// Force-sends a message made by `msg_gen` to every registered normal
-    /// FSM. Mailboxes that are closed are skipped.
+    /// FSM. Closed mailboxes are skipped, and `msg_gen` is not called for
+    /// them; see [`broadcast_normal_where`](Self::broadcast_normal_where).
     pub fn broadcast_normal(&self, msg_gen: impl FnMut() -> N::Message) {
         self.broadcast_normal_where(|_| true, msg_gen);
     }
 
     /// Force-sends a message made by `msg_gen` to every registered normal
-    /// FSM whose address passes `filter`. Mailboxes that are closed are
-    /// skipped; `msg_gen` is called once per FSM that gets a message.
+    /// FSM whose address passes `filter`.
+    ///
+    /// `filter` is called once per registered address. `msg_gen` is called
+    /// once per address that passes the filter and whose mailbox is open
+    /// when the broadcast reaches it; closed mailboxes (an FSM that stopped
+    /// but whose address was not [closed](Self::close) yet) are skipped
+    /// without making a message. Only a mailbox closed by another thread in
+    /// the instant between that check and the send drops its message.
+    /// After shutdown nothing is sent and neither closure is called.
     ///
     /// Useful to spread periodic work: a timer that reaches a tenth of the
     /// FSMs every tenth of its period wakes each FSM as often as a full
@@ -263,6 +270,14 @@ where
     ///     let queued = router.mailbox(addr).map(|mb| mb.len()).unwrap_or(0);
     ///     assert_eq!(queued, usize::from(addr % 2 == 0));
     /// }
+    /// // A closed mailbox that is still registered costs no message.
+    /// router.mailbox(2).unwrap().basic().close();
+    /// let mut made = 0;
+    /// router.broadcast_normal(|| {
+    ///     made += 1;
+    ///     Message::Count(1)
+    /// });
+    /// assert_eq!(made, 3);
     /// ```
     pub fn broadcast_normal_where(
         &self,
@@ -273,18 +288,22 @@ where
             return;
         }
         for entry in self.core.normals.iter() {
-            if filter(*entry.key()) {
+            if filter(*entry.key()) && !entry.value().is_closed() {
                 let _ = entry.value().force_send(msg_gen(), &self.normal_scheduler);
             }
         }
     }
 
     /// Marks the router shut down: from now on every send through it fails
-    /// with `Disconnected`. FSMs are not dropped here;
+    /// with `Disconnected`, and so does every send through a kept
+    /// [`Mailbox`] (the schedulers are [stopped](FsmScheduler::stop) too).
+    /// FSMs are not dropped here;
     /// [`BatchSystem::shutdown`](crate::BatchSystem::shutdown) calls this,
     /// lets the pollers drain, then [closes](Self::close_all) everything.
     pub fn broadcast_shutdown(&self) {
         self.core.stopped.store(true, Ordering::SeqCst);
+        self.normal_scheduler.stop();
+        self.control_scheduler.stop();
     }
 
     /// Registers `mailbox` at `addr`. An older mailbox at the same address is
@@ -347,6 +366,12 @@ where
     }
 
     /// Number of registered normal mailboxes.
+    ///
+    /// An FSM that stopped ([`Fsm::is_stopped`]) has its mailbox closed by
+    /// its poller, but its address stays registered (and counted here)
+    /// until someone calls [`close`](Self::close) with it: the poller does
+    /// not know FSM addresses. A handler that stops an FSM usually closes
+    /// its address in the same round.
     pub fn alive_cnt(&self) -> usize {
         self.core.normals.len()
     }

@@ -1,8 +1,11 @@
 //! The two schedulers of a batch system, sharing one channel to the pollers.
 
+use std::sync::Arc;
+
 use crossbeam_channel::Sender;
 
 use crate::fsm::{Fsm, FsmScheduler};
+use crate::health::Lifecycle;
 use crate::mailbox::BasicMailbox;
 
 /// What travels on the scheduler channel to the pollers.
@@ -18,12 +21,14 @@ pub(crate) enum FsmTypes<N: Fsm, C: Fsm> {
 /// Schedules normal FSMs onto the pollers of a [`BatchSystem`](crate::BatchSystem).
 pub struct NormalScheduler<N: Fsm, C: Fsm> {
     pub(crate) sender: Sender<FsmTypes<N, C>>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
 }
 
 impl<N: Fsm, C: Fsm> Clone for NormalScheduler<N, C> {
     fn clone(&self) -> Self {
         NormalScheduler {
             sender: self.sender.clone(),
+            lifecycle: Arc::clone(&self.lifecycle),
         }
     }
 }
@@ -37,17 +42,28 @@ impl<N: Fsm, C: Fsm> FsmScheduler for NormalScheduler<N, C> {
         // gone too, and the mailbox (with its parked FSM) is dropped here.
         let _ = self.sender.send(FsmTypes::Normal(mailbox));
     }
+
+    #[inline]
+    fn is_stopped(&self) -> bool {
+        self.lifecycle.is_stopped()
+    }
+
+    fn stop(&self) {
+        self.lifecycle.stop();
+    }
 }
 
 /// Schedules the control FSM onto the pollers of a [`BatchSystem`](crate::BatchSystem).
 pub struct ControlScheduler<N: Fsm, C: Fsm> {
     pub(crate) sender: Sender<FsmTypes<N, C>>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
 }
 
 impl<N: Fsm, C: Fsm> Clone for ControlScheduler<N, C> {
     fn clone(&self) -> Self {
         ControlScheduler {
             sender: self.sender.clone(),
+            lifecycle: Arc::clone(&self.lifecycle),
         }
     }
 }
@@ -58,5 +74,14 @@ impl<N: Fsm, C: Fsm> FsmScheduler for ControlScheduler<N, C> {
     #[inline]
     fn schedule(&self, mailbox: BasicMailbox<C>) {
         let _ = self.sender.send(FsmTypes::Control(mailbox));
+    }
+
+    #[inline]
+    fn is_stopped(&self) -> bool {
+        self.lifecycle.is_stopped()
+    }
+
+    fn stop(&self) {
+        self.lifecycle.stop();
     }
 }

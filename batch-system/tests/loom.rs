@@ -14,7 +14,7 @@
 //! the one `batch.rs` uses.
 #![cfg(loom)]
 
-use batch_system::FsmState;
+use batch_system::loom_model::ModelState as FsmState;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
