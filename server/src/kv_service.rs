@@ -1,0 +1,472 @@
+//! [`KvService`]: the client-to-store requests of `kvrpcpb`, served over
+//! raftstore's command path and the store's KV engine.
+//!
+//! Point reads and writes become one `RaftCmdRequest` for the region named
+//! in the request's `Context` (several requests in one command for
+//! `BatchGet` and `BatchPut`, so they apply atomically at one log
+//! position), sent to the region's peer on this store through its
+//! [`CommandSink`]; raftstore answers every command exactly once, and its
+//! errors (`NotLeader`, `EpochNotMatch`, ...) travel back unchanged in
+//! `region_error`.
+//!
+//! A `Scan` reads the KV engine directly, after a read through the Raft log
+//! proves that this store has applied every write acknowledged before the
+//! scan arrived:
+//!
+//! ```text
+//! 1. region r0 as this store applied it; the client's epoch version must
+//!    equal r0's (else EpochNotMatch / "not applied yet")
+//! 2. clamp [start, end) to r0's range
+//! 3. Get(start) through raft: this peer leads the region and has applied
+//!    everything committed before the read
+//! 4. take an engine snapshot, scan [start, end) up to the limit
+//! 5. region r1 as applied now: if its version moved (a split applied in
+//!    between), answer EpochNotMatch instead of a possibly mixed result
+//! ```
+//!
+//! Step 5 is what keeps a scan linearizable across a split: a write to the
+//! split-off half can only be acknowledged after the split is applied, and
+//! a snapshot that contains any write after the split also contains the
+//! split itself.
+
+use std::sync::Arc;
+
+use batch_system::mpsc::TrySendError;
+use engine::{KvEngine, KvSnapshot};
+use kvproto_lite::errorpb;
+use kvproto_lite::kvrpcpb::{
+    BatchGetRequest, BatchGetResponse, BatchPutRequest, BatchPutResponse, Context, DeleteRequest,
+    DeleteResponse, GetRegionRequest, GetRegionResponse, GetRequest, GetResponse, GetStoresRequest,
+    GetStoresResponse, KvPair, ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse,
+    RegionInfo, ScanRequest, ScanResponse,
+};
+use kvproto_lite::metapb::Region;
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, Request, Response};
+use kvproto_lite::raft_serverpb::PeerState;
+use kvproto_lite::util;
+use raftstore::{Callback, CommandSink, RaftCommand, StoreMeta};
+
+use crate::address::AddressBook;
+
+/// What the KV service needs from a running store.
+pub struct KvService<EK: KvEngine> {
+    store_id: u64,
+    sink: Arc<dyn CommandSink>,
+    kv: EK,
+    meta: Arc<StoreMeta>,
+    book: AddressBook,
+    max_scan_limit: u32,
+}
+
+/// The outcome of one command: the responses, in request order, or the
+/// store's error.
+type CmdResult = Result<Vec<Response>, errorpb::Error>;
+
+impl<EK: KvEngine> KvService<EK> {
+    /// The service of store `store_id`: commands go to `sink` (the store's
+    /// router), scans and region lookups read `kv`, leaders come from
+    /// `meta`, `GetStores` answers from `book`, and a scan returns at most
+    /// `max_scan_limit` pairs.
+    pub fn new(
+        store_id: u64,
+        sink: Arc<dyn CommandSink>,
+        kv: EK,
+        meta: Arc<StoreMeta>,
+        book: AddressBook,
+        max_scan_limit: u32,
+    ) -> KvService<EK> {
+        KvService {
+            store_id,
+            sink,
+            kv,
+            meta,
+            book,
+            max_scan_limit: max_scan_limit.max(1),
+        }
+    }
+
+    /// Sends `cmd` to its region's peer and waits for the answer.
+    async fn submit(&self, cmd: RaftCmdRequest) -> CmdResult {
+        let expected = cmd.get_requests().len();
+        let region_id = cmd.get_header().get_region_id();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let cb = Callback::new(move |resp| {
+            let _ = tx.send(resp);
+        });
+        match self.sink.send_command(RaftCommand::new(cmd, cb)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(c)) => c.callback.invoke_with_error(
+                util::new_server_is_busy(format!("mailbox of region {region_id} is full")),
+                0,
+            ),
+            Err(TrySendError::Disconnected(c)) => c
+                .callback
+                .invoke_with_error(util::new_region_not_found(region_id), 0),
+        }
+        // A callback is always called (dropped unanswered, it answers with
+        // an error itself), so the channel only closes without a value if
+        // that guarantee is broken.
+        let mut resp = rx
+            .await
+            .map_err(|_| util::new_error("the store dropped the command: outcome unknown"))?;
+        if resp.get_header().has_error() {
+            return Err(resp.mut_header().take_error());
+        }
+        let responses = resp.take_responses().into_vec();
+        if responses.len() != expected {
+            return Err(util::new_error(format!(
+                "malformed answer: {} responses to {expected} requests",
+                responses.len()
+            )));
+        }
+        Ok(responses)
+    }
+
+    /// `Kv.Get`.
+    pub async fn get(&self, mut req: GetRequest) -> GetResponse {
+        let mut resp = GetResponse::default();
+        let get = get_request(req.take_key());
+        let cmd = command(req.get_context(), vec![get]);
+        match self.submit(cmd).await {
+            Ok(mut r) => match r.pop() {
+                Some(mut r) if r.get_cmd_type() == CmdType::Get => {
+                    let mut get = r.take_get();
+                    if get.get_not_found() {
+                        resp.set_not_found(true);
+                    } else {
+                        resp.set_value(get.take_value());
+                    }
+                }
+                _ => resp.set_region_error(util::new_error("malformed answer to a Get")),
+            },
+            Err(e) => resp.set_region_error(e),
+        }
+        resp
+    }
+
+    /// `Kv.Put`.
+    pub async fn put(&self, mut req: PutRequest) -> PutResponse {
+        let mut resp = PutResponse::default();
+        let put = put_request(req.take_key(), req.take_value());
+        let cmd = command(req.get_context(), vec![put]);
+        if let Err(e) = self.submit(cmd).await {
+            resp.set_region_error(e);
+        }
+        resp
+    }
+
+    /// `Kv.Delete`.
+    pub async fn delete(&self, mut req: DeleteRequest) -> DeleteResponse {
+        let mut resp = DeleteResponse::default();
+        let mut del = Request::default();
+        del.set_cmd_type(CmdType::Delete);
+        del.mut_delete().set_key(req.take_key());
+        if let Err(e) = self.submit(command(req.get_context(), vec![del])).await {
+            resp.set_region_error(e);
+        }
+        resp
+    }
+
+    /// `Kv.BatchGet`: one command with one Get per key.
+    pub async fn batch_get(&self, mut req: BatchGetRequest) -> BatchGetResponse {
+        let mut resp = BatchGetResponse::default();
+        let keys = req.take_keys().into_vec();
+        if keys.is_empty() {
+            return resp;
+        }
+        let requests = keys.iter().map(|k| get_request(k.clone())).collect();
+        match self.submit(command(req.get_context(), requests)).await {
+            Ok(responses) => {
+                for (key, mut r) in keys.into_iter().zip(responses) {
+                    if r.get_cmd_type() != CmdType::Get {
+                        resp.clear_pairs();
+                        resp.set_region_error(util::new_error("malformed answer to a BatchGet"));
+                        return resp;
+                    }
+                    let mut get = r.take_get();
+                    if !get.get_not_found() {
+                        resp.mut_pairs().push(pair(key, get.take_value()));
+                    }
+                }
+            }
+            Err(e) => resp.set_region_error(e),
+        }
+        resp
+    }
+
+    /// `Kv.BatchPut`: one command with one Put per pair (atomic).
+    pub async fn batch_put(&self, mut req: BatchPutRequest) -> BatchPutResponse {
+        let mut resp = BatchPutResponse::default();
+        let pairs = req.take_pairs().into_vec();
+        if pairs.is_empty() {
+            return resp;
+        }
+        let requests = pairs
+            .into_iter()
+            .map(|mut p| put_request(p.take_key(), p.take_value()))
+            .collect();
+        if let Err(e) = self.submit(command(req.get_context(), requests)).await {
+            resp.set_region_error(e);
+        }
+        resp
+    }
+
+    /// `Kv.Scan`: see the module docs for why the answer is linearizable.
+    pub async fn scan(&self, req: ScanRequest) -> ScanResponse {
+        let mut resp = ScanResponse::default();
+        let limit = match req.get_limit() {
+            0 => self.max_scan_limit,
+            n => n.min(self.max_scan_limit),
+        };
+        resp.set_limit(limit);
+        match self.scan_pairs(req, limit as usize).await {
+            Ok(pairs) => resp.set_pairs(pairs.into()),
+            Err(e) => resp.set_region_error(e),
+        }
+        resp
+    }
+
+    async fn scan_pairs(
+        &self,
+        req: ScanRequest,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, errorpb::Error> {
+        let ctx = req.get_context().clone();
+        let region_id = ctx.get_region_id();
+        let version = ctx.get_region_epoch().get_version();
+        let r0 = self
+            .blocking(move |s| s.local_region(region_id))
+            .await?
+            .ok_or_else(|| util::new_region_not_found(region_id))?;
+        let local = r0.get_region_epoch().get_version();
+        if version > local {
+            return Err(util::new_server_is_busy(format!(
+                "store {} has not applied version {version} of region {region_id} yet (at {local})",
+                self.store_id
+            )));
+        }
+        if version < local {
+            return Err(self.epoch_not_match(r0, version).await);
+        }
+        let (start, end) = clamp(req.get_start_key(), req.get_end_key(), &r0);
+        if !end.is_empty() && start >= end {
+            return Ok(Vec::new());
+        }
+        // The read through the log (step 3).
+        self.submit(command(&ctx, vec![get_request(start.clone())]))
+            .await?;
+        let (pairs, r1) = self
+            .blocking(move |s| {
+                let snap = s.kv.snapshot();
+                let pairs = snap.scan(&start, &end, limit)?;
+                let r1 = s.local_region(region_id)?;
+                Ok((pairs, r1))
+            })
+            .await?;
+        match r1 {
+            Some(r1) if r1.get_region_epoch().get_version() == version => {
+                Ok(pairs.into_iter().map(|(k, v)| pair(k, v)).collect())
+            }
+            Some(r1) => Err(self.epoch_not_match(r1, version).await),
+            None => Err(util::new_region_not_found(region_id)),
+        }
+    }
+
+    /// `EpochNotMatch` with `region` and the region right after it on this
+    /// store (the other half of a split, usually).
+    async fn epoch_not_match(&self, region: Region, version: u64) -> errorpb::Error {
+        let reason = format!(
+            "request version {version}, region {} is at version {}",
+            region.get_id(),
+            region.get_region_epoch().get_version()
+        );
+        let end = region.get_end_key().to_vec();
+        let mut current = vec![region];
+        if !end.is_empty() {
+            if let Ok(regions) = self.blocking(|s| s.local_regions()).await {
+                current.extend(regions.into_iter().find(|r| r.get_start_key() == end));
+            }
+        }
+        util::new_epoch_not_match(reason, current)
+    }
+
+    /// `Kv.GetRegion`.
+    pub async fn get_region(&self, req: GetRegionRequest) -> GetRegionResponse {
+        let mut resp = GetRegionResponse::default();
+        let key = req.get_key().to_vec();
+        match self.blocking(|s| s.local_regions()).await {
+            Ok(regions) => match regions
+                .into_iter()
+                .find(|r| util::is_key_in_region(&key, r))
+            {
+                Some(region) => resp.set_region(self.region_info(region)),
+                None => resp.set_region_error(util::new_error(format!(
+                    "no region on store {} holds key {:?}",
+                    self.store_id,
+                    String::from_utf8_lossy(&key)
+                ))),
+            },
+            Err(e) => resp.set_region_error(e),
+        }
+        resp
+    }
+
+    /// `Kv.ListRegions`.
+    pub async fn list_regions(&self, _req: ListRegionsRequest) -> ListRegionsResponse {
+        let mut resp = ListRegionsResponse::default();
+        if let Ok(regions) = self.blocking(|s| s.local_regions()).await {
+            for region in regions {
+                resp.mut_regions().push(self.region_info(region));
+            }
+        }
+        resp
+    }
+
+    /// `Kv.GetStores`.
+    pub async fn get_stores(&self, _req: GetStoresRequest) -> GetStoresResponse {
+        let mut resp = GetStoresResponse::default();
+        resp.set_store_id(self.store_id);
+        resp.set_stores(self.book.stores().into());
+        resp
+    }
+
+    /// `region` with the leader this store knows.
+    fn region_info(&self, region: Region) -> RegionInfo {
+        let mut info = RegionInfo::default();
+        if let Some(l) = self.meta.leader_info(region.get_id()) {
+            if let Some(p) = region
+                .get_peers()
+                .iter()
+                .find(|p| p.get_id() == l.leader_id)
+            {
+                info.set_leader(p.clone());
+                info.set_leader_term(l.term);
+            }
+        }
+        info.set_region(region);
+        info
+    }
+
+    /// Runs engine reads off the async workers.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, errorpb::Error>
+    where
+        F: FnOnce(&LocalView<EK>) -> engine::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let view = LocalView {
+            store_id: self.store_id,
+            kv: self.kv.clone(),
+        };
+        match tokio::task::spawn_blocking(move || f(&view)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(util::new_error(format!("engine read failed: {e}"))),
+            Err(e) => Err(util::new_error(format!("engine read did not finish: {e}"))),
+        }
+    }
+}
+
+/// What engine reads off the async workers see: the store's KV engine.
+struct LocalView<EK> {
+    store_id: u64,
+    kv: EK,
+}
+
+impl<EK: KvEngine> LocalView<EK> {
+    /// The region `region_id` as this store last applied it, if it has a
+    /// live peer of it.
+    fn local_region(&self, region_id: u64) -> engine::Result<Option<Region>> {
+        Ok(self
+            .kv
+            .get_region_state(region_id)?
+            .filter(|s| s.get_state() == PeerState::Normal)
+            .map(|mut s| s.take_region())
+            .filter(|r| util::find_peer(r, self.store_id).is_some()))
+    }
+
+    /// Every region with a live peer on this store, by start key.
+    fn local_regions(&self) -> engine::Result<Vec<Region>> {
+        let mut regions: Vec<Region> = self
+            .kv
+            .region_states()?
+            .into_iter()
+            .filter(|s| s.get_state() == PeerState::Normal)
+            .map(|mut s| s.take_region())
+            .filter(|r| util::find_peer(r, self.store_id).is_some())
+            .collect();
+        regions.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
+        Ok(regions)
+    }
+}
+
+/// A command for the region of `ctx` with `requests`.
+fn command(ctx: &Context, requests: Vec<Request>) -> RaftCmdRequest {
+    let mut cmd = RaftCmdRequest::default();
+    let header = cmd.mut_header();
+    header.set_region_id(ctx.get_region_id());
+    header.set_peer(ctx.get_peer().clone());
+    header.set_region_epoch(ctx.get_region_epoch().clone());
+    cmd.set_requests(requests.into());
+    cmd
+}
+
+fn get_request(key: Vec<u8>) -> Request {
+    let mut r = Request::default();
+    r.set_cmd_type(CmdType::Get);
+    r.mut_get().set_key(key);
+    r
+}
+
+fn put_request(key: Vec<u8>, value: Vec<u8>) -> Request {
+    let mut r = Request::default();
+    r.set_cmd_type(CmdType::Put);
+    r.mut_put().set_key(key);
+    r.mut_put().set_value(value);
+    r
+}
+
+fn pair(key: Vec<u8>, value: Vec<u8>) -> KvPair {
+    let mut p = KvPair::default();
+    p.set_key(key);
+    p.set_value(value);
+    p
+}
+
+/// `[start, end)` cut to the region's range (empty `end` = unbounded).
+fn clamp(start: &[u8], end: &[u8], region: &Region) -> (Vec<u8>, Vec<u8>) {
+    let start = start.max(region.get_start_key()).to_vec();
+    let region_end = region.get_end_key();
+    let end = if end.is_empty() {
+        region_end.to_vec()
+    } else if region_end.is_empty() {
+        end.to_vec()
+    } else {
+        end.min(region_end).to_vec()
+    };
+    (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(start: &[u8], end: &[u8]) -> Region {
+        let mut r = Region::default();
+        r.set_start_key(start.to_vec());
+        r.set_end_key(end.to_vec());
+        r
+    }
+
+    #[test]
+    fn clamping_keeps_the_part_inside_the_region() {
+        let r = region(b"c", b"m");
+        assert_eq!(clamp(b"a", b"", &r), (b"c".to_vec(), b"m".to_vec()));
+        assert_eq!(clamp(b"d", b"f", &r), (b"d".to_vec(), b"f".to_vec()));
+        assert_eq!(clamp(b"d", b"z", &r), (b"d".to_vec(), b"m".to_vec()));
+        let open = region(b"", b"");
+        assert_eq!(clamp(b"", b"", &open), (Vec::new(), Vec::new()));
+        assert_eq!(
+            clamp(b"x", b"", &region(b"", b"k")),
+            (b"x".to_vec(), b"k".to_vec())
+        );
+    }
+}

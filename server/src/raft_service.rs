@@ -1,0 +1,100 @@
+//! [`RaftService`]: the receiving end of other stores' raft streams.
+
+use std::sync::Arc;
+
+use batch_system::mpsc::TrySendError;
+use kvproto_lite::transportpb::{BatchRaftMessage, Done};
+use metrics::counter;
+use raftstore::RaftMessageSink;
+use slog::{warn, Logger};
+use tokio::sync::watch;
+use tonic::{Status, Streaming};
+
+/// Delivers the messages of incoming `Raft.BatchRaft` streams to this
+/// store's router.
+///
+/// A message the store cannot take (a full mailbox, a store shutting down)
+/// is dropped and counted: raft retransmits. A stream carrying a message
+/// for another store is refused with `FailedPrecondition`, since its sender
+/// dials the wrong address (the sender logs that and retries later).
+pub struct RaftService {
+    store_id: u64,
+    sink: Arc<dyn RaftMessageSink>,
+    /// Set by [`RaftService::close_streams`]: every stream ends.
+    closed: watch::Sender<bool>,
+    logger: Logger,
+}
+
+impl RaftService {
+    /// The service of store `store_id`, delivering to `sink` (the store's
+    /// router).
+    pub fn new(store_id: u64, sink: Arc<dyn RaftMessageSink>, logger: &Logger) -> RaftService {
+        RaftService {
+            store_id,
+            sink,
+            closed: watch::channel(false).0,
+            logger: logger.clone(),
+        }
+    }
+
+    /// Ends every stream being served, now and later, with `Unavailable`:
+    /// the senders see their connection to this store fail (as they would
+    /// if the process had exited) and report it unreachable. Raft streams
+    /// never end by themselves, so a server stopping gracefully needs this
+    /// to let its connections close.
+    pub fn close_streams(&self) {
+        let _ = self.closed.send(true);
+    }
+
+    /// Serves one `BatchRaft` stream until its sender closes it.
+    ///
+    /// # Errors
+    ///
+    /// The stream's own error (connection lost, malformed batch), or
+    /// `FailedPrecondition` for a message addressed to another store.
+    pub async fn batch_raft(
+        &self,
+        mut stream: Streaming<BatchRaftMessage>,
+    ) -> Result<Done, Status> {
+        let received = counter!("raft_messages_received_total");
+        let full = counter!("raft_messages_received_dropped_total", "reason" => "mailbox_full");
+        let stopped = counter!("raft_messages_received_dropped_total", "reason" => "not_running");
+        let mut closed = self.closed.subscribe();
+        loop {
+            let next = tokio::select! {
+                next = stream.message() => Some(next),
+                _ = closed.wait_for(|c| *c) => None,
+            };
+            let mut batch = match next {
+                None => {
+                    return Err(Status::unavailable(format!(
+                        "store {} is shutting down",
+                        self.store_id
+                    )))
+                }
+                Some(Err(status)) => return Err(status),
+                Some(Ok(None)) => break,
+                Some(Ok(Some(batch))) => batch,
+            };
+            received.increment(batch.get_msgs().len() as u64);
+            for msg in batch.take_msgs() {
+                let to = msg.get_to_peer().get_store_id();
+                if to != self.store_id {
+                    counter!("raft_streams_refused_total").increment(1);
+                    warn!(self.logger, "refused a raft stream carrying messages for another store";
+                          "to_store" => to, "from_store" => msg.get_from_peer().get_store_id());
+                    return Err(Status::failed_precondition(format!(
+                        "this is store {}, not store {to}: check the address book",
+                        self.store_id
+                    )));
+                }
+                match self.sink.deliver(msg) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => full.increment(1),
+                    Err(TrySendError::Disconnected(_)) => stopped.increment(1),
+                }
+            }
+        }
+        Ok(Done::default())
+    }
+}
