@@ -133,4 +133,4 @@ pub use kv_service::KvService;
 pub use raft_service::RaftService;
 pub use server::Server;
 pub use service::StoreService;
-pub use transport::{GrpcTransport, GrpcTransportStats, UnreachableReporter};
+pub use transport::{error_chain, GrpcTransport, GrpcTransportStats, UnreachableReporter};

@@ -587,8 +587,9 @@ async fn connect(cfg: &Config, addr: &str) -> Result<tonic::transport::Channel, 
         .map_err(|e| format!("connect to {addr}: {}", error_chain(&e)))
 }
 
-/// An error with its sources, `a: b: c`.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, `a: b: c` (tonic's transport errors say
+/// little at the top level: "transport error").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

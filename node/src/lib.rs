@@ -1,0 +1,79 @@
+//! The `node` server binary and the `kvctl` client of a multi-raft
+//! cluster, and the pieces they are made of.
+//!
+//! A node is one store: it keeps its regions in durable engines (fjall for
+//! the state machine, raft-engine for the raft logs) under `--data-dir`,
+//! serves clients and the other stores over gRPC on `--listen` (the
+//! `server` crate), and answers `GET /status`, `GET /status/regions` and
+//! `GET /metrics` (Prometheus text) on `--status`.
+//!
+//! ```text
+//! node --store-id 1 --listen 127.0.0.1:20161 --status 127.0.0.1:20181 \
+//!      --data-dir DIR --initial-cluster 1=127.0.0.1:20161,2=127.0.0.1:20162,3=127.0.0.1:20163 \
+//!      [--regions 16] [--config node.toml]
+//! kvctl --endpoints 127.0.0.1:20161,127.0.0.1:20162 put k v
+//! kvctl --endpoints 127.0.0.1:20161 get k
+//! ```
+//!
+//! - [`NodeConfig`]: the TOML config (every field optional, unknown keys
+//!   refused) and [`NodeConfig::validate`]; [`NodeFlags`]: the flags that
+//!   override it.
+//! - [`data_dir`]: the data directory's identity record, the first-start
+//!   bootstrap (the same region layout on every node, computed from the
+//!   initial cluster) and the restart checks (a store id that does not
+//!   match the directory is refused).
+//! - [`Node`]: starts everything, waits for SIGTERM/SIGINT, stops
+//!   gracefully.
+//! - [`status`], [`mod@metrics`]: the status server and what it exports.
+//! - [`remote`]: the asynchronous gRPC client `kvctl` runs on.
+//!
+//! Adding a node to a running cluster (`--join`) needs snapshots and
+//! membership changes, which the stores do not have yet.
+//!
+//! # Example
+//!
+//! A config as a TOML file would hold it, with what `validate` says about a
+//! mistake:
+//!
+//! ```
+//! use node::NodeConfig;
+//!
+//! let mut cfg: NodeConfig = toml::from_str(r#"
+//!     store_id = 1
+//!     listen = "127.0.0.1:20161"
+//!     status = "127.0.0.1:20181"
+//!     data_dir = "/var/lib/multi-raft/1"
+//!     initial_cluster = "1=127.0.0.1:20161,2=127.0.0.1:20162,3=127.0.0.1:20163"
+//!     regions = 16
+//!
+//!     [raftstore]
+//!     raft_base_tick_interval_ms = 50
+//! "#)?;
+//! cfg.validate()?;
+//! assert_eq!(cfg.initial_cluster.store_ids(), vec![1, 2, 3]);
+//!
+//! cfg.store_id = 4;
+//! assert_eq!(
+//!     cfg.validate().unwrap_err().to_string(),
+//!     "invalid config: initial-cluster 1=127.0.0.1:20161,2=127.0.0.1:20162,3=127.0.0.1:20163 \
+//!      does not list this store (4)"
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod cli;
+mod config;
+pub mod data_dir;
+mod error;
+mod logging;
+pub mod metrics;
+mod node;
+pub mod remote;
+pub mod status;
+
+pub use cli::NodeFlags;
+pub use config::{InitialCluster, NodeConfig, LOG_LEVELS, MAX_INITIAL_REGIONS};
+pub use error::{Error, Result};
+pub use logging::{logger, LogGuard};
+pub use node::Node;

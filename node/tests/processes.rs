@@ -1,0 +1,445 @@
+//! Real `node` processes on loopback ports: a three-node cluster that loses
+//! a node to SIGKILL and gets it back without losing an acknowledged write,
+//! and nodes that refuse to start.
+//!
+//! Every process is killed when its guard drops (also when a test panics),
+//! and asks the kernel to kill it if the test process dies first. Every
+//! wait has a deadline.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::{FjallKvEngine, KvEngine};
+use node::remote::{RemoteKv, RemoteOptions};
+
+const NODE: &str = env!("CARGO_BIN_EXE_node");
+const KVCTL: &str = env!("CARGO_BIN_EXE_kvctl");
+const REGIONS: usize = 8;
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `n` distinct free loopback ports (all bound at once, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls prctl, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        Proc(cmd.spawn().unwrap())
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        eventually(timeout, || {
+            status = self.0.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on `addr`; the body, if the answer is 200.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// The value of `"key":NUMBER` in a JSON text.
+fn json_number(json: &str, key: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get(key)?.as_u64()
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    grpc: BTreeMap<u64, String>,
+    status: BTreeMap<u64, String>,
+    procs: BTreeMap<u64, Proc>,
+}
+
+impl Cluster {
+    fn new(n: u64) -> Cluster {
+        let ports = free_ports(2 * n as usize);
+        let grpc: BTreeMap<u64, String> = (1..=n)
+            .map(|i| (i, format!("127.0.0.1:{}", ports[i as usize - 1])))
+            .collect();
+        let status: BTreeMap<u64, String> = (1..=n)
+            .map(|i| (i, format!("127.0.0.1:{}", ports[(n + i) as usize - 1])))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let initial: Vec<String> = grpc.iter().map(|(i, a)| format!("{i}={a}")).collect();
+        for i in 1..=n {
+            // Fast ticks so elections take a fraction of a second.
+            let config = format!(
+                "store_id = {i}\nlisten = \"{}\"\nstatus = \"{}\"\ndata_dir = \"{}\"\n\
+                 initial_cluster = \"{}\"\nregions = {REGIONS}\nlog_level = \"info\"\n\
+                 shutdown_grace_ms = 500\n\
+                 [raftstore]\nraft_base_tick_interval_ms = 20\nstore_pool_size = 1\n\
+                 [raftstore.apply]\npool_size = 1\n\
+                 [server]\nreconnect_initial_backoff_ms = 20\nreconnect_max_backoff_ms = 200\n",
+                grpc[&i],
+                status[&i],
+                dir.path().join(i.to_string()).display(),
+                initial.join(","),
+            );
+            std::fs::write(dir.path().join(format!("{i}.toml")), config).unwrap();
+        }
+        let mut c = Cluster {
+            dir,
+            grpc,
+            status,
+            procs: BTreeMap::new(),
+        };
+        for i in 1..=n {
+            c.start(i);
+        }
+        c
+    }
+
+    fn start(&mut self, i: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{i}.log")))
+            .unwrap();
+        let p = Proc::spawn(
+            Command::new(NODE)
+                .arg("--config")
+                .arg(self.dir.path().join(format!("{i}.toml")))
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        self.procs.insert(i, p);
+    }
+
+    fn log(&self, i: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{i}.log"))).unwrap_or_default()
+    }
+
+    /// Every running node answers /status, and together they lead every
+    /// region.
+    fn ready(&self) -> bool {
+        let mut leaders = 0;
+        for i in self.procs.keys() {
+            match http_get(&self.status[i], "/status").and_then(|s| json_number(&s, "leaders")) {
+                Some(n) => leaders += n,
+                None => return false,
+            }
+        }
+        leaders as usize >= REGIONS
+    }
+
+    fn wait_ready(&self) {
+        assert!(
+            eventually(Duration::from_secs(30), || self.ready()),
+            "cluster not ready; logs:\n{}",
+            self.procs
+                .keys()
+                .map(|&i| self.log(i))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    /// The applied index of every region, per running node.
+    fn applied(&self) -> Option<Vec<Vec<u64>>> {
+        self.procs
+            .keys()
+            .map(|i| {
+                let s = http_get(&self.status[i], "/status/regions")?;
+                let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+                v["regions"]
+                    .as_array()?
+                    .iter()
+                    .map(|r| r["applied_index"].as_u64())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn endpoints(&self) -> String {
+        self.grpc.values().cloned().collect::<Vec<_>>().join(",")
+    }
+
+    fn kvctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(KVCTL)
+            .arg("--endpoints")
+            .arg(self.endpoints())
+            .arg("--timeout-ms")
+            .arg("20000")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn data_dir(&self, i: u64) -> PathBuf {
+        self.dir.path().join(i.to_string())
+    }
+}
+
+fn client(rt: &tokio::runtime::Runtime, c: &Cluster) -> RemoteKv {
+    let endpoints: Vec<String> = c.grpc.values().cloned().collect();
+    rt.block_on(RemoteKv::connect(&endpoints, RemoteOptions::default()))
+        .unwrap()
+}
+
+#[test]
+fn three_nodes_lose_one_to_sigkill_and_keep_every_acknowledged_write() {
+    let mut c = Cluster::new(3);
+    c.wait_ready();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+
+    // Writes through kvctl ...
+    for i in 0..5 {
+        let (k, v) = (format!("kvctl-{i}"), format!("v{i}"));
+        let (code, _, err) = c.kvctl(&["put", &k, &v]);
+        assert_eq!(code, 0, "{err}");
+        acked.insert(k, v);
+    }
+    // ... and through the client library, spread over the regions.
+    let mut kv = client(&rt, &c);
+    let key = |i: u64| format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for i in 0..40 {
+        rt.block_on(kv.put(key(i).as_bytes(), b"first")).unwrap();
+        acked.insert(key(i), "first".to_owned());
+    }
+
+    // SIGKILL node 2; the others keep serving.
+    drop(c.procs.remove(&2));
+    for i in 20..60 {
+        rt.block_on(kv.put(key(i).as_bytes(), b"second")).unwrap();
+        acked.insert(key(i), "second".to_owned());
+    }
+    let (code, _, err) = c.kvctl(&["put", "while-down", "yes"]);
+    assert_eq!(code, 0, "{err}");
+    acked.insert("while-down".to_owned(), "yes".to_owned());
+
+    // Node 2 comes back from its data dir and catches up.
+    c.start(2);
+    c.wait_ready();
+    assert!(
+        c.log(2).contains("restarting from the data dir"),
+        "{}",
+        c.log(2)
+    );
+    for (k, v) in &acked {
+        assert_eq!(
+            rt.block_on(kv.get(k.as_bytes())).unwrap().as_deref(),
+            Some(v.as_bytes()),
+            "{k}"
+        );
+    }
+    let (code, out, _) = c.kvctl(&["get", "kvctl-3"]);
+    assert_eq!((code, out.as_str()), (0, "v3\n"));
+    let (code, _, err) = c.kvctl(&["get", "never-written"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, out, _) = c.kvctl(&["scan", "kvctl-", "kvctl-9", "--limit", "3"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "kvctl-0\tv0\nkvctl-1\tv1\nkvctl-2\tv2\n")
+    );
+    let (code, out, _) = c.kvctl(&["regions"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), REGIONS + 1, "{out}");
+
+    // Every node holds every acknowledged write: once they have applied
+    // the same log, stop them and read each one's engine.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let a = c.applied();
+            matches!(&a, Some(v) if v.len() == 3 && v.windows(2).all(|w| w[0] == w[1]))
+        }),
+        "applied indexes did not converge: {:?}",
+        c.applied()
+    );
+    for i in [1, 2, 3] {
+        let p = c.procs.get_mut(&i).unwrap();
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe {
+            libc::kill(p.0.id() as i32, libc::SIGTERM);
+        }
+        let status = p.wait(Duration::from_secs(20)).expect("graceful stop");
+        assert!(status.success(), "node {i}: {status:?}\n{}", c.log(i));
+        assert!(c.log(i).contains("node stopped"));
+    }
+    for i in [1, 2, 3] {
+        let kv = FjallKvEngine::open_existing(c.data_dir(i).join("kv")).unwrap();
+        for (k, v) in &acked {
+            assert_eq!(
+                kv.get(k.as_bytes()).unwrap().as_deref(),
+                Some(v.as_bytes()),
+                "node {i}, key {k}"
+            );
+        }
+    }
+}
+
+/// Runs `node` with `args` and returns its exit code and stderr; the
+/// process must exit by itself within 20 s.
+fn node_refusal(args: &[&str], dir: &Path) -> (i32, String) {
+    let err = dir.join("stderr");
+    let mut p = Proc::spawn(
+        Command::new(NODE)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap()),
+    );
+    let status = p.wait(Duration::from_secs(20)).expect("node did not exit");
+    (
+        status.code().unwrap_or(-1),
+        std::fs::read_to_string(err).unwrap(),
+    )
+}
+
+#[test]
+fn a_node_with_a_wrong_store_id_or_a_bad_config_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let listen = format!("127.0.0.1:{}", ports[0]);
+    let status = format!("127.0.0.1:{}", ports[1]);
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().unwrap();
+
+    // A data dir that belongs to store 1.
+    {
+        let cfg = node::NodeConfig {
+            store_id: 1,
+            data_dir: data.clone(),
+            initial_cluster: format!("1={listen}").parse().unwrap(),
+            regions: 2,
+            ..node::NodeConfig::default()
+        };
+        let dir = node::data_dir::DataDir::open(&data).unwrap();
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        node::data_dir::prepare(&dir, &cfg, &logger).unwrap();
+    }
+    let (code, err) = node_refusal(
+        &[
+            "--store-id",
+            "2",
+            "--data-dir",
+            data_s,
+            "--listen",
+            &listen,
+            "--status",
+            &status,
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("belongs to store 1, not store 2; refusing to start"),
+        "{err}"
+    );
+
+    // A config file with a misspelt key, one with a bad value, a bad flag.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "store_id = 1\nregoins = 4\n").unwrap();
+    let (code, err) = node_refusal(&["--config", bad.to_str().unwrap()], tmp.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.toml: line 2: unknown field `regoins`"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &bad,
+        format!("store_id = 1\ndata_dir = \"{data_s}\"\nregions = 0\n"),
+    )
+    .unwrap();
+    let (code, err) = node_refusal(&["--config", bad.to_str().unwrap()], tmp.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("regions must be in 1..="), "{err}");
+
+    let (code, err) = node_refusal(
+        &[
+            "--store-id",
+            "1",
+            "--data-dir",
+            data_s,
+            "--initial-cluster",
+            "1=nowhere",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("initial-cluster \"1=nowhere\""), "{err}");
+
+    // A first start without an initial cluster.
+    let empty = tmp.path().join("empty");
+    let (code, err) = node_refusal(
+        &[
+            "--store-id",
+            "1",
+            "--data-dir",
+            empty.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--status",
+            &status,
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("needs --initial-cluster"), "{err}");
+}
