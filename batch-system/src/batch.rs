@@ -2,24 +2,22 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use slog::{warn, Logger};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsm::Fsm;
 use crate::handler::{HandleResult, HandlerBuilder, PollHandler};
-use crate::health::{Health, Lifecycle};
+use crate::health::Health;
 use crate::log::default_logger;
 use crate::mailbox::BasicMailbox;
 use crate::mpsc::LooseBoundedSender;
 use crate::router::{BatchRouter, Router};
-use crate::scheduler::{ControlScheduler, FsmTypes, NormalScheduler};
+use crate::scheduler::{ControlScheduler, FsmTypes, Injector, NormalScheduler};
 
 /// Book-keeping for one normal FSM in a poller's batch.
 struct Slot<N: Fsm> {
@@ -83,20 +81,38 @@ impl<N: Fsm, C: Fsm> Batch<N, C> {
 /// empty mailbox, a poller logs that its handler makes it spin.
 pub(crate) const SPIN_WARN_ROUNDS: u64 = 100_000;
 
+/// A searching poller first looks at the empty queue this many times with
+/// a CPU pause between looks (well under a microsecond in all) ...
+const SEARCH_SPINS: u32 = 16;
+/// ... then this many times with a `yield_now` between looks, which hands
+/// the core to any thread that wants it (the producer, on a busy machine)
+/// and, on an idle core, keeps looking for some tens of microseconds before
+/// the poller parks. Measured in `docs/benchmarks.md` (batch-bench).
+const SEARCH_YIELDS: u32 = 64;
+
 /// One poller thread's state.
 struct Poller<N: Fsm, C: Fsm, H> {
-    receiver: Receiver<FsmTypes<N, C>>,
-    sender: Sender<FsmTypes<N, C>>,
+    injector: Arc<Injector<N, C>>,
+    /// This poller's id in the idle coordination (unused by a
+    /// `ManualPoller`, which never parks).
+    id: usize,
+    /// Whether this poller counts as searching (see `idle.rs`).
+    searching: bool,
     handler: H,
     max_batch_size: usize,
     reschedule_duration: Duration,
-    stopping: Arc<AtomicBool>,
-    /// Shutdown tokens this poller took; given back when it exits so that a
-    /// blocked poller can still get one.
-    held_tokens: usize,
     /// Rounds in a row in which every FSM was kept with an empty mailbox.
     empty_rounds: u64,
     logger: Logger,
+}
+
+impl<N: Fsm, C: Fsm, H> Drop for Poller<N, C, H> {
+    /// Leaving (shutdown, or a handler panic unwinding the thread): a
+    /// searcher hands its duty on, so no queued FSM is left unseen.
+    fn drop(&mut self) {
+        let injector = &*self.injector;
+        injector.idle.exit(self.searching, || !injector.is_empty());
+    }
 }
 
 impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
@@ -124,21 +140,20 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
                     });
                 }
             }
-            FsmTypes::Empty => self.held_tokens += 1,
         }
     }
 
-    /// Tops the batch up without blocking. Returns `false` if the channel
+    /// Tops the batch up without blocking. Returns `false` if the queue
     /// had nothing at all.
     fn top_up(&mut self, batch: &mut Batch<N, C>, now: Instant) -> bool {
         let mut got = false;
         while batch.fsms.len() < self.max_batch_size {
-            match self.receiver.try_recv() {
-                Ok(item) => {
+            match self.injector.pop() {
+                Some(item) => {
                     got = true;
                     self.accept(item, batch, now);
                 }
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                None => break,
             }
         }
         got
@@ -147,34 +162,60 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
     fn poll(mut self) {
         let mut batch = Batch::with_capacity(self.max_batch_size);
         loop {
-            let mut now = Instant::now();
-            if batch.is_empty() {
-                if !self.top_up(&mut batch, now) {
-                    // Nothing queued. Draining for shutdown: done.
-                    if self.stopping.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    self.handler.pause();
-                    match self.receiver.recv() {
-                        Ok(item) => {
-                            now = Instant::now();
-                            self.accept(item, &mut batch, now);
-                            self.top_up(&mut batch, now);
-                        }
-                        Err(_) => break,
-                    }
+            let now = Instant::now();
+            let got = self.top_up(&mut batch, now);
+            if got && self.searching {
+                // Found work. Schedulers woke nobody while we searched: if
+                // we were the last searcher and work is left, wake a poller.
+                self.searching = false;
+                if self.injector.idle.stop_searching() && !self.injector.is_empty() {
+                    self.injector.idle.notify_one();
                 }
-                if batch.is_empty() {
+            }
+            if batch.is_empty() {
+                if got {
+                    // Only FSMs closed meanwhile: look again.
                     continue;
                 }
-            } else {
-                self.top_up(&mut batch, now);
+                // Nothing queued. Draining for shutdown: done.
+                if self.injector.is_stopping() {
+                    break;
+                }
+                self.wait_for_work();
+                continue;
             }
             self.round(&mut batch, now);
         }
-        for _ in 0..self.held_tokens {
-            let _ = self.sender.send(FsmTypes::Empty);
+    }
+
+    /// Waits until the queue may have work: searches for a short while (if
+    /// fewer than half the pollers already do), then parks until woken.
+    fn wait_for_work(&mut self) {
+        self.handler.pause();
+        let injector = Arc::clone(&self.injector);
+        if !self.searching {
+            self.searching = injector.idle.try_start_searching();
         }
+        if self.searching {
+            for i in 0..SEARCH_SPINS + SEARCH_YIELDS {
+                if !injector.is_empty() || injector.is_stopping() {
+                    return;
+                }
+                if i < SEARCH_SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+            }
+        }
+        injector.idle.park(
+            self.id,
+            self.searching,
+            || !injector.is_empty(),
+            || injector.is_stopping(),
+        );
+        // Whoever woke us counted us as searching.
+        self.searching = true;
     }
 
     fn round(&mut self, batch: &mut Batch<N, C>, now: Instant) {
@@ -261,7 +302,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
             return;
         }
         let result = match result {
-            None if self.stopping.load(Ordering::SeqCst) => Some(0),
+            None if self.injector.is_stopping() => Some(0),
             r => r,
         };
         let keep = match result {
@@ -277,7 +318,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         if let Some(control) = keep {
             if now.saturating_duration_since(control.since) >= self.reschedule_duration {
                 control.mailbox.park_notified(control.fsm);
-                let _ = self.sender.send(FsmTypes::Control(control.mailbox));
+                self.injector.push(FsmTypes::Control(control.mailbox));
             } else {
                 batch.control = Some(control);
             }
@@ -305,7 +346,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
                 // Draining for shutdown: keep an FSM only while it has
                 // queued messages, so a handler that always asks for more
                 // cannot hold the shutdown forever.
-                HandleResult::KeepProcessing if self.stopping.load(Ordering::SeqCst) => {
+                HandleResult::KeepProcessing if self.injector.is_stopping() => {
                     match release(&slot.mailbox, fsm, 0) {
                         Some(fsm) => fsm,
                         None => {
@@ -329,7 +370,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         if now.saturating_duration_since(slot.since) >= self.reschedule_duration {
             // Fairness: give FSMs waiting in the queue a turn.
             slot.mailbox.park_notified(fsm);
-            let _ = self.sender.send(FsmTypes::Normal(slot.mailbox.clone()));
+            self.injector.push(FsmTypes::Normal(slot.mailbox.clone()));
             batch.remove(i);
         } else {
             *fsm_slot = Some(fsm);
@@ -456,13 +497,10 @@ fn release<F: Fsm>(mailbox: &BasicMailbox<F>, fsm: Box<F>, progress: usize) -> O
 /// reports it; [`shutdown`](Self::shutdown) re-raises the first panic.
 pub struct BatchSystem<N: Fsm, C: Fsm> {
     router: BatchRouter<N, C>,
-    receiver: Receiver<FsmTypes<N, C>>,
-    sender: Sender<FsmTypes<N, C>>,
+    injector: Arc<Injector<N, C>>,
     pool_size: usize,
     max_batch_size: usize,
     reschedule_duration: Duration,
-    stopping: Arc<AtomicBool>,
-    lifecycle: Arc<Lifecycle>,
     logger: Logger,
     workers: Vec<JoinHandle<()>>,
     shut_down: bool,
@@ -485,7 +523,10 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     /// The state of the poller threads: how many run, how many died of a
     /// handler panic, and whether sends are refused. See [`Health`].
     pub fn health(&self) -> Health {
-        self.lifecycle.health()
+        Health {
+            parked: self.injector.idle.parked(),
+            ..self.injector.lifecycle.health()
+        }
     }
 
     /// Starts the poller threads, named `{name_prefix}-{i}`, each with a
@@ -516,26 +557,25 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
         for i in 0..self.pool_size {
             let name = format!("{name_prefix}-{i}");
             let poller = Poller {
-                receiver: self.receiver.clone(),
-                sender: self.sender.clone(),
+                injector: Arc::clone(&self.injector),
+                id: i,
+                searching: false,
                 handler: builder.build(),
                 max_batch_size: self.max_batch_size,
                 reschedule_duration: self.reschedule_duration,
-                stopping: Arc::clone(&self.stopping),
-                held_tokens: 0,
                 empty_rounds: 0,
                 logger: self.logger.new(slog::o!("poller" => name.clone())),
             };
-            let lifecycle = Arc::clone(&self.lifecycle);
-            self.lifecycle.poller_started();
+            let injector = Arc::clone(&self.injector);
+            self.injector.lifecycle.poller_started();
             let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
                 match panic::catch_unwind(AssertUnwindSafe(|| poller.poll())) {
-                    Ok(()) => lifecycle.poller_exited(),
+                    Ok(()) => injector.lifecycle.poller_exited(),
                     Err(payload) => {
                         // The batch (and its FSMs' mailboxes) is already
                         // closed: the unwind dropped it. Record the panic,
                         // then let the thread end with it for `shutdown`.
-                        lifecycle.poller_panicked(&*payload);
+                        injector.lifecycle.poller_panicked(&*payload);
                         panic::resume_unwind(payload);
                     }
                 }
@@ -543,7 +583,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             match spawned {
                 Ok(handle) => self.workers.push(handle),
                 Err(source) => {
-                    self.lifecycle.poller_not_started();
+                    self.injector.lifecycle.poller_not_started();
                     return Err(Error::Spawn { name, source });
                 }
             }
@@ -557,13 +597,12 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     pub fn manual_poller<H: PollHandler<N, C>>(&self, handler: H) -> ManualPoller<N, C, H> {
         ManualPoller {
             poller: Poller {
-                receiver: self.receiver.clone(),
-                sender: self.sender.clone(),
+                injector: Arc::clone(&self.injector),
+                id: 0,
+                searching: false,
                 handler,
                 max_batch_size: self.max_batch_size.max(1),
                 reschedule_duration: Duration::ZERO,
-                stopping: Arc::clone(&self.stopping),
-                held_tokens: 0,
                 empty_rounds: 0,
                 logger: self.logger.new(slog::o!("poller" => "manual")),
             },
@@ -589,10 +628,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
         }
         self.shut_down = true;
         self.router.broadcast_shutdown();
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.workers.len() {
-            let _ = self.sender.send(FsmTypes::Empty);
-        }
+        self.injector.stop_pollers();
         let mut panic = None;
         for worker in self.workers.drain(..) {
             if let Err(p) = worker.join() {
@@ -600,11 +636,10 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             }
         }
         self.router.close_all();
-        while let Ok(item) = self.receiver.try_recv() {
+        while let Some(item) = self.injector.pop() {
             match item {
                 FsmTypes::Normal(mailbox) => drop(mailbox.take_fsm()),
                 FsmTypes::Control(mailbox) => drop(mailbox.take_fsm()),
-                FsmTypes::Empty => {}
             }
         }
         panic
@@ -663,26 +698,20 @@ pub fn create_system_with_config<N: Fsm, C: Fsm>(
     controller: Box<C>,
 ) -> (BatchRouter<N, C>, BatchSystem<N, C>) {
     let control_box = BasicMailbox::new(sender, controller);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let lifecycle = Arc::new(Lifecycle::default());
+    let injector = Arc::new(Injector::new(cfg.pool_size));
     let normal_scheduler = NormalScheduler {
-        sender: tx.clone(),
-        lifecycle: Arc::clone(&lifecycle),
+        injector: Arc::clone(&injector),
     };
     let control_scheduler = ControlScheduler {
-        sender: tx.clone(),
-        lifecycle: Arc::clone(&lifecycle),
+        injector: Arc::clone(&injector),
     };
     let router = Router::new(control_box, normal_scheduler, control_scheduler);
     let system = BatchSystem {
         router: router.clone(),
-        receiver: rx,
-        sender: tx,
+        injector,
         pool_size: cfg.pool_size,
         max_batch_size: cfg.max_batch_size,
         reschedule_duration: cfg.reschedule_duration,
-        stopping: Arc::new(AtomicBool::new(false)),
-        lifecycle,
         logger: default_logger(),
         workers: Vec::new(),
         shut_down: false,

@@ -47,6 +47,9 @@ pub struct Health {
     pub first_panic: Option<String>,
     /// Whether sends are refused: shutdown has begun, or no poller is left.
     pub refusing_sends: bool,
+    /// Poller threads parked right now, waiting to be woken by a send (an
+    /// idle system parks all of them after a short search).
+    pub parked: usize,
 }
 
 impl Health {
@@ -125,6 +128,7 @@ impl Lifecycle {
             panicked: self.panicked.load(Ordering::SeqCst),
             first_panic,
             refusing_sends: self.is_stopped(),
+            parked: 0,
         }
     }
 }

@@ -146,6 +146,7 @@ mod error;
 mod fsm;
 mod handler;
 mod health;
+mod idle;
 mod log;
 #[cfg(loom)]
 pub mod loom_model;

@@ -39,3 +39,55 @@ impl<F> ModelState<F> {
         self.0.is_closed()
     }
 }
+
+/// The idle-poller coordination (`idle.rs`), for the model of parking and
+/// waking.
+pub struct ModelIdle(crate::idle::Idle);
+
+impl ModelIdle {
+    /// Coordination for `pollers` pollers, all unparked.
+    pub fn new(pollers: usize) -> Self {
+        ModelIdle(crate::idle::Idle::new(pollers))
+    }
+
+    /// After pushing work: wake a parked poller unless one is searching.
+    pub fn notify_one(&self) -> bool {
+        self.0.notify_one()
+    }
+
+    /// Wake every parked poller.
+    pub fn notify_all(&self) {
+        self.0.notify_all()
+    }
+
+    /// Become a searcher if fewer than half the pollers search.
+    pub fn try_start_searching(&self) -> bool {
+        self.0.try_start_searching()
+    }
+
+    /// A searcher found work; `true` if it was the last one.
+    pub fn stop_searching(&self) -> bool {
+        self.0.stop_searching()
+    }
+
+    /// Park poller `id` until woken.
+    pub fn park(
+        &self,
+        id: usize,
+        searching: bool,
+        has_work: impl Fn() -> bool,
+        stopping: impl Fn() -> bool,
+    ) {
+        self.0.park(id, searching, has_work, stopping)
+    }
+
+    /// A poller leaves for good.
+    pub fn exit(&self, searching: bool, has_work: impl Fn() -> bool) {
+        self.0.exit(searching, has_work)
+    }
+
+    /// `(searching, unparked)`.
+    pub fn counts(&self) -> (usize, usize) {
+        self.0.counts()
+    }
+}

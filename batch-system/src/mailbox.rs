@@ -122,7 +122,7 @@ impl<F: Fsm> BasicMailbox<F> {
             return Err(TrySendError::Disconnected(msg));
         }
         self.inner.sender.try_send(msg)?;
-        self.notify(scheduler);
+        self.wake(scheduler);
         Ok(())
     }
 
@@ -142,7 +142,7 @@ impl<F: Fsm> BasicMailbox<F> {
             return Err(SendError(msg));
         }
         self.inner.sender.force_send(msg)?;
-        self.notify(scheduler);
+        self.wake(scheduler);
         Ok(())
     }
 
@@ -150,7 +150,15 @@ impl<F: Fsm> BasicMailbox<F> {
     /// Does nothing once `scheduler`'s system has stopped.
     #[inline]
     pub fn notify<S: FsmScheduler<Fsm = F>>(&self, scheduler: &S) {
-        if !scheduler.is_stopped() && self.inner.state.try_notify() {
+        if !scheduler.is_stopped() {
+            self.wake(scheduler);
+        }
+    }
+
+    /// Schedules the FSM if it is idle (the caller checked the scheduler).
+    #[inline]
+    fn wake<S: FsmScheduler<Fsm = F>>(&self, scheduler: &S) {
+        if self.inner.state.try_notify() {
             scheduler.schedule(self.clone());
         }
     }

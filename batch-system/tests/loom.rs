@@ -1,5 +1,6 @@
-//! Model checks of [`FsmState`] with loom: every interleaving of the
-//! threads below (within loom's bounds) is explored.
+//! Model checks with loom of [`FsmState`] (who owns an FSM) and of the
+//! idle-poller protocol (`idle.rs`: searching, parking, waking): every
+//! interleaving of the threads below (within loom's bounds) is explored.
 //!
 //! Run with:
 //!
@@ -14,8 +15,8 @@
 //! the one `batch.rs` uses.
 #![cfg(loom)]
 
-use batch_system::loom_model::ModelState as FsmState;
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use batch_system::loom_model::{ModelIdle, ModelState as FsmState};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
@@ -159,4 +160,124 @@ fn a_message_sent_during_release_is_never_stranded() {
         drop(by_sender);
         assert_dropped_once(state, &drops);
     });
+}
+
+/// A model of the scheduler queue: a count of queued FSMs.
+struct Queue(AtomicUsize);
+
+impl Queue {
+    fn push(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn pop(&self) -> bool {
+        let mut n = self.0.load(Ordering::SeqCst);
+        while n > 0 {
+            match self
+                .0
+                .compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
+    }
+
+    fn has_work(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// The shared state of the wake-up model.
+struct Pool {
+    idle: ModelIdle,
+    queue: Queue,
+    handled: AtomicUsize,
+    stopping: AtomicBool,
+    items: usize,
+}
+
+/// One poller, as `Poller::poll` and `Poller::wait_for_work` run it: take
+/// work; a searcher that found work passes the duty on; with no work,
+/// search (one look here) and park. The poller that handles the last item
+/// stops the pool as `BatchSystem::shutdown` would.
+fn poller(pool: &Pool, id: usize) {
+    let mut searching = false;
+    loop {
+        let got = pool.queue.pop();
+        if got && searching {
+            searching = false;
+            if pool.idle.stop_searching() && pool.queue.has_work() {
+                pool.idle.notify_one();
+            }
+        }
+        if got {
+            if pool.handled.fetch_add(1, Ordering::SeqCst) + 1 == pool.items {
+                pool.stopping.store(true, Ordering::SeqCst);
+                pool.idle.notify_all();
+            }
+            continue;
+        }
+        if pool.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        if !searching {
+            searching = pool.idle.try_start_searching();
+        }
+        if searching && (pool.queue.has_work() || pool.stopping.load(Ordering::SeqCst)) {
+            continue;
+        }
+        pool.idle.park(
+            id,
+            searching,
+            || pool.queue.has_work(),
+            || pool.stopping.load(Ordering::SeqCst),
+        );
+        searching = true;
+    }
+    pool.idle.exit(searching, || pool.queue.has_work());
+}
+
+/// A producer schedules `items` FSMs (push, then notify) while two pollers
+/// run, search and park. A lost wake-up leaves an item queued with both
+/// pollers parked: the joins below never return and loom reports a
+/// deadlock. Every item is handled exactly once.
+fn run_wake_up_model(items: usize) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(move || {
+        let pool = Arc::new(Pool {
+            idle: ModelIdle::new(2),
+            queue: Queue(AtomicUsize::new(0)),
+            handled: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            items,
+        });
+        let pollers: Vec<_> = (0..2)
+            .map(|id| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || poller(&pool, id))
+            })
+            .collect();
+        for _ in 0..items {
+            pool.queue.push();
+            pool.idle.notify_one();
+        }
+        for p in pollers {
+            p.join().unwrap();
+        }
+        assert_eq!(pool.handled.load(Ordering::SeqCst), items);
+        assert!(!pool.queue.has_work());
+    });
+}
+
+#[test]
+fn a_scheduled_fsm_always_wakes_a_poller() {
+    run_wake_up_model(1);
+}
+
+#[test]
+fn two_scheduled_fsms_are_both_handled_while_pollers_search_and_park() {
+    run_wake_up_model(2);
 }

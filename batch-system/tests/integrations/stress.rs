@@ -6,7 +6,9 @@ use std::sync::Arc;
 use batch_system::test_runner::{Builder, Message, Runner};
 use batch_system::{BasicMailbox, Config};
 
-use crate::util::{register_reporting, reports, running_system_with, wait_until, TIMEOUT};
+use crate::util::{
+    register_reporting, reports, running_system, running_system_with, wait_until, TIMEOUT,
+};
 
 /// Each message is sent when its FSM may be just releasing itself; a lost
 /// wake-up would leave a message queued on an idle FSM and the count short
@@ -101,4 +103,31 @@ fn an_fsm_is_never_handled_by_two_threads_at_once() {
     }
     // Re-raises any assertion failure from the pollers.
     system.shutdown();
+}
+
+/// Bursts separated by idle gaps in which every poller parks: each burst
+/// must wake the pool again, whatever the interleaving of the first send
+/// with the last poller going to sleep.
+#[test]
+fn bursts_after_every_poller_parked_are_all_handled() {
+    for pool in [1usize, 2, 3] {
+        let builder = Builder::new();
+        let metrics = builder.metrics();
+        let (router, mut system) = running_system(pool, 4, builder);
+        for addr in 0..8 {
+            let (tx, runner) = Runner::new(usize::MAX);
+            router.register(addr, BasicMailbox::new(tx, runner));
+        }
+        let mut sent = 0;
+        for burst in 0..50u64 {
+            wait_until("every poller parked", || system.health().parked == pool);
+            for i in 0..=(burst % 7) {
+                router.send(i % 8, Message::Count(1)).unwrap();
+                sent += 1;
+            }
+            wait_until("the burst handled", || metrics.handled() == sent);
+        }
+        system.shutdown();
+        assert_eq!(metrics.handled(), sent, "pool {pool}");
+    }
 }

@@ -1,0 +1,306 @@
+//! [`Idle`]: when to wake a parked poller, and how pollers park.
+//!
+//! Waking a parked thread costs a system call on the waker's side (and, on
+//! a virtual machine whose other vCPU is halted, an inter-processor
+//! interrupt). A sender that woke a poller for every FSM it schedules would
+//! pay that per message. So, as tokio's multi-thread scheduler does, a
+//! poller that has no work first becomes a *searcher* (at most half the
+//! pool at a time): it keeps looking at the queue for a short while before
+//! it parks. While any poller is searching, or none is parked, scheduling
+//! wakes nobody: the searcher will find the work, and a poller that finds
+//! work while it was the last searcher wakes a parked one if work is left.
+//!
+//! # The protocol
+//!
+//! One word holds two counters: pollers *searching* and pollers *unparked*
+//! (working or searching). A parked poller's id sits in the sleeper list.
+//!
+//! ```text
+//! scheduler:  push item;  s = state.fetch_add(0)          (one SeqCst RMW)
+//!             if s.searching == 0 && s.unparked < n:
+//!                 lock sleepers; pop one; state += (1 searching, 1 unparked); unpark it
+//!
+//! poller, no work:
+//!             maybe become a searcher; look at the queue for a while
+//!             lock sleepers; push self; state -= (searching?, 1 unparked)
+//!             re-check the queue (and shutdown): if work, notify as a scheduler would
+//!             park until unparked                 (woken: counted as searching)
+//!
+//! poller, found work while searching:
+//!             state -= 1 searching; if it was the last searcher and the
+//!             queue is not empty: notify as a scheduler would
+//! ```
+//!
+//! No wake-up is lost: the scheduler's read of `state` and a poller's
+//! update of it are read-modify-writes of one word, so one of them comes
+//! first. If the poller's comes first, the scheduler sees it parked and not
+//! searching (or sees another searcher, which re-checks the queue when it
+//! stops searching or parks). If the scheduler's comes first, the poller's
+//! re-check after it sees the pushed item. `tests/loom.rs` checks this with
+//! every interleaving of a scheduler and two pollers.
+
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(loom)]
+use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(loom))]
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crossbeam_utils::CachePadded;
+
+/// Bits of the state word that count searching pollers; the rest counts
+/// unparked ones.
+const SEARCH_BITS: u32 = 16;
+const SEARCH_MASK: usize = (1 << SEARCH_BITS) - 1;
+const ONE_UNPARKED: usize = 1 << SEARCH_BITS;
+const ONE_SEARCHING: usize = 1;
+
+#[derive(Clone, Copy, Debug)]
+struct State(usize);
+
+impl State {
+    fn searching(self) -> usize {
+        self.0 & SEARCH_MASK
+    }
+
+    fn unparked(self) -> usize {
+        self.0 >> SEARCH_BITS
+    }
+}
+
+/// Where one poller sleeps.
+#[derive(Default)]
+struct Parker {
+    notified: Mutex<bool>,
+    cond: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Parker {
+    /// Blocks until [`unpark`](Self::unpark) (which may come first).
+    fn park(&self) {
+        let mut notified = lock(&self.notified);
+        while !*notified {
+            notified = self.cond.wait(notified).unwrap_or_else(|e| e.into_inner());
+        }
+        *notified = false;
+    }
+
+    fn unpark(&self) {
+        *lock(&self.notified) = true;
+        self.cond.notify_one();
+    }
+}
+
+/// The idle-poller coordination of one batch system: see the
+/// [module docs](self).
+pub(crate) struct Idle {
+    state: CachePadded<AtomicUsize>,
+    pollers: usize,
+    sleepers: Mutex<Vec<usize>>,
+    parkers: Box<[Parker]>,
+}
+
+impl Idle {
+    /// Coordination for `pollers` pollers with ids `0..pollers`, all
+    /// counted as unparked (not searching) from the start.
+    pub(crate) fn new(pollers: usize) -> Idle {
+        Idle {
+            state: CachePadded::new(AtomicUsize::new(pollers * ONE_UNPARKED)),
+            pollers,
+            sleepers: Mutex::new(Vec::with_capacity(pollers)),
+            parkers: (0..pollers).map(|_| Parker::default()).collect(),
+        }
+    }
+
+    fn should_wake(&self, s: State) -> bool {
+        s.searching() == 0 && s.unparked() < self.pollers
+    }
+
+    /// Called after work was pushed: wakes one parked poller unless a
+    /// poller is searching or none is parked. Returns whether it woke one.
+    #[inline]
+    pub(crate) fn notify_one(&self) -> bool {
+        // An RMW, not a load: it orders the caller's push before a parking
+        // poller's re-check of the queue (see the module docs).
+        let s = State(self.state.fetch_add(0, Ordering::SeqCst));
+        if !self.should_wake(s) {
+            return false;
+        }
+        self.wake_one()
+    }
+
+    #[cold]
+    fn wake_one(&self) -> bool {
+        let mut sleepers = lock(&self.sleepers);
+        let s = State(self.state.fetch_add(0, Ordering::SeqCst));
+        if !self.should_wake(s) {
+            return false;
+        }
+        let Some(id) = sleepers.pop() else {
+            return false;
+        };
+        // The woken poller starts as a searcher.
+        self.state
+            .fetch_add(ONE_UNPARKED + ONE_SEARCHING, Ordering::SeqCst);
+        drop(sleepers);
+        self.parkers[id].unpark();
+        true
+    }
+
+    /// Wakes every parked poller (at shutdown).
+    pub(crate) fn notify_all(&self) {
+        let mut sleepers = lock(&self.sleepers);
+        for id in sleepers.drain(..) {
+            self.state
+                .fetch_add(ONE_UNPARKED + ONE_SEARCHING, Ordering::SeqCst);
+            self.parkers[id].unpark();
+        }
+    }
+
+    /// Tries to become a searcher; refused when half the pollers (rounded
+    /// up) already search.
+    pub(crate) fn try_start_searching(&self) -> bool {
+        let s = State(self.state.load(Ordering::SeqCst));
+        if 2 * s.searching() >= self.pollers {
+            return false;
+        }
+        self.state.fetch_add(ONE_SEARCHING, Ordering::SeqCst);
+        true
+    }
+
+    /// A searcher found work. Returns `true` if it was the last searcher:
+    /// the caller must then [`notify_one`](Self::notify_one) if work is
+    /// left, since schedulers did not wake anyone while it searched.
+    pub(crate) fn stop_searching(&self) -> bool {
+        State(self.state.fetch_sub(ONE_SEARCHING, Ordering::SeqCst)).searching() == 1
+    }
+
+    /// Parks poller `id` (searching or not) until a scheduler, a poller or
+    /// shutdown wakes it; it is then counted as unparked and searching.
+    ///
+    /// After registering as parked it looks once more: if `stopping()` it
+    /// wakes everyone, else if `has_work()` it notifies as a scheduler would
+    /// (possibly waking itself).
+    pub(crate) fn park(
+        &self,
+        id: usize,
+        searching: bool,
+        has_work: impl Fn() -> bool,
+        stopping: impl Fn() -> bool,
+    ) {
+        {
+            let mut sleepers = lock(&self.sleepers);
+            let dec = ONE_UNPARKED + if searching { ONE_SEARCHING } else { 0 };
+            self.state.fetch_sub(dec, Ordering::SeqCst);
+            sleepers.push(id);
+        }
+        if stopping() {
+            self.notify_all();
+        } else if has_work() {
+            self.notify_one();
+        }
+        self.parkers[id].park();
+    }
+
+    /// A poller leaves for good (shutdown, or its handler panicked). It
+    /// stays counted as unparked, so schedulers keep waking the others; if
+    /// it was the last searcher and work is queued, another one is woken.
+    pub(crate) fn exit(&self, searching: bool, has_work: impl Fn() -> bool) {
+        if searching && self.stop_searching() && has_work() {
+            self.notify_one();
+        }
+    }
+
+    /// Pollers parked right now.
+    pub(crate) fn parked(&self) -> usize {
+        lock(&self.sleepers).len()
+    }
+
+    /// `(searching, unparked)` for tests.
+    #[cfg(any(test, loom))]
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let s = State(self.state.load(Ordering::SeqCst));
+        (s.searching(), s.unparked())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn nobody_is_woken_while_every_poller_is_unparked() {
+        let idle = Idle::new(2);
+        assert_eq!(idle.counts(), (0, 2));
+        assert!(!idle.notify_one());
+    }
+
+    #[test]
+    fn a_searcher_absorbs_notifications_and_the_last_one_must_pass_work_on() {
+        let idle = Idle::new(4);
+        assert!(idle.try_start_searching());
+        assert!(idle.try_start_searching());
+        // Half the pool searches: no more searchers.
+        assert!(!idle.try_start_searching());
+        assert_eq!(idle.counts(), (2, 4));
+        assert!(!idle.stop_searching());
+        assert!(idle.stop_searching());
+        assert_eq!(idle.counts(), (0, 4));
+    }
+
+    #[test]
+    fn a_parked_poller_is_woken_once_and_counted_as_searching() {
+        let idle = Arc::new(Idle::new(2));
+        let woke = Arc::new(AtomicBool::new(false));
+        let parked = {
+            let (idle, woke) = (Arc::clone(&idle), Arc::clone(&woke));
+            std::thread::spawn(move || {
+                idle.park(1, false, || false, || false);
+                woke.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        // Until the poller is registered, notify_one finds nobody to wake.
+        while !idle.notify_one() {
+            std::thread::yield_now();
+        }
+        parked.join().unwrap();
+        assert!(woke.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(idle.counts(), (1, 2));
+        // A searcher exists now: the next notification wakes nobody.
+        assert!(!idle.notify_one());
+    }
+
+    #[test]
+    fn parking_with_work_in_sight_wakes_itself() {
+        let idle = Idle::new(1);
+        // Returns at once: the re-check saw work and woke this very poller.
+        idle.park(0, false, || true, || false);
+        assert_eq!(idle.counts(), (1, 1));
+        assert!(idle.stop_searching());
+    }
+
+    #[test]
+    fn exiting_searcher_passes_work_on() {
+        let idle = Arc::new(Idle::new(2));
+        let parked = {
+            let idle = Arc::clone(&idle);
+            std::thread::spawn(move || idle.park(1, false, || false, || false))
+        };
+        // Wait until poller 1 is parked (unparked count drops to 1).
+        while idle.counts().1 != 1 {
+            std::thread::yield_now();
+        }
+        assert!(idle.try_start_searching());
+        idle.exit(true, || true);
+        parked.join().unwrap();
+        assert_eq!(idle.counts(), (1, 2));
+    }
+}
