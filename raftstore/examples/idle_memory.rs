@@ -10,7 +10,8 @@
 
 use std::time::Duration;
 
-use raftstore::{Cluster, Config};
+use cluster::Cluster;
+use raftstore::Config;
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -15,12 +15,14 @@
 //!   ([`RaftRouter::send_raft_message`]); commands go in with
 //!   [`RaftRouter::send_raft_command`] and are answered through their
 //!   [`Callback`] exactly once.
-//! - [`Transport`] carries raft messages between stores;
-//!   [`ChannelTransport`] connects stores in one process, with fault
-//!   filters.
-//! - [`bootstrap_store`] writes a store's initial regions;
-//!   [`Cluster`] runs several stores in one process and [`Client`] routes
-//!   keys to regions and leaders with retries.
+//! - [`Transport`] carries raft messages between stores and delivers them
+//!   to a store's [`RaftMessageSink`] (its router); clients submit
+//!   commands through a [`CommandSink`].
+//! - [`bootstrap_store`] writes a store's initial regions.
+//!
+//! The in-process cluster, the channel transport with fault filters and the
+//! wait helpers of the tests are in the `cluster` test kit; the routing
+//! client is the `client` crate.
 //!
 //! The poll round is sketched in the [`poller`] module docs. FSM logic
 //! never reads the clock or spawns threads (ticks are messages), so a
@@ -28,29 +30,59 @@
 //!
 //! # Example
 //!
-//! A three-store cluster in one process with in-memory engines:
+//! One store with one region (a single voter elects itself at once), in
+//! memory; it has no other store to talk to, so its transport refuses
+//! every message:
 //!
 //! ```
-//! use raftstore::{Cluster, Config};
+//! use std::time::Duration;
 //!
-//! let mut cluster = Cluster::memory(3, 4, Config::default()).unwrap();
-//! cluster.start().unwrap();
-//! let mut client = cluster.client();
-//! client.put(b"hello", b"world").unwrap();
-//! assert_eq!(client.get(b"hello").unwrap(), Some(b"world".to_vec()));
-//! client.delete(b"hello").unwrap();
-//! assert_eq!(client.get(b"hello").unwrap(), None);
-//! cluster.shutdown();
+//! use engine::{Engines, MemKvEngine, MemRaftLogEngine};
+//! use kvproto_lite::{metapb, util};
+//! use kvproto_lite::raft_cmdpb::{CmdType, Request};
+//! use kvproto_lite::raft_serverpb::RaftMessage;
+//! use raftstore::{
+//!     bootstrap_store, create_raft_batch_system, initial_regions, CommandSink, Config, Error,
+//!     Transport,
+//! };
+//!
+//! #[derive(Clone)]
+//! struct Alone;
+//!
+//! impl Transport for Alone {
+//!     fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
+//!         Err(Error::StoreUnreachable(msg.get_to_peer().get_store_id()))
+//!     }
+//!     fn flush(&mut self) {}
+//! }
+//!
+//! let engines = Engines::new(MemKvEngine::new(), MemRaftLogEngine::new());
+//! let regions = initial_regions(&[1], &[]).unwrap();
+//! bootstrap_store(&engines, 1, &regions).unwrap();
+//! let (router, mut system) = create_raft_batch_system(&Config::default());
+//! let mut store = metapb::Store::default();
+//! store.set_id(1);
+//! let logger = slog::Logger::root(slog::Discard, slog::o!());
+//! system.spawn(store, engines.clone(), Alone, &logger).unwrap();
+//!
+//! let region = &regions[0];
+//! let mut cmd = util::new_cmd_request(region, util::find_peer(region, 1).unwrap().clone());
+//! let mut put = Request::default();
+//! put.set_cmd_type(CmdType::Put);
+//! put.mut_put().set_key(b"hello".to_vec());
+//! put.mut_put().set_value(b"world".to_vec());
+//! cmd.mut_requests().push(put);
+//! let resp = router.submit(cmd).recv_timeout(Duration::from_secs(10)).unwrap();
+//! assert!(!resp.get_header().has_error(), "{resp:?}");
+//! system.shutdown();
+//! assert_eq!(engine::KvEngine::get(&engines.kv, b"hello").unwrap(), Some(b"world".to_vec()));
 //! ```
 #![deny(missing_docs)]
 // Send errors give the unsent message back by value (as the batch
-// system's `try_send` does), and client errors carry the store's
-// `errorpb::Error`; both are cold paths where boxing buys nothing.
+// system's `try_send` does): a cold path where boxing buys nothing.
 #![allow(clippy::result_large_err)]
 
 mod bootstrap;
-mod client;
-mod cluster;
 mod config;
 mod context;
 mod error;
@@ -67,8 +99,6 @@ mod system;
 mod transport;
 
 pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
-pub use client::{Client, ClientError, ClientOptions, StoreDirectory};
-pub use cluster::{wait_until, Cluster, EngineFactory};
 pub use config::Config;
 pub use context::PollContext;
 pub use error::{Error, Result};
@@ -86,7 +116,4 @@ pub use store_meta::{
 pub use system::{
     create_raft_batch_system, tick_slice, ManualPollers, RaftBatchSystem, TICK_SLICES,
 };
-pub use transport::{
-    ChannelTransport, Filter, FilterAction, OneWayFilter, PartitionFilter, PredicateFilter,
-    RaftMessageSink, Transport, TransportStats,
-};
+pub use transport::{RaftMessageSink, Transport};

@@ -9,8 +9,9 @@ use common::{fast_config, put_request, WAIT};
 
 use std::time::Duration;
 
+use cluster::{wait_until, Cluster, PartitionFilter};
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
-use raftstore::{wait_until, Cluster, Config, PartitionFilter};
+use raftstore::Config;
 
 /// A key inside region `i` (0-based) of a cluster with `n` regions.
 fn key_in(i: u64, n: u64, suffix: u64) -> Vec<u8> {

@@ -8,12 +8,13 @@ use common::{fast_config, WAIT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use cluster::{Cluster, FilterAction, PredicateFilter};
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdRequest;
 use raftstore::{
-    bootstrap_store, create_raft_batch_system, initial_regions, Callback, Cluster, CommandSink,
-    Config, FilterAction, PeerFsm, PredicateFilter, RaftCommand,
+    bootstrap_store, create_raft_batch_system, initial_regions, Callback, CommandSink, Config,
+    PeerFsm, RaftCommand,
 };
 
 fn started(regions: usize) -> Cluster<MemKvEngine, MemRaftLogEngine> {

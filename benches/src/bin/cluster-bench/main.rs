@@ -26,9 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use cluster::Cluster;
 use engine::{KvEngine, RaftLogEngine};
 use indicatif::{ProgressBar, ProgressStyle};
-use raftstore::{Cluster, CommandSink, Config, StoreStatsSnapshot};
+use raftstore::{CommandSink, Config, StoreStatsSnapshot};
 
 mod disk;
 mod load;
@@ -336,7 +337,7 @@ fn run(args: &Args) -> Result<Report, String> {
 }
 
 fn run_phase(args: &Args, plan: &PhasePlan, index: usize) -> Result<PhaseReport, String> {
-    let fail = |e: raftstore::Error| format!("phase '{}': {e}", plan.name);
+    let fail = |e: cluster::Error| format!("phase '{}': {e}", plan.name);
     match args.engine {
         EngineKind::Memory => {
             let cluster =
@@ -391,8 +392,8 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         let m = mix.clone();
         cluster
             .transport()
-            .add_filter(raftstore::PredicateFilter::new(
-                raftstore::FilterAction::Pass,
+            .add_filter(cluster::PredicateFilter::new(
+                cluster::FilterAction::Pass,
                 move |_, _, msg| {
                     m.count(msg.get_message());
                     false

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::{
     Engines, FjallKvEngine, KvEngine, MemKvEngine, MemRaftLogEngine, RaftEngineLogEngine,
@@ -13,14 +13,16 @@ use kvproto_lite::metapb::{self, Region};
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use slog::Logger;
 
-use crate::bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
-use crate::client::{Client, ClientOptions, StoreDirectory};
-use crate::config::Config;
+use client::{Client, ClientOptions};
+use raftstore::{
+    bootstrap_store, create_raft_batch_system, even_split_keys, initial_regions, is_bootstrapped,
+    CommandSink, Config, RaftBatchSystem, RaftRouter, StoreMeta, StoreStats,
+};
+
+use crate::backend::{InProcessBackend, StoreDirectory};
 use crate::error::{Error, Result};
-use crate::router::{CommandSink, RaftRouter};
-use crate::store_meta::{StoreMeta, StoreStats};
-use crate::system::{create_raft_batch_system, RaftBatchSystem};
 use crate::transport::ChannelTransport;
+use crate::wait::wait_until;
 
 /// Opens (or reopens) a store's engines.
 pub type EngineFactory<EK, ER> = Box<dyn FnMut(u64) -> Result<Engines<EK, ER>> + Send>;
@@ -39,7 +41,7 @@ struct Node<EK: KvEngine, ER: RaftLogEngine> {
 /// # Examples
 ///
 /// ```
-/// let mut cluster = raftstore::Cluster::memory(3, 2, raftstore::Config::default()).unwrap();
+/// let mut cluster = cluster::Cluster::memory(3, 2, raftstore::Config::default()).unwrap();
 /// cluster.start().unwrap();
 /// let mut client = cluster.client();
 /// client.put(b"k", b"v").unwrap();
@@ -93,8 +95,7 @@ impl Cluster<FjallKvEngine, RaftEngineLogEngine> {
     pub fn durable(stores: usize, regions: usize, cfg: Config) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("multi-raft-cluster")
-            .tempdir()
-            .map_err(|e| Error::Other(format!("create temp dir: {e}")))?;
+            .tempdir()?;
         let root = dir.path().to_path_buf();
         let factory = durable_factory(root);
         Cluster::with_factory(stores, regions, cfg, factory, Some(dir))
@@ -141,7 +142,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ) -> Result<Self> {
         cfg.validate()?;
         if stores == 0 || regions == 0 {
-            return Err(Error::Bootstrap(
+            return Err(Error::InvalidLayout(
                 "a cluster needs at least one store and one region".to_owned(),
             ));
         }
@@ -187,7 +188,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// The store is already running, or an engine/start-up error.
     pub fn start_store(&mut self, store_id: u64) -> Result<()> {
         if self.nodes.contains_key(&store_id) {
-            return Err(Error::AlreadySpawned);
+            return Err(Error::AlreadyRunning(store_id));
         }
         let engines = (self.factory)(store_id)?;
         if !is_bootstrapped(&engines)? {
@@ -204,7 +205,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             &self.logger,
         ) {
             self.transport.disconnect(store_id);
-            return Err(e);
+            return Err(e.into());
         }
         self.metas.insert(store_id, system.store_meta());
         self.stats.insert(store_id, system.stats());
@@ -290,7 +291,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ///
     /// # Errors
     ///
-    /// [`Error::Other`] naming the regions still without a leader at the
+    /// [`Error::Timeout`] naming the regions still without a leader at the
     /// deadline.
     pub fn wait_for_leaders(&self, timeout: Duration) -> Result<()> {
         let ids: Vec<u64> = self.regions.iter().map(|r| r.get_id()).collect();
@@ -304,14 +305,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             .copied()
             .filter(|id| self.leader_store(*id).is_none())
             .collect();
-        Err(Error::Other(format!("regions without leader: {missing:?}"))).map_err(|_| {
-            let missing: Vec<u64> = ids
-                .iter()
-                .copied()
-                .filter(|id| self.leader_store(*id).is_none())
-                .collect();
-            Error::Other(format!("regions without leader: {missing:?}"))
-        })
+        Err(Error::Timeout(format!(
+            "regions without leader: {missing:?}"
+        )))
     }
 
     /// A client over the running stores.
@@ -321,7 +317,8 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
 
     /// A client with explicit options.
     pub fn client_with(&self, opts: ClientOptions) -> Client {
-        Client::new(self.directory.clone(), self.regions.clone(), opts)
+        let backend = Arc::new(InProcessBackend::new(self.directory.clone()));
+        Client::new(backend, self.regions.clone(), opts)
     }
 
     /// Sends `request` to a store's router and waits for its response (no
@@ -338,7 +335,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ) -> Result<RaftCmdResponse> {
         let rx = self.send_command(store_id, request)?;
         rx.recv_timeout(timeout).map_err(|_| {
-            Error::Other(format!(
+            Error::Timeout(format!(
                 "no response from store {store_id} within {timeout:?}"
             ))
         })
@@ -356,7 +353,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         store_id: u64,
         request: RaftCmdRequest,
     ) -> Result<crossbeam_channel::Receiver<RaftCmdResponse>> {
-        let router = self.router(store_id).ok_or(Error::NotRunning)?;
+        let router = self.router(store_id).ok_or(Error::NotRunning(store_id))?;
         Ok(router.submit(request))
     }
 
@@ -366,7 +363,10 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ///
     /// The store is not running, or an engine error.
     pub fn kv_get(&self, store_id: u64, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let engines = self.engines.get(&store_id).ok_or(Error::NotRunning)?;
+        let engines = self
+            .engines
+            .get(&store_id)
+            .ok_or(Error::NotRunning(store_id))?;
         Ok(engines.kv.get(key)?)
     }
 
@@ -375,7 +375,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ///
     /// # Errors
     ///
-    /// [`Error::Other`] with the last value seen at the deadline.
+    /// [`Error::Timeout`] with the last value seen at the deadline.
     pub fn wait_for_kv(
         &self,
         store_id: u64,
@@ -389,7 +389,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         ) {
             return Ok(());
         }
-        Err(Error::Other(format!(
+        Err(Error::Timeout(format!(
             "store {store_id}: key {key:?} is {:?}, expected {value:?}",
             self.kv_get(store_id, key)
         )))
@@ -399,22 +399,5 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
 impl<EK: KvEngine, ER: RaftLogEngine> Drop for Cluster<EK, ER> {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Polls `cond` until it holds (returns `true`) or `timeout` passes
-/// (returns `false`).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
