@@ -20,6 +20,7 @@ use crate::{Error, Result};
 /// let book = server::AddressBook::new([(1, "127.0.0.1:20161".to_owned())]).unwrap();
 /// assert_eq!(book.get(1).as_deref(), Some("127.0.0.1:20161"));
 /// assert!(book.get(2).is_none());
+/// assert!(book.contains(1) && !book.contains(2));
 /// assert!(server::AddressBook::new([(2, "no-port".to_owned())]).is_err());
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -63,6 +64,14 @@ impl AddressBook {
             .unwrap_or_else(|e| e.into_inner())
             .get(&store_id)
             .cloned()
+    }
+
+    /// Whether `store_id` has an address.
+    pub fn contains(&self, store_id: u64) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&store_id)
     }
 
     /// Every store, by id.

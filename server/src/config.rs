@@ -48,6 +48,9 @@ pub struct Config {
     pub keepalive_timeout_ms: u64,
     /// Largest gRPC message accepted or sent, in bytes.
     pub max_message_size: usize,
+    /// Most requests in progress on one client connection (HTTP/2
+    /// concurrent streams); more wait on the client side.
+    pub max_concurrent_streams: u32,
     /// Most pairs one Scan returns (a request asking for more, or for 0,
     /// gets this many).
     pub max_scan_limit: u32,
@@ -66,6 +69,7 @@ impl Default for Config {
             keepalive_interval_ms: 10_000,
             keepalive_timeout_ms: 5_000,
             max_message_size: 64 * 1024 * 1024,
+            max_concurrent_streams: 1024,
             max_scan_limit: 10_000,
         }
     }
@@ -126,6 +130,9 @@ impl Config {
                 self.raft_msg_max_batch_bytes, self.max_message_size
             ));
         }
+        if self.max_concurrent_streams == 0 {
+            return bad("max_concurrent_streams must be at least 1".to_owned());
+        }
         if self.max_scan_limit == 0 {
             return bad("max_scan_limit must be at least 1".to_owned());
         }
@@ -153,7 +160,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         type Breaker = fn(&mut Config);
-        let cases: [(&str, Breaker); 8] = [
+        let cases: [(&str, Breaker); 9] = [
             ("raft_msg_max_batch_size", |c| c.raft_msg_max_batch_size = 0),
             ("raft_queue_capacity", |c| c.raft_queue_capacity = 1),
             ("raft_conns_per_store", |c| c.raft_conns_per_store = 0),
@@ -166,6 +173,7 @@ mod tests {
                 c.raft_msg_max_batch_bytes = c.max_message_size
             }),
             ("max_scan_limit", |c| c.max_scan_limit = 0),
+            ("max_concurrent_streams", |c| c.max_concurrent_streams = 0),
         ];
         for (field, break_it) in cases {
             let mut cfg = Config::default();

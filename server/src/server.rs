@@ -61,6 +61,7 @@ impl Server {
         let serve = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_millis(cfg.keepalive_interval_ms)))
             .http2_keepalive_timeout(Some(Duration::from_millis(cfg.keepalive_timeout_ms)))
+            .max_concurrent_streams(Some(cfg.max_concurrent_streams))
             .serve_with_incoming_shutdown(service, incoming, async {
                 let _ = stop_rx.await;
             });

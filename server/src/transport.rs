@@ -307,12 +307,14 @@ impl GrpcTransport {
 impl Transport for GrpcTransport {
     fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
         let to = msg.get_to_peer().get_store_id();
-        if to == self.shared.store_id || self.shared.book.get(to).is_none() {
-            return Err(self.unreachable(to));
-        }
         let idx = (msg.get_region_id() % self.shared.cfg.raft_conns_per_store as u64) as usize;
         let key = (to, idx);
         if !self.buffers.contains_key(&key) {
+            // First message of this clone to that connection: check the
+            // destination once (later ones only look at the buffer map).
+            if to == self.shared.store_id || !self.shared.book.contains(to) {
+                return Err(self.unreachable(to));
+            }
             let Some(conn) = self.conn(key) else {
                 return Err(self.unreachable(to));
             };
