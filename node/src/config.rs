@@ -207,10 +207,29 @@ impl NodeConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| Error::Config {
+        let cfg: NodeConfig = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: toml_error(&text, &e),
-        })
+        })?;
+        cfg.check_unknown_raftstore_keys(&text)
+            .map_err(|message| Error::Config {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        Ok(cfg)
+    }
+
+    /// `raftstore::Config` (and the `apply` table inside it) fill in
+    /// defaults but do not refuse unknown keys, so a misspelt setting there
+    /// would be ignored silently: compare the keys given with the keys the
+    /// parsed config has.
+    fn check_unknown_raftstore_keys(&self, text: &str) -> std::result::Result<(), String> {
+        let given: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+        let Some(given) = given.get("raftstore") else {
+            return Ok(());
+        };
+        let known = toml::Value::try_from(&self.raftstore).map_err(|e| e.to_string())?;
+        unknown_keys("raftstore", given, &known)
     }
 
     /// The gRPC listening address.
@@ -287,6 +306,31 @@ impl NodeConfig {
     }
 }
 
+/// The first key of `given` (recursively, tables only) that `known` lacks.
+fn unknown_keys(
+    path: &str,
+    given: &toml::Value,
+    known: &toml::Value,
+) -> std::result::Result<(), String> {
+    let (Some(given), Some(known)) = (given.as_table(), known.as_table()) else {
+        return Ok(());
+    };
+    for (key, value) in given {
+        match known.get(key) {
+            None => {
+                let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                return Err(format!(
+                    "unknown key `{key}` in [{path}], expected one of {}",
+                    names.join(", ")
+                ));
+            }
+            Some(k) => unknown_keys(&format!("{path}.{key}"), value, k)?,
+        }
+    }
+    Ok(())
+}
+
 /// A TOML error in one line: `line N: what`.
 pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim_end().replace('\n', " ");
@@ -360,6 +404,39 @@ mod tests {
             assert!(err.contains(expected), "{text}: {err}");
         }
         assert!("".parse::<InitialCluster>().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_raftstore_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n.toml");
+        for (text, expected) in [
+            (
+                "[raftstore]\nraft_base_tick_ms = 5\n",
+                "unknown key `raft_base_tick_ms` in [raftstore]",
+            ),
+            (
+                "[raftstore.apply]\npool = 2\n",
+                "unknown key `pool` in [raftstore.apply]",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = NodeConfig::from_file(&file).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        std::fs::write(
+            &file,
+            "[raftstore]\nraft_base_tick_interval_ms = 5\n[raftstore.apply]\npool_size = 2\n",
+        )
+        .unwrap();
+        let cfg = NodeConfig::from_file(&file).unwrap();
+        assert_eq!(
+            (
+                cfg.raftstore.raft_base_tick_interval_ms,
+                cfg.raftstore.apply.pool_size
+            ),
+            (5, 2)
+        );
     }
 
     #[test]

@@ -15,8 +15,7 @@
 //! | `raftstore_committed_entries_total` | counter | committed entries handed to apply |
 //! | `raftstore_poll_rounds_total` | counter | raft poll rounds |
 //! | `raftstore_log_write_duration_seconds` | histogram | raft log write + fsync, at the power-of-two microsecond resolution of the store's own histogram |
-//! | `raftstore_regions` | gauge | peers on this store |
-//! | `raftstore_leaders` | gauge | peers on this store that lead their region |
+//! | `raftstore_regions` | gauge, `role` = `leader` / `follower` | peers on this store by role (followers: every peer not leading, candidates included) |
 //! | `node_uptime_seconds` | gauge | time since the node started |
 
 use std::sync::{Arc, OnceLock};
@@ -100,8 +99,10 @@ impl Sampler {
             }
         }
         self.last_log_writes = s.log_write_duration;
-        gauge!("raftstore_regions").set((self.regions)() as f64);
-        gauge!("raftstore_leaders").set(self.meta.leader_regions().len() as f64);
+        let peers = (self.regions)();
+        let leaders = self.meta.leader_regions().len();
+        gauge!("raftstore_regions", "role" => "leader").set(leaders as f64);
+        gauge!("raftstore_regions", "role" => "follower").set(peers.saturating_sub(leaders) as f64);
         gauge!("node_uptime_seconds").set(self.started.elapsed().as_secs_f64());
         self.handle.run_upkeep();
     }

@@ -302,6 +302,21 @@ fn three_nodes_lose_one_to_sigkill_and_keep_every_acknowledged_write() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), REGIONS + 1, "{out}");
 
+    // The status endpoints of a node that served all of this.
+    let status = http_get(&c.status[&1], "/status").unwrap();
+    assert_eq!(json_number(&status, "store_id"), Some(1));
+    assert_eq!(json_number(&status, "regions"), Some(REGIONS as u64));
+    let metrics = http_get(&c.status[&1], "/metrics").unwrap();
+    for name in [
+        "kv_requests_total{method=\"put\"}",
+        "raft_messages_sent_total{to_store=\"2\"}",
+        "raftstore_log_syncs_total",
+        "raftstore_regions{role=\"leader\"}",
+        "kv_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
     // Every node holds every acknowledged write: once they have applied
     // the same log, stop them and read each one's engine.
     assert!(
