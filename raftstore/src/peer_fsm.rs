@@ -10,9 +10,6 @@
 use batch_system::mpsc::{self, LooseBoundedSender, Receiver};
 use batch_system::Fsm;
 use engine::{KvEngine, RaftLogEngine};
-use kvproto_lite::metapb::{self, Region};
-use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
-use slog::Logger;
 
 use crate::config::Config;
 use crate::context::PollContext;
@@ -29,31 +26,19 @@ pub struct PeerFsm<ER: RaftLogEngine> {
 }
 
 impl<ER: RaftLogEngine> PeerFsm<ER> {
-    /// Creates the FSM of peer `meta` of `region` from its persisted states,
-    /// with the sending half of its mailbox channel.
-    ///
-    /// # Errors
-    ///
-    /// Inconsistent persisted states or a raft configuration error.
-    pub fn create(
-        cfg: &Config,
-        engine: ER,
-        region: Region,
-        meta: metapb::Peer,
-        raft_state: RaftLocalState,
-        apply_state: RaftApplyState,
-        logger: &Logger,
-    ) -> crate::Result<(LooseBoundedSender<PeerMsg>, Box<PeerFsm<ER>>)> {
-        let peer = Peer::new(cfg, engine, region, meta, raft_state, apply_state, logger)?;
+    /// Wraps `peer` in an FSM with a mailbox of
+    /// `cfg.peer_mailbox_capacity`; returns the sending half of the mailbox
+    /// channel with it.
+    pub fn new(cfg: &Config, peer: Peer<ER>) -> (LooseBoundedSender<PeerMsg>, Box<PeerFsm<ER>>) {
         let (tx, rx) = mpsc::loose_bounded(cfg.peer_mailbox_capacity);
-        Ok((
+        (
             tx,
             Box::new(PeerFsm {
                 peer,
                 receiver: rx,
                 stopped: false,
             }),
-        ))
+        )
     }
 
     /// The peer inside.

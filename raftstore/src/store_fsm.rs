@@ -29,6 +29,7 @@ use slog::{debug, error, info, Logger};
 use crate::config::Config;
 use crate::context::PollContext;
 use crate::msg::{PeerMsg, StoreMsg};
+use crate::peer::Peer;
 use crate::peer_fsm::PeerFsm;
 use crate::storage::{initial_apply_state, split_raft_state, RAFT_INIT_LOG_INDEX};
 use crate::transport::Transport;
@@ -232,13 +233,9 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
             return;
         }
     };
-    let created = start_peer(
-        &ctx.cfg,
-        ctx.store_id,
-        &ctx.engines,
+    let created = start_peer_in_round(
+        ctx,
         router,
-        &ctx.apply_router,
-        &ctx.logger,
         region,
         to.clone(),
         raft_state,
@@ -305,21 +302,32 @@ pub(crate) fn create_split_peers<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
             error!(ctx.logger, "split: persist raft state"; "region_id" => region_id, "err" => %e);
             continue;
         }
-        if let Err(e) = start_peer(
-            &ctx.cfg,
-            ctx.store_id,
-            &ctx.engines,
-            router,
-            &ctx.apply_router,
-            &ctx.logger,
-            region,
-            meta,
-            raft_state,
-            apply_state,
-        ) {
+        if let Err(e) = start_peer_in_round(ctx, router, region, meta, raft_state, apply_state) {
             error!(ctx.logger, "split: start peer"; "region_id" => region_id, "err" => %e);
         }
     }
+}
+
+/// [`start_peer`] with the store parts of the round's context.
+fn start_peer_in_round<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
+    ctx: &PollContext<EK, ER, T>,
+    router: &PeerRouter<ER>,
+    region: Region,
+    meta: kvproto_lite::metapb::Peer,
+    raft_state: RaftLocalState,
+    apply_state: RaftApplyState,
+) -> crate::Result<()> {
+    start_peer(
+        &ctx.cfg,
+        &ctx.engines,
+        router,
+        &ctx.apply_router,
+        &ctx.logger,
+        region,
+        meta,
+        raft_state,
+        apply_state,
+    )
 }
 
 fn find_peer_id(region: &Region, store_id: u64) -> u64 {
@@ -361,7 +369,6 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     cfg: &Config,
-    store_id: u64,
     engines: &Engines<EK, ER>,
     router: &PeerRouter<ER>,
     apply_router: &ApplyRouter,
@@ -379,7 +386,7 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
         } else {
             apply_state.get_commit_term()
         };
-    let (tx, fsm) = PeerFsm::create(
+    let peer = Peer::new(
         cfg,
         engines.raft.clone(),
         region.clone(),
@@ -388,6 +395,7 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
         apply_state.clone(),
         logger,
     )?;
+    let (tx, fsm) = PeerFsm::new(cfg, peer);
     if initialized {
         let reg = apply::Registration {
             peer_id: meta.get_id(),
@@ -400,6 +408,5 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     let mailbox = batch_system::BasicMailbox::new(tx, fsm);
     router.register(region_id, mailbox);
     let _ = router.force_send(region_id, PeerMsg::Start);
-    let _ = store_id;
     Ok(())
 }

@@ -160,7 +160,6 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             };
             start_peer(
                 cfg,
-                store_id,
                 engines,
                 &self.router,
                 &self.apply_router,

@@ -14,7 +14,7 @@ use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdRequest;
 use raftstore::{
     bootstrap_store, create_raft_batch_system, initial_regions, Callback, CommandSink, Config,
-    PeerFsm, RaftCommand,
+    Peer, PeerFsm, RaftCommand,
 };
 
 fn started(regions: usize) -> Cluster<MemKvEngine, MemRaftLogEngine> {
@@ -119,7 +119,7 @@ fn full_mailbox_answers_server_is_busy_and_loses_nothing() {
     let (router, system) = create_raft_batch_system::<MemKvEngine, MemRaftLogEngine>(&cfg);
     let region = regions[0].clone();
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let (tx, fsm) = PeerFsm::create(
+    let peer = Peer::new(
         &cfg,
         engines.raft.clone(),
         region.clone(),
@@ -133,6 +133,7 @@ fn full_mailbox_answers_server_is_busy_and_loses_nothing() {
         &logger,
     )
     .unwrap();
+    let (tx, fsm) = PeerFsm::new(&cfg, peer);
     router.register(1, batch_system::BasicMailbox::new(tx, fsm));
 
     let answered = Arc::new(AtomicUsize::new(0));

@@ -153,6 +153,17 @@ impl<ER: RaftLogEngine> Peer<ER> {
         &self.raft_group
     }
 
+    /// The lowest index every tracked peer (this one included) has
+    /// matched, as far as this peer's raft knows (meaningful on a leader).
+    fn min_matched(&self) -> Option<u64> {
+        self.raft_group
+            .raft
+            .prs()
+            .iter()
+            .map(|(_, pr)| pr.matched)
+            .min()
+    }
+
     /// Whether this peer is the region's leader.
     pub fn is_leader(&self) -> bool {
         self.raft_group.raft.state == StateRole::Leader
@@ -296,14 +307,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let store = self.raft_group.store();
         let applied = store.apply_state().get_applied_index();
         let truncated = store.truncated_index();
-        let min_matched = self
-            .raft_group
-            .raft
-            .prs()
-            .iter()
-            .map(|(_, pr)| pr.matched)
-            .min()
-            .unwrap_or(0);
+        let min_matched = self.min_matched().unwrap_or(0);
         let compact_idx = applied.min(min_matched);
         if compact_idx <= truncated || compact_idx - truncated < ctx.cfg.raft_log_gc_threshold {
             return;
@@ -506,14 +510,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         // previous index and for commit checks, and a miss reads the engine.
         let mut keep_from = applied;
         if self.is_leader() {
-            let min_matched = self
-                .raft_group
-                .raft
-                .prs()
-                .iter()
-                .map(|(_, pr)| pr.matched)
-                .min()
-                .unwrap_or(applied);
+            let min_matched = self.min_matched().unwrap_or(applied);
             keep_from = keep_from.min(min_matched);
         }
         self.raft_group
