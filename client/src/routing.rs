@@ -184,6 +184,12 @@ impl Routing {
         }
     }
 
+    /// Routing over `regions` with the leaders already known (for example
+    /// from a placement service).
+    pub fn with_leaders(regions: RegionCache, leaders: LeaderCache) -> Routing {
+        Routing { regions, leaders }
+    }
+
     /// The region cache.
     pub fn regions(&self) -> &RegionCache {
         &self.regions

@@ -11,9 +11,18 @@
 //! event queue, where a seeded RNG decides their fate (loss, duplication,
 //! delay, reordering, partitions). Stores crash (their FSMs dropped, the
 //! in-memory engines losing every unsynced write) and restart from their
-//! engines. Clients issue puts, gets and deletes with retries; every
-//! operation is recorded and the history is checked with a
-//! Wing–Gong/Knossos-style linearizability checker ([`check_history`]).
+//! engines. Clients issue puts, gets and deletes with retries, routed by
+//! the `client` crate's core (the shipped client's region cache, leader
+//! cache and error classification); every operation is recorded and the
+//! history is checked with a Wing–Gong/Knossos-style linearizability
+//! checker ([`check_history`]).
+//!
+//! Layout: the simulation loop and its event queue (`simulation/mod.rs`,
+//! `event.rs`), the stores (`stores.rs`: start, crash, restart, poll, tick,
+//! deliver), the `nemesis.rs`, the region `layout.rs`, the client
+//! `workload.rs`, the end-of-run `checks.rs`; beside them the fault model
+//! of the network ([`network`](SimTransport)), the [`history`](Operation),
+//! the [`checker`](check_history) and the [`report`](RunReport).
 //!
 //! Same seed, same run, bit for bit: [`RunReport::digest`] hashes the whole
 //! event trace.
@@ -40,7 +49,8 @@ mod error;
 mod history;
 mod logging;
 mod network;
-mod sim;
+mod report;
+mod simulation;
 
 pub use crate::checker::{check_history, check_key, CheckResult, Violation, DEFAULT_STEP_LIMIT};
 pub use crate::config::{MessageFaults, NemesisConfig, Profile, SimConfig};
@@ -49,4 +59,5 @@ pub use crate::error::{Error, Result};
 pub use crate::history::{decode_value, encode_value, Command, Operation, Outcome, Stamp};
 pub use crate::logging::terminal_logger;
 pub use crate::network::{NetFault, NetState, Outbox, SimTransport};
-pub use crate::sim::{run_seed, Failure, RunReport, SimStats, Simulation};
+pub use crate::report::{Failure, RunReport, SimStats};
+pub use crate::simulation::{run_seed, Simulation};

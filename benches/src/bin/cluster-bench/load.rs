@@ -9,12 +9,16 @@
 //! to the client's completion channel, so one thread keeps hundreds of
 //! commands in flight instead of blocking on each.
 //!
-//! Retries: `NotLeader` with a hint goes straight to the hinted store;
-//! other typed refusals (no hint, `RegionNotFound`, `ServerIsBusy`,
-//! `StaleCommand`, ...) mean the command was not applied and it is retried
-//! after a short pause. An untyped error (outcome unknown) or a command
-//! still unanswered when the run drains "poisons" its key: the key is
-//! neither written again nor checked.
+//! Routing and retries are the client crate's core ([`client::Routing`]):
+//! each attempt goes to the store believed to lead the key's region (or,
+//! with no leader known, to the next peer in turn), and the answer updates
+//! the caches and is classified ([`client::ErrorClass`]). `RetryNow`
+//! (`NotLeader` with a hint, `EpochNotMatch`) goes out again at once,
+//! `RetryLater` (busy, stale, no leader, region not found) after a short
+//! pause; both were not applied. `Fail` gives the operation up. An unknown
+//! outcome (untyped error), or a command still unanswered when the run
+//! drains, "poisons" its key: the key is neither written again nor
+//! checked.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,10 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batch_system::mpsc::TrySendError;
+use client::{ErrorClass, LeaderCache, RegionCache, Route, RouteError, Routing, Verdict};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use hdrhistogram::Histogram;
-use kvproto_lite::metapb::{Peer, Region};
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdResponse, Request};
+use kvproto_lite::metapb::Region;
+use kvproto_lite::raft_cmdpb::RaftCmdResponse;
 use raftstore::{Callback, CommandSink, RaftCommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,8 +69,6 @@ pub struct Target {
     pub regions: Vec<Region>,
     /// The store believed to lead each region (same order as `regions`).
     pub leaders: Vec<u64>,
-    /// Every store id, for rotating when the leader is unknown.
-    pub store_ids: Vec<u64>,
 }
 
 /// Counters shared with the progress display and the phase controller.
@@ -151,6 +154,8 @@ struct Inflight {
     kind: OpKind,
     started: Instant,
     attempts: u32,
+    /// Where the attempt in flight went.
+    route: Option<Route>,
 }
 
 struct Slot {
@@ -165,7 +170,9 @@ struct Client {
     spec: LoadSpec,
     target: Arc<Target>,
     live: Arc<Live>,
-    leaders: Vec<u64>,
+    routing: Routing,
+    /// Round-robin position for regions with no leader known.
+    rotation: usize,
     slots: Vec<Slot>,
     tx: Sender<Answer>,
     rng: StdRng,
@@ -215,8 +222,13 @@ pub fn run_client(id: usize, spec: LoadSpec, target: Arc<Target>, live: Arc<Live
             }
         })
         .collect();
+    let mut leaders = LeaderCache::new();
+    for (region, &store) in target.regions.iter().zip(&target.leaders) {
+        leaders.set(region.get_id(), store);
+    }
     let mut client = Client {
-        leaders: target.leaders.clone(),
+        routing: Routing::with_leaders(RegionCache::new(target.regions.clone()), leaders),
+        rotation: 0,
         rng: StdRng::seed_from_u64(spec.seed ^ (id as u64).wrapping_mul(0x9e37_79b9)),
         spec,
         target,
@@ -388,6 +400,7 @@ impl Client {
             kind,
             started: Instant::now(),
             attempts: 0,
+            route: None,
         });
         self.send(slot);
     }
@@ -401,34 +414,37 @@ impl Client {
         let Some(op) = s.inflight.as_mut() else {
             return;
         };
-        op.attempts += 1;
         let pos = match op.kind {
             OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
         };
         let Some(&k) = s.keys.get(pos) else { return };
-        let (r, key) = key_of(&self.target.regions, k);
-        let Some(region) = self.target.regions.get(r) else {
+        let (_, key) = key_of(&self.target.regions, k);
+        let rotation = &mut self.rotation;
+        let mut pick = |n: usize| {
+            *rotation = rotation.wrapping_add(1);
+            *rotation % n
+        };
+        let route = match self.routing.route(&key, &mut pick) {
+            // The stale leader entry is forgotten: the next pick serves.
+            Err(RouteError::NoPeerOnStore { .. }) => self.routing.route(&key, &mut pick),
+            other => other,
+        };
+        let Ok(route) = route else {
+            // No region covers a generated key: cannot happen with the
+            // cluster's own layout; drop the operation.
+            s.inflight = None;
             return;
         };
-        let store = self.leaders.get(r).copied().unwrap_or(0);
-        let peer: Peer = kvproto_lite::util::find_peer(region, store)
-            .cloned()
-            .unwrap_or_default();
-        let mut req = Request::default();
-        match op.kind {
+        op.attempts += 1;
+        let request = match op.kind {
             OpKind::Write { seq, .. } => {
-                req.set_cmd_type(CmdType::Put);
-                req.mut_put().set_key(key.to_vec());
-                req.mut_put()
-                    .set_value(value_of(k, seq, self.spec.value_size));
+                client::put_request(key.to_vec(), value_of(k, seq, self.spec.value_size))
             }
-            OpKind::Read { .. } => {
-                req.set_cmd_type(CmdType::Get);
-                req.mut_get().set_key(key.to_vec());
-            }
-        }
-        let mut cmd = kvproto_lite::util::new_cmd_request(region, peer);
-        cmd.mut_requests().push(req);
+            OpKind::Read { .. } => client::get_request(key.to_vec()),
+        };
+        let cmd = route.command(request);
+        let (store, region_id) = (route.store_id(), route.region_id());
+        op.route = Some(route);
         let tx = self.tx.clone();
         let cb = Callback::new(move |resp| {
             let _ = tx.send((slot, resp, Instant::now()));
@@ -446,26 +462,16 @@ impl Client {
                         kvproto_lite::util::new_server_is_busy("mailbox full"),
                         0,
                     ),
-                    Err(TrySendError::Disconnected(cmd)) => cmd.callback.invoke_with_error(
-                        kvproto_lite::util::new_region_not_found(region.get_id()),
-                        0,
-                    ),
+                    Err(TrySendError::Disconnected(cmd)) => cmd
+                        .callback
+                        .invoke_with_error(kvproto_lite::util::new_region_not_found(region_id), 0),
                 }
             }
             None => {
-                command.callback.invoke_with_error(
-                    kvproto_lite::util::new_region_not_found(region.get_id()),
-                    0,
-                );
+                command
+                    .callback
+                    .invoke_with_error(kvproto_lite::util::new_region_not_found(region_id), 0);
             }
-        }
-    }
-
-    fn rotate_leader(&mut self, r: usize) {
-        let ids = &self.target.store_ids;
-        if let Some(cur) = self.leaders.get_mut(r) {
-            let idx = ids.iter().position(|s| s == cur).map_or(0, |i| i + 1);
-            *cur = ids.get(idx % ids.len().max(1)).copied().unwrap_or(0);
         }
     }
 
@@ -475,16 +481,20 @@ impl Client {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let Some(op) = s.inflight.as_ref() else {
+        let Some(op) = s.inflight.as_mut() else {
             return;
         };
         let kind = op.kind;
         let attempts = op.attempts;
+        let verdict = match op.route.take() {
+            Some(route) => self.routing.learn(&route, &resp),
+            None => return,
+        };
         let pos = match kind {
             OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
         };
         let k = s.keys.get(pos).copied().unwrap_or(0);
-        if !resp.get_header().has_error() {
+        if verdict == Verdict::Succeeded {
             let us = answered.saturating_duration_since(op.started).as_micros() as u64;
             match kind {
                 OpKind::Write { seq, .. } => {
@@ -525,15 +535,10 @@ impl Client {
             return;
         }
         self.live.errors.fetch_add(1, Ordering::Relaxed);
-        let err = resp.get_header().get_error();
-        let r = key_of(&self.target.regions, k).0;
-        let typed = err.has_not_leader()
-            || err.has_region_not_found()
-            || err.has_store_not_match()
-            || err.has_server_is_busy()
-            || err.has_stale_command()
-            || err.has_epoch_not_match();
-        if !typed {
+        let Verdict::Error(class) = verdict else {
+            return;
+        };
+        if class == ErrorClass::Unknown {
             // Outcome unknown (e.g. dropped at shutdown): never touch or
             // check this key again.
             if let OpKind::Write { .. } = kind {
@@ -545,26 +550,17 @@ impl Client {
             self.ready.push_back(slot);
             return;
         }
-        if attempts >= self.spec.max_attempts {
-            // Typed refusals were never applied: give the operation up.
+        if class == ErrorClass::Fail || attempts >= self.spec.max_attempts {
+            // Refusals were never applied: give the operation up.
             self.res.given_up += 1;
             s.inflight = None;
             self.ready.push_back(slot);
             return;
         }
         self.res.retries += 1;
-        if err.has_not_leader() {
-            let hint = err.get_not_leader().get_leader().get_store_id();
-            if hint != 0 && self.target.sinks.contains_key(&hint) {
-                if let Some(l) = self.leaders.get_mut(r) {
-                    *l = hint;
-                }
-                self.send(slot);
-                return;
-            }
-            self.rotate_leader(r);
-        } else if err.has_region_not_found() || err.has_store_not_match() {
-            self.rotate_leader(r);
+        if class == ErrorClass::RetryNow {
+            self.send(slot);
+            return;
         }
         self.deferred
             .push_back((Instant::now() + RETRY_PAUSE, slot));

@@ -418,7 +418,6 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         sinks,
         regions: regions.clone(),
         leaders,
-        store_ids: store_ids.clone(),
     });
     let spec = LoadSpec {
         clients: args.clients,

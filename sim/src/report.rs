@@ -1,0 +1,121 @@
+//! What a run reports: its counters, its digest, its history and the
+//! first failure found.
+
+use crate::checker::Violation;
+use crate::history::Operation;
+
+/// A correctness (or liveness) problem found by a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The client history is not linearizable.
+    NotLinearizable(Box<Violation>),
+    /// The checker ran out of steps on a key.
+    CheckerGaveUp {
+        /// The key.
+        key: usize,
+        /// Steps taken.
+        steps: u64,
+    },
+    /// After the workload, with the network healed and every store up, not
+    /// every key could be read.
+    FinalReadsIncomplete {
+        /// Keys without a successful final read.
+        missing: Vec<usize>,
+    },
+    /// After the final reads, the stores' KV contents differ from each
+    /// other or from what the final reads returned.
+    ReplicasDiverge {
+        /// What differs.
+        detail: String,
+    },
+    /// The stores never went idle: some FSM kept itself busy forever.
+    NoQuiescence {
+        /// Simulated time it happened at.
+        time: u64,
+    },
+    /// A successful response without the expected content.
+    MalformedResponse {
+        /// What was wrong.
+        detail: String,
+    },
+    /// A store could not be restarted from its engines.
+    RestartFailed {
+        /// The store.
+        store: u64,
+        /// The error.
+        error: String,
+    },
+    /// The cluster could not be set up (bootstrap or first start).
+    Setup(String),
+    /// The production code panicked (caught by [`run_seed`](crate::run_seed)).
+    Panic(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NotLinearizable(v) => write!(f, "{v}"),
+            Failure::CheckerGaveUp { key, steps } => {
+                write!(f, "checker gave up on key k{key} after {steps} steps")
+            }
+            Failure::FinalReadsIncomplete { missing } => {
+                write!(f, "final reads did not complete for keys {missing:?}")
+            }
+            Failure::ReplicasDiverge { detail } => write!(f, "replicas diverge: {detail}"),
+            Failure::NoQuiescence { time } => write!(f, "stores never went idle at time {time}"),
+            Failure::MalformedResponse { detail } => write!(f, "malformed response: {detail}"),
+            Failure::RestartFailed { store, error } => {
+                write!(f, "store {store} failed to restart: {error}")
+            }
+            Failure::Setup(e) => write!(f, "set-up failed: {e}"),
+            Failure::Panic(msg) => write!(f, "panic: {msg}"),
+        }
+    }
+}
+
+/// Counters of what a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Events processed.
+    pub events: u64,
+    /// Raft messages sent by stores.
+    pub messages_sent: u64,
+    /// Messages lost (random loss, partitions, down or refusing stores).
+    pub messages_lost: u64,
+    /// Messages delivered twice.
+    pub messages_duplicated: u64,
+    /// Poll rounds that handled at least one FSM.
+    pub poll_rounds: u64,
+    /// Store crashes.
+    pub crashes: u64,
+    /// Network faults injected (partitions, one-way cuts, isolations).
+    pub net_faults: u64,
+    /// Split commands sent to a leader.
+    pub splits: u64,
+    /// Operations acknowledged (written or read).
+    pub ops_ok: u64,
+    /// Operations that definitely failed.
+    pub ops_failed: u64,
+    /// Operations with an unknown outcome.
+    pub ops_unknown: u64,
+    /// Attempts sent to stores.
+    pub attempts: u64,
+}
+
+/// The result of one seed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Digest of the whole event trace and history: equal for two runs of
+    /// one seed.
+    pub digest: u64,
+    /// Simulated time at the end.
+    pub end_time: u64,
+    /// What happened.
+    pub stats: SimStats,
+    /// The client history.
+    pub history: Vec<Operation>,
+    /// The first problem found, if any.
+    pub failure: Option<Failure>,
+}

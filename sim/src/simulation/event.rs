@@ -1,0 +1,62 @@
+//! The events of the simulation's queue and the phases of a run.
+
+use kvproto_lite::raft_serverpb::RaftMessage;
+
+#[derive(Debug)]
+pub(super) enum Event {
+    Deliver {
+        from: u64,
+        to: u64,
+        msg: Box<RaftMessage>,
+    },
+    Tick {
+        store: u64,
+    },
+    ClientWake {
+        client: usize,
+    },
+    AttemptTimeout {
+        client: usize,
+        op: usize,
+        attempt: u32,
+    },
+    Poll {
+        store: u64,
+    },
+    Nemesis,
+    HealNet {
+        fault: u64,
+    },
+    Restart {
+        store: u64,
+    },
+    EndWorkload,
+    StartFinalReads,
+    Converge,
+}
+
+impl Event {
+    pub(super) fn code(&self) -> u64 {
+        match self {
+            Event::Deliver { .. } => 1,
+            Event::Tick { .. } => 2,
+            Event::ClientWake { .. } => 3,
+            Event::AttemptTimeout { .. } => 5,
+            Event::Poll { .. } => 4,
+            Event::Nemesis => 6,
+            Event::HealNet { .. } => 7,
+            Event::Restart { .. } => 8,
+            Event::EndWorkload => 9,
+            Event::StartFinalReads => 10,
+            Event::Converge => 11,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Workload,
+    Settling,
+    FinalReads,
+    Done,
+}

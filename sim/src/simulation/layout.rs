@@ -1,0 +1,47 @@
+//! The region layout the simulation believes in: a [`client::RegionCache`]
+//! (the client crate's, with its stale-epoch guard) shared by the clients
+//! and the nemesis, learned from `EpochNotMatch` answers (in
+//! [`client::learn`]), from split responses and, like a client asking a
+//! placement service, from a store's region metadata.
+//!
+//! Every region id a store can report was created by bootstrap or by a
+//! split this simulation issued, and both put it in `tick_ids` first, so
+//! learning a region never adds a region to tick.
+
+use engine::KvEngine;
+use kvproto_lite::raft_serverpb::PeerState;
+
+use super::Simulation;
+
+impl Simulation {
+    /// Learns every known region's metadata from `store`'s KV engine.
+    pub(super) fn refresh_regions_from(&mut self, store: u64) {
+        let Some(slot) = self.stores.get(&store) else {
+            return;
+        };
+        let states = match slot.engines.kv.region_states() {
+            Ok(states) => states,
+            Err(_) => return,
+        };
+        for state in states {
+            if state.get_state() == PeerState::Normal {
+                self.regions.update(state.get_region().clone());
+            }
+        }
+    }
+
+    /// Learns the layouts from finished splits.
+    pub(super) fn learn_splits(&mut self) {
+        let done =
+            std::mem::take(&mut *self.split_results.lock().unwrap_or_else(|e| e.into_inner()));
+        for resp in done {
+            if resp.get_header().has_error() || !resp.has_admin_response() {
+                continue;
+            }
+            let split = resp.get_admin_response().get_split();
+            for r in [split.get_left().clone(), split.get_right().clone()] {
+                self.regions.update(r);
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The nemesis: every fault the simulation injects while the workload
+//! runs (partitions, one-way cuts, leader isolation, crashes, pauses,
+//! leader transfers, splits).
+
+use std::collections::BTreeSet;
+
+use kvproto_lite::metapb::{self, Region};
+use kvproto_lite::raft_cmdpb::AdminCmdType;
+use kvproto_lite::util;
+use raftstore::{Callback, RaftCommand};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::event::{Event, Phase};
+use super::Simulation;
+use crate::network::NetFault;
+
+impl Simulation {
+    pub(super) fn nemesis(&mut self) {
+        if self.phase != Phase::Workload {
+            return;
+        }
+        let n = self.cfg.nemesis.clone();
+        // Enabled fault kinds, in a fixed order (seeds depend on it).
+        let kinds: Vec<u32> = [
+            n.partitions,
+            n.one_way,
+            n.leader_isolation,
+            n.crashes,
+            n.pauses,
+            n.transfers,
+            n.splits,
+        ]
+        .into_iter()
+        .zip(0u32..)
+        .filter_map(|(on, kind)| on.then_some(kind))
+        .collect();
+        let duration = self.rng.gen_range(n.min_duration..=n.max_duration);
+        let stores: Vec<u64> = self.stores.keys().copied().collect();
+        if let Some(&kind) = kinds.choose(&mut self.rng) {
+            match kind {
+                0 => {
+                    let k = self.rng.gen_range(1..stores.len().max(2));
+                    let side: BTreeSet<u64> = stores
+                        .choose_multiple(&mut self.rng, k.min(stores.len()))
+                        .copied()
+                        .collect();
+                    self.add_net_fault(NetFault::Partition { side }, duration);
+                }
+                1 => {
+                    let pair: Vec<u64> =
+                        stores.choose_multiple(&mut self.rng, 2).copied().collect();
+                    if let [from, to] = pair[..] {
+                        self.add_net_fault(NetFault::OneWay { from, to }, duration);
+                    }
+                }
+                2 => {
+                    let regions = self.regions.regions();
+                    let region = regions[self.rng.gen_range(0..regions.len())].get_id();
+                    if let Some(leader) = self.leader_store(region) {
+                        self.trace(&format!(
+                            "isolate leader of region {region} (store {leader})"
+                        ));
+                        self.add_net_fault(
+                            NetFault::Partition {
+                                side: [leader].into(),
+                            },
+                            duration,
+                        );
+                    }
+                }
+                3 => {
+                    // Half the time prefer a store in the middle of work
+                    // (polled again next time unit): a crash then finds
+                    // FSMs with queued, half-applied or unpersisted state.
+                    let running = self.running_stores();
+                    let busy: Vec<u64> = running
+                        .iter()
+                        .copied()
+                        .filter(|id| self.busy_streak.contains_key(id))
+                        .collect();
+                    let pool = if !busy.is_empty() && self.rng.gen_bool(0.5) {
+                        busy
+                    } else {
+                        running
+                    };
+                    if let Some(&victim) = pool.choose(&mut self.rng) {
+                        self.trace(&format!("crash store {victim} for {duration}"));
+                        self.crash_store(victim);
+                        self.paused.remove(&victim);
+                        self.schedule(self.now + duration, Event::Restart { store: victim });
+                    }
+                }
+                6 => self.split(),
+                5 => {
+                    let regions = self.regions.regions();
+                    let region = regions[self.rng.gen_range(0..regions.len())].clone();
+                    if let Some(leader) = self.leader_store(region.get_id()) {
+                        let others: Vec<_> = region
+                            .get_peers()
+                            .iter()
+                            .filter(|p| p.get_store_id() != leader)
+                            .cloned()
+                            .collect();
+                        if let Some(target) = others.choose(&mut self.rng).cloned() {
+                            self.trace(&format!(
+                                "transfer leader of region {} from store {leader} to store {}",
+                                region.get_id(),
+                                target.get_store_id()
+                            ));
+                            self.transfer_leader(leader, &region, target);
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(&store) = stores.choose(&mut self.rng) {
+                        let until = self.now + duration;
+                        let (raft, apply) = match self.rng.gen_range(0..3) {
+                            0 => (until, 0),
+                            1 => (0, until),
+                            _ => (until, until),
+                        };
+                        self.trace(&format!(
+                            "pause store {store} (raft until {raft}, apply until {apply})"
+                        ));
+                        self.paused.insert(store, (raft, apply));
+                    }
+                }
+            }
+        }
+        let next = self.rng.gen_range(n.min_interval..=n.max_interval);
+        self.schedule(self.now + next, Event::Nemesis);
+    }
+
+    /// Asks the leader of a random region to split it at one of the keys
+    /// inside it (if any).
+    pub(super) fn split(&mut self) {
+        let regions = self.regions.regions();
+        let region = regions[self.rng.gen_range(0..regions.len())].clone();
+        let inside: Vec<Vec<u8>> = self
+            .keys
+            .iter()
+            .filter(|k| k.as_slice() > region.get_start_key() && util::is_key_in_region(k, &region))
+            .cloned()
+            .collect();
+        let Some(split_key) = inside.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        let Some(leader) = self.leader_store(region.get_id()) else {
+            return;
+        };
+        let Some(peer) = util::find_peer(&region, leader).cloned() else {
+            return;
+        };
+        let new_region_id = self.next_region_id;
+        self.next_region_id += 1;
+        let mut new_peer_ids = Vec::with_capacity(region.get_peers().len());
+        for _ in region.get_peers() {
+            self.next_peer_id += 1;
+            new_peer_ids.push(self.next_peer_id);
+        }
+        self.tick_ids.insert(new_region_id);
+        self.trace(&format!(
+            "split region {} at {:02x?} into {new_region_id} (leader store {leader})",
+            region.get_id(),
+            split_key
+        ));
+        let mut req = util::new_cmd_request(&region, peer);
+        let admin = req.mut_admin_request();
+        admin.set_cmd_type(AdminCmdType::Split);
+        admin.mut_split().set_split_key(split_key);
+        admin.mut_split().set_new_region_id(new_region_id);
+        admin.mut_split().set_new_peer_ids(new_peer_ids);
+        let sink = self.split_results.clone();
+        let cb = Callback::new(move |resp| {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(resp);
+        });
+        let router = self.router_of(leader);
+        if let Some(router) = router {
+            if router.send_raft_command(RaftCommand::new(req, cb)).is_ok() {
+                self.stats.splits += 1;
+                self.wake(leader, 0);
+            }
+        }
+    }
+
+    /// Sends a `TransferLeader` admin command to the leader on `store`.
+    pub(super) fn transfer_leader(&mut self, store: u64, region: &Region, target: metapb::Peer) {
+        let Some(peer) = util::find_peer(region, store).cloned() else {
+            return;
+        };
+        let mut req = util::new_cmd_request(region, peer);
+        let admin = req.mut_admin_request();
+        admin.set_cmd_type(AdminCmdType::TransferLeader);
+        admin.mut_transfer_leader().set_peer(target);
+        let router = self.router_of(store);
+        if let Some(router) = router {
+            // The answer only says whether the transfer started; ignore it.
+            if router
+                .send_raft_command(RaftCommand::new(req, Callback::none()))
+                .is_ok()
+            {
+                self.wake(store, 0);
+            }
+        }
+    }
+
+    pub(super) fn add_net_fault(&mut self, fault: NetFault, duration: u64) {
+        let id = self.next_fault;
+        self.next_fault += 1;
+        self.trace(&format!("network fault {id} for {duration}: {fault:?}"));
+        self.net.add(id, fault);
+        self.stats.net_faults += 1;
+        self.schedule(self.now + duration, Event::HealNet { fault: id });
+    }
+}

@@ -1,0 +1,296 @@
+//! The simulated stores: starting, crashing and restarting them, polling
+//! their handlers one round at a time, ticking them, and carrying their
+//! messages through the fault model.
+
+use batch_system::mpsc::TrySendError;
+use engine::{Engines, MemKvEngine, MemRaftLogEngine};
+use kvproto_lite::metapb;
+use kvproto_lite::raft_serverpb::RaftMessage;
+use protobuf::Message as _;
+use raftstore::{
+    create_raft_batch_system, ManualPollers, PeerMsg, RaftBatchSystem, RaftRouter, StoreMsg,
+};
+use rand::Rng;
+
+use super::event::Event;
+use super::Simulation;
+use crate::network::SimTransport;
+use crate::report::Failure;
+use crate::{Error, Result};
+
+/// stuck (some FSM keeps itself busy forever).
+const MAX_BUSY_POLLS: u64 = 100_000;
+
+/// Most poll rounds (of each poller) a store runs in one time unit.
+const MAX_ROUNDS_PER_POLL: u32 = 16;
+
+/// A running store. Field order is drop order: pollers (with their
+/// handlers) first, then the systems.
+pub(super) struct Running {
+    pub(super) pollers: ManualPollers<MemKvEngine, MemRaftLogEngine, SimTransport>,
+    pub(super) system: RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
+    pub(super) router: RaftRouter<MemRaftLogEngine>,
+}
+
+pub(super) struct StoreSlot {
+    pub(super) engines: Engines<MemKvEngine, MemRaftLogEngine>,
+    pub(super) running: Option<Running>,
+}
+
+impl Simulation {
+    pub(super) fn start_store(&mut self, id: u64) -> Result<()> {
+        let outbox = self.outbox.clone();
+        let cfg = self.cfg.store.clone();
+        let logger = self.logger.clone();
+        let Some(slot) = self.stores.get_mut(&id) else {
+            return Err(Error::Config(format!("no store {id}")));
+        };
+        if slot.running.is_some() {
+            return Ok(());
+        }
+        let (router, mut system) = create_raft_batch_system(&cfg);
+        let mut meta = metapb::Store::default();
+        meta.set_id(id);
+        let pollers = system.spawn_manual(
+            meta,
+            slot.engines.clone(),
+            SimTransport::new(id, outbox),
+            &logger,
+        )?;
+        slot.running = Some(Running {
+            pollers,
+            system,
+            router,
+        });
+        Ok(())
+    }
+
+    pub(super) fn crash_store(&mut self, id: u64) {
+        let Some(slot) = self.stores.get_mut(&id) else {
+            return;
+        };
+        if let Some(running) = slot.running.take() {
+            // No graceful work: the FSMs are dropped (their callbacks answer
+            // "outcome unknown"), nothing more is written.
+            let Running {
+                pollers,
+                system,
+                router,
+            } = running;
+            drop(pollers);
+            drop(system);
+            drop(router);
+            slot.engines.kv.crash();
+            slot.engines.raft.crash();
+            self.stats.crashes += 1;
+        }
+    }
+
+    pub(super) fn running_stores(&self) -> Vec<u64> {
+        self.stores
+            .iter()
+            .filter(|(_, s)| s.running.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Ticks every region id on `store` (if it runs) and its store FSM, and
+    /// schedules its next tick.
+    pub(super) fn tick(&mut self, store: u64) {
+        if let Some(Running { router, .. }) =
+            self.stores.get(&store).and_then(|s| s.running.as_ref())
+        {
+            for &region in &self.tick_ids {
+                let _ = router.force_send(region, PeerMsg::Tick);
+            }
+            let _ = router.send_control(StoreMsg::Tick);
+            self.wake(store, 0);
+        }
+        let period = self.tick_period(store);
+        self.schedule(self.now + period, Event::Tick { store });
+    }
+
+    /// The router of `store`, if it is running.
+    pub(super) fn router_of(&self, store: u64) -> Option<RaftRouter<MemRaftLogEngine>> {
+        self.stores
+            .get(&store)
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.router.clone())
+    }
+
+    /// Time between two ticks of `store` (its clock may be skewed).
+    pub(super) fn tick_period(&self, store: u64) -> u64 {
+        let skew = usize::try_from(store.saturating_sub(1))
+            .ok()
+            .and_then(|i| self.cfg.tick_skew.get(i))
+            .copied()
+            .unwrap_or(0);
+        (self.cfg.tick_interval as i64 + skew).max(1) as u64
+    }
+
+    pub(super) fn restart(&mut self, store: u64) {
+        let running = self.stores.get(&store).is_some_and(|s| s.running.is_some());
+        if running {
+            return;
+        }
+        self.trace(&format!("restart store {store}"));
+        match self.start_store(store) {
+            Ok(()) => self.wake(store, 0),
+            Err(e) => {
+                self.failure = Some(Failure::RestartFailed {
+                    store,
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+
+    pub(super) fn deliver(&mut self, from: u64, to: u64, msg: RaftMessage) {
+        if self.trace_messages {
+            let m = msg.get_message();
+            let line = format!(
+                "deliver r{} {}->{} {:?} term {} index {} log_term {} entries {:?} commit {}",
+                msg.get_region_id(),
+                m.get_from(),
+                m.get_to(),
+                m.get_msg_type(),
+                m.get_term(),
+                m.get_index(),
+                m.get_log_term(),
+                m.get_entries()
+                    .iter()
+                    .map(|e| e.get_index())
+                    .collect::<Vec<_>>(),
+                m.get_commit()
+            );
+            self.trace(&line);
+        }
+        if self.net.blocked(from, to) {
+            self.stats.messages_lost += 1;
+            return;
+        }
+        let Some(Running { router, .. }) = self.stores.get(&to).and_then(|s| s.running.as_ref())
+        else {
+            self.stats.messages_lost += 1;
+            return;
+        };
+        match router.send_raft_message(msg) {
+            Ok(()) => self.wake(to, 0),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.messages_lost += 1
+            }
+        }
+    }
+
+    /// Schedules a poll of `store` in `delay` time units, unless one is
+    /// already scheduled.
+    pub(super) fn wake(&mut self, store: u64, delay: u64) {
+        if self.poll_pending.insert(store) {
+            self.schedule(self.now + delay, Event::Poll { store });
+        }
+    }
+
+    /// One poll round of a store's raft poller and one of its apply poller
+    /// (in random order, each unless paused); what they send goes into the
+    /// event queue. A store that did work is polled again one time unit
+    /// later, so the work of several stores, deliveries, crashes and client
+    /// timeouts interleave.
+    pub(super) fn poll_store(&mut self, id: u64) {
+        self.poll_pending.remove(&id);
+        let (raft_until, apply_until) = self.paused.get(&id).copied().unwrap_or((0, 0));
+        let (raft_on, apply_on) = (self.now >= raft_until, self.now >= apply_until);
+        // A CPU slice: up to `rounds` poll rounds of each poller, stopping
+        // early when the store is idle.
+        let rounds = self.rng.gen_range(1..=MAX_ROUNDS_PER_POLL);
+        let Some(Running { pollers, .. }) =
+            self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
+        else {
+            self.busy_streak.remove(&id);
+            return;
+        };
+        let (mut a, mut b) = (0, 0);
+        for _ in 0..rounds {
+            let apply_first = self.rng.gen_bool(0.5);
+            let mut poll_apply = || {
+                if apply_on {
+                    pollers.apply.poll_once()
+                } else {
+                    0
+                }
+            };
+            let (x, y) = if apply_first {
+                let x = poll_apply();
+                let y = if raft_on { pollers.raft.poll_once() } else { 0 };
+                (x, y)
+            } else {
+                let y = if raft_on { pollers.raft.poll_once() } else { 0 };
+                (poll_apply(), y)
+            };
+            self.stats.poll_rounds += u64::from(x > 0) + u64::from(y > 0);
+            a += x;
+            b += y;
+            if x + y == 0 {
+                break;
+            }
+        }
+        self.route_outbox();
+        if a + b == 0 {
+            self.busy_streak.remove(&id);
+            return;
+        }
+        let streak = self.busy_streak.entry(id).or_insert(0);
+        *streak += 1;
+        if *streak > MAX_BUSY_POLLS {
+            self.failure = Some(Failure::NoQuiescence { time: self.now });
+            return;
+        }
+        self.wake(id, 1);
+    }
+
+    /// Puts every message the stores sent through the fault model into the
+    /// event queue.
+    pub(super) fn route_outbox(&mut self) {
+        for (from, msg) in self.outbox.drain() {
+            self.stats.messages_sent += 1;
+            let to = msg.get_to_peer().get_store_id();
+            if let Ok(bytes) = msg.write_to_bytes() {
+                self.digest.write(&bytes);
+            }
+            let f = self.cfg.messages.clone();
+            let faulty = !self.calm;
+            if self.net.blocked(from, to) || (faulty && f.drop > 0.0 && self.rng.gen_bool(f.drop)) {
+                self.stats.messages_lost += 1;
+                continue;
+            }
+            let copies = if faulty && f.duplicate > 0.0 && self.rng.gen_bool(f.duplicate) {
+                self.stats.messages_duplicated += 1;
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let mut latency = self.rng.gen_range(f.min_latency..=f.max_latency);
+                if faulty && f.long_delay > 0.0 && self.rng.gen_bool(f.long_delay) {
+                    latency += self.rng.gen_range(1..=f.long_delay_max.max(1));
+                }
+                let msg = Box::new(msg.clone());
+                self.schedule(self.now + latency, Event::Deliver { from, to, msg });
+            }
+        }
+    }
+
+    /// The store whose peer of `region` leads with the highest term.
+    pub(super) fn leader_store(&self, region: u64) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for (id, slot) in &self.stores {
+            if let Some(r) = &slot.running {
+                if let Some(info) = r.system.store_meta().leader_info(region) {
+                    if info.is_leader && best.map_or(true, |(t, _)| info.term > t) {
+                        best = Some((info.term, *id));
+                    }
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+}
