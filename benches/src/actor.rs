@@ -81,7 +81,12 @@ pub struct ActorHandler {
     published: u64,
     /// `handled` when the current round began.
     round_start: u64,
+    /// Rounds that handled messages (each paid one simulated sync).
+    rounds: u64,
+    /// How many of them were added to `rounds_counter`.
+    rounds_published: u64,
     counter: Arc<AtomicU64>,
+    rounds_counter: Arc<AtomicU64>,
     target: u64,
     done: Sender<()>,
 }
@@ -117,6 +122,7 @@ impl PollHandler<Actor, Actor> for ActorHandler {
         }
         // One simulated sync for everything handled this round.
         spin_for(self.sync_cost);
+        self.rounds += 1;
         if self.handled - self.published >= PUBLISH_EVERY {
             self.publish();
         }
@@ -139,6 +145,10 @@ impl ActorHandler {
             return;
         }
         self.published = self.handled;
+        // Rounds first: whoever sees the target reached also sees them.
+        self.rounds_counter
+            .fetch_add(self.rounds - self.rounds_published, Ordering::AcqRel);
+        self.rounds_published = self.rounds;
         let now = self.counter.fetch_add(n, Ordering::AcqRel) + n;
         if now == self.target {
             let _ = self.done.send(());
@@ -151,6 +161,7 @@ pub struct ActorBuilder {
     budget: usize,
     sync_cost: Duration,
     counter: Arc<AtomicU64>,
+    rounds_counter: Arc<AtomicU64>,
     target: u64,
     done: Sender<()>,
 }
@@ -163,6 +174,7 @@ impl ActorBuilder {
             budget: budget.max(1),
             sync_cost: Duration::ZERO,
             counter: Arc::new(AtomicU64::new(0)),
+            rounds_counter: Arc::new(AtomicU64::new(0)),
             target,
             done,
         }
@@ -179,6 +191,12 @@ impl ActorBuilder {
     pub fn counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.counter)
     }
+
+    /// The shared counter of poll rounds that handled messages (one
+    /// simulated sync each), published together with the handled count.
+    pub fn rounds(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.rounds_counter)
+    }
 }
 
 impl HandlerBuilder<Actor, Actor> for ActorBuilder {
@@ -191,7 +209,10 @@ impl HandlerBuilder<Actor, Actor> for ActorBuilder {
             handled: 0,
             published: 0,
             round_start: 0,
+            rounds: 0,
+            rounds_published: 0,
             counter: Arc::clone(&self.counter),
+            rounds_counter: Arc::clone(&self.rounds_counter),
             target: self.target,
             done: self.done.clone(),
         }

@@ -1,6 +1,6 @@
 //! The actor workload and its two runners.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,12 +33,25 @@ pub struct RunStats {
     pub messages: u64,
     /// From the first send to the last message handled.
     pub elapsed: Duration,
+    /// Units of group commit paid: poll rounds that handled messages
+    /// (batch system) or task wakes that drained messages with `recv_many`
+    /// (baseline, only with a non-zero `sync_cost`; 0 otherwise).
+    pub syncs: u64,
 }
 
 impl RunStats {
     /// Throughput in messages per second.
     pub fn msgs_per_sec(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Messages per unit of group commit (0 when not measured).
+    pub fn msgs_per_sync(&self) -> f64 {
+        if self.syncs == 0 {
+            0.0
+        } else {
+            self.messages as f64 / self.syncs as f64
+        }
     }
 }
 
@@ -61,6 +74,7 @@ pub fn run_batch_system(w: &Workload) -> RunStats {
     let (router, mut system) = create_system_with_config::<Actor, Actor>(&cfg, control_tx, control);
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let builder = ActorBuilder::new(128, w.messages, done_tx).sync_cost(w.sync_cost);
+    let rounds = builder.rounds();
     system
         .spawn("bench".to_owned(), builder)
         .expect("spawn batch system");
@@ -92,6 +106,7 @@ pub fn run_batch_system(w: &Workload) -> RunStats {
     RunStats {
         messages: w.messages,
         elapsed,
+        syncs: rounds.load(Ordering::Acquire),
     }
 }
 
@@ -116,29 +131,35 @@ pub fn run_tokio_baseline(w: &Workload) -> RunStats {
     let remaining = Arc::new(AtomicUsize::new(
         (0..actors).filter(|&a| per_actor(a) > 0).count(),
     ));
+    // Each task adds its wake count once, when it is done.
+    let syncs = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::with_capacity(actors);
     for a in 0..actors {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         senders.push(tx);
         let expected = per_actor(a);
         let remaining = Arc::clone(&remaining);
+        let syncs = Arc::clone(&syncs);
         let done_tx = done_tx.clone();
         let sync_cost = w.sync_cost;
         runtime.spawn(async move {
-            let (mut handled, mut sum) = (0u64, 0u64);
+            let (mut handled, mut sum, mut wakes) = (0u64, 0u64, 0u64);
             if expected == 0 {
                 return;
             }
-            let finish = |handled: u64| {
-                if handled == expected && remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let _ = done_tx.send(());
+            let finish = |handled: u64, wakes: u64| {
+                if handled == expected {
+                    syncs.fetch_add(wakes, Ordering::AcqRel);
+                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let _ = done_tx.send(());
+                    }
                 }
             };
             if sync_cost.is_zero() {
                 while let Some(v) = rx.recv().await {
                     sum = sum.wrapping_add(v);
                     handled += 1;
-                    finish(handled);
+                    finish(handled, 0);
                 }
             } else {
                 // Group commit per wake: drain what is queued, sync once.
@@ -149,7 +170,8 @@ pub fn run_tokio_baseline(w: &Workload) -> RunStats {
                         handled += 1;
                     }
                     spin_for(sync_cost);
-                    finish(handled);
+                    wakes += 1;
+                    finish(handled, wakes);
                 }
             }
             std::hint::black_box(sum);
@@ -175,5 +197,6 @@ pub fn run_tokio_baseline(w: &Workload) -> RunStats {
     RunStats {
         messages: w.messages,
         elapsed,
+        syncs: syncs.load(Ordering::Acquire),
     }
 }

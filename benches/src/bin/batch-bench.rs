@@ -144,12 +144,21 @@ fn compare(w: &Workload, reps: usize) -> (f64, f64) {
     for rep in 0..reps {
         let b = run_batch_system(w);
         let t = run_tokio_baseline(w);
+        let per_sync = |r: &benches::RunStats| {
+            if w.sync_cost.is_zero() {
+                String::new()
+            } else {
+                format!(", {:.1} msgs/sync", r.msgs_per_sync())
+            }
+        };
         println!(
-            "  rep {rep}: batch-system {:>7.2}M msgs/s ({:.3} s), tokio baseline {:>7.2}M msgs/s ({:.3} s)",
+            "  rep {rep}: batch-system {:>7.2}M msgs/s ({:.3} s{}), tokio baseline {:>7.2}M msgs/s ({:.3} s{})",
             b.msgs_per_sec() / 1e6,
             b.elapsed.as_secs_f64(),
+            per_sync(&b),
             t.msgs_per_sec() / 1e6,
-            t.elapsed.as_secs_f64()
+            t.elapsed.as_secs_f64(),
+            per_sync(&t)
         );
         batch.push(b.msgs_per_sec());
         tokio.push(t.msgs_per_sec());
