@@ -188,24 +188,23 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         }
     }
 
-    /// Waits until the queue may have work: searches for a short while (if
-    /// fewer than half the pollers already do), then parks until woken.
+    /// Waits until the queue may have work: searches for a short while,
+    /// then parks until woken.
     fn wait_for_work(&mut self) {
         self.handler.pause();
         let injector = Arc::clone(&self.injector);
         if !self.searching {
-            self.searching = injector.idle.try_start_searching();
+            injector.idle.start_searching();
+            self.searching = true;
         }
-        if self.searching {
-            for i in 0..SEARCH_SPINS + SEARCH_YIELDS {
-                if !injector.is_empty() || injector.is_stopping() {
-                    return;
-                }
-                if i < SEARCH_SPINS {
-                    std::hint::spin_loop();
-                } else {
-                    thread::yield_now();
-                }
+        for i in 0..SEARCH_SPINS + SEARCH_YIELDS {
+            if !injector.is_empty() || injector.is_stopping() {
+                return;
+            }
+            if i < SEARCH_SPINS {
+                std::hint::spin_loop();
+            } else {
+                thread::yield_now();
             }
         }
         injector.idle.park(

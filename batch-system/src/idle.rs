@@ -4,11 +4,20 @@
 //! a virtual machine whose other vCPU is halted, an inter-processor
 //! interrupt). A sender that woke a poller for every FSM it schedules would
 //! pay that per message. So, as tokio's multi-thread scheduler does, a
-//! poller that has no work first becomes a *searcher* (at most half the
-//! pool at a time): it keeps looking at the queue for a short while before
-//! it parks. While any poller is searching, or none is parked, scheduling
-//! wakes nobody: the searcher will find the work, and a poller that finds
-//! work while it was the last searcher wakes a parked one if work is left.
+//! poller that has no work first becomes a *searcher*: it keeps looking at
+//! the queue for a short while before it parks. While any poller is
+//! searching, or none is parked, scheduling wakes nobody: the searcher will
+//! find the work, and a poller that finds work while it was the last
+//! searcher wakes a parked one if work is left.
+//!
+//! Unlike tokio, every idle poller may search (tokio allows half the
+//! workers, to limit contention on stealing from each other's queues; a
+//! searching poller here only reads the shared queue's ends, and gives its
+//! core away with `yield_now` between looks). With one searcher in a pool of
+//! two, the other idle poller parks at once; the next time the searcher
+//! finds work there is no searcher left and the producer's next send pays
+//! for a wake. Letting both search removes that wake from the producer's
+//! path while work keeps coming.
 //!
 //! # The protocol
 //!
@@ -21,7 +30,7 @@
 //!                 lock sleepers; pop one; state += (1 searching, 1 unparked); unpark it
 //!
 //! poller, no work:
-//!             maybe become a searcher; look at the queue for a while
+//!             become a searcher; look at the queue for a while
 //!             lock sleepers; push self; state -= (searching?, 1 unparked)
 //!             re-check the queue (and shutdown): if work, notify as a scheduler would
 //!             park until unparked                 (woken: counted as searching)
@@ -163,15 +172,10 @@ impl Idle {
         }
     }
 
-    /// Tries to become a searcher; refused when half the pollers (rounded
-    /// up) already search.
-    pub(crate) fn try_start_searching(&self) -> bool {
-        let s = State(self.state.load(Ordering::SeqCst));
-        if 2 * s.searching() >= self.pollers {
-            return false;
-        }
+    /// Becomes a searcher: schedulers wake nobody until it stops searching
+    /// or parks.
+    pub(crate) fn start_searching(&self) {
         self.state.fetch_add(ONE_SEARCHING, Ordering::SeqCst);
-        true
     }
 
     /// A searcher found work. Returns `true` if it was the last searcher:
@@ -245,15 +249,25 @@ mod tests {
 
     #[test]
     fn a_searcher_absorbs_notifications_and_the_last_one_must_pass_work_on() {
-        let idle = Idle::new(4);
-        assert!(idle.try_start_searching());
-        assert!(idle.try_start_searching());
-        // Half the pool searches: no more searchers.
-        assert!(!idle.try_start_searching());
-        assert_eq!(idle.counts(), (2, 4));
-        assert!(!idle.stop_searching());
-        assert!(idle.stop_searching());
-        assert_eq!(idle.counts(), (0, 4));
+        let idle = Arc::new(Idle::new(2));
+        let parked = {
+            let idle = Arc::clone(&idle);
+            std::thread::spawn(move || idle.park(1, false, || false, || false))
+        };
+        while idle.parked() != 1 {
+            std::thread::yield_now();
+        }
+        idle.start_searching();
+        idle.start_searching();
+        assert_eq!(idle.counts(), (2, 1));
+        // A poller is parked, but searchers will find the work.
+        assert!(!idle.notify_one());
+        assert!(!idle.stop_searching(), "one searcher is left");
+        assert!(!idle.notify_one());
+        assert!(idle.stop_searching(), "the last searcher must pass work on");
+        assert!(idle.notify_one());
+        parked.join().unwrap();
+        assert_eq!(idle.counts(), (1, 2));
     }
 
     #[test]
@@ -298,7 +312,7 @@ mod tests {
         while idle.counts().1 != 1 {
             std::thread::yield_now();
         }
-        assert!(idle.try_start_searching());
+        idle.start_searching();
         idle.exit(true, || true);
         parked.join().unwrap();
         assert_eq!(idle.counts(), (1, 2));

@@ -60,9 +60,9 @@ impl ModelIdle {
         self.0.notify_all()
     }
 
-    /// Become a searcher if fewer than half the pollers search.
-    pub fn try_start_searching(&self) -> bool {
-        self.0.try_start_searching()
+    /// Become a searcher.
+    pub fn start_searching(&self) {
+        self.0.start_searching()
     }
 
     /// A searcher found work; `true` if it was the last one.

@@ -223,9 +223,10 @@ fn poller(pool: &Pool, id: usize) {
             break;
         }
         if !searching {
-            searching = pool.idle.try_start_searching();
+            pool.idle.start_searching();
+            searching = true;
         }
-        if searching && (pool.queue.has_work() || pool.stopping.load(Ordering::SeqCst)) {
+        if pool.queue.has_work() || pool.stopping.load(Ordering::SeqCst) {
             continue;
         }
         pool.idle.park(
