@@ -79,12 +79,22 @@ impl State {
     }
 }
 
-/// Where one poller sleeps.
+/// Where one poller sleeps: a three-state word (empty, parked, notified)
+/// in front of a condvar, the generic parker std and tokio build.
+///
+/// A wake that reaches a poller still on its way to sleep only swaps the
+/// word; only a poller really blocked in the condvar costs the waker a
+/// system call (a bare condvar's `notify_one` would make one every time).
 #[derive(Default)]
 struct Parker {
-    notified: Mutex<bool>,
+    state: AtomicUsize,
+    lock: Mutex<()>,
     cond: Condvar,
 }
+
+const EMPTY: usize = 0;
+const PARKED: usize = 1;
+const NOTIFIED: usize = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -93,15 +103,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Parker {
     /// Blocks until [`unpark`](Self::unpark) (which may come first).
     fn park(&self) {
-        let mut notified = lock(&self.notified);
-        while !*notified {
-            notified = self.cond.wait(notified).unwrap_or_else(|e| e.into_inner());
+        // A notification that came first: consume it.
+        if self
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
         }
-        *notified = false;
+        let mut guard = lock(&self.lock);
+        if self
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // Notified in between (only this poller ever sets PARKED).
+            self.state.store(EMPTY, Ordering::SeqCst);
+            return;
+        }
+        loop {
+            guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
+            if self
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+            // A spurious wake-up: wait again.
+        }
     }
 
     fn unpark(&self) {
-        *lock(&self.notified) = true;
+        if self.state.swap(NOTIFIED, Ordering::SeqCst) != PARKED {
+            // Not blocked (yet): `park` will see the notification.
+            return;
+        }
+        // The poller holds the lock until `wait` releases it: taking it
+        // here makes sure the notification cannot fall before the wait.
+        drop(lock(&self.lock));
         self.cond.notify_one();
     }
 }
