@@ -26,6 +26,12 @@
 //! the store: an application talking to remote stores does not build
 //! their storage engines.
 //!
+//! With the `grpc` feature, `grpc::GrpcBackend` reaches remote stores over
+//! gRPC (commands to one store batched into `Kv.BatchCommands` calls) and
+//! `grpc::AsyncClient` drives the same [`Call`] on tokio, with scans and
+//! region lookup besides: the in-process and the remote client share every
+//! routing and retry decision.
+//!
 //! # Example
 //!
 //! A backend over a toy store that answers every command, first refusing
@@ -99,6 +105,8 @@ mod call;
 mod classify;
 mod client;
 mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod leader_cache;
 mod options;
 mod region_cache;

@@ -200,6 +200,12 @@ impl Routing {
         &self.leaders
     }
 
+    /// Believes store `store_id` leads `region_id` (what a region lookup
+    /// said), until an answer says otherwise.
+    pub fn set_leader(&mut self, region_id: u64, store_id: u64) {
+        self.leaders.set(region_id, store_id);
+    }
+
     /// Forgets the leader of `region_id` (after a timeout or an
     /// unreachable store).
     pub fn forget_leader(&mut self, region_id: u64) {

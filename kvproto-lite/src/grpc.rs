@@ -41,10 +41,10 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{IntoRequest, Response, Status};
 
 use crate::kvrpcpb::{
-    BatchGetRequest, BatchGetResponse, BatchPutRequest, BatchPutResponse, DeleteRequest,
-    DeleteResponse, GetRegionRequest, GetRegionResponse, GetRequest, GetResponse, GetStoresRequest,
-    GetStoresResponse, ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse,
-    ScanRequest, ScanResponse,
+    BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
+    BatchPutRequest, BatchPutResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
+    GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse,
+    ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, ScanRequest, ScanResponse,
 };
 use crate::transportpb::{BatchRaftMessage, Done};
 
@@ -71,6 +71,8 @@ pub mod paths {
     pub const KV_LIST_REGIONS: &str = "/kvrpcpb.Kv/ListRegions";
     /// `Kv.GetStores`: the stores of the cluster and their addresses.
     pub const KV_GET_STORES: &str = "/kvrpcpb.Kv/GetStores";
+    /// `Kv.BatchCommands`: several commands for one store's regions.
+    pub const KV_BATCH_COMMANDS: &str = "/kvrpcpb.Kv/BatchCommands";
     /// `Raft.BatchRaft`: the store-to-store stream of message batches.
     pub const RAFT_BATCH_RAFT: &str = "/transportpb.Raft/BatchRaft";
     /// `Raft.Snapshot`: the stream of one snapshot's chunks.
@@ -137,6 +139,11 @@ pub const METHODS: &[MethodDesc] = &[
         paths::KV_GET_STORES,
         "kvrpcpb.GetStoresRequest",
         "kvrpcpb.GetStoresResponse",
+    ),
+    unary(
+        paths::KV_BATCH_COMMANDS,
+        "kvrpcpb.BatchCommandsRequest",
+        "kvrpcpb.BatchCommandsResponse",
     ),
     MethodDesc {
         path: paths::RAFT_BATCH_RAFT,
@@ -341,6 +348,8 @@ where
         list_regions(ListRegionsRequest) -> ListRegionsResponse = paths::KV_LIST_REGIONS;
         /// `Kv.GetStores`: the stores of the cluster and their addresses.
         get_stores(GetStoresRequest) -> GetStoresResponse = paths::KV_GET_STORES;
+        /// `Kv.BatchCommands`: several commands for the store's regions.
+        batch_commands(BatchCommandsRequest) -> BatchCommandsResponse = paths::KV_BATCH_COMMANDS;
     }
 }
 

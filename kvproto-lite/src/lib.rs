@@ -16,7 +16,7 @@
 //! | [`raft_serverpb`] | `RaftMessage` (store to store), the persisted `RaftLocalState`, `RaftApplyState`, `RaftTruncatedState`, `RegionLocalState`, `PeerState`, and `StoreIdent` |
 //! | [`raft_cmdpb`] | Client commands: `RaftCmdRequest` with normal `Request`s (Get, Put, Delete) or one `AdminRequest` (ChangePeer, Split, CompactLog, TransferLeader), and the matching responses |
 //! | [`errorpb`] | `Error`, the client-visible error, with one typed detail per kind (`NotLeader`, `EpochNotMatch`, ...) |
-//! | [`kvrpcpb`] | Client to store: `Get`, `Put`, `Delete`, `Scan`, `BatchGet`, `BatchPut` requests addressed to a region (`Context`), responses carrying an `errorpb::Error` on failure, region lookup (`GetRegion`, `ListRegions`) and the store list (`GetStores`); the `Kv` service |
+//! | [`kvrpcpb`] | Client to store: `Get`, `Put`, `Delete`, `Scan`, `BatchGet`, `BatchPut` requests addressed to a region (`Context`), responses carrying an `errorpb::Error` on failure, region lookup (`GetRegion`, `ListRegions`), the store list (`GetStores`) and `BatchCommands` (many `raft_cmdpb` commands in one call); the `Kv` service |
 //! | [`transportpb`] | Store to store: `BatchRaftMessage`, `SnapshotChunk`, `Done`; the `Raft` service |
 //! | `grpc` (feature `grpc`) | A `tonic::codec::Codec` for these messages, the method table of both services and typed clients |
 //! | [`eraftpb`] | Raft's own messages: this *is* `raft::eraftpb`, re-exported, never a second generated copy |
@@ -124,6 +124,7 @@
 //! | `kvrpcpb.RegionInfo` | region (1), leader (2), leader_term (3) |
 //! | `kvrpcpb.ListRegionsResponse` | regions (1) |
 //! | `kvrpcpb.GetStoresResponse` | store_id (1), stores (2) |
+//! | `kvrpcpb.BatchCommandsRequest` / `BatchCommandsResponse` | commands (1) / responses (1) |
 //! | `transportpb.BatchRaftMessage` | msgs (1) |
 //! | `transportpb.SnapshotChunk` | message (1), data (2) |
 //!

@@ -25,7 +25,10 @@
 //! - [`Node`]: starts everything, waits for SIGTERM/SIGINT, stops
 //!   gracefully.
 //! - [`status`], [`mod@metrics`]: the status server and what it exports.
-//! - [`remote`]: the asynchronous gRPC client `kvctl` runs on.
+//!
+//! `kvctl` runs on the `client` crate's remote client
+//! (`client::grpc::AsyncClient`): the same routing and retries as the
+//! in-process client, over gRPC.
 //!
 //! Adding a node to a running cluster (`--join`) needs snapshots and
 //! membership changes, which the stores do not have yet.
@@ -69,7 +72,6 @@ mod error;
 mod logging;
 pub mod metrics;
 mod node;
-pub mod remote;
 pub mod status;
 
 pub use cli::NodeFlags;

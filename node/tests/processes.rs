@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use client::grpc::AsyncClient;
 use engine::{FjallKvEngine, KvEngine};
-use node::remote::{RemoteKv, RemoteOptions};
 
 const NODE: &str = env!("CARGO_BIN_EXE_node");
 const KVCTL: &str = env!("CARGO_BIN_EXE_kvctl");
@@ -233,10 +233,14 @@ impl Cluster {
     }
 }
 
-fn client(rt: &tokio::runtime::Runtime, c: &Cluster) -> RemoteKv {
+fn client(rt: &tokio::runtime::Runtime, c: &Cluster) -> AsyncClient {
     let endpoints: Vec<String> = c.grpc.values().cloned().collect();
-    rt.block_on(RemoteKv::connect(&endpoints, RemoteOptions::default()))
-        .unwrap()
+    rt.block_on(AsyncClient::connect(
+        &endpoints,
+        Default::default(),
+        Default::default(),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -257,7 +261,7 @@ fn three_nodes_lose_one_to_sigkill_and_keep_every_acknowledged_write() {
         acked.insert(k, v);
     }
     // ... and through the client library, spread over the regions.
-    let mut kv = client(&rt, &c);
+    let kv = client(&rt, &c);
     let key = |i: u64| format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     for i in 0..40 {
         rt.block_on(kv.put(key(i).as_bytes(), b"first")).unwrap();
@@ -308,7 +312,8 @@ fn three_nodes_lose_one_to_sigkill_and_keep_every_acknowledged_write() {
     assert_eq!(json_number(&status, "regions"), Some(REGIONS as u64));
     let metrics = http_get(&c.status[&1], "/metrics").unwrap();
     for name in [
-        "kv_requests_total{method=\"put\"}",
+        "kv_requests_total{method=\"batch_commands\"}",
+        "kv_batched_commands_total",
         "raft_messages_sent_total{to_store=\"2\"}",
         "raftstore_log_syncs_total",
         "raftstore_regions{role=\"leader\"}",

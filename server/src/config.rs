@@ -51,6 +51,8 @@ pub struct Config {
     /// Most requests in progress on one client connection (HTTP/2
     /// concurrent streams); more wait on the client side.
     pub max_concurrent_streams: u32,
+    /// Most commands one `BatchCommands` call may carry.
+    pub max_batch_commands: usize,
     /// Most pairs one Scan returns (a request asking for more, or for 0,
     /// gets this many).
     pub max_scan_limit: u32,
@@ -70,6 +72,7 @@ impl Default for Config {
             keepalive_timeout_ms: 5_000,
             max_message_size: 64 * 1024 * 1024,
             max_concurrent_streams: 1024,
+            max_batch_commands: 4096,
             max_scan_limit: 10_000,
         }
     }
@@ -129,6 +132,9 @@ impl Config {
                  max_message_size ({})",
                 self.raft_msg_max_batch_bytes, self.max_message_size
             ));
+        }
+        if self.max_batch_commands == 0 {
+            return bad("max_batch_commands must be at least 1".to_owned());
         }
         if self.max_concurrent_streams == 0 {
             return bad("max_concurrent_streams must be at least 1".to_owned());

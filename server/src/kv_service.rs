@@ -35,16 +35,18 @@ use batch_system::mpsc::TrySendError;
 use engine::{KvEngine, KvSnapshot};
 use kvproto_lite::errorpb;
 use kvproto_lite::kvrpcpb::{
-    BatchGetRequest, BatchGetResponse, BatchPutRequest, BatchPutResponse, Context, DeleteRequest,
-    DeleteResponse, GetRegionRequest, GetRegionResponse, GetRequest, GetResponse, GetStoresRequest,
-    GetStoresResponse, KvPair, ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse,
-    RegionInfo, ScanRequest, ScanResponse,
+    BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
+    BatchPutRequest, BatchPutResponse, Context, DeleteRequest, DeleteResponse, GetRegionRequest,
+    GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse, KvPair,
+    ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, RegionInfo, ScanRequest,
+    ScanResponse,
 };
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, Request, Response};
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response};
 use kvproto_lite::raft_serverpb::PeerState;
 use kvproto_lite::util;
 use raftstore::{Callback, CommandSink, RaftCommand, StoreMeta};
+use tokio::sync::oneshot;
 
 use crate::address::AddressBook;
 
@@ -56,6 +58,7 @@ pub struct KvService<EK: KvEngine> {
     meta: Arc<StoreMeta>,
     book: AddressBook,
     max_scan_limit: u32,
+    max_batch_commands: usize,
 }
 
 /// The outcome of one command: the responses, in request order, or the
@@ -65,15 +68,15 @@ type CmdResult = Result<Vec<Response>, errorpb::Error>;
 impl<EK: KvEngine> KvService<EK> {
     /// The service of store `store_id`: commands go to `sink` (the store's
     /// router), scans and region lookups read `kv`, leaders come from
-    /// `meta`, `GetStores` answers from `book`, and a scan returns at most
-    /// `max_scan_limit` pairs.
+    /// `meta`, `GetStores` answers from `book`; the limits (most pairs per
+    /// scan, most commands per batch) come from `cfg`.
     pub fn new(
         store_id: u64,
         sink: Arc<dyn CommandSink>,
         kv: EK,
         meta: Arc<StoreMeta>,
         book: AddressBook,
-        max_scan_limit: u32,
+        cfg: &crate::Config,
     ) -> KvService<EK> {
         KvService {
             store_id,
@@ -81,15 +84,16 @@ impl<EK: KvEngine> KvService<EK> {
             kv,
             meta,
             book,
-            max_scan_limit: max_scan_limit.max(1),
+            max_scan_limit: cfg.max_scan_limit.max(1),
+            max_batch_commands: cfg.max_batch_commands.max(1),
         }
     }
 
-    /// Sends `cmd` to its region's peer and waits for the answer.
-    async fn submit(&self, cmd: RaftCmdRequest) -> CmdResult {
-        let expected = cmd.get_requests().len();
+    /// Sends `cmd` to its region's peer; the receiver gets the response
+    /// (refusals included, as error responses).
+    fn send(&self, cmd: RaftCmdRequest) -> oneshot::Receiver<RaftCmdResponse> {
         let region_id = cmd.get_header().get_region_id();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         let cb = Callback::new(move |resp| {
             let _ = tx.send(resp);
         });
@@ -103,12 +107,13 @@ impl<EK: KvEngine> KvService<EK> {
                 .callback
                 .invoke_with_error(util::new_region_not_found(region_id), 0),
         }
-        // A callback is always called (dropped unanswered, it answers with
-        // an error itself), so the channel only closes without a value if
-        // that guarantee is broken.
-        let mut resp = rx
-            .await
-            .map_err(|_| util::new_error("the store dropped the command: outcome unknown"))?;
+        rx
+    }
+
+    /// Sends `cmd` to its region's peer and waits for the answer.
+    async fn submit(&self, cmd: RaftCmdRequest) -> CmdResult {
+        let expected = cmd.get_requests().len();
+        let mut resp = answer(self.send(cmd)).await;
         if resp.get_header().has_error() {
             return Err(resp.mut_header().take_error());
         }
@@ -120,6 +125,49 @@ impl<EK: KvEngine> KvService<EK> {
             )));
         }
         Ok(responses)
+    }
+
+    /// `Kv.BatchCommands`: every command is sent at once, then the answers
+    /// are collected in order. Administrative commands, commands without a
+    /// request and batches over `max_batch_commands` are refused (the
+    /// refused commands' responses carry the error; nothing is sent).
+    pub async fn batch_commands(&self, mut req: BatchCommandsRequest) -> BatchCommandsResponse {
+        let commands = req.take_commands().into_vec();
+        metrics::counter!("kv_batched_commands_total").increment(commands.len() as u64);
+        let mut resp = BatchCommandsResponse::default();
+        if commands.len() > self.max_batch_commands {
+            let err = util::new_error(format!(
+                "a batch of {} commands exceeds the limit of {}",
+                commands.len(),
+                self.max_batch_commands
+            ));
+            for _ in &commands {
+                resp.mut_responses()
+                    .push(util::error_response(err.clone(), 0));
+            }
+            return resp;
+        }
+        // Everything is sent before the first answer is awaited, so the
+        // commands run concurrently; a refused one is answered at once.
+        let pending: Vec<Pending> = commands
+            .into_iter()
+            .map(|cmd| {
+                if cmd.has_admin_request() {
+                    Pending::Refused("administrative commands are not accepted from clients")
+                } else if cmd.get_requests().is_empty() {
+                    Pending::Refused("a command without requests")
+                } else {
+                    Pending::Sent(self.send(cmd))
+                }
+            })
+            .collect();
+        for p in pending {
+            resp.mut_responses().push(match p {
+                Pending::Sent(rx) => answer(rx).await,
+                Pending::Refused(why) => util::error_response(util::new_error(why), 0),
+            });
+        }
+        resp
     }
 
     /// `Kv.Get`.
@@ -396,6 +444,24 @@ impl<EK: KvEngine> LocalView<EK> {
         regions.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
         Ok(regions)
     }
+}
+
+/// A command of a batch: sent (its answer to come) or refused.
+enum Pending {
+    Sent(oneshot::Receiver<RaftCmdResponse>),
+    Refused(&'static str),
+}
+
+/// The response `rx` brings. A callback is always called (dropped
+/// unanswered, it answers with an error itself), so the channel only closes
+/// without a value if that guarantee is broken: outcome unknown.
+async fn answer(rx: oneshot::Receiver<RaftCmdResponse>) -> RaftCmdResponse {
+    rx.await.unwrap_or_else(|_| {
+        util::error_response(
+            util::new_error("the store dropped the command: outcome unknown"),
+            0,
+        )
+    })
 }
 
 /// A command for the region of `ctx` with `requests`.

@@ -13,8 +13,9 @@
 //! | `raft_messages_received_dropped_total` | counter | `reason` (`mailbox_full`, `not_running`) | received messages the store could not take |
 //! | `raft_streams_refused_total` | counter | | incoming streams refused (messages for another store) |
 //! | `kv_requests_total` | counter | `method` | client requests served |
-//! | `kv_request_errors_total` | counter | `method`, `kind` | requests answered with a `region_error` (kind = the error detail) |
+//! | `kv_request_errors_total` | counter | `method`, `kind` | requests answered with a `region_error` (kind = the error detail; for `batch_commands`, each refused command) |
 //! | `kv_request_duration_seconds` | histogram | `method` | time from a request's arrival to its answer |
+//! | `kv_batched_commands_total` | counter | | commands carried by `BatchCommands` calls |
 
 use metrics::{counter, Counter};
 

@@ -19,8 +19,8 @@ use engine::KvEngine;
 use kvproto_lite::errorpb;
 use kvproto_lite::grpc::{paths, ProtobufCodec};
 use kvproto_lite::kvrpcpb::{
-    BatchGetResponse, BatchPutResponse, DeleteResponse, GetRegionResponse, GetResponse,
-    GetStoresResponse, ListRegionsResponse, PutResponse, ScanResponse,
+    BatchCommandsResponse, BatchGetResponse, BatchPutResponse, DeleteResponse, GetRegionResponse,
+    GetResponse, GetStoresResponse, ListRegionsResponse, PutResponse, ScanResponse,
 };
 use kvproto_lite::transportpb::{BatchRaftMessage, Done};
 use metrics::{counter, histogram};
@@ -76,14 +76,7 @@ impl<EK: KvEngine> StoreService<EK> {
         cfg: &crate::Config,
         logger: &slog::Logger,
     ) -> StoreService<EK> {
-        let kv = KvService::new(
-            store_id,
-            Arc::new(router.clone()),
-            kv,
-            meta,
-            book,
-            cfg.max_scan_limit,
-        );
+        let kv = KvService::new(store_id, Arc::new(router.clone()), kv, meta, book, cfg);
         let raft = RaftService::new(store_id, Arc::new(router.clone()), logger);
         StoreService::new(kv, raft, cfg.max_message_size)
     }
@@ -148,6 +141,12 @@ impl<EK: KvEngine> StoreService<EK> {
                 )
                 .await
             }
+            Route::BatchCommands => {
+                unary(max, route, req, move |r| async move {
+                    kv.batch_commands(r).await
+                })
+                .await
+            }
             Route::GetStores => {
                 unary(
                     max,
@@ -192,7 +191,7 @@ where
         let fut = f(r);
         async move {
             let resp = fut.await;
-            if let Some(e) = resp.region_error() {
+            for e in resp.region_errors() {
                 counter!("kv_request_errors_total", "method" => route.name(), "kind" => error_kind(e))
                     .increment(1);
             }
@@ -238,6 +237,7 @@ enum Route {
     GetRegion,
     ListRegions,
     GetStores,
+    BatchCommands,
     BatchRaft,
 }
 
@@ -254,6 +254,7 @@ impl Route {
             Route::GetRegion => "get_region",
             Route::ListRegions => "list_regions",
             Route::GetStores => "get_stores",
+            Route::BatchCommands => "batch_commands",
             Route::BatchRaft => "batch_raft",
         }
     }
@@ -269,6 +270,7 @@ impl Route {
             paths::KV_GET_REGION => Route::GetRegion,
             paths::KV_LIST_REGIONS => Route::ListRegions,
             paths::KV_GET_STORES => Route::GetStores,
+            paths::KV_BATCH_COMMANDS => Route::BatchCommands,
             paths::RAFT_BATCH_RAFT => Route::BatchRaft,
             _ => return None,
         })
@@ -310,16 +312,16 @@ where
     }
 }
 
-/// Responses that carry an `errorpb::Error`.
+/// Responses that carry `errorpb::Error`s.
 trait RegionError {
-    fn region_error(&self) -> Option<&errorpb::Error>;
+    fn region_errors(&self) -> Vec<&errorpb::Error>;
 }
 
 macro_rules! region_error_field {
     ($($t:ty),*) => {
         $(impl RegionError for $t {
-            fn region_error(&self) -> Option<&errorpb::Error> {
-                self.has_region_error().then(|| self.get_region_error())
+            fn region_errors(&self) -> Vec<&errorpb::Error> {
+                self.has_region_error().then(|| self.get_region_error()).into_iter().collect()
             }
         })*
     };
@@ -336,14 +338,25 @@ region_error_field!(
 );
 
 impl RegionError for ListRegionsResponse {
-    fn region_error(&self) -> Option<&errorpb::Error> {
-        None
+    fn region_errors(&self) -> Vec<&errorpb::Error> {
+        Vec::new()
     }
 }
 
 impl RegionError for GetStoresResponse {
-    fn region_error(&self) -> Option<&errorpb::Error> {
-        None
+    fn region_errors(&self) -> Vec<&errorpb::Error> {
+        Vec::new()
+    }
+}
+
+/// Every refused command of the batch.
+impl RegionError for BatchCommandsResponse {
+    fn region_errors(&self) -> Vec<&errorpb::Error> {
+        self.get_responses()
+            .iter()
+            .filter(|r| r.get_header().has_error())
+            .map(|r| r.get_header().get_error())
+            .collect()
     }
 }
 

@@ -432,3 +432,63 @@ fn a_stream_to_the_wrong_store_is_refused() {
     }));
     t.shutdown();
 }
+
+#[test]
+fn batch_commands_answer_each_command_in_order() {
+    use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, Request};
+    let c = GrpcCluster::new(3, 2);
+    let (store, ctx) = c.context_for(&key(1));
+    let cmd = |ctx: &Context, req: Request| {
+        let mut cmd = RaftCmdRequest::default();
+        cmd.mut_header().set_region_id(ctx.get_region_id());
+        cmd.mut_header().set_peer(ctx.get_peer().clone());
+        cmd.mut_header()
+            .set_region_epoch(ctx.get_region_epoch().clone());
+        cmd.mut_requests().push(req);
+        cmd
+    };
+    let put = |k: &[u8], v: &[u8]| {
+        let mut r = Request::default();
+        r.set_cmd_type(CmdType::Put);
+        r.mut_put().set_key(k.to_vec());
+        r.mut_put().set_value(v.to_vec());
+        r
+    };
+    let get = |k: &[u8]| {
+        let mut r = Request::default();
+        r.set_cmd_type(CmdType::Get);
+        r.mut_get().set_key(k.to_vec());
+        r
+    };
+    let mut batch = BatchCommandsRequest::default();
+    batch.mut_commands().push(cmd(&ctx, put(&key(1), b"one")));
+    batch.mut_commands().push(cmd(&ctx, get(&key(1))));
+    // An administrative command is refused, and so is a command for a
+    // region this store has no peer of.
+    let mut admin = cmd(&ctx, put(&key(1), b"x"));
+    admin
+        .mut_admin_request()
+        .set_cmd_type(kvproto_lite::raft_cmdpb::AdminCmdType::CompactLog);
+    batch.mut_commands().push(admin);
+    let mut unknown = ctx.clone();
+    unknown.set_region_id(999);
+    batch.mut_commands().push(cmd(&unknown, get(&key(1))));
+    let resp =
+        c.rt.block_on(c.client(store).batch_commands(batch))
+            .unwrap()
+            .into_inner();
+    let r = resp.get_responses();
+    assert_eq!(r.len(), 4);
+    assert!(!r[0].get_header().has_error(), "{:?}", r[0]);
+    assert_eq!(r[1].get_responses()[0].get_get().get_value(), b"one");
+    assert!(r[2]
+        .get_header()
+        .get_error()
+        .get_message()
+        .contains("administrative"));
+    assert!(
+        r[3].get_header().get_error().has_region_not_found(),
+        "{:?}",
+        r[3]
+    );
+}

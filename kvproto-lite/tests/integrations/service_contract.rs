@@ -36,6 +36,8 @@ kvrpcpb.ListRegionsRequest:
 kvrpcpb.ListRegionsResponse: repeated kvrpcpb.RegionInfo regions = 1;
 kvrpcpb.GetStoresRequest:
 kvrpcpb.GetStoresResponse: uint64 store_id = 1; repeated metapb.Store stores = 2;
+kvrpcpb.BatchCommandsRequest: repeated raft_cmdpb.RaftCmdRequest commands = 1;
+kvrpcpb.BatchCommandsResponse: repeated raft_cmdpb.RaftCmdResponse responses = 1;
 transportpb.BatchRaftMessage: repeated raft_serverpb.RaftMessage msgs = 1;
 transportpb.SnapshotChunk: raft_serverpb.RaftMessage message = 1; bytes data = 2;
 transportpb.Done:
@@ -65,6 +67,8 @@ fn service_messages_match_the_field_number_contract() {
         d::<kvrpcpb::ListRegionsResponse>(),
         d::<kvrpcpb::GetStoresRequest>(),
         d::<kvrpcpb::GetStoresResponse>(),
+        d::<kvrpcpb::BatchCommandsRequest>(),
+        d::<kvrpcpb::BatchCommandsResponse>(),
         d::<transportpb::BatchRaftMessage>(),
         d::<transportpb::SnapshotChunk>(),
         d::<transportpb::Done>(),

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use node::remote::{RemoteKv, RemoteOptions};
+use client::grpc::{AsyncClient, GrpcOptions};
+use client::ClientOptions;
 
 #[derive(Parser)]
 #[command(
@@ -57,12 +58,18 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let opts = RemoteOptions {
-        timeout: Duration::from_millis(cli.timeout_ms),
-        ..RemoteOptions::default()
+    let timeout = Duration::from_millis(cli.timeout_ms);
+    let opts = ClientOptions {
+        timeout,
+        attempt_timeout: timeout.min(ClientOptions::default().attempt_timeout),
+        ..ClientOptions::default()
+    };
+    let grpc = GrpcOptions {
+        connect_timeout: timeout.min(GrpcOptions::default().connect_timeout),
+        ..GrpcOptions::default()
     };
     rt.block_on(async move {
-        let mut kv = match RemoteKv::connect(&cli.endpoints, opts).await {
+        let kv = match AsyncClient::connect(&cli.endpoints, opts, grpc).await {
             Ok(kv) => kv,
             Err(e) => return fail(e.to_string()),
         };

@@ -228,6 +228,19 @@ impl NodeProc {
             .unwrap_or(0.0)
     }
 
+    /// The sum of the samples of metric `name` whose labels contain
+    /// `label` (for example `method="put"`).
+    pub fn metric_with(&self, name: &str, label: &str) -> f64 {
+        http_get(&self.status, "/metrics")
+            .map(|text| {
+                text.lines()
+                    .filter(|l| l.starts_with(name) && l.contains(label))
+                    .map(|l| metric_sum(l, name))
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// SIGTERM, then waits for the exit (SIGKILL after `timeout`).
     pub fn stop(&mut self, timeout: Duration) -> Result<(), String> {
         let Some(mut child) = self.child.take() else {
