@@ -1,6 +1,7 @@
 //! The poll handler: one KV write batch per round for every region in it.
 
 use std::ops::DerefMut;
+use std::time::Instant;
 
 use batch_system::{BasicMailbox, HandleResult, HandlerBuilder, PollHandler};
 use engine::{KvEngine, KvWriteBatch};
@@ -10,6 +11,7 @@ use slog::{error, info, o, Logger};
 use crate::context::{ApplyContext, Checkpoint, RoundRecord};
 use crate::delegate::Budget;
 use crate::fsm::reject;
+use crate::metrics::ApplyMetrics;
 use crate::{
     Apply, ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
 };
@@ -83,6 +85,7 @@ pub struct ApplyPoller<K: KvEngine, N: ApplyNotifier> {
     notifier: N,
     router: ApplyRouter,
     cfg: Config,
+    metrics: ApplyMetrics,
 }
 
 impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
@@ -94,6 +97,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
             notifier,
             router,
             cfg: cfg.clone(),
+            metrics: ApplyMetrics::new(),
         }
     }
 
@@ -323,11 +327,27 @@ impl<K: KvEngine, N: ApplyNotifier> PollHandler<ApplyFsm, ControlFsm> for ApplyP
         let written = if self.ctx.wb.is_empty() {
             Ok(())
         } else {
-            self.ctx.engine.write(&mut self.ctx.wb, sync)
+            let started = Instant::now();
+            let written = self.ctx.engine.write(&mut self.ctx.wb, sync);
+            let took = started.elapsed().as_secs_f64();
+            if sync {
+                self.metrics.write_synced.record(took);
+            } else {
+                self.metrics.write_unsynced.record(took);
+            }
+            written
         };
+        self.metrics.rounds.increment(1);
         match written {
-            Ok(()) => self.finish_round_ok(),
-            Err(e) => self.finish_round_failed(e, batch),
+            Ok(()) => {
+                let entries: usize = self.ctx.records.iter().map(|r| r.applied.len()).sum();
+                self.metrics.entries.increment(entries as u64);
+                self.finish_round_ok()
+            }
+            Err(e) => {
+                self.metrics.write_failures.increment(1);
+                self.finish_round_failed(e, batch)
+            }
         }
         self.ctx.reset_round();
     }

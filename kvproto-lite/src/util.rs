@@ -391,6 +391,41 @@ pub fn new_raft_entry_too_large(region_id: u64, entry_size: u64) -> errorpb::Err
     err
 }
 
+/// A short name for the kind of `err`, its typed detail (`not_leader`,
+/// `region_not_found`, `key_not_in_region`, `epoch_not_match`,
+/// `server_is_busy`, `stale_command`, `store_not_match`,
+/// `raft_entry_too_large`) or `other` for an untyped error: a metric label.
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::util::{error_kind, new_error, new_not_leader};
+///
+/// assert_eq!(error_kind(&new_not_leader(1, None)), "not_leader");
+/// assert_eq!(error_kind(&new_error("dropped")), "other");
+/// ```
+pub fn error_kind(err: &errorpb::Error) -> &'static str {
+    if err.has_not_leader() {
+        "not_leader"
+    } else if err.has_region_not_found() {
+        "region_not_found"
+    } else if err.has_key_not_in_region() {
+        "key_not_in_region"
+    } else if err.has_epoch_not_match() {
+        "epoch_not_match"
+    } else if err.has_server_is_busy() {
+        "server_is_busy"
+    } else if err.has_stale_command() {
+        "stale_command"
+    } else if err.has_store_not_match() {
+        "store_not_match"
+    } else if err.has_raft_entry_too_large() {
+        "raft_entry_too_large"
+    } else {
+        "other"
+    }
+}
+
 /// Renders a key for an error message: printable ASCII as is, other bytes as
 /// `\xNN`.
 fn escape(key: &[u8]) -> String {
@@ -400,6 +435,24 @@ fn escape(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_typed_error_has_its_own_kind() {
+        let errors = [
+            new_not_leader(1, None),
+            new_region_not_found(1),
+            new_key_not_in_region(b"k", &Region::default()),
+            new_epoch_not_match("x", vec![]),
+            new_server_is_busy("x"),
+            new_stale_command(),
+            new_store_not_match(1, 2),
+            new_raft_entry_too_large(1, 2),
+            new_error("x"),
+        ];
+        let kinds: std::collections::HashSet<&str> = errors.iter().map(error_kind).collect();
+        assert_eq!(kinds.len(), errors.len());
+        assert!(kinds.contains("other"));
+    }
 
     fn region(start: &[u8], end: &[u8]) -> Region {
         let mut r = Region::default();

@@ -1,29 +1,27 @@
 //! The node's metrics: the Prometheus recorder (installed once per
-//! process) and a sampler that publishes the raft store's counters.
+//! process) and a sampler of what no library records itself.
 //!
-//! Libraries record through the `metrics` facade (the server crate:
-//! messages and bytes per store, drops, connection failures, KV requests
-//! and their durations, errors by kind). The raft store keeps its own
-//! counters ([`raftstore::StoreStats`]); the sampler publishes them every
-//! second:
+//! The libraries record through the `metrics` facade: `raftstore::metrics`
+//! (poll rounds, Readies, log writes, fsyncs and their durations,
+//! proposals, commit durations, refused commands, mailbox depth),
+//! `apply::metrics` (apply rounds, entries, write durations) and
+//! `server::metrics` (messages and bytes per store, drops, connection
+//! failures, client requests, their durations and errors by kind). The
+//! sampler adds, once a second:
 //!
 //! | name | kind | what |
 //! |---|---|---|
-//! | `raftstore_log_writes_total` | counter | raft log batches written |
-//! | `raftstore_log_syncs_total` | counter | raft log fsyncs |
-//! | `raftstore_readies_total` | counter | peer Readies persisted (Readies per fsync = the ratio of the two rates) |
-//! | `raftstore_committed_entries_total` | counter | committed entries handed to apply |
-//! | `raftstore_poll_rounds_total` | counter | raft poll rounds |
-//! | `raftstore_log_write_duration_seconds` | histogram | raft log write + fsync, at the power-of-two microsecond resolution of the store's own histogram |
 //! | `raftstore_regions` | gauge, `role` = `leader` / `follower` | peers on this store by role (followers: every peer not leading, candidates included) |
 //! | `node_uptime_seconds` | gauge | time since the node started |
+//!
+//! Snapshots are not counted: stores do not build them yet.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use raftstore::{HistogramSnapshot, StoreMeta, StoreStats};
+use raftstore::StoreMeta;
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -53,52 +51,31 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .clone()
 }
 
-/// Publishes a store's counters; [`Sampler::sample`] once a second.
+/// Publishes the sampled gauges; [`Sampler::sample`] once a second.
 pub struct Sampler {
-    stats: Arc<StoreStats>,
     meta: Arc<StoreMeta>,
     regions: Box<dyn Fn() -> usize + Send + Sync>,
     started: Instant,
-    last_log_writes: HistogramSnapshot,
     handle: PrometheusHandle,
 }
 
 impl Sampler {
     /// A sampler of one store; `regions` counts its peers.
     pub fn new(
-        stats: Arc<StoreStats>,
         meta: Arc<StoreMeta>,
         regions: Box<dyn Fn() -> usize + Send + Sync>,
         handle: PrometheusHandle,
     ) -> Sampler {
         Sampler {
-            stats,
             meta,
             regions,
             started: Instant::now(),
-            last_log_writes: HistogramSnapshot::default(),
             handle,
         }
     }
 
     /// Publishes the current values and runs the recorder's upkeep.
     pub fn sample(&mut self) {
-        let s = self.stats.snapshot();
-        counter!("raftstore_log_writes_total").absolute(s.log_writes);
-        counter!("raftstore_log_syncs_total").absolute(s.log_syncs);
-        counter!("raftstore_readies_total").absolute(s.readies);
-        counter!("raftstore_committed_entries_total").absolute(s.committed_entries);
-        counter!("raftstore_poll_rounds_total").absolute(s.rounds);
-        let new = s.log_write_duration.since(&self.last_log_writes);
-        let h = histogram!("raftstore_log_write_duration_seconds");
-        for (i, &n) in new.buckets.iter().enumerate() {
-            if n > 0 {
-                // Bucket i holds [2^i, 2^(i+1)) µs: record its middle.
-                let micros = (1u64 << i) as f64 * 1.5;
-                h.record_many(micros / 1e6, n as usize);
-            }
-        }
-        self.last_log_writes = s.log_write_duration;
         let peers = (self.regions)();
         let leaders = self.meta.leader_regions().len();
         gauge!("raftstore_regions", "role" => "leader").set(leaders as f64);

@@ -127,7 +127,6 @@ impl Node {
         let status = StatusServer::start(rt.handle(), status_listener, source, logger)?;
         let alive = router.clone();
         let mut sampler = Sampler::new(
-            system.stats(),
             system.store_meta(),
             Box::new(move || alive.alive_cnt()),
             metrics,

@@ -21,6 +21,7 @@ use raft::StateRole;
 use slog::Logger;
 
 use crate::config::Config;
+use crate::metrics::PollerMetrics;
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
 
@@ -43,6 +44,10 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) ready_count: u64,
     /// Committed entries handed to apply this round.
     pub(crate) committed_entries: u64,
+    /// The longest peer mailbox seen this round.
+    pub(crate) max_mailbox_depth: usize,
+    /// What the poller records through the `metrics` facade.
+    pub(crate) metrics: PollerMetrics,
     /// Regions created by splits applied this round; their peers are
     /// created at the end of the round.
     pub(crate) pending_splits: Vec<Region>,
@@ -75,6 +80,8 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             logger,
             ready_count: 0,
             committed_entries: 0,
+            max_mailbox_depth: 0,
+            metrics: PollerMetrics::new(),
             pending_splits: Vec::new(),
         }
     }
@@ -84,6 +91,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         self.need_sync = false;
         self.ready_count = 0;
         self.committed_entries = 0;
+        self.max_mailbox_depth = 0;
     }
 
     /// Records a peer's new role (and the leader it knows of).
@@ -105,15 +113,23 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         let sync = self.need_sync && self.cfg.sync_log;
         let started = Instant::now();
         let written = self.engines.raft.consume(&mut self.log_batch, sync);
-        self.stats.log_write_duration.record(started.elapsed());
+        let took = started.elapsed();
+        self.stats.log_write_duration.record(took);
+        if sync {
+            self.metrics.log_write_synced.record(took.as_secs_f64());
+        } else {
+            self.metrics.log_write_unsynced.record(took.as_secs_f64());
+        }
         if let Err(e) = written {
             // Raft promised peers these entries are durable; without the
             // log there is no safe way on.
             panic!("store {}: raft log write failed: {e}", self.store_id);
         }
         self.stats.log_writes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.log_writes.increment(1);
         if sync {
             self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
+            self.metrics.log_syncs.increment(1);
         }
         self.need_sync = false;
     }
@@ -127,5 +143,10 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         stats
             .committed_entries
             .fetch_add(self.committed_entries, Ordering::Relaxed);
+        let m = &self.metrics;
+        m.rounds.increment(1);
+        m.readies.increment(self.ready_count);
+        m.committed_entries.increment(self.committed_entries);
+        m.mailbox_depth.set(self.max_mailbox_depth as f64);
     }
 }

@@ -86,6 +86,7 @@ mod bootstrap;
 mod config;
 mod context;
 mod error;
+pub mod metrics;
 mod msg;
 mod peer;
 mod peer_fsm;

@@ -71,6 +71,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
             return HandleResult::stop_at(0, false);
         }
         let limit = self.ctx.cfg.messages_per_round;
+        self.ctx.max_mailbox_depth = self.ctx.max_mailbox_depth.max(fsm.receiver.len());
         let handled = fsm.handle_messages(&mut self.ctx, limit);
         if fsm.peer.is_pending_remove() {
             store_fsm::destroy_peer(&mut self.ctx, &self.router, fsm);

@@ -192,7 +192,7 @@ where
         async move {
             let resp = fut.await;
             for e in resp.region_errors() {
-                counter!("kv_request_errors_total", "method" => route.name(), "kind" => error_kind(e))
+                counter!("kv_request_errors_total", "method" => route.name(), "kind" => kvproto_lite::util::error_kind(e))
                     .increment(1);
             }
             Ok(resp)
@@ -357,52 +357,5 @@ impl RegionError for BatchCommandsResponse {
             .filter(|r| r.get_header().has_error())
             .map(|r| r.get_header().get_error())
             .collect()
-    }
-}
-
-/// The metric label of an error: its typed detail, or `other`.
-pub(crate) fn error_kind(e: &errorpb::Error) -> &'static str {
-    if e.has_not_leader() {
-        "not_leader"
-    } else if e.has_region_not_found() {
-        "region_not_found"
-    } else if e.has_key_not_in_region() {
-        "key_not_in_region"
-    } else if e.has_epoch_not_match() {
-        "epoch_not_match"
-    } else if e.has_server_is_busy() {
-        "server_is_busy"
-    } else if e.has_stale_command() {
-        "stale_command"
-    } else if e.has_store_not_match() {
-        "store_not_match"
-    } else if e.has_raft_entry_too_large() {
-        "raft_entry_too_large"
-    } else {
-        "other"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kvproto_lite::util;
-
-    #[test]
-    fn every_typed_error_has_its_own_kind() {
-        let errors = [
-            util::new_not_leader(1, None),
-            util::new_region_not_found(1),
-            util::new_key_not_in_region(b"k", &Default::default()),
-            util::new_epoch_not_match("x", vec![]),
-            util::new_server_is_busy("x"),
-            util::new_stale_command(),
-            util::new_store_not_match(1, 2),
-            util::new_raft_entry_too_large(1, 2),
-            util::new_error("x"),
-        ];
-        let kinds: std::collections::HashSet<&str> = errors.iter().map(error_kind).collect();
-        assert_eq!(kinds.len(), errors.len());
-        assert!(kinds.contains("other"));
     }
 }

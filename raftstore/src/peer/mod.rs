@@ -423,12 +423,17 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let Some(last) = entries.last() else { return };
         let last_index = last.get_index();
         let mut proposals = Vec::new();
+        let mut committed_at = None;
         while self
             .proposals
             .front()
             .is_some_and(|p| p.index <= last_index)
         {
             if let Some(p) = self.proposals.pop_front() {
+                let now = *committed_at.get_or_insert_with(std::time::Instant::now);
+                ctx.metrics
+                    .commit_duration
+                    .record(now.saturating_duration_since(p.proposed_at).as_secs_f64());
                 proposals.push(apply::Proposal {
                     index: p.index,
                     term: p.term,

@@ -7,6 +7,7 @@
 //! is taken.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use engine::RaftLogEngine;
 use kvproto_lite::eraftpb::{ConfChange, Entry};
@@ -28,6 +29,8 @@ pub(super) struct PendingProposal {
     pub(super) index: u64,
     pub(super) term: u64,
     pub(super) cb: Callback,
+    /// When it was proposed: only for the commit-duration metric.
+    pub(super) proposed_at: Instant,
 }
 
 impl<ER: RaftLogEngine> Peer<ER> {
@@ -41,6 +44,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let RaftCommand { request, callback } = cmd;
         let term = self.term();
         if let Err(err) = self.pre_propose_check(ctx, &request) {
+            crate::metrics::command_refused(&err);
             callback.invoke_with_error(err, term);
             return;
         }
@@ -116,11 +120,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     }
                     return;
                 }
+                let proposed_at = Instant::now();
+                crate::metrics::proposed(count);
                 for (i, cb) in callbacks.into_iter().enumerate() {
                     self.proposals.push_back(PendingProposal {
                         index: last_before + 1 + i as u64,
                         term,
                         cb,
+                        proposed_at,
                     });
                 }
             }
@@ -159,10 +166,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     return;
                 }
                 let term = self.term();
+                crate::metrics::proposed(1);
                 self.proposals.push_back(PendingProposal {
                     index,
                     term,
                     cb: callback,
+                    proposed_at: Instant::now(),
                 });
             }
             Err(raft::Error::ProposalDropped) => {
