@@ -279,6 +279,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
+    use std::thread::JoinHandle;
+
+    /// Parks poller 1 of `idle` on a new thread (nothing to do, no
+    /// shutdown) and returns once it is in the sleeper list.
+    fn park_poller_1(idle: &Arc<Idle>, woke: &Arc<AtomicBool>) -> JoinHandle<()> {
+        let (idle2, woke) = (Arc::clone(idle), Arc::clone(woke));
+        let handle = std::thread::spawn(move || {
+            idle2.park(1, false, || false, || false);
+            woke.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        while idle.parked() != 1 {
+            std::thread::yield_now();
+        }
+        handle
+    }
 
     #[test]
     fn nobody_is_woken_while_every_poller_is_unparked() {
@@ -290,13 +305,8 @@ mod tests {
     #[test]
     fn a_searcher_absorbs_notifications_and_the_last_one_must_pass_work_on() {
         let idle = Arc::new(Idle::new(2));
-        let parked = {
-            let idle = Arc::clone(&idle);
-            std::thread::spawn(move || idle.park(1, false, || false, || false))
-        };
-        while idle.parked() != 1 {
-            std::thread::yield_now();
-        }
+        let woke = Arc::new(AtomicBool::new(false));
+        let parked = park_poller_1(&idle, &woke);
         idle.start_searching();
         idle.start_searching();
         assert_eq!(idle.counts(), (2, 1));
@@ -314,17 +324,9 @@ mod tests {
     fn a_parked_poller_is_woken_once_and_counted_as_searching() {
         let idle = Arc::new(Idle::new(2));
         let woke = Arc::new(AtomicBool::new(false));
-        let parked = {
-            let (idle, woke) = (Arc::clone(&idle), Arc::clone(&woke));
-            std::thread::spawn(move || {
-                idle.park(1, false, || false, || false);
-                woke.store(true, std::sync::atomic::Ordering::SeqCst);
-            })
-        };
-        // Until the poller is registered, notify_one finds nobody to wake.
-        while !idle.notify_one() {
-            std::thread::yield_now();
-        }
+        let parked = park_poller_1(&idle, &woke);
+        assert!(!woke.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(idle.notify_one());
         parked.join().unwrap();
         assert!(woke.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(idle.counts(), (1, 2));
@@ -344,17 +346,12 @@ mod tests {
     #[test]
     fn exiting_searcher_passes_work_on() {
         let idle = Arc::new(Idle::new(2));
-        let parked = {
-            let idle = Arc::clone(&idle);
-            std::thread::spawn(move || idle.park(1, false, || false, || false))
-        };
-        // Wait until poller 1 is parked (unparked count drops to 1).
-        while idle.counts().1 != 1 {
-            std::thread::yield_now();
-        }
+        let woke = Arc::new(AtomicBool::new(false));
+        let parked = park_poller_1(&idle, &woke);
         idle.start_searching();
         idle.exit(true, || true);
         parked.join().unwrap();
+        assert!(woke.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(idle.counts(), (1, 2));
     }
 }
