@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, Request, Response};
 
+use crate::backend::BackendError;
 use crate::backoff::{Backoff, Deadline};
 use crate::classify::ErrorClass;
 use crate::error::{ClientError, Result};
@@ -195,6 +196,26 @@ impl Call {
         routing.forget_leader(route.region_id());
         self.last_error = why.to_owned();
         Some(self.wait(now))
+    }
+
+    /// The outcome of attempt `attempt` as a backend reports it, handed to
+    /// [`Call::on_response`], [`Call::on_timeout`] or
+    /// [`Call::on_unreachable`]; if that attempt is no longer in flight (a
+    /// late answer), the next attempt is made as after a wait. What a
+    /// driver that waits for every answer calls.
+    pub fn on_answer(
+        &mut self,
+        routing: &mut Routing,
+        attempt: usize,
+        answer: std::result::Result<RaftCmdResponse, BackendError>,
+        now: Duration,
+    ) -> Step {
+        let next = match answer {
+            Ok(resp) => self.on_response(routing, attempt, &resp, now),
+            Err(BackendError::Timeout) => self.on_timeout(routing, attempt, now),
+            Err(BackendError::Unreachable(why)) => self.on_unreachable(routing, attempt, &why, now),
+        };
+        next.unwrap_or_else(|| self.on_wake(routing, now))
     }
 
     fn take_in_flight(&mut self, attempt: usize) -> Option<Route> {

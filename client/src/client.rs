@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::{Request, Response};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::Backend;
 use crate::call::{Call, Step};
 use crate::error::Result;
 use crate::options::ClientOptions;
@@ -98,18 +98,7 @@ impl Client {
                         .backend
                         .call(store_id, command, self.opts.attempt_timeout);
                     let now = self.now();
-                    let next = match answer {
-                        Ok(resp) => call.on_response(&mut self.routing, attempt, &resp, now),
-                        Err(BackendError::Timeout) => {
-                            call.on_timeout(&mut self.routing, attempt, now)
-                        }
-                        Err(BackendError::Unreachable(why)) => {
-                            call.on_unreachable(&mut self.routing, attempt, &why, now)
-                        }
-                    };
-                    // Always `Some`: the attempt just sent is the one in
-                    // flight.
-                    next.unwrap_or_else(|| call.on_wake(&mut self.routing, now))
+                    call.on_answer(&mut self.routing, attempt, answer, now)
                 }
                 Step::Wait { until } => {
                     std::thread::sleep(until.saturating_sub(self.now()));

@@ -603,15 +603,7 @@ impl AsyncClient {
                         .send(store_id, command, self.opts.attempt_timeout)
                         .await;
                     let now = self.now();
-                    let mut routing = self.lock();
-                    let next = match answer {
-                        Ok(resp) => call.on_response(&mut routing, attempt, &resp, now),
-                        Err(BackendError::Timeout) => call.on_timeout(&mut routing, attempt, now),
-                        Err(BackendError::Unreachable(why)) => {
-                            call.on_unreachable(&mut routing, attempt, &why, now)
-                        }
-                    };
-                    next.unwrap_or_else(|| call.on_wake(&mut routing, now))
+                    call.on_answer(&mut self.lock(), attempt, answer, now)
                 }
                 Step::Wait { until } => {
                     tokio::time::sleep(until.saturating_sub(self.now())).await;

@@ -257,20 +257,32 @@ fn decode_from<M: Message>(src: &mut impl Buf) -> Result<M, Status> {
     result.map_err(|e| Status::internal(e.to_string()))
 }
 
+/// A gRPC transport the typed clients can run over (for example
+/// `tonic::transport::Channel`): what tonic's client plumbing needs of it.
+pub trait GrpcChannel:
+    tonic::client::GrpcService<
+    tonic::body::Body,
+    Error: Into<StdError>,
+    ResponseBody: http_body::Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+>
+{
+}
+
+impl<T> GrpcChannel for T where
+    T: tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<StdError>,
+        ResponseBody: http_body::Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+    >
+{
+}
+
 /// Sends one unary request on `inner`.
-async fn call_unary<T, Req, Resp>(
+async fn call_unary<T: GrpcChannel, Req: Message, Resp: Message>(
     inner: &mut tonic::client::Grpc<T>,
     request: tonic::Request<Req>,
     path: &'static str,
-) -> Result<Response<Resp>, Status>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<StdError> + Send,
-    Req: Message,
-    Resp: Message,
-{
+) -> Result<Response<Resp>, Status> {
     inner
         .ready()
         .await
@@ -308,13 +320,7 @@ macro_rules! kv_methods {
     };
 }
 
-impl<T> KvClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<StdError> + Send,
-{
+impl<T: GrpcChannel> KvClient<T> {
     /// A client over `inner`.
     pub fn new(inner: T) -> Self {
         KvClient {
@@ -360,13 +366,7 @@ pub struct RaftClient<T> {
     inner: tonic::client::Grpc<T>,
 }
 
-impl<T> RaftClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<StdError> + Send,
-{
+impl<T: GrpcChannel> RaftClient<T> {
     /// A client over `inner`.
     pub fn new(inner: T) -> Self {
         RaftClient {

@@ -19,8 +19,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use kvproto_lite::raft_serverpb::PeerState;
-use kvproto_lite::util;
 use metrics_exporter_prometheus::PrometheusHandle;
 use raftstore::StoreMeta;
 use serde_json::{json, Value};
@@ -117,22 +115,40 @@ impl<EK: KvEngine> Pages for StatusSource<EK> {
 
 impl<EK: KvEngine> StatusSource<EK> {
     fn local_regions(&self) -> std::result::Result<Vec<kvproto_lite::metapb::Region>, String> {
-        let mut regions: Vec<_> = self
-            .kv
-            .region_states()
-            .map_err(|e| format!("cannot read region states: {e}"))?
-            .into_iter()
-            .filter(|s| s.get_state() == PeerState::Normal)
-            .map(|mut s| s.take_region())
-            .filter(|r| util::find_peer(r, self.store_id).is_some())
-            .collect();
-        regions.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
-        Ok(regions)
+        server::store_regions(&self.kv, self.store_id)
+            .map_err(|e| format!("cannot read region states: {e}"))
     }
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `GET path` on the status server at `addr` (`host:port`): the body of a
+/// `200` answer. A small blocking client for scripts, tests and
+/// benchmarks.
+///
+/// # Errors
+///
+/// The connection failed or timed out (5 s), or the answer was not `200`.
+pub fn fetch(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    match resp.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        Some((head, _)) => Err(std::io::Error::other(format!(
+            "GET {path}: {}",
+            head.lines().next().unwrap_or_default()
+        ))),
+        None => Err(std::io::Error::other(format!("GET {path}: no HTTP answer"))),
+    }
 }
 
 /// A running status server.

@@ -7,8 +7,7 @@
 //! wait has a deadline.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -82,17 +81,7 @@ impl Drop for Proc {
 
 /// `GET path` on `addr`; the body, if the answer is 200.
 fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (head, body) = resp.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    node::status::fetch(addr, path).ok()
 }
 
 /// The value of `"key":NUMBER` in a JSON text.
@@ -366,6 +355,26 @@ fn three_nodes_lose_one_to_sigkill_and_keep_every_acknowledged_write() {
     }
 }
 
+/// The flags of a start of store `store_id` on `data` at the given
+/// addresses.
+fn start_flags<'a>(
+    store_id: &'a str,
+    data: &'a str,
+    listen: &'a str,
+    status: &'a str,
+) -> [&'a str; 8] {
+    [
+        "--store-id",
+        store_id,
+        "--data-dir",
+        data,
+        "--listen",
+        listen,
+        "--status",
+        status,
+    ]
+}
+
 /// Runs `node` with `args` and returns its exit code and stderr; the
 /// process must exit by itself within 20 s.
 fn node_refusal(args: &[&str], dir: &Path) -> (i32, String) {
@@ -405,19 +414,7 @@ fn a_node_with_a_wrong_store_id_or_a_bad_config_refuses_to_start() {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         node::data_dir::prepare(&dir, &cfg, &logger).unwrap();
     }
-    let (code, err) = node_refusal(
-        &[
-            "--store-id",
-            "2",
-            "--data-dir",
-            data_s,
-            "--listen",
-            &listen,
-            "--status",
-            &status,
-        ],
-        tmp.path(),
-    );
+    let (code, err) = node_refusal(&start_flags("2", data_s, &listen, &status), tmp.path());
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("belongs to store 1, not store 2; refusing to start"),
@@ -459,19 +456,8 @@ fn a_node_with_a_wrong_store_id_or_a_bad_config_refuses_to_start() {
 
     // A first start without an initial cluster.
     let empty = tmp.path().join("empty");
-    let (code, err) = node_refusal(
-        &[
-            "--store-id",
-            "1",
-            "--data-dir",
-            empty.to_str().unwrap(),
-            "--listen",
-            &listen,
-            "--status",
-            &status,
-        ],
-        tmp.path(),
-    );
+    let empty_s = empty.to_str().unwrap();
+    let (code, err) = node_refusal(&start_flags("1", empty_s, &listen, &status), tmp.path());
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("needs --initial-cluster"), "{err}");
 }

@@ -433,17 +433,26 @@ impl<EK: KvEngine> LocalView<EK> {
 
     /// Every region with a live peer on this store, by start key.
     fn local_regions(&self) -> engine::Result<Vec<Region>> {
-        let mut regions: Vec<Region> = self
-            .kv
-            .region_states()?
-            .into_iter()
-            .filter(|s| s.get_state() == PeerState::Normal)
-            .map(|mut s| s.take_region())
-            .filter(|r| util::find_peer(r, self.store_id).is_some())
-            .collect();
-        regions.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
-        Ok(regions)
+        store_regions(&self.kv, self.store_id)
     }
+}
+
+/// Every region with a live peer of store `store_id`, as the store last
+/// applied it (from the KV engine's region states), by start key.
+///
+/// # Errors
+///
+/// The engine's read error.
+pub fn store_regions<EK: KvEngine>(kv: &EK, store_id: u64) -> engine::Result<Vec<Region>> {
+    let mut regions: Vec<Region> = kv
+        .region_states()?
+        .into_iter()
+        .filter(|s| s.get_state() == PeerState::Normal)
+        .map(|mut s| s.take_region())
+        .filter(|r| util::find_peer(r, store_id).is_some())
+        .collect();
+    regions.sort_by(|a, b| a.get_start_key().cmp(b.get_start_key()));
+    Ok(regions)
 }
 
 /// A command of a batch: sent (its answer to come) or refused.

@@ -129,7 +129,7 @@ mod transport;
 pub use address::AddressBook;
 pub use config::Config;
 pub use error::{Error, Result};
-pub use kv_service::KvService;
+pub use kv_service::{store_regions, KvService};
 pub use raft_service::RaftService;
 pub use server::Server;
 pub use service::StoreService;
