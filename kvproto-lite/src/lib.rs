@@ -22,6 +22,29 @@
 //! | [`eraftpb`] | Raft's own messages: this *is* `raft::eraftpb`, re-exported, never a second generated copy |
 //! | [`util`] | Key-in-region checks, epoch comparison, one `errorpb::Error` constructor per kind |
 //!
+//! # What the fields of a command mean
+//!
+//! The generated Rust types carry no docs of their own (the comments live
+//! in the `.proto` files); this table states what a store does with each
+//! field a client sets or reads.
+//!
+//! | Field | Meaning |
+//! |---|---|
+//! | `RaftRequestHeader.region_id` | The region the command is for; a store without a peer of it answers `RegionNotFound`. |
+//! | `RaftRequestHeader.peer` | The peer the client believes leads the region. Its `store_id` must be the receiving store's (else `StoreNotMatch`); an unset peer skips that check. |
+//! | `RaftRequestHeader.region_epoch` | The epoch the client routed with. A `version` or `conf_ver` older than the region's is refused with `EpochNotMatch` carrying the current region(s); a newer one is accepted. |
+//! | `RaftRequestHeader.term` | The leader term the client last saw (`RaftResponseHeader.current_term` of an earlier answer). `0` means unchecked. Otherwise a command whose term is more than one behind the leader's current term is refused with `StaleCommand`: the client's view of the region predates at least two leader changes, so it should refresh its routing. One term behind is accepted (a single leader change is the common case and the command is still safe to propose). |
+//! | `RaftCmdRequest.requests` | Normal commands, executed in order and atomically as one log entry. |
+//! | `RaftCmdRequest.admin_request` | One administrative command, set instead of `requests`. |
+//! | `Request.cmd_type = Get` | A read. It goes through the raft log like a write and is answered when its entry is applied, so it sees every write acknowledged before it was sent: reads are linearizable, and cost a log write. |
+//! | `Request.cmd_type = Put / Delete` | A write, acknowledged once its entry is committed and applied on the leader. |
+//! | `RaftResponseHeader.error` | Set when the command failed; `responses` and `admin_response` are then empty. An error without a typed detail means the outcome is unknown (the command may or may not have been applied). |
+//! | `RaftResponseHeader.current_term` | The responding peer's raft term (`0` when the store answered without a peer, e.g. `RegionNotFound`). |
+//! | `NotLeader.leader` | The leader the responding peer knows of. Unset when it knows none *that can be reached*: during an election, after an election timeout without a heartbeat, or while the leader's store is reported unreachable. A client should then back off before retrying instead of following a hint. |
+//! | `EpochNotMatch.current_regions` | The region as the store knows it now, and after a split its siblings: enough to re-route without another lookup. |
+//! | `ServerIsBusy.reason` | Which limit refused the command (e.g. a full mailbox); retry later. |
+//! | `StaleCommand` | The command was superseded: its entry was overwritten after a leader change (outcome: not applied), or its header term was too old (not proposed). |
+//!
 //! [`decode`] and [`encode`] wrap the protobuf runtime with this crate's
 //! [`Error`]: any malformed input is an error value, never a panic.
 //!

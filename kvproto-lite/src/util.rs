@@ -97,6 +97,27 @@ pub fn is_epoch_stale(checked: &RegionEpoch, current: &RegionEpoch) -> bool {
     checked.get_version() < current.get_version() || checked.get_conf_ver() < current.get_conf_ver()
 }
 
+/// A region epoch as text with both fields always shown (`conf_ver 1,
+/// version 0`): protobuf's `Debug` output leaves zero fields out, which
+/// makes an epoch with a zero field unreadable in an error message.
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::metapb::RegionEpoch;
+///
+/// let mut epoch = RegionEpoch::default();
+/// epoch.set_conf_ver(1);
+/// assert_eq!(kvproto_lite::util::epoch_text(&epoch), "conf_ver 1, version 0");
+/// ```
+pub fn epoch_text(epoch: &RegionEpoch) -> String {
+    format!(
+        "conf_ver {}, version {}",
+        epoch.get_conf_ver(),
+        epoch.get_version()
+    )
+}
+
 /// The peer of `region` that lives on store `store_id`, if any (a region
 /// has at most one peer per store).
 ///
@@ -319,17 +340,28 @@ pub fn new_epoch_not_match(
 /// Builds a `ServerIsBusy` error: the store refused the command because it
 /// is overloaded (for example a full mailbox); `reason` says which limit.
 ///
+/// `reason` is a `&str`, a concrete type, so a call with `"...".into()`
+/// infers it (a generic `impl Into<String>` would be ambiguous there,
+/// because protobuf's `Chars` converts into `String` too); pass
+/// `&format!(..)` for a built reason.
+///
 /// # Examples
 ///
 /// ```
-/// let err = kvproto_lite::util::new_server_is_busy("mailbox of region 7 is full");
+/// use kvproto_lite::util::new_server_is_busy;
+///
+/// let err = new_server_is_busy("mailbox of region 7 is full");
 /// assert_eq!(err.get_server_is_busy().get_reason(), "mailbox of region 7 is full");
+/// let region_id = 7;
+/// let built = new_server_is_busy(&format!("mailbox of region {region_id} is full"));
+/// assert_eq!(built, err);
+/// let converted = new_server_is_busy("mailbox of region 7 is full".into());
+/// assert_eq!(converted, err);
 /// ```
-pub fn new_server_is_busy(reason: impl Into<String>) -> errorpb::Error {
-    let reason = reason.into();
+pub fn new_server_is_busy(reason: &str) -> errorpb::Error {
     let mut err = new_error(format!("server is busy: {reason}"));
     let mut detail = errorpb::ServerIsBusy::default();
-    detail.set_reason(reason);
+    detail.set_reason(reason.to_owned());
     err.set_server_is_busy(detail);
     err
 }

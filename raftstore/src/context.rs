@@ -17,7 +17,6 @@ use std::time::Instant;
 use apply::ApplyRouter;
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb::Region;
-use raft::StateRole;
 use slog::Logger;
 
 use crate::config::Config;
@@ -92,17 +91,6 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         self.ready_count = 0;
         self.committed_entries = 0;
         self.max_mailbox_depth = 0;
-    }
-
-    /// Records a peer's new role (and the leader it knows of).
-    pub(crate) fn on_role_changed(
-        &self,
-        region_id: u64,
-        role: StateRole,
-        term: u64,
-        leader_id: u64,
-    ) {
-        self.store_meta.set_role(region_id, role, term, leader_id);
     }
 
     /// Writes the round's log batch, with one fsync if any Ready needs it.

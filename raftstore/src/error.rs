@@ -41,6 +41,10 @@ pub enum Error {
     /// A message could not be delivered to the destination store.
     #[error("store {0} is unreachable")]
     StoreUnreachable(u64),
+    /// These regions still had no leader their peer on this store could
+    /// reach when the wait for leaders timed out.
+    #[error("regions without a reachable leader: {0:?}")]
+    NoLeader(Vec<u64>),
     /// Anything else, with a description.
     #[error("{0}")]
     Other(String),

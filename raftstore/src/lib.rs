@@ -22,7 +22,38 @@
 //!
 //! The in-process cluster, the channel transport with fault filters and the
 //! wait helpers of the tests are in the `cluster` test kit; the routing
-//! client is the `client` crate.
+//! client is the `client` crate. `examples/three_stores.rs` wires three
+//! durable stores by hand without either (run it with
+//! `cargo run -p raftstore --example three_stores`).
+//!
+//! # Using the stores as a library
+//!
+//! - **Types in the API.** [`TrySendError`] (the refusal of
+//!   [`RaftRouter::send_raft_command`], [`RaftRouter::send_raft_message`],
+//!   [`CommandSink`] and [`RaftMessageSink`]) is crossbeam-channel's, and
+//!   [`CommandSink::submit`] returns a crossbeam [`Receiver`]; both are
+//!   re-exported here, as are the [`crossbeam_channel`] and [`slog`]
+//!   crates themselves. [`RaftBatchSystem::spawn`] takes a
+//!   [`slog::Logger`]: [`discard_logger`] when you want none.
+//! - **Commands.** Build a `RaftCmdRequest` with
+//!   `kvproto_lite::util::new_cmd_request` and send it to the region's
+//!   leader. A refused command ([`TrySendError`]) was not proposed: answer
+//!   it with [`answer_refused`]. Reads go through the log and are
+//!   linearizable. The header fields (`term` included) are explained in
+//!   the `kvproto_lite` crate docs.
+//! - **Finding leaders.** [`RaftBatchSystem::leader_info`] (or
+//!   [`StoreMeta::leader_info`]) tells who leads a region as a store knows
+//!   it; [`RaftBatchSystem::wait_for_leaders`] waits at start-up until every
+//!   region of the store has one. A follower whose leader is unreachable
+//!   answers `NotLeader` *without* a hint, so a client backs off instead of
+//!   chasing a stopped store.
+//! - **Planned restarts.** [`RaftBatchSystem::shutdown_gracefully`] hands
+//!   the store's leaderships to other stores before stopping, so its
+//!   regions never wait an election timeout;
+//!   [`RaftBatchSystem::region_progress`] (also in [`StoreStats`]) shows a
+//!   restarted store catching up: its applied index against the leader's
+//!   commit index.
+//! - **Configuration.** [`Config::default`] lists every default.
 //!
 //! The poll round is sketched in the [`poller`] module docs. FSM logic
 //! never reads the clock or spawns threads (ticks are messages), so a
@@ -62,8 +93,7 @@
 //! let (router, mut system) = create_raft_batch_system(&Config::default());
 //! let mut store = metapb::Store::default();
 //! store.set_id(1);
-//! let logger = slog::Logger::root(slog::Discard, slog::o!());
-//! system.spawn(store, engines.clone(), Alone, &logger).unwrap();
+//! system.spawn(store, engines.clone(), Alone, &raftstore::discard_logger()).unwrap();
 //!
 //! let region = &regions[0];
 //! let mut cmd = util::new_cmd_request(region, util::find_peer(region, 1).unwrap().clone());
@@ -107,14 +137,40 @@ pub use msg::{error_response, Callback, PeerMsg, RaftCommand, SignificantMsg, St
 pub use peer::Peer;
 pub use peer_fsm::PeerFsm;
 pub use poller::{RaftPoller, RaftPollerBuilder};
-pub use router::{CommandSink, RaftRouter};
+pub use router::{answer_refused, CommandSink, RaftRouter};
 pub use storage::{conf_state_from_region, PeerStorage, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use store_fsm::StoreFsm;
 pub use store_meta::{
-    DurationHistogram, HistogramSnapshot, LeaderInfo, StoreMeta, StoreStats, StoreStatsSnapshot,
-    HISTOGRAM_BUCKETS,
+    DurationHistogram, HistogramSnapshot, LeaderInfo, RegionProgress, StoreMeta, StoreStats,
+    StoreStatsSnapshot, HISTOGRAM_BUCKETS,
 };
 pub use system::{
-    create_raft_batch_system, tick_slice, ManualPollers, RaftBatchSystem, TICK_SLICES,
+    create_raft_batch_system, tick_slice, GracefulShutdown, ManualPollers, RaftBatchSystem,
+    TICK_SLICES,
 };
-pub use transport::{RaftMessageSink, Transport};
+pub use transport::{NoTransport, RaftMessageSink, Transport};
+
+/// The channel crate of the API's refusals and response receivers.
+pub use crossbeam_channel;
+/// The logging crate [`RaftBatchSystem::spawn`] takes a logger of.
+pub use slog;
+/// The refusal of [`RaftRouter::send_raft_command`],
+/// [`RaftRouter::send_raft_message`], [`CommandSink::send_command`] and
+/// [`RaftMessageSink::deliver`]: the message comes back, unsent.
+pub use crossbeam_channel::TrySendError;
+/// Where [`CommandSink::submit`] delivers the response.
+pub use crossbeam_channel::Receiver;
+
+/// A logger that drops every record: for embedding the store where its
+/// logs are not wanted (and for tests). For terminal output build a
+/// `slog::Logger` over a drain such as `slog_term`'s.
+///
+/// # Examples
+///
+/// ```
+/// let logger = raftstore::discard_logger();
+/// raftstore::slog::info!(logger, "nobody reads this"; "region_id" => 1);
+/// ```
+pub fn discard_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}

@@ -107,6 +107,11 @@ pub enum SignificantMsg {
         /// The unreachable store.
         store_id: u64,
     },
+    /// The store is shutting down gracefully: a leader transfers
+    /// leadership to an up-to-date follower (sent again, it retries with
+    /// the best follower at that moment), and the peer stops campaigning.
+    /// Sent by [`RaftRouter::evict_leaders`](crate::RaftRouter::evict_leaders).
+    EvictLeader,
 }
 
 /// A message to a peer FSM. Large variants are boxed so that a mailbox's

@@ -79,6 +79,7 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id }) => {
                 self.peer.on_store_unreachable(store_id)
             }
+            PeerMsg::SignificantMsg(SignificantMsg::EvictLeader) => self.peer.evict_leadership(),
             PeerMsg::Start => self.peer.start(),
             PeerMsg::Destroy => self.peer.mark_pending_remove(),
         }

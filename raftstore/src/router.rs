@@ -4,8 +4,8 @@
 
 use std::ops::Deref;
 
-use batch_system::mpsc::TrySendError;
 use batch_system::BatchRouter;
+use crossbeam_channel::TrySendError;
 use engine::RaftLogEngine;
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use kvproto_lite::raft_serverpb::RaftMessage;
@@ -19,9 +19,76 @@ use crate::transport::RaftMessageSink;
 /// Routes messages to the peers of one store, falling back to the store FSM
 /// for regions that have no peer here yet.
 ///
-/// Derefs to the underlying [`BatchRouter`], so every `Router` method
-/// (`try_send`, `send`, `force_send`, `broadcast_normal`, `alive_cnt`, ...)
-/// is available.
+/// # What a user calls
+///
+/// - [`send_raft_command`](Self::send_raft_command) (or
+///   [`CommandSink::submit`], which answers refusals itself): a client
+///   command for one region;
+/// - [`send_raft_message`](Self::send_raft_message): a raft message that
+///   arrived from another store (what a [`Transport`](crate::Transport) delivers; the router
+///   is a [`RaftMessageSink`]);
+/// - [`report_unreachable`](Self::report_unreachable): a transport lost
+///   its connection to a store;
+/// - [`evict_leaders`](Self::evict_leaders): the first step of a planned
+///   stop (done for you by
+///   [`RaftBatchSystem::shutdown_gracefully`](crate::RaftBatchSystem::shutdown_gracefully)).
+///
+/// # What is the store's own
+///
+/// The router derefs to the underlying [`BatchRouter`] (part of its
+/// contract: the store, the apply system and the simulation drive peers
+/// through it). Its `register`, `close`, `close_all`,
+/// `broadcast_shutdown`, `force_send` and `send_control` calls act on the
+/// store's FSMs directly and are for the store itself: on a live store,
+/// `register`ing or `close`ing a region's mailbox by hand bypasses the
+/// peer's creation and destruction, `broadcast_shutdown`/`close_all` stop
+/// peers without [`RaftBatchSystem::shutdown`](crate::RaftBatchSystem::shutdown),
+/// and `force_send` ignores the mailbox capacity that keeps a flood of
+/// commands from exhausting memory. Read-only calls (`alive_cnt`,
+/// `mailbox`) are harmless. The batch system's own examples use its test
+/// FSM, not raft peers.
+///
+/// # Examples
+///
+/// A command and what a refusal means (region 9 has no peer on this
+/// store):
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use engine::{Engines, MemKvEngine, MemRaftLogEngine};
+/// use kvproto_lite::{metapb, util};
+/// use raftstore::{
+///     answer_refused, bootstrap_store, create_raft_batch_system, initial_regions, Callback,
+///     Config, RaftCommand, TrySendError,
+/// };
+///
+/// let engines = Engines::new(MemKvEngine::new(), MemRaftLogEngine::new());
+/// let regions = initial_regions(&[1], &[]).unwrap();
+/// bootstrap_store(&engines, 1, &regions).unwrap();
+/// let (router, mut system) = create_raft_batch_system(&Config::default());
+/// let mut store = metapb::Store::default();
+/// store.set_id(1);
+/// system
+///     .spawn(store, engines, raftstore::NoTransport, &raftstore::discard_logger())
+///     .unwrap();
+///
+/// let mut elsewhere = regions[0].clone();
+/// elsewhere.set_id(9);
+/// let request = util::new_cmd_request(&elsewhere, util::find_peer(&elsewhere, 1).unwrap().clone());
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let cmd = RaftCommand::new(request, Callback::new(move |resp| tx.send(resp).unwrap()));
+/// match router.send_raft_command(cmd) {
+///     Ok(()) => unreachable!("region 9 has no peer here"),
+///     // Nothing was proposed: answer with what the refusal means (here
+///     // RegionNotFound), not with a dropped callback's "outcome unknown".
+///     Err(refused @ TrySendError::Disconnected(_)) => answer_refused(refused),
+///     Err(refused @ TrySendError::Full(_)) => answer_refused(refused),
+/// }
+/// let resp = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+/// assert!(resp.get_header().get_error().has_region_not_found());
+/// system.shutdown();
+/// ```
 pub struct RaftRouter<ER: RaftLogEngine> {
     /// The batch-system router of peer FSMs and the store FSM.
     pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
@@ -57,14 +124,23 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     }
 
     /// Sends a client command to its region's peer (named by the request
-    /// header).
+    /// header). Its callback is answered exactly once: with the response
+    /// when the command was applied, or with an error.
+    ///
+    /// Reads (`CmdType::Get`) go through the raft log like writes and are
+    /// answered when their entry is applied on the leader, so a read sees
+    /// every write acknowledged before it was sent (linearizable); it costs
+    /// a log write and a round trip to a quorum.
     ///
     /// # Errors
     ///
-    /// The command comes back in `TrySendError::Full` (answer it with
-    /// `ServerIsBusy`) or `TrySendError::Disconnected` (no such region on
-    /// this store, or shut down: answer `RegionNotFound`). Nothing is lost:
-    /// the callback inside is still unanswered.
+    /// The command comes back, unproposed and with its callback still
+    /// unanswered, in `TrySendError::Full` (the peer's mailbox is full:
+    /// answer `ServerIsBusy`) or `TrySendError::Disconnected` (no such
+    /// region on this store, or shut down: answer `RegionNotFound`).
+    /// [`answer_refused`] gives exactly those answers. Dropping the command
+    /// instead would answer "outcome unknown", which is wrong here: nothing
+    /// was proposed.
     pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
         let region_id = cmd.request.get_header().get_region_id();
         match self.send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
@@ -76,11 +152,30 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
         }
     }
 
-    /// Tells every peer of this store that `store_id` cannot be reached.
+    /// Tells every peer of this store that `store_id` cannot be reached: a
+    /// leader stops pipelining appends to its peer there and probes
+    /// instead; a follower whose leader lives there stops naming it in
+    /// `NotLeader` answers (clients back off instead of chasing it) until
+    /// it hears from that leader again. A transport calls this when a
+    /// connection to `store_id` fails; a failed [`Transport::send`] has the
+    /// same effect for the one peer it was meant for.
+    ///
+    /// [`Transport::send`]: crate::Transport::send
     pub fn report_unreachable(&self, store_id: u64) {
         self.broadcast_normal(|| {
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id })
         });
+    }
+
+    /// Asks every peer of this store to hand its leadership to an
+    /// up-to-date peer on another store and to stop campaigning: the first
+    /// step of a planned stop. [`RaftBatchSystem::shutdown_gracefully`]
+    /// sends it (repeatedly) and waits; call it yourself when you drive the
+    /// pollers with `spawn_manual`.
+    ///
+    /// [`RaftBatchSystem::shutdown_gracefully`]: crate::RaftBatchSystem::shutdown_gracefully
+    pub fn evict_leaders(&self) {
+        self.broadcast_normal(|| PeerMsg::SignificantMsg(SignificantMsg::EvictLeader));
     }
 }
 
@@ -109,25 +204,55 @@ pub trait CommandSink: Send + Sync {
     fn send_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>>;
 
     /// Sends `request` and returns the channel its response arrives on.
-    /// Refusals are answered on the channel too: a full mailbox with
-    /// `ServerIsBusy`, a missing or stopped region with `RegionNotFound`.
+    /// Refusals are answered on the channel too ([`answer_refused`]): a full
+    /// mailbox with `ServerIsBusy`, a missing or stopped region with
+    /// `RegionNotFound`.
     fn submit(&self, request: RaftCmdRequest) -> crossbeam_channel::Receiver<RaftCmdResponse> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let region_id = request.get_header().get_region_id();
         let cb = Callback::new(move |resp| {
             let _ = tx.send(resp);
         });
-        match self.send_command(RaftCommand::new(request, cb)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(cmd)) => cmd.callback.invoke_with_error(
-                util::new_server_is_busy(format!("mailbox of region {region_id} is full")),
-                0,
-            ),
-            Err(TrySendError::Disconnected(cmd)) => cmd
-                .callback
-                .invoke_with_error(util::new_region_not_found(region_id), 0),
+        if let Err(refused) = self.send_command(RaftCommand::new(request, cb)) {
+            answer_refused(refused);
         }
         rx
+    }
+}
+
+/// Answers a command that [`RaftRouter::send_raft_command`] (or a
+/// [`CommandSink`]) gave back: `Full` with `ServerIsBusy` (retry later),
+/// `Disconnected` with `RegionNotFound` (the region has no running peer on
+/// this store). Both say the command was not proposed, which is exactly
+/// what happened.
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::raft_cmdpb::RaftCmdRequest;
+/// use raftstore::{answer_refused, Callback, RaftCommand, TrySendError};
+///
+/// let (tx, rx) = crossbeam_channel::bounded(1);
+/// let mut request = RaftCmdRequest::default();
+/// request.mut_header().set_region_id(7);
+/// let cmd = RaftCommand::new(request, Callback::new(move |resp| tx.send(resp).unwrap()));
+/// answer_refused(TrySendError::Full(cmd));
+/// let resp = rx.recv().unwrap();
+/// assert!(resp.get_header().get_error().has_server_is_busy());
+/// ```
+pub fn answer_refused(refused: TrySendError<RaftCommand>) {
+    match refused {
+        TrySendError::Full(cmd) => {
+            let region_id = cmd.request.get_header().get_region_id();
+            cmd.callback.invoke_with_error(
+                util::new_server_is_busy(&format!("mailbox of region {region_id} is full")),
+                0,
+            );
+        }
+        TrySendError::Disconnected(cmd) => {
+            let region_id = cmd.request.get_header().get_region_id();
+            cmd.callback
+                .invoke_with_error(util::new_region_not_found(region_id), 0);
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use crate::msg::{PeerMsg, StoreMsg};
 use crate::peer::Peer;
 use crate::peer_fsm::PeerFsm;
 use crate::storage::{initial_apply_state, split_raft_state, RAFT_INIT_LOG_INDEX};
+use crate::store_meta::StoreMeta;
 use crate::transport::Transport;
 
 /// The batch-system router of a store's peer FSMs and its store FSM.
@@ -322,6 +323,7 @@ fn start_peer_in_round<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         &ctx.engines,
         router,
         &ctx.apply_router,
+        &ctx.store_meta,
         &ctx.logger,
         region,
         meta,
@@ -353,6 +355,7 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     ctx.apply_router
         .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
     ctx.store_meta.remove(region_id);
+    ctx.stats.remove_region(region_id);
     // The apply system writes the Tombstone region state when it handles
     // the Destroy, after whatever it still had queued for the region.
     let mut lb = ctx.engines.raft.log_batch(0);
@@ -372,6 +375,7 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     engines: &Engines<EK, ER>,
     router: &PeerRouter<ER>,
     apply_router: &ApplyRouter,
+    store_meta: &StoreMeta,
     logger: &Logger,
     region: Region,
     meta: kvproto_lite::metapb::Peer,
@@ -406,6 +410,7 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
         apply_router.schedule_task(region_id, apply::ApplyMsg::Registration(Box::new(reg)));
     }
     let mailbox = batch_system::BasicMailbox::new(tx, fsm);
+    store_meta.add_region(region_id);
     router.register(region_id, mailbox);
     let _ = router.force_send(region_id, PeerMsg::Start);
     Ok(())

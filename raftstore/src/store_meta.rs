@@ -1,63 +1,101 @@
 //! Store-wide facts shared between pollers and observers: who leads which
-//! region, and counters of the work done.
+//! region ([`StoreMeta`]), how far each region's peer has got
+//! ([`RegionProgress`]), and counters of the work done ([`StoreStats`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use raft::StateRole;
+use kvproto_lite::metapb;
 
 /// What a store knows about one of its regions' leadership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// `leader_id` is the leader a client should be sent to: 0 when this store's
+/// peer knows no leader it can reach (during an election, after an
+/// election timeout without hearing from the leader, or while the leader's
+/// store is reported unreachable), which is also when a command to this
+/// peer is answered `NotLeader` without a hint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaderInfo {
     /// The raft term this was observed in.
     pub term: u64,
-    /// The leader's peer id (0 = unknown).
+    /// The leader's peer id (0 = unknown or unreachable).
     pub leader_id: u64,
+    /// The store of the leader's peer (0 = unknown or unreachable).
+    pub leader_store_id: u64,
     /// Whether this store's peer is the leader.
     pub is_leader: bool,
 }
 
-/// Leadership of every region on a store, updated when a peer's role
-/// changes (rarely), read by tests, benchmarks and clients that want a hint.
+impl LeaderInfo {
+    /// Whether a reachable leader is known.
+    pub fn has_leader(&self) -> bool {
+        self.leader_id != 0
+    }
+
+    /// The leader as a `metapb::Peer` (id and store), if one is known.
+    pub fn leader_peer(&self) -> Option<metapb::Peer> {
+        if !self.has_leader() {
+            return None;
+        }
+        let mut peer = metapb::Peer::default();
+        peer.set_id(self.leader_id);
+        peer.set_store_id(self.leader_store_id);
+        Some(peer)
+    }
+}
+
+/// Leadership of every region on a store: each peer publishes what it knows
+/// whenever that changes (rarely); readers are clients looking for a
+/// leader, operators, tests and benchmarks.
+///
+/// A region appears here as soon as its peer is created (with no leader
+/// known) and disappears when the peer is destroyed, so
+/// [`StoreMeta::wait_for_leaders`] waits for every region of the store.
 #[derive(Debug, Default)]
 pub struct StoreMeta {
     leaders: Mutex<HashMap<u64, LeaderInfo>>,
+    /// Notified on every change of `leaders`.
+    changed: Condvar,
 }
 
 impl StoreMeta {
-    pub(crate) fn set_role(&self, region_id: u64, role: StateRole, term: u64, leader_id: u64) {
-        let info = LeaderInfo {
-            term,
-            leader_id,
-            is_leader: role == StateRole::Leader,
-        };
-        self.leaders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(region_id, info);
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, LeaderInfo>> {
+        self.leaders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a region whose peer was just created (nothing known yet).
+    pub(crate) fn add_region(&self, region_id: u64) {
+        self.lock().entry(region_id).or_default();
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn set_leader(&self, region_id: u64, info: LeaderInfo) {
+        self.lock().insert(region_id, info);
+        self.changed.notify_all();
     }
 
     pub(crate) fn remove(&self, region_id: u64) {
-        self.leaders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&region_id);
+        self.lock().remove(&region_id);
+        self.changed.notify_all();
     }
 
-    /// The latest leadership observation for `region_id`.
+    /// The latest leadership observation for `region_id`; `None` when the
+    /// region has no peer on this store.
     pub fn leader_info(&self, region_id: u64) -> Option<LeaderInfo> {
-        self.leaders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&region_id)
-            .copied()
+        self.lock().get(&region_id).copied()
     }
 
-    /// Regions whose peer on this store is the leader.
+    /// The region's leader (peer id and store id) as this store knows it,
+    /// if it knows a reachable one.
+    pub fn leader(&self, region_id: u64) -> Option<metapb::Peer> {
+        self.leader_info(region_id).and_then(|i| i.leader_peer())
+    }
+
+    /// Regions whose peer on this store is the leader, sorted.
     pub fn leader_regions(&self) -> Vec<u64> {
-        let map = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.lock();
         let mut v: Vec<u64> = map
             .iter()
             .filter(|(_, i)| i.is_leader)
@@ -65,6 +103,128 @@ impl StoreMeta {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// Every region with a peer on this store, sorted.
+    pub fn regions(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.lock().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Regions of this store whose peer knows no reachable leader, sorted.
+    pub fn regions_without_leader(&self) -> Vec<u64> {
+        let map = self.lock();
+        let mut v: Vec<u64> = map
+            .iter()
+            .filter(|(_, i)| !i.has_leader())
+            .map(|(r, _)| *r)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Blocks until `done` holds for the leadership map or `timeout`
+    /// passes; returns whether it held. Woken by every change, so it does
+    /// not poll.
+    pub(crate) fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&HashMap<u64, LeaderInfo>) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut map = self.lock();
+        loop {
+            if done(&map) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            map = self
+                .changed
+                .wait_timeout(map, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until every region on this store knows a reachable leader
+    /// (this store's peer or another), for start-up: after
+    /// [`RaftBatchSystem::spawn`](crate::RaftBatchSystem::spawn) of every
+    /// store, call it on each to know that commands can be routed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoLeader`](crate::Error::NoLeader) with the regions still
+    /// without a leader when `timeout` passes.
+    pub fn wait_for_leaders(&self, timeout: Duration) -> crate::Result<()> {
+        if self.wait_until(timeout, |map| map.values().all(LeaderInfo::has_leader)) {
+            Ok(())
+        } else {
+            Err(crate::Error::NoLeader(self.regions_without_leader()))
+        }
+    }
+}
+
+/// How far one region's peer on a store has got, read by
+/// [`StoreStats::region_progress`]: enough to tell when a restarted store
+/// has caught up (its `applied_index` reaches the leader's `commit_index`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegionProgress {
+    /// The region.
+    pub region_id: u64,
+    /// The last log index applied to this store's KV engine.
+    pub applied_index: u64,
+    /// The commit index this peer knows: on the leader, the region's
+    /// commit index; on a follower, what the leader has told it so far.
+    pub commit_index: u64,
+    /// The last index in this peer's log.
+    pub last_index: u64,
+    /// This peer's raft term.
+    pub term: u64,
+    /// Whether this peer is the leader.
+    pub is_leader: bool,
+}
+
+impl RegionProgress {
+    /// Whether this peer has applied everything `leader` had committed when
+    /// `leader` was read (pass the leader store's progress of the region).
+    pub fn caught_up_with(&self, leader: &RegionProgress) -> bool {
+        self.applied_index >= leader.commit_index
+    }
+}
+
+/// One region's progress, written by its peer (relaxed atomics: each field
+/// is exact, a read of several may mix two rounds).
+#[derive(Debug, Default)]
+pub(crate) struct ProgressCell {
+    applied_index: AtomicU64,
+    commit_index: AtomicU64,
+    last_index: AtomicU64,
+    term: AtomicU64,
+    is_leader: AtomicBool,
+}
+
+impl ProgressCell {
+    pub(crate) fn store(&self, applied: u64, commit: u64, last: u64, term: u64, leader: bool) {
+        self.applied_index.store(applied, Ordering::Relaxed);
+        self.commit_index.store(commit, Ordering::Relaxed);
+        self.last_index.store(last, Ordering::Relaxed);
+        self.term.store(term, Ordering::Relaxed);
+        self.is_leader.store(leader, Ordering::Relaxed);
+    }
+
+    fn load(&self, region_id: u64) -> RegionProgress {
+        RegionProgress {
+            region_id,
+            applied_index: self.applied_index.load(Ordering::Relaxed),
+            commit_index: self.commit_index.load(Ordering::Relaxed),
+            last_index: self.last_index.load(Ordering::Relaxed),
+            term: self.term.load(Ordering::Relaxed),
+            is_leader: self.is_leader.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -85,9 +245,42 @@ pub struct StoreStats {
     /// How long each raft log write took, fsync included: the part of a
     /// poll round spent waiting for the disk.
     pub log_write_duration: DurationHistogram,
+    /// Per-region progress; each peer holds its own cell and writes it
+    /// without taking this lock.
+    progress: Mutex<HashMap<u64, Arc<ProgressCell>>>,
 }
 
 impl StoreStats {
+    fn progress_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<ProgressCell>>> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The progress cell of `region_id`, created on first use.
+    pub(crate) fn progress_cell(&self, region_id: u64) -> Arc<ProgressCell> {
+        self.progress_map().entry(region_id).or_default().clone()
+    }
+
+    pub(crate) fn remove_region(&self, region_id: u64) {
+        self.progress_map().remove(&region_id);
+    }
+
+    /// The progress of `region_id`'s peer on this store (`None` if it has
+    /// no peer here, or its peer has not been polled yet).
+    pub fn region_progress(&self, region_id: u64) -> Option<RegionProgress> {
+        self.progress_map().get(&region_id).map(|c| c.load(region_id))
+    }
+
+    /// The progress of every region on this store, sorted by region id.
+    pub fn regions(&self) -> Vec<RegionProgress> {
+        let mut v: Vec<RegionProgress> = self
+            .progress_map()
+            .iter()
+            .map(|(id, c)| c.load(*id))
+            .collect();
+        v.sort_unstable_by_key(|p| p.region_id);
+        v
+    }
+
     /// A snapshot of the counters.
     pub fn snapshot(&self) -> StoreStatsSnapshot {
         StoreStatsSnapshot {

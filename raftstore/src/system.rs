@@ -25,7 +25,7 @@ use crate::poller::{RaftPoller, RaftPollerBuilder};
 use crate::router::RaftRouter;
 use crate::storage::{split_raft_state, RAFT_INIT_LOG_INDEX};
 use crate::store_fsm::{start_peer, StoreFsm};
-use crate::store_meta::{StoreMeta, StoreStats};
+use crate::store_meta::{LeaderInfo, RegionProgress, StoreMeta, StoreStats};
 use crate::transport::Transport;
 
 /// A store's raft batch system plus its apply batch system.
@@ -35,6 +35,18 @@ use crate::transport::Transport;
 /// timer; [`RaftBatchSystem::shutdown`] stops everything and joins every
 /// thread. Every command accepted before shutdown is answered (with an
 /// error saying the outcome is unknown if it had not completed).
+///
+/// For a planned stop (a restart, an upgrade),
+/// [`RaftBatchSystem::shutdown_gracefully`] first hands the leadership of
+/// every region this store leads to an up-to-date peer on another store,
+/// so those regions keep taking writes instead of waiting an election
+/// timeout for a new leader.
+///
+/// While it runs, [`leader_info`](Self::leader_info) answers who leads a
+/// region as this store knows it, [`wait_for_leaders`](Self::wait_for_leaders)
+/// waits at start-up until every region has a leader, and
+/// [`region_progress`](Self::region_progress) tells how far this store's
+/// peer of a region has applied (to see a restarted store catch up).
 pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     system: BatchSystem<PeerFsm<ER>, StoreFsm>,
     apply_router: ApplyRouter,
@@ -105,9 +117,33 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         self.store_meta.clone()
     }
 
-    /// Work counters of this store.
+    /// Work counters and per-region progress of this store.
     pub fn stats(&self) -> Arc<StoreStats> {
         self.stats.clone()
+    }
+
+    /// Who leads `region_id`, as this store's peer knows it (`None` when the
+    /// region has no peer here). A `leader_id` of 0 means no reachable
+    /// leader is known: commands to this store are answered `NotLeader`
+    /// without a hint until one is.
+    pub fn leader_info(&self, region_id: u64) -> Option<LeaderInfo> {
+        self.store_meta.leader_info(region_id)
+    }
+
+    /// Waits until every region on this store knows a reachable leader; see
+    /// [`StoreMeta::wait_for_leaders`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoLeader`] naming the regions still without one.
+    pub fn wait_for_leaders(&self, timeout: Duration) -> Result<()> {
+        self.store_meta.wait_for_leaders(timeout)
+    }
+
+    /// How far this store's peer of `region_id` has got (applied index,
+    /// commit index, last index, term); see [`StoreStats::region_progress`].
+    pub fn region_progress(&self, region_id: u64) -> Option<RegionProgress> {
+        self.stats.region_progress(region_id)
     }
 
     /// Creates a peer for every region of `store_id` found in the engines
@@ -163,6 +199,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
                 engines,
                 &self.router,
                 &self.apply_router,
+                &self.store_meta,
                 logger,
                 region,
                 meta,
@@ -287,8 +324,71 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         Ok(())
     }
 
+    /// A planned stop: hands the leadership of every region this store
+    /// leads to another store, then [`shutdown`](Self::shutdown)s.
+    ///
+    /// The protocol (TiKV evicts leaders from a store before restarting it
+    /// the same way):
+    ///
+    /// ```text
+    /// every peer  <- EvictLeader      (RaftRouter::evict_leaders)
+    ///   leader:   transfer_leader(the voter with every entry, recently active;
+    ///             else the one with the highest matched index)
+    ///   follower: stops ticking, so it never campaigns; ignores MsgTimeoutNow
+    /// the target  campaigns at once (no election timeout), wins, appends to
+    ///             this store: its peer becomes a follower of the new leader
+    /// repeat EvictLeader every 100 ms (a new target if one fell behind)
+    /// until every region this store led names a leader elsewhere,
+    /// or `timeout` passes; then shutdown()
+    /// ```
+    ///
+    /// While a transfer is under way the leader answers commands
+    /// `NotLeader` naming the peer taking over. A region that cannot be
+    /// handed off in time (no other voter, or none reachable) is left as
+    /// it is: the other stores elect a leader after an election timeout, as
+    /// after a crash. On a system started with
+    /// [`spawn_manual`](Self::spawn_manual) nothing polls while this waits,
+    /// so it shuts down at once; drive the eviction yourself with
+    /// [`RaftRouter::evict_leaders`] and poll.
+    pub fn shutdown_gracefully(&mut self, timeout: Duration) -> GracefulShutdown {
+        let led = self.store_meta.leader_regions();
+        if self.timer.is_some() && !led.is_empty() {
+            let deadline = Instant::now() + timeout;
+            let handed_off = |map: &std::collections::HashMap<u64, LeaderInfo>| {
+                led.iter().all(|id| {
+                    map.get(id)
+                        .is_none_or(|i| !i.is_leader && i.has_leader())
+                })
+            };
+            loop {
+                self.router.evict_leaders();
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                let wait = (deadline - now).min(EVICT_RETRY);
+                if self.store_meta.wait_until(wait, handed_off) {
+                    break;
+                }
+            }
+        }
+        let still_leading = self.store_meta.leader_regions();
+        self.shutdown();
+        GracefulShutdown {
+            handed_off: led
+                .into_iter()
+                .filter(|id| !still_leading.contains(id))
+                .collect(),
+            still_leading,
+        }
+    }
+
     /// Stops the tick timer, the raft pollers, then the apply pollers, and
     /// joins every thread. Safe to call more than once.
+    ///
+    /// Regions this store leads keep no leader until the other stores'
+    /// election timeout; for a planned stop use
+    /// [`shutdown_gracefully`](Self::shutdown_gracefully).
     pub fn shutdown(&mut self) {
         if let Some((stop, handle)) = self.timer.take() {
             let _ = stop.send(());
@@ -306,6 +406,21 @@ impl<EK: KvEngine, ER: RaftLogEngine> Drop for RaftBatchSystem<EK, ER> {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// How often [`RaftBatchSystem::shutdown_gracefully`] asks its leaders
+/// again to hand leadership off.
+const EVICT_RETRY: Duration = Duration::from_millis(100);
+
+/// What [`RaftBatchSystem::shutdown_gracefully`] achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GracefulShutdown {
+    /// Regions this store led when the shutdown began and whose leadership
+    /// moved to another store before it stopped, sorted.
+    pub handed_off: Vec<u64>,
+    /// Regions this store still led when the time ran out, sorted: the
+    /// other stores elect their leader after an election timeout.
+    pub still_leading: Vec<u64>,
 }
 
 /// How many groups the tick timer splits the peers into (at most one per

@@ -5,16 +5,31 @@
 //! store. A network transport implements both ends over the wire; the
 //! `cluster` test kit has an in-process one with fault filters.
 
-use batch_system::mpsc::TrySendError;
+use crossbeam_channel::TrySendError;
 use kvproto_lite::raft_serverpb::RaftMessage;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Sends raft messages to other stores.
 ///
 /// A poller owns one clone and calls [`Transport::send`] for every message
 /// of a round, then [`Transport::flush`] once at the end of the round, so an
 /// implementation may buffer.
+///
+/// # Wiring stores together
+///
+/// A transport needs, for each destination store, something that delivers
+/// to that store's [`RaftMessageSink`] (its [`RaftRouter`](crate::RaftRouter),
+/// or a network client whose server does that). The order does not matter:
+/// a store's router exists from
+/// [`create_raft_batch_system`](crate::create_raft_batch_system) on, so it
+/// can be connected before or after that store's
+/// [`spawn`](crate::RaftBatchSystem::spawn); messages to a store that is
+/// not connected yet are refused with `StoreUnreachable`, which raft
+/// handles like a lost message (it retries). When a store goes away, call
+/// [`RaftRouter::report_unreachable`](crate::RaftRouter::report_unreachable)
+/// on the others. The `three_stores` example of this crate wires three
+/// stores by hand.
 pub trait Transport: Clone + Send + 'static {
     /// Queues `msg` for the store named by `msg.to_peer.store_id`.
     ///
@@ -38,4 +53,18 @@ pub trait RaftMessageSink: Send + Sync {
     ///
     /// Gives the message back when it cannot be accepted.
     fn deliver(&self, msg: RaftMessage) -> std::result::Result<(), TrySendError<RaftMessage>>;
+}
+
+/// A transport with no other store to talk to: every message is refused
+/// with [`Error::StoreUnreachable`]. For a store whose regions have a
+/// single voter (examples, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTransport;
+
+impl Transport for NoTransport {
+    fn send(&mut self, msg: RaftMessage) -> Result<()> {
+        Err(Error::StoreUnreachable(msg.get_to_peer().get_store_id()))
+    }
+
+    fn flush(&mut self) {}
 }

@@ -100,7 +100,7 @@ impl<EK: KvEngine> KvService<EK> {
         match self.sink.send_command(RaftCommand::new(cmd, cb)) {
             Ok(()) => {}
             Err(TrySendError::Full(c)) => c.callback.invoke_with_error(
-                util::new_server_is_busy(format!("mailbox of region {region_id} is full")),
+                util::new_server_is_busy(&format!("mailbox of region {region_id} is full")),
                 0,
             ),
             Err(TrySendError::Disconnected(c)) => c
@@ -288,7 +288,7 @@ impl<EK: KvEngine> KvService<EK> {
             .ok_or_else(|| util::new_region_not_found(region_id))?;
         let local = r0.get_region_epoch().get_version();
         if version > local {
-            return Err(util::new_server_is_busy(format!(
+            return Err(util::new_server_is_busy(&format!(
                 "store {} has not applied version {version} of region {region_id} yet (at {local})",
                 self.store_id
             )));

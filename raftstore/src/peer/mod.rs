@@ -14,6 +14,7 @@ mod batch;
 mod propose;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use engine::RaftLogEngine;
 use kvproto_lite::eraftpb::{self, Entry, MessageType};
@@ -29,6 +30,7 @@ use crate::context::PollContext;
 use crate::msg::Callback;
 use crate::raft_compat;
 use crate::storage::PeerStorage;
+use crate::store_meta::{LeaderInfo, ProgressCell};
 use crate::transport::Transport;
 
 use self::batch::{BatchedCommand, MAX_MERGED_ENTRY_BYTES};
@@ -64,6 +66,18 @@ pub struct Peer<ER: RaftLogEngine> {
     /// `Some(election_timeout_ticks)` when election timeouts must not be
     /// random (`Config::raft_election_jitter == false`).
     fixed_election_timeout: Option<usize>,
+    /// The leader's peer id while the leader is known to be unreachable (its
+    /// store was reported unreachable, or a send to it failed); 0 otherwise.
+    /// Cleared by the next message from that peer.
+    unreachable_leader: u64,
+    /// The store is shutting down gracefully: a leader hands leadership to
+    /// an up-to-date follower, a follower no longer campaigns.
+    evicting: bool,
+    /// What this peer last published to the store's `StoreMeta`.
+    published: Option<LeaderInfo>,
+    /// This region's progress cell in the store's `StoreStats` (attached at
+    /// the first publish).
+    progress: Option<Arc<ProgressCell>>,
     logger: Logger,
 }
 
@@ -104,6 +118,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
             batched_bytes_limit: MAX_MERGED_ENTRY_BYTES,
             fixed_election_timeout: (!cfg.raft_election_jitter)
                 .then_some(cfg.raft_election_timeout_ticks),
+            unreachable_leader: 0,
+            evicting: false,
+            published: None,
+            progress: None,
             logger,
         };
         peer.pin_election_timeout();
@@ -201,12 +219,116 @@ impl<ER: RaftLogEngine> Peer<ER> {
             .or_else(|| self.peer_cache.iter().find(|p| p.get_id() == peer_id))
     }
 
-    fn leader_peer(&self) -> Option<metapb::Peer> {
-        let leader_id = self.leader_id();
-        if leader_id == raft::INVALID_ID {
+    /// The leader a client should be sent to (the hint of a `NotLeader`
+    /// answer): this peer when it leads; for a follower the leader it
+    /// follows, unless that leader is known to be unreachable or has not
+    /// been heard from for a whole election timeout; nobody during an
+    /// election. `None` tells a client to back off rather than chase a
+    /// leader that cannot answer.
+    pub(crate) fn leader_hint(&self) -> Option<metapb::Peer> {
+        let raft = &self.raft_group.raft;
+        let leader = match raft.state {
+            StateRole::Leader => return Some(self.meta.clone()),
+            StateRole::Follower => raft.leader_id,
+            StateRole::Candidate | StateRole::PreCandidate => return None,
+        };
+        if leader == raft::INVALID_ID
+            || leader == self.unreachable_leader
+            || raft.election_elapsed >= raft.election_timeout()
+        {
             return None;
         }
-        self.find_peer(leader_id).cloned()
+        self.find_peer(leader).cloned()
+    }
+
+    /// Publishes this peer's leadership (when it changed) and progress to
+    /// the store's `StoreMeta` and `StoreStats`. Called whenever the peer
+    /// is handled and after its Ready is persisted: a few relaxed stores,
+    /// and a lock only when leadership changed.
+    pub(crate) fn publish<EK, T>(&mut self, ctx: &PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let hint = self.leader_hint();
+        let raft = &self.raft_group.raft;
+        let is_leader = raft.state == StateRole::Leader;
+        let info = LeaderInfo {
+            term: raft.term,
+            leader_id: hint.as_ref().map_or(0, |p| p.get_id()),
+            leader_store_id: hint.as_ref().map_or(0, |p| p.get_store_id()),
+            is_leader,
+        };
+        let (applied, commit, last, term) = (
+            self.raft_group.store().apply_state().get_applied_index(),
+            raft.raft_log.committed,
+            raft.raft_log.last_index(),
+            raft.term,
+        );
+        if self.published != Some(info) {
+            ctx.store_meta.set_leader(self.region_id, info);
+            self.published = Some(info);
+        }
+        let region_id = self.region_id;
+        self.progress
+            .get_or_insert_with(|| ctx.stats.progress_cell(region_id))
+            .store(applied, commit, last, term, is_leader);
+    }
+
+    /// Starts handing leadership away because the store is shutting down
+    /// gracefully; from now on this peer never campaigns. Repeated calls
+    /// retry the transfer (with the best target at that moment).
+    pub(crate) fn evict_leadership(&mut self) {
+        if !self.evicting {
+            debug!(self.logger, "evicting leadership");
+        }
+        self.evicting = true;
+        self.transfer_leadership_away();
+    }
+
+    /// Whether the store is shutting down gracefully.
+    pub fn is_evicting(&self) -> bool {
+        self.evicting
+    }
+
+    /// As a leader, transfers leadership to the follower best placed to
+    /// take it at once: a voter that has every entry (`matched` equal to
+    /// the last index) and was recently active, else the one with the
+    /// highest `matched` (raft-rs then sends it the missing entries and
+    /// hands over when it has them). Ties go to the lowest peer id, so the
+    /// choice is deterministic.
+    fn transfer_leadership_away(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let raft = &self.raft_group.raft;
+        let last = raft.raft_log.last_index();
+        let me = self.meta.get_id();
+        let voters = raft.prs().conf().voters();
+        let best = raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me && voters.contains(**id))
+            .max_by_key(|(id, pr)| {
+                (
+                    pr.matched == last && pr.recent_active,
+                    pr.recent_active,
+                    pr.matched,
+                    std::cmp::Reverse(**id),
+                )
+            })
+            .map(|(id, pr)| (*id, pr.matched));
+        let Some((target, matched)) = best else {
+            return;
+        };
+        match raft.lead_transferee {
+            Some(t) if t == target => return,
+            Some(_) => self.raft_group.raft.abort_leader_transfer(),
+            None => {}
+        }
+        info!(self.logger, "transferring leadership before shutdown";
+            "term" => self.term(), "to_peer_id" => target, "matched" => matched, "last_index" => last);
+        self.raft_group.transfer_leader(target);
     }
 
     /// Starts the peer: a region with a single voter elects itself at once.
@@ -226,8 +348,16 @@ impl<ER: RaftLogEngine> Peer<ER> {
         EK: engine::KvEngine,
         T: Transport,
     {
-        self.raft_group.tick();
-        self.pin_election_timeout();
+        if self.evicting && !self.is_leader() {
+            // A store that is leaving must not win leadership back: without
+            // ticks a follower never times out into an election.
+        } else {
+            self.raft_group.tick();
+            self.pin_election_timeout();
+        }
+        if self.evicting {
+            self.transfer_leadership_away();
+        }
         self.unstick_probes();
         // Give back what a burst grew (an idle region should stay small);
         // on ticks, not per round, so a busy region does not reallocate.
@@ -257,6 +387,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.peer_cache.push(from);
         }
         let mut m = msg.take_message();
+        if m.from != raft::INVALID_ID && m.from == self.unreachable_leader {
+            self.unreachable_leader = 0;
+        }
+        if self.evicting && m.get_msg_type() == MessageType::MsgTimeoutNow {
+            debug!(self.logger, "ignore leadership transfer to a store that is shutting down";
+                "from" => m.from);
+            return;
+        }
         if raft::raw_node::is_local_msg(m.get_msg_type()) {
             warn!(self.logger, "drop local message type from the network";
                 "msg_type" => ?m.get_msg_type());
@@ -279,8 +417,19 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
     }
 
-    /// Reports a peer's store as unreachable to raft.
+    /// Reports a peer's store as unreachable to raft. A follower whose
+    /// leader lives there stops naming it in `NotLeader` answers until it
+    /// hears from it again.
     pub(crate) fn on_store_unreachable(&mut self, store_id: u64) {
+        let leader = self.leader_id();
+        if !self.is_leader()
+            && leader != raft::INVALID_ID
+            && self
+                .find_peer(leader)
+                .is_some_and(|p| p.get_store_id() == store_id)
+        {
+            self.unreachable_leader = leader;
+        }
         let ids: Vec<u64> = self
             .region()
             .get_peers()
@@ -346,13 +495,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
         T: Transport,
     {
         self.flush_proposals();
+        self.publish(ctx);
         if self.pending_ready.is_some() || !self.raft_group.has_ready() {
             return;
         }
         let mut rd = self.raft_group.ready();
-        if let Some(ss) = rd.ss() {
-            ctx.on_role_changed(self.region_id, ss.raft_state, self.term(), ss.leader_id);
-        }
         self.send_messages(ctx, rd.take_messages());
         if !rd.snapshot().is_empty() {
             // Storage never produces snapshots, so no leader sends one.
@@ -413,6 +560,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.send_messages(ctx, light.take_messages());
         let committed = light.take_committed_entries();
         self.send_to_apply(ctx, committed);
+        self.publish(ctx);
     }
 
     fn send_to_apply<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, entries: Vec<Entry>)
@@ -489,6 +637,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
             if let Err(e) = ctx.transport.send(rm) {
                 debug!(self.logger, "send failed, report unreachable";
                     "to_peer_id" => to, "err" => %e);
+                if to == self.leader_id() && !self.is_leader() {
+                    self.unreachable_leader = to;
+                }
                 self.raft_group.report_unreachable(to);
             }
         }

@@ -78,7 +78,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if !self.is_leader() {
             // Leadership moved since the commands were checked: do not let
             // raft forward them; the client retries at the new leader.
-            let err = util::new_not_leader(self.region_id, self.leader_peer());
+            let err = util::new_not_leader(self.region_id, self.leader_hint());
             let term = self.term();
             for (_, _, cb) in batch {
                 cb.invoke_with_error(err.clone(), term);
@@ -132,7 +132,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 }
             }
             Err(raft::Error::ProposalDropped) => {
-                let err = util::new_not_leader(self.region_id, self.leader_peer());
+                let err = util::new_not_leader(self.region_id, self.leader_hint());
                 for cb in callbacks {
                     cb.invoke_with_error(err.clone(), term);
                 }
@@ -175,7 +175,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 });
             }
             Err(raft::Error::ProposalDropped) => {
-                let err = util::new_not_leader(self.region_id, self.leader_peer());
+                let err = util::new_not_leader(self.region_id, self.leader_hint());
                 callback.invoke_with_error(err, self.term());
             }
             Err(e) => {
@@ -269,7 +269,26 @@ impl<ER: RaftLogEngine> Peer<ER> {
             ));
         }
         if !self.is_leader() {
-            return Err(util::new_not_leader(self.region_id, self.leader_peer()));
+            return Err(util::new_not_leader(self.region_id, self.leader_hint()));
+        }
+        if let Some(target) = self.raft_group.raft.lead_transferee {
+            // raft-rs drops proposals while it hands leadership over: send
+            // the client to the peer taking over.
+            return Err(util::new_not_leader(
+                self.region_id,
+                self.find_peer(target).cloned(),
+            ));
+        }
+        let request_term = header.get_term();
+        if request_term != 0 && request_term.saturating_add(1) < self.term() {
+            // The client's view predates at least two leader changes (0
+            // means unchecked; one change behind is the common case).
+            let mut err = util::new_error(format!(
+                "stale command: request term {request_term} is more than one behind the current term {}",
+                self.term()
+            ));
+            err.set_stale_command(kvproto_lite::errorpb::StaleCommand::default());
+            return Err(err);
         }
         if request.get_requests().is_empty() && !request.has_admin_request() {
             return Err(util::new_error(
@@ -283,9 +302,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
             current.extend(self.derived_regions.iter().cloned());
             return Err(util::new_epoch_not_match(
                 format!(
-                    "request epoch {:?} is older than region epoch {:?}",
-                    header.get_region_epoch(),
-                    region.get_region_epoch()
+                    "request epoch ({}) is older than region epoch ({})",
+                    util::epoch_text(header.get_region_epoch()),
+                    util::epoch_text(region.get_region_epoch())
                 ),
                 current,
             ));
