@@ -16,7 +16,7 @@ use slog::Logger;
 use client::{Client, ClientOptions};
 use raftstore::{
     bootstrap_store, create_raft_batch_system, even_split_keys, initial_regions, is_bootstrapped,
-    CommandSink, Config, RaftBatchSystem, RaftRouter, StoreMeta, StoreStats,
+    CommandSink, Config, GracefulShutdown, RaftBatchSystem, RaftRouter, StoreMeta, StoreStats,
 };
 
 use crate::backend::{InProcessBackend, StoreDirectory};
@@ -239,6 +239,23 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         self.metas.remove(&store_id);
     }
 
+    /// A planned stop of one store: its leaderships are handed to the other
+    /// stores first (within `timeout`, see
+    /// [`RaftBatchSystem::shutdown_gracefully`]), then it stops as
+    /// [`Cluster::stop_store`] does. `None` if the store was not running.
+    pub fn stop_store_gracefully(
+        &mut self,
+        store_id: u64,
+        timeout: Duration,
+    ) -> Option<GracefulShutdown> {
+        let report = self
+            .nodes
+            .get_mut(&store_id)
+            .map(|node| node.system.shutdown_gracefully(timeout));
+        self.stop_store(store_id);
+        report
+    }
+
     /// Stops every store.
     pub fn shutdown(&mut self) {
         for id in self.store_ids.clone() {
@@ -271,7 +288,13 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         self.engines.get(&store_id)
     }
 
-    /// A store's work counters (kept after it stops).
+    /// A running store's leadership view of its regions.
+    pub fn store_meta(&self, store_id: u64) -> Option<Arc<StoreMeta>> {
+        self.metas.get(&store_id).cloned()
+    }
+
+    /// A store's work counters and per-region progress (kept after it
+    /// stops).
     pub fn stats(&self, store_id: u64) -> Option<Arc<StoreStats>> {
         self.stats.get(&store_id).cloned()
     }

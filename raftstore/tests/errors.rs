@@ -72,6 +72,58 @@ fn stale_epoch_answers_epoch_not_match_with_the_current_region() {
     let err = resp.get_header().get_error();
     assert!(err.has_epoch_not_match(), "{err:?}");
     assert_eq!(err.get_epoch_not_match().get_current_regions(), &[region]);
+    // Zero fields are spelled out: the text names the stale field.
+    let text = err.get_message();
+    assert!(
+        text.contains("request epoch (conf_ver 1, version 0) is older than region epoch (conf_ver 1, version 1)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn command_with_a_term_two_behind_answers_stale_command_and_zero_is_unchecked() {
+    let cluster = started(1);
+    let region = cluster.regions()[0].clone();
+    let leader = cluster.leader_store(1).unwrap();
+    let resp = cluster.call(leader, put(&region, leader, b"t0"), WAIT).unwrap();
+    assert!(!resp.get_header().has_error(), "{resp:?}");
+    let term = resp.get_header().get_current_term();
+    assert!(term >= 2, "bootstrapped regions start above term 1: {term}");
+
+    let with_term = |t: u64| {
+        let mut req = put(&region, leader, b"t");
+        req.mut_header().set_term(t);
+        cluster.call(leader, req, WAIT).unwrap()
+    };
+    // The current term and one behind are accepted.
+    for ok in [term, term - 1] {
+        let resp = with_term(ok);
+        assert!(!resp.get_header().has_error(), "term {ok}: {resp:?}");
+    }
+    // Two behind: the client's view predates two leader changes.
+    let resp = with_term(term - 2);
+    let err = resp.get_header().get_error();
+    assert!(err.has_stale_command(), "{err:?}");
+    assert!(err.get_message().contains("more than one behind"), "{err:?}");
+}
+
+#[test]
+fn refused_command_is_answered_as_not_proposed() {
+    let cluster = started(1);
+    let mut region = cluster.regions()[0].clone();
+    region.set_id(999);
+    let (tx, rx) = raftstore::crossbeam_channel::bounded(1);
+    let cb = Callback::new(move |resp| tx.send(resp).unwrap());
+    let router = cluster.router(1).unwrap();
+    match router.send_raft_command(RaftCommand::new(put(&region, 1, b"a"), cb)) {
+        Err(refused @ raftstore::TrySendError::Disconnected(_)) => {
+            raftstore::answer_refused(refused)
+        }
+        other => panic!("region 999 has no peer: {other:?}"),
+    }
+    let resp = rx.recv_timeout(WAIT).unwrap();
+    let err = resp.get_header().get_error();
+    assert_eq!(err.get_region_not_found().get_region_id(), 999, "{err:?}");
 }
 
 #[test]
@@ -146,7 +198,7 @@ fn full_mailbox_answers_server_is_busy_and_loses_nothing() {
         });
         match router.send_raft_command(RaftCommand::new(put(&region, 1, b"k"), cb)) {
             Ok(()) => accepted += 1,
-            Err(batch_system::mpsc::TrySendError::Full(cmd)) => {
+            Err(raftstore::TrySendError::Full(cmd)) => {
                 busy += 1;
                 // The command came back unanswered: the caller answers it.
                 cmd.callback
