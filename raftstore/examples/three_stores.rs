@@ -295,7 +295,11 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     // admin command; it returns at once, the transfer takes a round trip).
     let first = regions[0].clone();
     wait_for("store 3 to lead the first region", || {
-        if store(&stores, 3).system.leader_info(first.get_id()).is_some_and(|i| i.is_leader) {
+        if store(&stores, 3)
+            .system
+            .leader_info(first.get_id())
+            .is_some_and(|i| i.is_leader)
+        {
             return true;
         }
         if let Some(leader) = leader_of(&stores, first.get_id()) {

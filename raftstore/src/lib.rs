@@ -152,14 +152,14 @@ pub use transport::{NoTransport, RaftMessageSink, Transport};
 
 /// The channel crate of the API's refusals and response receivers.
 pub use crossbeam_channel;
-/// The logging crate [`RaftBatchSystem::spawn`] takes a logger of.
-pub use slog;
+/// Where [`CommandSink::submit`] delivers the response.
+pub use crossbeam_channel::Receiver;
 /// The refusal of [`RaftRouter::send_raft_command`],
 /// [`RaftRouter::send_raft_message`], [`CommandSink::send_command`] and
 /// [`RaftMessageSink::deliver`]: the message comes back, unsent.
 pub use crossbeam_channel::TrySendError;
-/// Where [`CommandSink::submit`] delivers the response.
-pub use crossbeam_channel::Receiver;
+/// The logging crate [`RaftBatchSystem::spawn`] takes a logger of.
+pub use slog;
 
 /// A logger that drops every record: for embedding the store where its
 /// logs are not wanted (and for tests). For terminal output build a

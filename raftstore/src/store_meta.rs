@@ -267,7 +267,9 @@ impl StoreStats {
     /// The progress of `region_id`'s peer on this store (`None` if it has
     /// no peer here, or its peer has not been polled yet).
     pub fn region_progress(&self, region_id: u64) -> Option<RegionProgress> {
-        self.progress_map().get(&region_id).map(|c| c.load(region_id))
+        self.progress_map()
+            .get(&region_id)
+            .map(|c| c.load(region_id))
     }
 
     /// The progress of every region on this store, sorted by region id.

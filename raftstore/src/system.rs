@@ -355,10 +355,8 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         if self.timer.is_some() && !led.is_empty() {
             let deadline = Instant::now() + timeout;
             let handed_off = |map: &std::collections::HashMap<u64, LeaderInfo>| {
-                led.iter().all(|id| {
-                    map.get(id)
-                        .is_none_or(|i| !i.is_leader && i.has_leader())
-                })
+                led.iter()
+                    .all(|id| map.get(id).map_or(true, |i| !i.is_leader && i.has_leader()))
             };
             loop {
                 self.router.evict_leaders();

@@ -85,7 +85,9 @@ fn command_with_a_term_two_behind_answers_stale_command_and_zero_is_unchecked() 
     let cluster = started(1);
     let region = cluster.regions()[0].clone();
     let leader = cluster.leader_store(1).unwrap();
-    let resp = cluster.call(leader, put(&region, leader, b"t0"), WAIT).unwrap();
+    let resp = cluster
+        .call(leader, put(&region, leader, b"t0"), WAIT)
+        .unwrap();
     assert!(!resp.get_header().has_error(), "{resp:?}");
     let term = resp.get_header().get_current_term();
     assert!(term >= 2, "bootstrapped regions start above term 1: {term}");
@@ -104,7 +106,10 @@ fn command_with_a_term_two_behind_answers_stale_command_and_zero_is_unchecked() 
     let resp = with_term(term - 2);
     let err = resp.get_header().get_error();
     assert!(err.has_stale_command(), "{err:?}");
-    assert!(err.get_message().contains("more than one behind"), "{err:?}");
+    assert!(
+        err.get_message().contains("more than one behind"),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -16,8 +16,7 @@ use cluster::{wait_until, Cluster};
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::metapb;
 use raftstore::{
-    bootstrap_store, create_raft_batch_system, initial_regions, Config, Error, NoTransport,
-    PeerMsg,
+    bootstrap_store, create_raft_batch_system, initial_regions, Config, Error, NoTransport, PeerMsg,
 };
 
 use common::{put_request, WAIT};
@@ -118,7 +117,11 @@ fn planned_restart_costs_no_election_timeout_and_an_unplanned_stop_does() {
     let regions: Vec<u64> = cluster.regions().iter().map(|r| r.get_id()).collect();
 
     // Nothing has ticked: no region has a leader, and the wait says which.
-    match cluster.store_meta(2).unwrap().wait_for_leaders(Duration::ZERO) {
+    match cluster
+        .store_meta(2)
+        .unwrap()
+        .wait_for_leaders(Duration::ZERO)
+    {
         Err(Error::NoLeader(missing)) => assert_eq!(missing, regions),
         other => panic!("expected NoLeader, got {other:?}"),
     }
@@ -173,9 +176,20 @@ fn planned_restart_costs_no_election_timeout_and_an_unplanned_stop_does() {
     assert!(try_write(&cluster, &regions, b"c", b"2"));
     assert!(wait_until(WAIT, || regions.iter().all(|r| {
         let leader = cluster.leader_store(*r).unwrap();
-        let last = cluster.stats(leader).unwrap().region_progress(*r).unwrap().last_index;
+        let last = cluster
+            .stats(leader)
+            .unwrap()
+            .region_progress(*r)
+            .unwrap()
+            .last_index;
         [1, 2, 3].iter().all(|s| {
-            cluster.stats(*s).unwrap().region_progress(*r).unwrap().last_index == last
+            cluster
+                .stats(*s)
+                .unwrap()
+                .region_progress(*r)
+                .unwrap()
+                .last_index
+                == last
         })
     })));
     let victim = cluster.leader_store(regions[0]).unwrap();
@@ -192,7 +206,16 @@ fn planned_restart_costs_no_election_timeout_and_an_unplanned_stop_does() {
         assert_eq!(cluster.leader_store(*r), None);
         for s in &others {
             let resp = cluster
-                .call(*s, put_request(&region(&cluster, *r), *s, &key_in(&region(&cluster, *r), b"x"), b"x"), WAIT)
+                .call(
+                    *s,
+                    put_request(
+                        &region(&cluster, *r),
+                        *s,
+                        &key_in(&region(&cluster, *r), b"x"),
+                        b"x",
+                    ),
+                    WAIT,
+                )
                 .unwrap();
             let err = resp.get_header().get_error();
             assert!(err.has_not_leader(), "{err:?}");
