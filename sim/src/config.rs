@@ -53,6 +53,11 @@ pub struct NemesisConfig {
     /// Splitting a region at one of the clients' keys (the `Split` admin
     /// command); clients learn the new layout from `EpochNotMatch`.
     pub splits: bool,
+    /// Planned restarts: a store is asked to hand its leaderships to other
+    /// stores (`RaftRouter::evict_leaders`, the first step of
+    /// `RaftBatchSystem::shutdown_gracefully`), keeps running for a while
+    /// (its peers stop campaigning), is stopped and restarted later.
+    pub planned_restarts: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -144,6 +149,7 @@ impl SimConfig {
             // Drawn last (below), so that adding it kept every other choice.
             transfers: false,
             splits: false,
+            planned_restarts: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -182,6 +188,8 @@ impl SimConfig {
             Vec::new()
         };
         nemesis.splits = rng.gen_bool(0.5);
+        // Drawn last as well (see `transfers`).
+        nemesis.planned_restarts = rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,

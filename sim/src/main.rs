@@ -117,10 +117,13 @@ fn main() -> ExitCode {
     let ops = Arc::new(AtomicU64::new(0));
     let unknown = Arc::new(AtomicU64::new(0));
     let crashes = Arc::new(AtomicU64::new(0));
+    // Planned restarts, leaderships handed off, leaderships not handed off.
+    let planned = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
             let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
+            let planned = planned.clone();
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
             let unsafe_no_sync_log = args.unsafe_no_sync_log;
@@ -139,6 +142,9 @@ fn main() -> ExitCode {
                 );
                 unknown.fetch_add(report.stats.ops_unknown, Ordering::Relaxed);
                 crashes.fetch_add(report.stats.crashes, Ordering::Relaxed);
+                planned[0].fetch_add(report.stats.planned_restarts, Ordering::Relaxed);
+                planned[1].fetch_add(report.stats.handed_off, Ordering::Relaxed);
+                planned[2].fetch_add(report.stats.not_handed_off, Ordering::Relaxed);
                 if report.failure.is_some() {
                     print_failure(&report, profile);
                     failures
@@ -166,7 +172,8 @@ fn main() -> ExitCode {
     let mut failed = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
     failed.sort_unstable();
     println!(
-        "seeds {}..{}: {} run, {} failed {:?}; {} operations ({} unknown), {} store crashes; {:.1}s",
+        "seeds {}..{}: {} run, {} failed {:?}; {} operations ({} unknown), {} store crashes \
+         ({} of them planned restarts: {} leaderships handed off, {} not); {:.1}s",
         args.start,
         end,
         done.load(Ordering::SeqCst),
@@ -175,6 +182,9 @@ fn main() -> ExitCode {
         ops.load(Ordering::Relaxed),
         unknown.load(Ordering::Relaxed),
         crashes.load(Ordering::Relaxed),
+        planned[0].load(Ordering::Relaxed),
+        planned[1].load(Ordering::Relaxed),
+        planned[2].load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
     if failed.is_empty() {

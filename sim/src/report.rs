@@ -92,6 +92,14 @@ pub struct SimStats {
     pub net_faults: u64,
     /// Split commands sent to a leader.
     pub splits: u64,
+    /// Planned restarts: stores told to evict their leaders, then stopped.
+    pub planned_restarts: u64,
+    /// Leaderships a store held when told to evict them and had handed to
+    /// another store by the time it stopped.
+    pub handed_off: u64,
+    /// Leaderships a store still held when it stopped after being told to
+    /// evict them.
+    pub not_handed_off: u64,
     /// Operations acknowledged (written or read).
     pub ops_ok: u64,
     /// Operations that definitely failed.

@@ -30,6 +30,13 @@ pub(super) enum Event {
     Restart {
         store: u64,
     },
+    /// The stop of a planned restart: the store was told to evict its
+    /// leaders (those it led then are `led`).
+    PlannedStop {
+        store: u64,
+        led: Vec<u64>,
+        restart_at: u64,
+    },
     EndWorkload,
     StartFinalReads,
     Converge,
@@ -49,6 +56,7 @@ impl Event {
             Event::EndWorkload => 9,
             Event::StartFinalReads => 10,
             Event::Converge => 11,
+            Event::PlannedStop { .. } => 12,
         }
     }
 }

@@ -277,6 +277,11 @@ impl Simulation {
                 self.net.heal(fault);
             }
             Event::Restart { store } => self.restart(store),
+            Event::PlannedStop {
+                store,
+                led,
+                restart_at,
+            } => self.planned_stop(store, &led, restart_at),
             Event::EndWorkload => {
                 self.trace("workload ends: heal everything, restart stores");
                 self.phase = Phase::Settling;

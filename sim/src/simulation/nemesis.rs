@@ -30,6 +30,7 @@ impl Simulation {
             n.pauses,
             n.transfers,
             n.splits,
+            n.planned_restarts,
         ]
         .into_iter()
         .zip(0u32..)
@@ -92,6 +93,12 @@ impl Simulation {
                     }
                 }
                 6 => self.split(),
+                7 => {
+                    let running = self.running_stores();
+                    if let Some(&store) = running.choose(&mut self.rng) {
+                        self.evict_leaders(store, duration);
+                    }
+                }
                 5 => {
                     let regions = self.regions.regions();
                     let region = regions[self.rng.gen_range(0..regions.len())].clone();
@@ -181,6 +188,61 @@ impl Simulation {
                 self.stats.splits += 1;
                 self.wake(leader, 0);
             }
+        }
+    }
+
+    /// The first half of a planned restart: tells `store` to hand its
+    /// leaderships away, then stops it after half of `duration` and
+    /// restarts it at the end.
+    pub(super) fn evict_leaders(&mut self, store: u64, duration: u64) {
+        let Some(router) = self.router_of(store) else {
+            return;
+        };
+        let led = self
+            .stores
+            .get(&store)
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.system.store_meta().leader_regions())
+            .unwrap_or_default();
+        self.trace(&format!(
+            "planned restart of store {store}: evict leaders of {led:?}"
+        ));
+        router.evict_leaders();
+        self.wake(store, 0);
+        self.schedule(
+            self.now + (duration / 2).max(1),
+            Event::PlannedStop {
+                store,
+                led,
+                restart_at: self.now + duration,
+            },
+        );
+    }
+
+    /// The stop of a planned restart (skipped if the store crashed
+    /// meanwhile): counts the leaderships handed off, stops the store (a
+    /// crash after the eviction: the simulation has no other stop) and
+    /// schedules its restart.
+    pub(super) fn planned_stop(&mut self, store: u64, led: &[u64], restart_at: u64) {
+        let Some(running) = self.stores.get(&store).and_then(|s| s.running.as_ref()) else {
+            return;
+        };
+        let still = running.system.store_meta().leader_regions();
+        let kept = led.iter().filter(|r| still.contains(r)).count() as u64;
+        self.stats.planned_restarts += 1;
+        self.stats.not_handed_off += kept;
+        self.stats.handed_off += led.len() as u64 - kept;
+        self.trace(&format!(
+            "planned stop of store {store}: still leads {still:?}"
+        ));
+        self.crash_store(store);
+        self.paused.remove(&store);
+        if self.phase == Phase::Workload {
+            self.schedule(restart_at.max(self.now + 1), Event::Restart { store });
+        } else {
+            // The workload ended meanwhile (and with it the nemesis): the
+            // store comes back at once, as every store does then.
+            self.restart(store);
         }
     }
 
