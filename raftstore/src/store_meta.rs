@@ -473,6 +473,77 @@ mod tests {
         assert_eq!(s.quantile(f64::NAN), s.quantile(1.0));
     }
 
+    fn led_by(leader_id: u64, leader_store_id: u64) -> LeaderInfo {
+        LeaderInfo {
+            term: 6,
+            leader_id,
+            leader_store_id,
+            is_leader: false,
+        }
+    }
+
+    #[test]
+    fn wait_for_leaders_names_the_regions_without_one_and_wakes_on_a_change() {
+        let meta = std::sync::Arc::new(StoreMeta::default());
+        meta.add_region(1);
+        meta.add_region(2);
+        meta.set_leader(1, led_by(11, 1));
+        match meta.wait_for_leaders(Duration::ZERO) {
+            Err(crate::Error::NoLeader(missing)) => assert_eq!(missing, vec![2]),
+            other => panic!("expected NoLeader, got {other:?}"),
+        }
+        let writer = {
+            let meta = meta.clone();
+            std::thread::spawn(move || meta.set_leader(2, led_by(22, 2)))
+        };
+        meta.wait_for_leaders(Duration::from_secs(30)).unwrap();
+        writer.join().unwrap();
+        let leader = meta.leader(2).unwrap();
+        assert_eq!((leader.get_id(), leader.get_store_id()), (22, 2));
+        // Adding a known region again keeps what is known about it.
+        meta.add_region(2);
+        assert!(meta.leader_info(2).unwrap().has_leader());
+        meta.remove(2);
+        assert_eq!(meta.regions(), vec![1]);
+        assert_eq!(meta.leader_info(2), None);
+    }
+
+    #[test]
+    fn unknown_leader_has_no_peer() {
+        let info = LeaderInfo::default();
+        assert!(!info.has_leader());
+        assert_eq!(info.leader_peer(), None);
+    }
+
+    #[test]
+    fn region_progress_is_listed_until_the_region_is_removed() {
+        let stats = StoreStats::default();
+        stats.progress_cell(3).store(7, 9, 10, 6, false);
+        stats.progress_cell(1).store(9, 9, 9, 6, true);
+        let follower = stats.region_progress(3).unwrap();
+        assert_eq!(
+            (
+                follower.applied_index,
+                follower.commit_index,
+                follower.last_index
+            ),
+            (7, 9, 10)
+        );
+        let ids: Vec<u64> = stats.regions().iter().map(|p| p.region_id).collect();
+        assert_eq!(ids, vec![1, 3]);
+        let leader = RegionProgress {
+            commit_index: 8,
+            ..RegionProgress::default()
+        };
+        assert!(follower.caught_up_with(&RegionProgress {
+            commit_index: 7,
+            ..leader
+        }));
+        assert!(!follower.caught_up_with(&leader));
+        stats.remove_region(3);
+        assert_eq!(stats.region_progress(3), None);
+    }
+
     #[test]
     fn empty_histogram_has_no_quantiles() {
         let s = DurationHistogram::default().snapshot();
