@@ -107,6 +107,13 @@ pub enum SignificantMsg {
         /// The unreachable store.
         store_id: u64,
     },
+    /// `store_id` can be reached again (it came back or the network
+    /// healed): a hibernated region with a peer there wakes, so that peer
+    /// hears from its leader at once.
+    StoreReachable {
+        /// The store that came back.
+        store_id: u64,
+    },
 }
 
 /// A message to a peer FSM. Large variants are boxed so that a mailbox's
@@ -125,6 +132,9 @@ pub enum PeerMsg {
     SignificantMsg(SignificantMsg),
     /// Sent once after the peer is registered; starts it.
     Start,
+    /// A hibernated follower's periodic liveness check (booked when it fell
+    /// asleep, delivered by the store FSM): wake and ask the leader to wake.
+    CheckLeader,
     /// Destroy the peer: close its mailbox and stop.
     Destroy,
 }

@@ -76,10 +76,20 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
         }
     }
 
-    /// Tells every peer of this store that `store_id` cannot be reached.
+    /// Tells every peer of this store that `store_id` cannot be reached
+    /// (hibernated regions with a peer there wake).
     pub fn report_unreachable(&self, store_id: u64) {
         self.broadcast_normal(|| {
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id })
+        });
+    }
+
+    /// Tells every peer of this store that `store_id` can be reached again
+    /// (it restarted, or the network healed): hibernated regions with a
+    /// peer there wake, so that peer hears from its leader at once.
+    pub fn report_reachable(&self, store_id: u64) {
+        self.broadcast_normal(|| {
+            PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id })
         });
     }
 }

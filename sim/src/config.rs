@@ -182,6 +182,11 @@ impl SimConfig {
             Vec::new()
         };
         nemesis.splits = rng.gen_bool(0.5);
+        // Drawn last as well: hibernation on in most runs, off in a share
+        // (so the always-ticking path stays covered), with liveness checks
+        // from a few ticks to a large share of the run.
+        store.hibernate_regions = rng.gen_bool(0.8);
+        store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
         SimConfig {
             seed,
             stores: 3,

@@ -47,6 +47,31 @@ struct Args {
     /// then loses acknowledged raft entries, which the checks must catch.
     #[arg(long)]
     unsafe_no_sync_log: bool,
+    /// Region hibernation: as each seed draws it (`seed`, on in most
+    /// seeds), or forced `on` or `off` in every seed.
+    #[arg(long, value_enum, default_value_t = Hibernation::Seed)]
+    hibernation: Hibernation,
+}
+
+/// Whether the stores hibernate idle regions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Hibernation {
+    /// As the seed draws it.
+    Seed,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+impl Hibernation {
+    fn apply(self, cfg: &mut SimConfig) {
+        match self {
+            Hibernation::Seed => {}
+            Hibernation::On => cfg.store.hibernate_regions = true,
+            Hibernation::Off => cfg.store.hibernate_regions = false,
+        }
+    }
 }
 
 fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
@@ -57,6 +82,7 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     if args.unsafe_no_sync_log {
         cfg.store.sync_log = false;
     }
+    args.hibernation.apply(&mut cfg);
     cfg
 }
 
@@ -117,10 +143,16 @@ fn main() -> ExitCode {
     let ops = Arc::new(AtomicU64::new(0));
     let unknown = Arc::new(AtomicU64::new(0));
     let crashes = Arc::new(AtomicU64::new(0));
+    let hibernations = Arc::new(AtomicU64::new(0));
+    let wakes = Arc::new(AtomicU64::new(0));
+    let hibernating_seeds = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
             let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
+            let (hibernations, wakes) = (hibernations.clone(), wakes.clone());
+            let hibernating_seeds = hibernating_seeds.clone();
+            let hibernation = args.hibernation;
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
             let unsafe_no_sync_log = args.unsafe_no_sync_log;
@@ -132,7 +164,13 @@ fn main() -> ExitCode {
                 let mut cfg = SimConfig::from_seed(seed, profile);
                 cfg.store.raft_batch_append |= unsafe_batch_append;
                 cfg.store.sync_log &= !unsafe_no_sync_log;
+                hibernation.apply(&mut cfg);
+                if cfg.store.hibernate_regions {
+                    hibernating_seeds.fetch_add(1, Ordering::Relaxed);
+                }
                 let report = run_seed(cfg, false);
+                hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
+                wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -176,6 +214,13 @@ fn main() -> ExitCode {
         unknown.load(Ordering::Relaxed),
         crashes.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "hibernation: on in {} of {} seeds; region replicas hibernated {} times, woken {} times",
+        hibernating_seeds.load(Ordering::Relaxed),
+        done.load(Ordering::SeqCst),
+        hibernations.load(Ordering::Relaxed),
+        wakes.load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -100,6 +100,10 @@ pub struct SimStats {
     pub ops_unknown: u64,
     /// Attempts sent to stores.
     pub attempts: u64,
+    /// Times a region replica fell asleep (hibernated), over all stores.
+    pub hibernations: u64,
+    /// Times a hibernated region replica woke, over all stores.
+    pub wakes: u64,
 }
 
 /// The result of one seed.

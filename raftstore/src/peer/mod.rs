@@ -5,12 +5,15 @@
 //!   taking and finishing a Ready, apply results;
 //! - [`propose`]: checking and proposing commands, the proposals waiting
 //!   for their entries to apply;
-//! - [`batch`]: merging a round's commands into as few entries as possible.
+//! - [`batch`]: merging a round's commands into as few entries as possible;
+//! - [`hibernate`]: a region whose replicas are all caught up stops
+//!   ticking, and what wakes it.
 //!
 //! Whatever reaches into raft-rs internals to correct its behaviour is in
 //! [`crate::raft_compat`], called from here.
 
 mod batch;
+mod hibernate;
 mod propose;
 
 use std::collections::VecDeque;
@@ -64,6 +67,8 @@ pub struct Peer<ER: RaftLogEngine> {
     /// `Some(election_timeout_ticks)` when election timeouts must not be
     /// random (`Config::raft_election_jitter == false`).
     fixed_election_timeout: Option<usize>,
+    /// Whether the peer sleeps, and the hibernation handshake.
+    hibernation: hibernate::Hibernation,
     logger: Logger,
 }
 
@@ -104,6 +109,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             batched_bytes_limit: MAX_MERGED_ENTRY_BYTES,
             fixed_election_timeout: (!cfg.raft_election_jitter)
                 .then_some(cfg.raft_election_timeout_ticks),
+            hibernation: hibernate::Hibernation::default(),
             logger,
         };
         peer.pin_election_timeout();
@@ -240,10 +246,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.gc_ticks = 0;
             self.maybe_propose_compact_log(ctx);
         }
+        if self.is_leader() {
+            self.maybe_hibernate(ctx);
+        }
     }
 
-    /// Steps a raft message from another peer.
-    pub(crate) fn step(&mut self, mut msg: RaftMessage) {
+    /// Steps a raft message from another peer (see
+    /// [`Peer::on_raft_message`], which wakes a hibernated peer first).
+    fn step(&mut self, mut msg: RaftMessage) {
         if msg.get_to_peer().get_id() != self.meta.get_id() {
             debug!(self.logger, "drop message for another peer id";
                 "to_peer_id" => msg.get_to_peer().get_id());
