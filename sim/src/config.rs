@@ -53,6 +53,11 @@ pub struct NemesisConfig {
     /// Splitting a region at one of the clients' keys (the `Split` admin
     /// command); clients learn the new layout from `EpochNotMatch`.
     pub splits: bool,
+    /// Crashing or isolating the store of a region's leader while that
+    /// region hibernates (only with `store.hibernate_regions`): the
+    /// followers must notice through their liveness checks (the simulated
+    /// network reports no store unreachable) and elect a new leader.
+    pub sleeping_leaders: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -144,6 +149,7 @@ impl SimConfig {
             // Drawn last (below), so that adding it kept every other choice.
             transfers: false,
             splits: false,
+            sleeping_leaders: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -187,6 +193,7 @@ impl SimConfig {
         // from a few ticks to a large share of the run.
         store.hibernate_regions = rng.gen_bool(0.8);
         store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
+        nemesis.sleeping_leaders = store.hibernate_regions && rng.gen_bool(0.6);
         SimConfig {
             seed,
             stores: 3,

@@ -69,7 +69,10 @@ impl Hibernation {
         match self {
             Hibernation::Seed => {}
             Hibernation::On => cfg.store.hibernate_regions = true,
-            Hibernation::Off => cfg.store.hibernate_regions = false,
+            Hibernation::Off => {
+                cfg.store.hibernate_regions = false;
+                cfg.nemesis.sleeping_leaders = false;
+            }
         }
     }
 }
@@ -146,12 +149,14 @@ fn main() -> ExitCode {
     let hibernations = Arc::new(AtomicU64::new(0));
     let wakes = Arc::new(AtomicU64::new(0));
     let hibernating_seeds = Arc::new(AtomicU64::new(0));
+    let sleeping_faults = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
             let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
             let (hibernations, wakes) = (hibernations.clone(), wakes.clone());
             let hibernating_seeds = hibernating_seeds.clone();
+            let sleeping_faults = sleeping_faults.clone();
             let hibernation = args.hibernation;
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
                 let report = run_seed(cfg, false);
                 hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
                 wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
+                sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -216,11 +222,12 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "hibernation: on in {} of {} seeds; region replicas hibernated {} times, woken {} times",
+        "hibernation: on in {} of {} seeds; region replicas hibernated {} times, woken {} times; {} leaders crashed or isolated while their region slept",
         hibernating_seeds.load(Ordering::Relaxed),
         done.load(Ordering::SeqCst),
         hibernations.load(Ordering::Relaxed),
-        wakes.load(Ordering::Relaxed)
+        wakes.load(Ordering::Relaxed),
+        sleeping_faults.load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -90,6 +90,8 @@ pub struct SimStats {
     pub crashes: u64,
     /// Network faults injected (partitions, one-way cuts, isolations).
     pub net_faults: u64,
+    /// Stores crashed or isolated while leading a hibernated region.
+    pub sleeping_leader_faults: u64,
     /// Split commands sent to a leader.
     pub splits: u64,
     /// Operations acknowledged (written or read).

@@ -212,6 +212,7 @@ impl Simulation {
             || n.pauses
             || n.transfers
             || n.splits
+            || n.sleeping_leaders
         {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
