@@ -102,14 +102,15 @@ impl RaftCommand {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignificantMsg {
     /// Every peer on `store_id` should be treated as unreachable: raft stops
-    /// pipelining appends to it and probes instead.
+    /// pipelining appends to it and probes instead; a hibernated follower
+    /// whose leader is there wakes (to elect another).
     StoreUnreachable {
         /// The unreachable store.
         store_id: u64,
     },
     /// `store_id` can be reached again (it came back or the network
-    /// healed): a hibernated region with a peer there wakes, so that peer
-    /// hears from its leader at once.
+    /// healed): a hibernated leader with a peer there wakes, so that peer
+    /// hears from it at once.
     StoreReachable {
         /// The store that came back.
         store_id: u64,

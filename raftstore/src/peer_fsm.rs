@@ -91,13 +91,21 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
             PeerMsg::Tick => self.peer.tick(ctx),
             PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id }) => {
-                if self.peer.has_peer_on_store(store_id) {
+                // A follower whose leader lives there must be able to
+                // elect a new one. A leader is not woken: raft has nothing
+                // to tell an unreachable follower, and transports repeat
+                // this report on every failed reconnection.
+                if self.peer.is_asleep() && self.peer.leader_on_store(store_id) {
                     self.peer.wake(ctx);
                 }
                 self.peer.on_store_unreachable(store_id)
             }
             PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id }) => {
-                if self.peer.has_peer_on_store(store_id) {
+                // A leader heartbeats the peer that came back at once.
+                if self.peer.is_asleep()
+                    && self.peer.is_leader()
+                    && self.peer.has_peer_on_store(store_id)
+                {
                     self.peer.wake(ctx);
                 }
             }

@@ -77,7 +77,7 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     }
 
     /// Tells every peer of this store that `store_id` cannot be reached
-    /// (hibernated regions with a peer there wake).
+    /// (hibernated followers whose leader is there wake).
     pub fn report_unreachable(&self, store_id: u64) {
         self.broadcast_normal(|| {
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id })
@@ -85,7 +85,7 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     }
 
     /// Tells every peer of this store that `store_id` can be reached again
-    /// (it restarted, or the network healed): hibernated regions with a
+    /// (it restarted, or the network healed): hibernated leaders with a
     /// peer there wake, so that peer hears from its leader at once.
     pub fn report_reachable(&self, store_id: u64) {
         self.broadcast_normal(|| {

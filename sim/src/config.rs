@@ -108,6 +108,12 @@ pub struct SimConfig {
     pub nemesis: NemesisConfig,
     /// The raftstore configuration of every store.
     pub store: raftstore::Config,
+    /// Tell the other stores when a store crashes (`report_unreachable`)
+    /// and when it restarts (`report_reachable`), as a connection-level
+    /// transport would; without it hibernated followers only learn of a
+    /// dead leader through their liveness checks. Only drawn with
+    /// hibernation on.
+    pub report_reachability: bool,
 }
 
 impl SimConfig {
@@ -194,6 +200,7 @@ impl SimConfig {
         store.hibernate_regions = rng.gen_bool(0.8);
         store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
         nemesis.sleeping_leaders = store.hibernate_regions && rng.gen_bool(0.6);
+        let report_reachability = store.hibernate_regions && rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,
@@ -210,6 +217,7 @@ impl SimConfig {
             messages,
             nemesis,
             store,
+            report_reachability,
         }
     }
 

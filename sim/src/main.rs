@@ -72,6 +72,7 @@ impl Hibernation {
             Hibernation::Off => {
                 cfg.store.hibernate_regions = false;
                 cfg.nemesis.sleeping_leaders = false;
+                cfg.report_reachability = false;
             }
         }
     }

@@ -24,8 +24,9 @@
 //!   asleep on a heartbeat of the leader it answered (term and log
 //!   unchanged); a leader stays asleep on heartbeat and append responses
 //!   that leave every peer caught up and give raft nothing to send;
-//! - a store holding one of the region's peers reported unreachable, or
-//!   reachable again;
+//! - for a follower, its leader's store reported unreachable (so it can
+//!   elect another); for a leader, a store of one of its peers reported
+//!   reachable again (so that peer hears from it at once);
 //! - for a follower, its liveness check (every
 //!   `Config::hibernate_check_leader_ticks` store ticks, spread per region):
 //!   it wakes and asks its leader to wake (`WakeUp`). A live leader answers
@@ -344,6 +345,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
             let term = self.term();
             self.send_extra(ctx, leader, ExtraMessageType::WakeUp, term, 0);
         }
+    }
+
+    /// Whether this follower's leader is the region's peer on `store_id`.
+    pub(crate) fn leader_on_store(&self, store_id: u64) -> bool {
+        !self.is_leader()
+            && self
+                .leader_peer()
+                .is_some_and(|p| p.get_store_id() == store_id)
     }
 
     /// Whether `store_id` holds another peer of this region.

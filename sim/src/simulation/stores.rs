@@ -84,6 +84,14 @@ impl Simulation {
             slot.engines.kv.crash();
             slot.engines.raft.crash();
             self.stats.crashes += 1;
+            if self.cfg.report_reachability {
+                for other in self.running_stores() {
+                    if let Some(router) = self.router_of(other) {
+                        router.report_unreachable(id);
+                        self.wake(other, 0);
+                    }
+                }
+            }
         }
     }
 
@@ -137,7 +145,20 @@ impl Simulation {
         }
         self.trace(&format!("restart store {store}"));
         match self.start_store(store) {
-            Ok(()) => self.wake(store, 0),
+            Ok(()) => {
+                self.wake(store, 0);
+                if self.cfg.report_reachability {
+                    for other in self.running_stores() {
+                        if other == store {
+                            continue;
+                        }
+                        if let Some(router) = self.router_of(other) {
+                            router.report_reachable(store);
+                            self.wake(other, 0);
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 self.failure = Some(Failure::RestartFailed {
                     store,
