@@ -176,6 +176,15 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         self.hibernation.asleep = true;
         ctx.awake.remove(self.region_id);
+        // A sleeping region should stay small: give back what its last
+        // burst grew (ticks, which would otherwise do it, stop now).
+        self.raft_group.mut_store().shrink_cache();
+        if self.proposals.is_empty() && self.proposals.capacity() > 0 {
+            self.proposals = std::collections::VecDeque::new();
+        }
+        if self.batched.is_empty() && self.batched.capacity() > 0 {
+            self.batched = Vec::new();
+        }
         ctx.stats
             .hibernations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
