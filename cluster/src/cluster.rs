@@ -16,7 +16,8 @@ use slog::Logger;
 use client::{Client, ClientOptions};
 use raftstore::{
     bootstrap_store, create_raft_batch_system, even_split_keys, initial_regions, is_bootstrapped,
-    CommandSink, Config, GracefulShutdown, RaftBatchSystem, RaftRouter, StoreMeta, StoreStats,
+    AwakeRegions, CommandSink, Config, GracefulShutdown, RaftBatchSystem, RaftRouter, StoreMeta,
+    StoreStats,
 };
 
 use crate::backend::{InProcessBackend, StoreDirectory};
@@ -216,6 +217,14 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(store_id, sink);
         self.nodes.insert(store_id, Node { system, router });
+        // What a connection-level transport does when a store comes back:
+        // hibernated regions with a peer there wake, so it hears from its
+        // leaders at once.
+        for (id, node) in &self.nodes {
+            if *id != store_id {
+                node.router.report_reachable(store_id);
+            }
+        }
         Ok(())
     }
 
@@ -286,6 +295,21 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// A running store's engines.
     pub fn engines(&self, store_id: u64) -> Option<&Engines<EK, ER>> {
         self.engines.get(&store_id)
+    }
+
+    /// A running store's awake (ticked, not hibernated) regions.
+    pub fn awake_regions(&self, store_id: u64) -> Option<Arc<AwakeRegions>> {
+        self.nodes.get(&store_id).map(|n| n.system.awake_regions())
+    }
+
+    /// Whether `region_id` is hibernated on every running store (no store
+    /// ticks it).
+    pub fn is_hibernated(&self, region_id: u64) -> bool {
+        !self.nodes.is_empty()
+            && self
+                .nodes
+                .values()
+                .all(|n| !n.system.awake_regions().contains(region_id))
     }
 
     /// A running store's leadership view of its regions.

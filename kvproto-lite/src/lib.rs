@@ -13,7 +13,7 @@
 //! | Module | Contents |
 //! |---|---|
 //! | [`metapb`] | `Store`, `Region` (`[start_key, end_key)`, epoch, peers), `RegionEpoch`, `Peer`, `PeerRole` |
-//! | [`raft_serverpb`] | `RaftMessage` (store to store), the persisted `RaftLocalState`, `RaftApplyState`, `RaftTruncatedState`, `RegionLocalState`, `PeerState`, and `StoreIdent` |
+//! | [`raft_serverpb`] | `RaftMessage` (store to store), the persisted `RaftLocalState`, `RaftApplyState`, `RaftTruncatedState`, `RegionLocalState`, `PeerState`, `ExtraMessageType` and `StoreIdent` |
 //! | [`raft_cmdpb`] | Client commands: `RaftCmdRequest` with normal `Request`s (Get, Put, Delete) or one `AdminRequest` (ChangePeer, Split, CompactLog, TransferLeader), and the matching responses |
 //! | [`errorpb`] | `Error`, the client-visible error, with one typed detail per kind (`NotLeader`, `EpochNotMatch`, ...) |
 //! | [`kvrpcpb`] | Client to store: `Get`, `Put`, `Delete`, `Scan`, `BatchGet`, `BatchPut` requests addressed to a region (`Context`), responses carrying an `errorpb::Error` on failure, region lookup (`GetRegion`, `ListRegions`), the store list (`GetStores`) and `BatchCommands` (many `raft_cmdpb` commands in one call); the `Kv` service |
@@ -110,7 +110,7 @@
 //! | `metapb.RegionEpoch` | conf_ver (1), version (2) |
 //! | `metapb.Peer` | id (1), store_id (2), role (3) |
 //! | `metapb.Region` | id (1), start_key (2), end_key (3), region_epoch (4), peers (5) |
-//! | `raft_serverpb.RaftMessage` | region_id (1), from_peer (2), to_peer (3), message (4), region_epoch (5), is_tombstone (6), start_key (7), end_key (8) |
+//! | `raft_serverpb.RaftMessage` | region_id (1), from_peer (2), to_peer (3), message (4), region_epoch (5), is_tombstone (6), start_key (7), end_key (8), extra (9) |
 //! | `raft_serverpb.RaftLocalState` | hard_state (1), last_index (2) |
 //! | `raft_serverpb.RaftTruncatedState` | index (1), term (2) |
 //! | `raft_serverpb.RaftApplyState` | applied_index (1), truncated_state (2), commit_index (3), commit_term (4) |

@@ -131,6 +131,20 @@ pub struct Config {
     /// How often (in store ticks) the store asks its raft log engine to
     /// reclaim space freed by compaction (`RaftLogEngine::purge_expired`).
     pub raft_engine_purge_interval_ticks: u64,
+    /// Hibernate idle regions (default `true`): when a leader sees every
+    /// peer matched at its last index, everything committed and applied
+    /// and nothing pending, it asks the followers to sleep; the region then
+    /// stops ticking and heartbeating (it costs no CPU per tick) until a
+    /// command, a raft message with news, a store of one of its peers
+    /// becoming unreachable or reachable, or a follower's liveness check
+    /// wakes it. `false` ticks every region all the time.
+    pub hibernate_regions: bool,
+    /// How often (in store ticks) a hibernated follower wakes to check on
+    /// its leader, so that a leader that died while its region slept is
+    /// replaced (each region's check falls somewhere in
+    /// `[n, 2n)` ticks after it fell asleep). Default 3000 (5 minutes at
+    /// the default 100 ms tick).
+    pub hibernate_check_leader_ticks: u64,
 }
 
 impl Default for Config {
@@ -157,6 +171,8 @@ impl Default for Config {
             raft_log_gc_threshold: 512,
             raft_log_gc_tick_interval: 30,
             raft_engine_purge_interval_ticks: 300,
+            hibernate_regions: true,
+            hibernate_check_leader_ticks: 3000,
         }
     }
 }
@@ -203,6 +219,11 @@ impl Config {
         if self.raft_engine_purge_interval_ticks == 0 {
             return Err(Error::InvalidConfig(
                 "raft_engine_purge_interval_ticks must be greater than 0".to_owned(),
+            ));
+        }
+        if self.hibernate_check_leader_ticks == 0 {
+            return Err(Error::InvalidConfig(
+                "hibernate_check_leader_ticks must be greater than 0".to_owned(),
             ));
         }
         if self.raft_log_gc_tick_interval == 0 {

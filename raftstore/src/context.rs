@@ -19,6 +19,7 @@ use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb::Region;
 use slog::Logger;
 
+use crate::awake::AwakeRegions;
 use crate::config::Config;
 use crate::metrics::PollerMetrics;
 use crate::store_meta::{StoreMeta, StoreStats};
@@ -50,6 +51,9 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// Regions created by splits applied this round; their peers are
     /// created at the end of the round.
     pub(crate) pending_splits: Vec<Region>,
+    /// The store's awake regions: a peer takes itself out when it
+    /// hibernates and puts itself back when it wakes.
+    pub(crate) awake: Arc<AwakeRegions>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -64,6 +68,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         store_meta: Arc<StoreMeta>,
         stats: Arc<StoreStats>,
         logger: Logger,
+        awake: Arc<AwakeRegions>,
     ) -> Self {
         let log_batch = engines.raft.log_batch(64 * 1024);
         PollContext {
@@ -82,6 +87,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             max_mailbox_depth: 0,
             metrics: PollerMetrics::new(),
             pending_splits: Vec::new(),
+            awake,
         }
     }
 

@@ -112,6 +112,7 @@
 // system's `try_send` does): a cold path where boxing buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod awake;
 mod bootstrap;
 mod config;
 mod context;
@@ -129,6 +130,7 @@ mod store_meta;
 mod system;
 mod transport;
 
+pub use awake::{tick_slice, AwakeRegions, TICK_SLICES};
 pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
 pub use config::Config;
 pub use context::PollContext;
@@ -144,10 +146,7 @@ pub use store_meta::{
     DurationHistogram, HistogramSnapshot, LeaderInfo, RegionProgress, StoreMeta, StoreStats,
     StoreStatsSnapshot, HISTOGRAM_BUCKETS,
 };
-pub use system::{
-    create_raft_batch_system, tick_slice, GracefulShutdown, ManualPollers, RaftBatchSystem,
-    TICK_SLICES,
-};
+pub use system::{create_raft_batch_system, GracefulShutdown, ManualPollers, RaftBatchSystem};
 pub use transport::{NoTransport, RaftMessageSink, Transport};
 
 /// The channel crate of the API's refusals and response receivers.

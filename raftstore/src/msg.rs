@@ -102,7 +102,8 @@ impl RaftCommand {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignificantMsg {
     /// Every peer on `store_id` should be treated as unreachable: raft stops
-    /// pipelining appends to it and probes instead.
+    /// pipelining appends to it and probes instead; a hibernated follower
+    /// whose leader is there wakes (to elect another).
     StoreUnreachable {
         /// The unreachable store.
         store_id: u64,
@@ -112,6 +113,13 @@ pub enum SignificantMsg {
     /// the best follower at that moment), and the peer stops campaigning.
     /// Sent by [`RaftRouter::evict_leaders`](crate::RaftRouter::evict_leaders).
     EvictLeader,
+    /// `store_id` can be reached again (it came back or the network
+    /// healed): a hibernated leader with a peer there wakes, so that peer
+    /// hears from it at once.
+    StoreReachable {
+        /// The store that came back.
+        store_id: u64,
+    },
 }
 
 /// A message to a peer FSM. Large variants are boxed so that a mailbox's
@@ -130,6 +138,9 @@ pub enum PeerMsg {
     SignificantMsg(SignificantMsg),
     /// Sent once after the peer is registered; starts it.
     Start,
+    /// A hibernated follower's periodic liveness check (booked when it fell
+    /// asleep, delivered by the store FSM): wake and ask the leader to wake.
+    CheckLeader,
     /// Destroy the peer: close its mailbox and stop.
     Destroy,
 }

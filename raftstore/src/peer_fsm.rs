@@ -72,14 +72,45 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
         msg: PeerMsg,
     ) {
         match msg {
-            PeerMsg::RaftMessage(m) => self.peer.step(*m),
-            PeerMsg::RaftCommand(cmd) => self.peer.propose(ctx, *cmd),
+            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, *m),
+            PeerMsg::RaftCommand(cmd) => {
+                if self.peer.is_asleep() {
+                    if self.peer.is_leader() {
+                        self.peer.wake(ctx);
+                    } else {
+                        // Answered with NotLeader below; the client may
+                        // know something is wrong with the leader, so
+                        // check on it.
+                        self.peer.check_leader(ctx);
+                    }
+                }
+                self.peer.propose(ctx, *cmd)
+            }
+            // A sleeping peer ignores ticks sent before it fell asleep.
+            PeerMsg::Tick if self.peer.is_asleep() => {}
             PeerMsg::Tick => self.peer.tick(ctx),
             PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id }) => {
+                // A follower whose leader lives there must be able to
+                // elect a new one. A leader is not woken: raft has nothing
+                // to tell an unreachable follower, and transports repeat
+                // this report on every failed reconnection.
+                if self.peer.is_asleep() && self.peer.leader_on_store(store_id) {
+                    self.peer.wake(ctx);
+                }
                 self.peer.on_store_unreachable(store_id)
             }
             PeerMsg::SignificantMsg(SignificantMsg::EvictLeader) => self.peer.evict_leadership(),
+            PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id }) => {
+                // A leader heartbeats the peer that came back at once.
+                if self.peer.is_asleep()
+                    && self.peer.is_leader()
+                    && self.peer.has_peer_on_store(store_id)
+                {
+                    self.peer.wake(ctx);
+                }
+            }
+            PeerMsg::CheckLeader => self.peer.check_leader(ctx),
             PeerMsg::Start => self.peer.start(),
             PeerMsg::Destroy => self.peer.mark_pending_remove(),
         }

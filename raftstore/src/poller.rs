@@ -31,6 +31,7 @@ use batch_system::{HandleResult, HandlerBuilder, PollHandler};
 use engine::{Engines, KvEngine, RaftLogEngine};
 use slog::Logger;
 
+use crate::awake::AwakeRegions;
 use crate::config::Config;
 use crate::context::PollContext;
 use crate::peer_fsm::PeerFsm;
@@ -143,6 +144,7 @@ pub struct RaftPollerBuilder<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) store_meta: Arc<StoreMeta>,
     pub(crate) stats: Arc<StoreStats>,
     pub(crate) logger: Logger,
+    pub(crate) awake: Arc<AwakeRegions>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T> {
@@ -169,7 +171,15 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T>
             store_meta,
             stats,
             logger,
+            awake: Arc::new(AwakeRegions::new()),
         }
+    }
+
+    /// Shares `awake` as the store's set of awake regions (the one its tick
+    /// timer or simulation ticks); without it the builder has its own.
+    pub fn with_awake_regions(mut self, awake: Arc<AwakeRegions>) -> Self {
+        self.awake = awake;
+        self
     }
 }
 
@@ -189,6 +199,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
                 self.store_meta.clone(),
                 self.stats.clone(),
                 self.logger.clone(),
+                self.awake.clone(),
             ),
             router: self.router.clone(),
         }

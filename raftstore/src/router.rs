@@ -156,7 +156,8 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// leader stops pipelining appends to its peer there and probes
     /// instead; a follower whose leader lives there stops naming it in
     /// `NotLeader` answers (clients back off instead of chasing it) until
-    /// it hears from that leader again. A transport calls this when a
+    /// it hears from that leader again, and a hibernated follower whose
+    /// leader is there wakes. A transport calls this when a
     /// connection to `store_id` fails; a failed [`Transport::send`] has the
     /// same effect for the one peer it was meant for.
     ///
@@ -176,6 +177,15 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// [`RaftBatchSystem::shutdown_gracefully`]: crate::RaftBatchSystem::shutdown_gracefully
     pub fn evict_leaders(&self) {
         self.broadcast_normal(|| PeerMsg::SignificantMsg(SignificantMsg::EvictLeader));
+    }
+
+    /// Tells every peer of this store that `store_id` can be reached again
+    /// (it restarted, or the network healed): hibernated leaders with a
+    /// peer there wake, so that peer hears from its leader at once.
+    pub fn report_reachable(&self, store_id: u64) {
+        self.broadcast_normal(|| {
+            PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id })
+        });
     }
 }
 

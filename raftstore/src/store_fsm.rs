@@ -22,10 +22,13 @@ use either::Either;
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::eraftpb::MessageType;
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RaftMessage};
+use kvproto_lite::raft_serverpb::{
+    ExtraMessageType, PeerState, RaftApplyState, RaftLocalState, RaftMessage,
+};
 use kvproto_lite::util;
 use slog::{debug, error, info, Logger};
 
+use crate::awake::AwakeRegions;
 use crate::config::Config;
 use crate::context::PollContext;
 use crate::msg::{PeerMsg, StoreMsg};
@@ -101,6 +104,10 @@ impl StoreFsm {
             StoreMsg::RaftMessage(m) => on_unknown_region_message(ctx, router, *m),
             StoreMsg::Tick => {
                 self.ticks += 1;
+                // Hibernated followers whose liveness check is due.
+                for region_id in ctx.awake.on_store_tick() {
+                    let _ = router.force_send(region_id, PeerMsg::CheckLeader);
+                }
                 if self.ticks % ctx.cfg.raft_engine_purge_interval_ticks == 0 {
                     if let Err(e) = ctx.engines.raft.purge_expired() {
                         error!(ctx.logger, "raft log purge failed"; "err" => %e);
@@ -181,6 +188,10 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     }
     if msg.get_is_tombstone() {
         debug!(ctx.logger, "drop tombstone message for unknown region"; "region_id" => region_id);
+        return;
+    }
+    if msg.get_extra() != ExtraMessageType::NoExtra {
+        debug!(ctx.logger, "drop hibernation message for unknown region"; "region_id" => region_id);
         return;
     }
     match ctx.engines.kv.get_region_state(region_id) {
@@ -324,6 +335,7 @@ fn start_peer_in_round<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         router,
         &ctx.apply_router,
         &ctx.store_meta,
+        &ctx.awake,
         &ctx.logger,
         region,
         meta,
@@ -352,6 +364,7 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
             "region {region_id}: peer destroyed with the command proposed but not applied: outcome unknown"
         )));
     router.close(region_id);
+    ctx.awake.remove(region_id);
     ctx.apply_router
         .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
     ctx.store_meta.remove(region_id);
@@ -368,7 +381,7 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
 }
 
 /// Creates a peer FSM, registers it with the apply system (when it has
-/// region metadata) and the router, and starts it.
+/// region metadata) and the router, marks it awake and starts it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     cfg: &Config,
@@ -376,6 +389,7 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     router: &PeerRouter<ER>,
     apply_router: &ApplyRouter,
     store_meta: &StoreMeta,
+    awake: &AwakeRegions,
     logger: &Logger,
     region: Region,
     meta: kvproto_lite::metapb::Peer,
@@ -412,6 +426,7 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     let mailbox = batch_system::BasicMailbox::new(tx, fsm);
     store_meta.add_region(region_id);
     router.register(region_id, mailbox);
+    awake.insert(region_id);
     let _ = router.force_send(region_id, PeerMsg::Start);
     Ok(())
 }

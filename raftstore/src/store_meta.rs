@@ -242,6 +242,10 @@ pub struct StoreStats {
     pub committed_entries: AtomicU64,
     /// Poll rounds run.
     pub rounds: AtomicU64,
+    /// Times a peer of this store fell asleep (hibernated).
+    pub hibernations: AtomicU64,
+    /// Times a hibernated peer of this store woke.
+    pub wakes: AtomicU64,
     /// How long each raft log write took, fsync included: the part of a
     /// poll round spent waiting for the disk.
     pub log_write_duration: DurationHistogram,

@@ -17,6 +17,7 @@ use kvproto_lite::raft_serverpb::PeerState;
 use kvproto_lite::util;
 use slog::{info, o, Logger};
 
+use crate::awake::{AwakeRegions, TICK_SLICES};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::msg::{PeerMsg, StoreMsg};
@@ -55,6 +56,7 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     cfg: Config,
     store_meta: Arc<StoreMeta>,
     stats: Arc<StoreStats>,
+    awake: Arc<AwakeRegions>,
     timer: Option<(Sender<()>, JoinHandle<()>)>,
     running: bool,
     _kv: PhantomData<EK>,
@@ -94,6 +96,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         cfg: cfg.clone(),
         store_meta: Arc::new(StoreMeta::default()),
         stats: Arc::new(StoreStats::default()),
+        awake: Arc::new(AwakeRegions::new()),
         timer: None,
         running: false,
         _kv: PhantomData,
@@ -144,6 +147,13 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// commit index, last index, term); see [`StoreStats::region_progress`].
     pub fn region_progress(&self, region_id: u64) -> Option<RegionProgress> {
         self.stats.region_progress(region_id)
+    }
+
+    /// The regions of this store that are awake (ticked); the others are
+    /// hibernated (see [`Config::hibernate_regions`]). A store driven by
+    /// hand ([`spawn_manual`](Self::spawn_manual)) ticks exactly these.
+    pub fn awake_regions(&self) -> Arc<AwakeRegions> {
+        self.awake.clone()
     }
 
     /// Creates a peer for every region of `store_id` found in the engines
@@ -200,6 +210,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
                 &self.router,
                 &self.apply_router,
                 &self.store_meta,
+                &self.awake,
                 logger,
                 region,
                 meta,
@@ -267,7 +278,8 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             self.store_meta.clone(),
             self.stats.clone(),
             logger,
-        );
+        )
+        .with_awake_regions(self.awake.clone());
         let raft = self.system.manual_poller(builder.build());
         let _ = self.router.send_control(StoreMsg::Start);
         self.running = true;
@@ -307,7 +319,8 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             self.store_meta.clone(),
             self.stats.clone(),
             logger.clone(),
-        );
+        )
+        .with_awake_regions(self.awake.clone());
         self.system
             .spawn(format!("raftstore-{store_id}"), builder)?;
         let _ = self.router.send_control(StoreMsg::Start);
@@ -315,10 +328,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let router = self.router.clone();
+        let awake = self.awake.clone();
         let interval = Duration::from_millis(cfg.raft_base_tick_interval_ms);
         let handle = std::thread::Builder::new()
             .name(format!("raft-tick-{store_id}"))
-            .spawn(move || run_tick_timer(&router, interval, &stop_rx))
+            .spawn(move || run_tick_timer(&router, &awake, interval, &stop_rx))
             .map_err(|e| Error::Other(format!("spawn tick thread: {e}")))?;
         self.timer = Some((stop_tx, handle));
         Ok(())
@@ -421,48 +435,21 @@ pub struct GracefulShutdown {
     pub still_leading: Vec<u64>,
 }
 
-/// How many groups the tick timer splits the peers into (at most one per
-/// millisecond of the tick interval).
-pub const TICK_SLICES: u64 = 10;
-
-/// The slice of the tick period in which `region_id`'s peer is ticked: a
-/// Fibonacci hash of the id, so consecutive ids (the usual case) spread
-/// evenly over the `slices` slices. Always `< slices` (0 when `slices` is 0).
+/// The store's tick timer. Every awake peer (see [`AwakeRegions`]) gets
+/// one `PeerMsg::Tick` per `interval`, but not all at once: the peers are
+/// split into [`TICK_SLICES`] groups by [`tick_slice`](crate::tick_slice),
+/// and one group is ticked every `interval / TICK_SLICES`. Ticking
+/// thousands of peers in the same instant hands the pollers one huge round
+/// (every tick, heartbeat and heartbeat response together), and every client
+/// command that arrives meanwhile waits behind it; spread out, a round
+/// carries a tenth of that. The store FSM gets its tick once per `interval`.
+/// Returns when `stop` gets a message or its sender is dropped.
 ///
-/// # Examples
-///
-/// ```
-/// use raftstore::tick_slice;
-///
-/// let mut per_slice = [0u32; 10];
-/// for region_id in 1..=1000 {
-///     per_slice[tick_slice(region_id, 10) as usize] += 1;
-/// }
-/// assert!(per_slice.iter().all(|&n| (90..=110).contains(&n)), "{per_slice:?}");
-/// ```
-pub fn tick_slice(region_id: u64, slices: u64) -> u64 {
-    if slices == 0 {
-        return 0;
-    }
-    (region_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % slices
-}
-
-/// The store's tick timer. Every peer gets one `PeerMsg::Tick` per
-/// `interval`, but not all at once: the peers are split into
-/// [`TICK_SLICES`] groups by [`tick_slice`], and one group is ticked every
-/// `interval / TICK_SLICES`. Ticking thousands of peers in the same instant
-/// hands the pollers one huge round (every tick, heartbeat and heartbeat
-/// response together), and every client command that arrives meanwhile
-/// waits behind it; spread out, a round carries a tenth of that. The store
-/// FSM gets its tick once per `interval`. Returns when `stop` gets a message
-/// or its sender is dropped.
-///
-/// Cost: every slice walks the router's whole map and hashes each region
-/// id, so a store with N regions does `TICK_SLICES` x N of those cheap
-/// checks per interval (nanoseconds each) besides the N ticks themselves
-/// (microseconds each).
+/// Cost: proportional to the awake regions. A slice reads only its own
+/// partition of the awake set; hibernated regions are not looked at.
 fn run_tick_timer<ER: RaftLogEngine>(
     router: &RaftRouter<ER>,
+    awake: &AwakeRegions,
     interval: Duration,
     stop: &crossbeam_channel::Receiver<()>,
 ) {
@@ -472,8 +459,15 @@ fn run_tick_timer<ER: RaftLogEngine>(
     let step = interval / slices as u32;
     let mut slice = 0;
     let mut next = Instant::now() + step;
+    let mut ids = Vec::new();
     while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
-        router.broadcast_normal_where(|id| tick_slice(id, slices) == slice, || PeerMsg::Tick);
+        ids.clear();
+        awake.append_slice(slice, slices, &mut ids);
+        for &id in &ids {
+            // A region that fell asleep or went away since it was read
+            // ignores the tick (or it is refused): both harmless.
+            let _ = router.force_send(id, PeerMsg::Tick);
+        }
         if slice == 0 {
             let _ = router.send_control(StoreMsg::Tick);
         }
@@ -485,35 +479,5 @@ fn run_tick_timer<ER: RaftLogEngine>(
         if next < now {
             next = now + step;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tick_slice_is_in_range_and_stable() {
-        assert_eq!(tick_slice(42, 0), 0);
-        for id in [0, 1, 7, u64::MAX, 0x8000_0000_0000_0000] {
-            assert_eq!(tick_slice(id, 1), 0);
-            let s = tick_slice(id, TICK_SLICES);
-            assert!(s < TICK_SLICES);
-            assert_eq!(s, tick_slice(id, TICK_SLICES));
-        }
-    }
-
-    #[test]
-    fn sparse_region_ids_spread_over_the_slices() {
-        // Ids with a common stride (as split region ids can have) must not
-        // all land in one slice.
-        let mut per_slice = [0u32; TICK_SLICES as usize];
-        for i in 0..1000u64 {
-            per_slice[tick_slice(1000 + i * 10, TICK_SLICES) as usize] += 1;
-        }
-        assert!(
-            per_slice.iter().all(|&n| (70..=130).contains(&n)),
-            "{per_slice:?}"
-        );
     }
 }

@@ -58,6 +58,11 @@ pub struct NemesisConfig {
     /// `RaftBatchSystem::shutdown_gracefully`), keeps running for a while
     /// (its peers stop campaigning), is stopped and restarted later.
     pub planned_restarts: bool,
+    /// Crashing or isolating the store of a region's leader while that
+    /// region hibernates (only with `store.hibernate_regions`): the
+    /// followers must notice through their liveness checks (the simulated
+    /// network reports no store unreachable) and elect a new leader.
+    pub sleeping_leaders: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -108,6 +113,12 @@ pub struct SimConfig {
     pub nemesis: NemesisConfig,
     /// The raftstore configuration of every store.
     pub store: raftstore::Config,
+    /// Tell the other stores when a store crashes (`report_unreachable`)
+    /// and when it restarts (`report_reachable`), as a connection-level
+    /// transport would; without it hibernated followers only learn of a
+    /// dead leader through their liveness checks. Only drawn with
+    /// hibernation on.
+    pub report_reachability: bool,
 }
 
 impl SimConfig {
@@ -150,6 +161,7 @@ impl SimConfig {
             transfers: false,
             splits: false,
             planned_restarts: false,
+            sleeping_leaders: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -190,6 +202,13 @@ impl SimConfig {
         nemesis.splits = rng.gen_bool(0.5);
         // Drawn last as well (see `transfers`).
         nemesis.planned_restarts = rng.gen_bool(0.5);
+        // Drawn last as well: hibernation on in most runs, off in a share
+        // (so the always-ticking path stays covered), with liveness checks
+        // from a few ticks to a large share of the run.
+        store.hibernate_regions = rng.gen_bool(0.8);
+        store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
+        nemesis.sleeping_leaders = store.hibernate_regions && rng.gen_bool(0.6);
+        let report_reachability = store.hibernate_regions && rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,
@@ -206,6 +225,7 @@ impl SimConfig {
             messages,
             nemesis,
             store,
+            report_reachability,
         }
     }
 

@@ -47,6 +47,35 @@ struct Args {
     /// then loses acknowledged raft entries, which the checks must catch.
     #[arg(long)]
     unsafe_no_sync_log: bool,
+    /// Region hibernation: as each seed draws it (`seed`, on in most
+    /// seeds), or forced `on` or `off` in every seed.
+    #[arg(long, value_enum, default_value_t = Hibernation::Seed)]
+    hibernation: Hibernation,
+}
+
+/// Whether the stores hibernate idle regions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Hibernation {
+    /// As the seed draws it.
+    Seed,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+impl Hibernation {
+    fn apply(self, cfg: &mut SimConfig) {
+        match self {
+            Hibernation::Seed => {}
+            Hibernation::On => cfg.store.hibernate_regions = true,
+            Hibernation::Off => {
+                cfg.store.hibernate_regions = false;
+                cfg.nemesis.sleeping_leaders = false;
+                cfg.report_reachability = false;
+            }
+        }
+    }
 }
 
 fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
@@ -57,6 +86,7 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     if args.unsafe_no_sync_log {
         cfg.store.sync_log = false;
     }
+    args.hibernation.apply(&mut cfg);
     cfg
 }
 
@@ -119,11 +149,19 @@ fn main() -> ExitCode {
     let crashes = Arc::new(AtomicU64::new(0));
     // Planned restarts, leaderships handed off, leaderships not handed off.
     let planned = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let hibernations = Arc::new(AtomicU64::new(0));
+    let wakes = Arc::new(AtomicU64::new(0));
+    let hibernating_seeds = Arc::new(AtomicU64::new(0));
+    let sleeping_faults = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
             let (ops, unknown, crashes) = (ops.clone(), unknown.clone(), crashes.clone());
             let planned = planned.clone();
+            let (hibernations, wakes) = (hibernations.clone(), wakes.clone());
+            let hibernating_seeds = hibernating_seeds.clone();
+            let sleeping_faults = sleeping_faults.clone();
+            let hibernation = args.hibernation;
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
             let unsafe_no_sync_log = args.unsafe_no_sync_log;
@@ -135,7 +173,14 @@ fn main() -> ExitCode {
                 let mut cfg = SimConfig::from_seed(seed, profile);
                 cfg.store.raft_batch_append |= unsafe_batch_append;
                 cfg.store.sync_log &= !unsafe_no_sync_log;
+                hibernation.apply(&mut cfg);
+                if cfg.store.hibernate_regions {
+                    hibernating_seeds.fetch_add(1, Ordering::Relaxed);
+                }
                 let report = run_seed(cfg, false);
+                hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
+                wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
+                sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -186,6 +231,14 @@ fn main() -> ExitCode {
         planned[1].load(Ordering::Relaxed),
         planned[2].load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "hibernation: on in {} of {} seeds; region replicas hibernated {} times, woken {} times; {} leaders crashed or isolated while their region slept",
+        hibernating_seeds.load(Ordering::Relaxed),
+        done.load(Ordering::SeqCst),
+        hibernations.load(Ordering::Relaxed),
+        wakes.load(Ordering::Relaxed),
+        sleeping_faults.load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -90,6 +90,8 @@ pub struct SimStats {
     pub crashes: u64,
     /// Network faults injected (partitions, one-way cuts, isolations).
     pub net_faults: u64,
+    /// Stores crashed or isolated while leading a hibernated region.
+    pub sleeping_leader_faults: u64,
     /// Split commands sent to a leader.
     pub splits: u64,
     /// Planned restarts: stores told to evict their leaders, then stopped.
@@ -108,6 +110,10 @@ pub struct SimStats {
     pub ops_unknown: u64,
     /// Attempts sent to stores.
     pub attempts: u64,
+    /// Times a region replica fell asleep (hibernated), over all stores.
+    pub hibernations: u64,
+    /// Times a hibernated region replica woke, over all stores.
+    pub wakes: u64,
 }
 
 /// The result of one seed.

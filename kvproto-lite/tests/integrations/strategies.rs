@@ -187,6 +187,7 @@ prop_compose! {
         is_tombstone in any::<bool>(),
         start_key in bytes(),
         end_key in bytes(),
+        extra in 0usize..4,
     ) -> RaftMessage {
         let mut m = RaftMessage::default();
         m.set_region_id(region_id);
@@ -205,6 +206,7 @@ prop_compose! {
         m.set_is_tombstone(is_tombstone);
         m.set_start_key(start_key);
         m.set_end_key(end_key);
+        m.set_extra(<ExtraMessageType as protobuf::ProtobufEnum>::values()[extra]);
         m
     }
 }

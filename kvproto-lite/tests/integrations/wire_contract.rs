@@ -14,7 +14,7 @@ metapb.Store: uint64 id = 1; string address = 2;
 metapb.RegionEpoch: uint64 conf_ver = 1; uint64 version = 2;
 metapb.Peer: uint64 id = 1; uint64 store_id = 2; metapb.PeerRole role = 3;
 metapb.Region: uint64 id = 1; bytes start_key = 2; bytes end_key = 3; metapb.RegionEpoch region_epoch = 4; repeated metapb.Peer peers = 5;
-raft_serverpb.RaftMessage: uint64 region_id = 1; metapb.Peer from_peer = 2; metapb.Peer to_peer = 3; eraftpb.Message message = 4; metapb.RegionEpoch region_epoch = 5; bool is_tombstone = 6; bytes start_key = 7; bytes end_key = 8;
+raft_serverpb.RaftMessage: uint64 region_id = 1; metapb.Peer from_peer = 2; metapb.Peer to_peer = 3; eraftpb.Message message = 4; metapb.RegionEpoch region_epoch = 5; bool is_tombstone = 6; bytes start_key = 7; bytes end_key = 8; raft_serverpb.ExtraMessageType extra = 9;
 raft_serverpb.RaftLocalState: eraftpb.HardState hard_state = 1; uint64 last_index = 2;
 raft_serverpb.RaftTruncatedState: uint64 index = 1; uint64 term = 2;
 raft_serverpb.RaftApplyState: uint64 applied_index = 1; raft_serverpb.RaftTruncatedState truncated_state = 2; uint64 commit_index = 3; uint64 commit_term = 4;
@@ -156,6 +156,15 @@ fn enum_values_match_the_contract() {
         [("Normal", 0), ("Applying", 1), ("Tombstone", 2)]
     );
     assert_eq!(
+        values::<raft_serverpb::ExtraMessageType>(),
+        [
+            ("NoExtra", 0),
+            ("HibernateRequest", 1),
+            ("HibernateResponse", 2),
+            ("WakeUp", 3)
+        ]
+    );
+    assert_eq!(
         values::<raft_cmdpb::CmdType>(),
         [("Invalid", 0), ("Get", 1), ("Put", 3), ("Delete", 4)]
     );
@@ -213,6 +222,7 @@ fn raft_message_encodes_to_the_agreed_bytes() {
     msg.set_is_tombstone(true);
     msg.set_start_key(b"s".to_vec());
     msg.set_end_key(b"e".to_vec());
+    msg.set_extra(raft_serverpb::ExtraMessageType::HibernateResponse);
     #[rustfmt::skip]
     let expected = [
         0x08, 1,                          // 1: region_id
@@ -226,6 +236,7 @@ fn raft_message_encodes_to_the_agreed_bytes() {
         0x30, 1,                          // 6: is_tombstone
         0x3a, 1, b's',                    // 7: start_key
         0x42, 1, b'e',                    // 8: end_key
+        0x48, 2,                          // 9: extra = HibernateResponse
     ];
     assert_eq!(encode(&msg).unwrap(), expected);
 }

@@ -5,12 +5,15 @@
 //!   taking and finishing a Ready, apply results;
 //! - [`propose`]: checking and proposing commands, the proposals waiting
 //!   for their entries to apply;
-//! - [`batch`]: merging a round's commands into as few entries as possible.
+//! - [`batch`]: merging a round's commands into as few entries as possible;
+//! - [`hibernate`]: a region whose replicas are all caught up stops
+//!   ticking, and what wakes it.
 //!
 //! Whatever reaches into raft-rs internals to correct its behaviour is in
 //! [`crate::raft_compat`], called from here.
 
 mod batch;
+mod hibernate;
 mod propose;
 
 use std::collections::VecDeque;
@@ -78,6 +81,8 @@ pub struct Peer<ER: RaftLogEngine> {
     /// This region's progress cell in the store's `StoreStats` (attached at
     /// the first publish).
     progress: Option<Arc<ProgressCell>>,
+    /// Whether the peer sleeps, and the hibernation handshake.
+    hibernation: hibernate::Hibernation,
     logger: Logger,
 }
 
@@ -122,6 +127,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             evicting: false,
             published: None,
             progress: None,
+            hibernation: hibernate::Hibernation::default(),
             logger,
         };
         peer.pin_election_timeout();
@@ -217,6 +223,16 @@ impl<ER: RaftLogEngine> Peer<ER> {
             .iter()
             .find(|p| p.get_id() == peer_id)
             .or_else(|| self.peer_cache.iter().find(|p| p.get_id() == peer_id))
+    }
+
+    /// The peer this one believes leads (whether or not it can be
+    /// reached), if it knows one.
+    fn leader_peer(&self) -> Option<metapb::Peer> {
+        let leader_id = self.leader_id();
+        if leader_id == raft::INVALID_ID {
+            return None;
+        }
+        self.find_peer(leader_id).cloned()
     }
 
     /// The leader a client should be sent to (the hint of a `NotLeader`
@@ -370,10 +386,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.gc_ticks = 0;
             self.maybe_propose_compact_log(ctx);
         }
+        if self.is_leader() {
+            self.maybe_hibernate(ctx);
+        }
     }
 
-    /// Steps a raft message from another peer.
-    pub(crate) fn step(&mut self, mut msg: RaftMessage) {
+    /// Steps a raft message from another peer (see
+    /// [`Peer::on_raft_message`], which wakes a hibernated peer first).
+    fn step(&mut self, mut msg: RaftMessage) {
         if msg.get_to_peer().get_id() != self.meta.get_id() {
             debug!(self.logger, "drop message for another peer id";
                 "to_peer_id" => msg.get_to_peer().get_id());

@@ -169,6 +169,13 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         batch: &mut ER::LogBatch,
     ) -> crate::Result<bool> {
         let region_id = self.region.get_id();
+        if entries.is_empty()
+            && hard_state.map_or(true, |hs| hs == self.raft_state.get_hard_state())
+        {
+            // Most Readies of a busy store only carry messages or commits:
+            // no state to write, so no clone of it either.
+            return Ok(false);
+        }
         let mut new_state = self.raft_state.clone();
         if let Some(last) = entries.last() {
             batch.append(region_id, entries.to_vec())?;

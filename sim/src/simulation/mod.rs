@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! loop over events in (time, sequence) order:
-//!   Tick(store)        PeerMsg::Tick to each region (sorted ids), StoreMsg::Tick
+//!   Tick(store)        PeerMsg::Tick to each awake region (sorted ids; hibernated
+//!                      regions are not ticked), StoreMsg::Tick
 //!   Deliver(msg)       RaftRouter::send_raft_message on the destination
 //!   Poll(store)        one ManualPoller::poll_once of the store's raft poller
 //!                      and one of its apply poller (random order, unless
@@ -79,7 +80,7 @@ pub struct Simulation {
     /// The region layout the simulation believes in (learned from split
     /// responses and `EpochNotMatch`), sorted by start key.
     regions: RegionCache,
-    /// Every region id that may exist on a store (ticked on every store).
+    /// Every region id that may exist on a store.
     tick_ids: BTreeSet<u64>,
     /// Next region id and peer id a split may use.
     next_region_id: u64,
@@ -211,6 +212,7 @@ impl Simulation {
             || n.pauses
             || n.transfers
             || n.splits
+            || n.sleeping_leaders
         {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
@@ -239,6 +241,11 @@ impl Simulation {
             self.digest.write_u64(ev.code());
             self.handle(ev);
             self.process_completions();
+        }
+        for slot in self.stores.values() {
+            if let Some(r) = &slot.running {
+                stores::add_hibernation_counts(&mut self.stats, &r.system);
+            }
         }
         self.check_final_reads_done();
         self.check_linearizable();

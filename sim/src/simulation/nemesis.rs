@@ -31,6 +31,7 @@ impl Simulation {
             n.transfers,
             n.splits,
             n.planned_restarts,
+            n.sleeping_leaders,
         ]
         .into_iter()
         .zip(0u32..)
@@ -99,6 +100,7 @@ impl Simulation {
                         self.evict_leaders(store, duration);
                     }
                 }
+                8 => self.fault_sleeping_leader(duration),
                 5 => {
                     let regions = self.regions.regions();
                     let region = regions[self.rng.gen_range(0..regions.len())].clone();
@@ -243,6 +245,44 @@ impl Simulation {
             // The workload ended meanwhile (and with it the nemesis): the
             // store comes back at once, as every store does then.
             self.restart(store);
+        }
+    }
+
+    /// Crashes (half the time) or isolates the store of a leader whose
+    /// region hibernates there, if there is one.
+    fn fault_sleeping_leader(&mut self, duration: u64) {
+        let sleeping: Vec<(u64, u64)> = self
+            .regions
+            .regions()
+            .iter()
+            .filter_map(|r| {
+                let region = r.get_id();
+                let store = self.leader_store(region)?;
+                let running = self.stores.get(&store)?.running.as_ref()?;
+                (!running.system.awake_regions().contains(region)).then_some((region, store))
+            })
+            .collect();
+        let Some(&(region, store)) = sleeping.choose(&mut self.rng) else {
+            return;
+        };
+        self.stats.sleeping_leader_faults += 1;
+        if self.rng.gen_bool(0.5) {
+            self.trace(&format!(
+                "crash store {store} (leader of hibernated region {region}) for {duration}"
+            ));
+            self.crash_store(store);
+            self.paused.remove(&store);
+            self.schedule(self.now + duration, Event::Restart { store });
+        } else {
+            self.trace(&format!(
+                "isolate store {store} (leader of hibernated region {region}) for {duration}"
+            ));
+            self.add_net_fault(
+                NetFault::Partition {
+                    side: [store].into(),
+                },
+                duration,
+            );
         }
     }
 

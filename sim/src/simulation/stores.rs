@@ -15,7 +15,7 @@ use rand::Rng;
 use super::event::Event;
 use super::Simulation;
 use crate::network::SimTransport;
-use crate::report::Failure;
+use crate::report::{Failure, SimStats};
 use crate::{Error, Result};
 
 /// stuck (some FSM keeps itself busy forever).
@@ -77,12 +77,21 @@ impl Simulation {
                 system,
                 router,
             } = running;
+            add_hibernation_counts(&mut self.stats, &system);
             drop(pollers);
             drop(system);
             drop(router);
             slot.engines.kv.crash();
             slot.engines.raft.crash();
             self.stats.crashes += 1;
+            if self.cfg.report_reachability {
+                for other in self.running_stores() {
+                    if let Some(router) = self.router_of(other) {
+                        router.report_unreachable(id);
+                        self.wake(other, 0);
+                    }
+                }
+            }
         }
     }
 
@@ -94,13 +103,14 @@ impl Simulation {
             .collect()
     }
 
-    /// Ticks every region id on `store` (if it runs) and its store FSM, and
-    /// schedules its next tick.
+    /// Ticks every awake region on `store` (if it runs; hibernated ones
+    /// are not ticked, exactly as the store's own tick timer does) and its
+    /// store FSM, and schedules its next tick.
     pub(super) fn tick(&mut self, store: u64) {
-        if let Some(Running { router, .. }) =
+        if let Some(Running { router, system, .. }) =
             self.stores.get(&store).and_then(|s| s.running.as_ref())
         {
-            for &region in &self.tick_ids {
+            for region in system.awake_regions().ids() {
                 let _ = router.force_send(region, PeerMsg::Tick);
             }
             let _ = router.send_control(StoreMsg::Tick);
@@ -135,7 +145,20 @@ impl Simulation {
         }
         self.trace(&format!("restart store {store}"));
         match self.start_store(store) {
-            Ok(()) => self.wake(store, 0),
+            Ok(()) => {
+                self.wake(store, 0);
+                if self.cfg.report_reachability {
+                    for other in self.running_stores() {
+                        if other == store {
+                            continue;
+                        }
+                        if let Some(router) = self.router_of(other) {
+                            router.report_reachable(store);
+                            self.wake(other, 0);
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 self.failure = Some(Failure::RestartFailed {
                     store,
@@ -293,4 +316,15 @@ impl Simulation {
         }
         best.map(|(_, id)| id)
     }
+}
+
+/// Adds a store's hibernation counters to the run's (before the store is
+/// dropped by a crash, and for the running stores at the end).
+pub(super) fn add_hibernation_counts(
+    stats: &mut SimStats,
+    system: &RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
+) {
+    let s = system.stats();
+    stats.hibernations += s.hibernations.load(std::sync::atomic::Ordering::Relaxed);
+    stats.wakes += s.wakes.load(std::sync::atomic::Ordering::Relaxed);
 }

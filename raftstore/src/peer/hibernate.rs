@@ -1,0 +1,409 @@
+//! Hibernation of one peer: a region whose replicas are all caught up stops
+//! ticking and heartbeating until something needs it.
+//!
+//! raft-rs has no notion of this; a hibernated peer simply is not ticked
+//! (it leaves the store's [`AwakeRegions`](crate::AwakeRegions)), while
+//! every message still reaches it. The protocol around that:
+//!
+//! ```text
+//! leader, on each tick while idle          follower, on HibernateRequest(term, index)
+//!   idle = committed == last == applied,     from its leader, in its term, and
+//!     every peer matched at last, nothing      last == committed == index:
+//!     proposed, no conf change or transfer       -> sleep, book a liveness check,
+//!   send HibernateRequest(term, last)               answer HibernateResponse
+//!     to every peer that has not answered    otherwise: stay awake (a sleeping
+//!   all answered (or a quorum, after an        one wakes)
+//!     election timeout)   -> sleep
+//! ```
+//!
+//! What wakes a sleeping peer:
+//!
+//! - a client command (a sleeping follower answers it with `NotLeader` and
+//!   checks on its leader instead of waking for good);
+//! - any raft message, except the few that carry no news: a follower stays
+//!   asleep on a heartbeat of the leader it answered (term and log
+//!   unchanged); a leader stays asleep on heartbeat and append responses
+//!   that leave every peer caught up and give raft nothing to send;
+//! - for a follower, its leader's store reported unreachable (so it can
+//!   elect another); for a leader, a store of one of its peers reported
+//!   reachable again (so that peer hears from it at once);
+//! - for a follower, its liveness check (every
+//!   `Config::hibernate_check_leader_ticks` store ticks, spread per region):
+//!   it wakes and asks its leader to wake (`WakeUp`). A live leader answers
+//!   with heartbeats and the region soon sleeps again; a dead one does not,
+//!   and the follower's election timer, running again, starts an election.
+//!   The other sleeping followers are woken by its (pre-)vote, their
+//!   election timers run again, and once their leader lease lapses they
+//!   grant it: a leader that died while its region slept is replaced within
+//!   the check period plus a few election timeouts.
+//!
+//! A leader that wakes treats every peer as recently active and restarts
+//! its check-quorum period: it was asleep, not cut off, and its followers
+//! acknowledged the sleep, so they get a whole election timeout to answer
+//! before raft's check-quorum may judge them (a peer must not be taken for
+//! down because its region slept).
+
+use engine::RaftLogEngine;
+use kvproto_lite::eraftpb::{self, MessageType};
+use kvproto_lite::raft_serverpb::{ExtraMessageType, RaftMessage};
+use raft::StateRole;
+use slog::debug;
+
+use super::Peer;
+use crate::awake::tick_slice;
+use crate::context::PollContext;
+use crate::transport::Transport;
+
+/// A peer's hibernation state.
+#[derive(Debug, Default)]
+pub(super) struct Hibernation {
+    /// Not ticked (out of the store's awake set).
+    pub(super) asleep: bool,
+    /// Leader: the `(term, last index)` its hibernate request is for.
+    request: Option<(u64, u64)>,
+    /// Leader: peers that acknowledged `request`.
+    acks: Vec<u64>,
+    /// Leader: ticks since `request` was first sent.
+    waiting_ticks: usize,
+    /// Follower: `(leader id, term, index)` of the request it acknowledged
+    /// when it fell asleep.
+    slept_for: Option<(u64, u64, u64)>,
+    /// Follower: a liveness check is booked and not yet delivered.
+    check_booked: bool,
+}
+
+impl<ER: RaftLogEngine> Peer<ER> {
+    /// Whether the peer is hibernating (not ticked).
+    pub fn is_asleep(&self) -> bool {
+        self.hibernation.asleep
+    }
+
+    /// Whether this leader's region is idle: everything committed, applied
+    /// and replicated to every peer, nothing in flight.
+    fn leader_is_idle(&self) -> bool {
+        let raft = &self.raft_group.raft;
+        if raft.state != StateRole::Leader
+            || raft.lead_transferee.is_some()
+            || raft.has_pending_conf()
+            || !self.proposals.is_empty()
+            || !self.batched.is_empty()
+            || self.pending_ready.is_some()
+        {
+            return false;
+        }
+        let last = raft.raft_log.last_index();
+        raft.raft_log.committed == last
+            && self.raft_group.store().apply_state().get_applied_index() == last
+            && raft.prs().iter().all(|(_, pr)| pr.matched == last)
+    }
+
+    /// On a leader's tick: asks the followers to hibernate while the region
+    /// is idle, and falls asleep once they all agreed (or a quorum did and
+    /// the others stayed silent for an election timeout: they are down or
+    /// cut off, and will wake the region when they come back).
+    pub(super) fn maybe_hibernate<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if !ctx.cfg.hibernate_regions || self.hibernation.asleep {
+            return;
+        }
+        if !self.leader_is_idle() {
+            self.hibernation.request = None;
+            self.hibernation.acks.clear();
+            return;
+        }
+        let key = (self.term(), self.raft_group.raft.raft_log.last_index());
+        if self.hibernation.request != Some(key) {
+            self.hibernation.request = Some(key);
+            self.hibernation.acks.clear();
+            self.hibernation.waiting_ticks = 0;
+        } else {
+            self.hibernation.waiting_ticks += 1;
+        }
+        let me = self.meta.get_id();
+        let peers: Vec<u64> = self
+            .raft_group
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != me)
+            .collect();
+        let missing: Vec<u64> = peers
+            .iter()
+            .copied()
+            .filter(|id| !self.hibernation.acks.contains(id))
+            .collect();
+        if missing.is_empty() || (self.waited_long_enough() && self.quorum_acknowledged()) {
+            self.sleep(ctx);
+            return;
+        }
+        for to in missing {
+            self.send_extra(ctx, to, ExtraMessageType::HibernateRequest, key.0, key.1);
+        }
+    }
+
+    fn waited_long_enough(&self) -> bool {
+        self.hibernation.waiting_ticks >= self.election_timeout()
+    }
+
+    /// Whether the voters that acknowledged (this leader included) form a
+    /// majority.
+    fn quorum_acknowledged(&self) -> bool {
+        let me = self.meta.get_id();
+        let voters: Vec<u64> = self
+            .raft_group
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .collect();
+        let acked = voters
+            .iter()
+            .filter(|id| **id == me || self.hibernation.acks.contains(id))
+            .count();
+        acked * 2 > voters.len()
+    }
+
+    fn sleep<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        self.hibernation.asleep = true;
+        ctx.awake.remove(self.region_id);
+        // A sleeping region should stay small: give back what its last
+        // burst grew (ticks, which would otherwise do it, stop now).
+        self.raft_group.mut_store().shrink_cache();
+        if self.proposals.is_empty() && self.proposals.capacity() > 0 {
+            self.proposals = std::collections::VecDeque::new();
+        }
+        if self.batched.is_empty() && self.batched.capacity() > 0 {
+            self.batched = Vec::new();
+        }
+        ctx.stats
+            .hibernations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.is_leader() && !self.hibernation.check_booked {
+            let period = ctx.cfg.hibernate_check_leader_ticks;
+            // Spread the regions' checks over a period.
+            let after = period + tick_slice(self.region_id, period);
+            ctx.awake.schedule_check(self.region_id, after);
+            self.hibernation.check_booked = true;
+        }
+        debug!(self.logger, "hibernated"; "term" => self.term(), "leader" => self.is_leader());
+    }
+
+    /// Wakes the peer (if asleep): it is ticked again. A leader gives its
+    /// followers a fresh check-quorum period and heartbeats them at once.
+    pub(crate) fn wake<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if !self.hibernation.asleep {
+            return;
+        }
+        self.hibernation.asleep = false;
+        self.hibernation.request = None;
+        self.hibernation.acks.clear();
+        self.hibernation.slept_for = None;
+        ctx.awake.insert(self.region_id);
+        ctx.stats
+            .wakes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.is_leader() {
+            let raft = &mut self.raft_group.raft;
+            raft.election_elapsed = 0;
+            let me = self.meta.get_id();
+            let ids: Vec<u64> = raft.prs().iter().map(|(id, _)| *id).collect();
+            for id in ids {
+                if id != me {
+                    if let Some(pr) = raft.mut_prs().get_mut(id) {
+                        pr.recent_active = true;
+                    }
+                }
+            }
+            self.raft_group.ping();
+        }
+        debug!(self.logger, "woke"; "term" => self.term(), "leader" => self.is_leader());
+    }
+
+    /// Steps a raft message from another peer, waking the peer first unless
+    /// the message carries no news for a sleeping one (see the module docs).
+    pub(crate) fn on_raft_message<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        msg: RaftMessage,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if msg.get_extra() != ExtraMessageType::NoExtra {
+            self.on_extra_message(ctx, &msg);
+            return;
+        }
+        if self.hibernation.asleep && !self.no_news_while_asleep(msg.get_message()) {
+            self.wake(ctx);
+        }
+        self.step(msg);
+        if self.hibernation.asleep
+            && self.is_leader()
+            && (!self.leader_is_idle() || self.raft_group.has_ready())
+        {
+            self.wake(ctx);
+        }
+    }
+
+    /// Whether a sleeping peer may stay asleep when `m` arrives.
+    fn no_news_while_asleep(&self, m: &eraftpb::Message) -> bool {
+        let raft = &self.raft_group.raft;
+        if m.get_term() != raft.term {
+            return false;
+        }
+        match raft.state {
+            StateRole::Follower => {
+                let Some((leader, term, index)) = self.hibernation.slept_for else {
+                    return false;
+                };
+                m.get_msg_type() == MessageType::MsgHeartbeat
+                    && m.from == leader
+                    && raft.leader_id == leader
+                    && term == raft.term
+                    && raft.raft_log.last_index() == index
+            }
+            StateRole::Leader => {
+                m.get_msg_type() == MessageType::MsgHeartbeatResponse
+                    || (m.get_msg_type() == MessageType::MsgAppendResponse && !m.reject)
+            }
+            _ => false,
+        }
+    }
+
+    fn on_extra_message<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, msg: &RaftMessage)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if msg.get_to_peer().get_id() != self.meta.get_id() {
+            return;
+        }
+        let from = msg.get_from_peer().get_id();
+        let m = msg.get_message();
+        match msg.get_extra() {
+            ExtraMessageType::HibernateRequest => {
+                let raft = &self.raft_group.raft;
+                let last = raft.raft_log.last_index();
+                let matches = ctx.cfg.hibernate_regions
+                    && raft.state == StateRole::Follower
+                    && m.get_term() == raft.term
+                    && raft.leader_id == from
+                    && last == m.get_index()
+                    && raft.raft_log.committed == last
+                    && self.pending_ready.is_none();
+                if !matches {
+                    // Out of step with the leader: a sleeping peer must
+                    // catch up, so it ticks again.
+                    self.wake(ctx);
+                    return;
+                }
+                let (term, index) = (m.get_term(), m.get_index());
+                self.hibernation.slept_for = Some((from, term, index));
+                if !self.hibernation.asleep {
+                    self.sleep(ctx);
+                }
+                self.send_extra(ctx, from, ExtraMessageType::HibernateResponse, term, index);
+            }
+            ExtraMessageType::HibernateResponse => {
+                let key = (m.get_term(), m.get_index());
+                if self.is_leader()
+                    && self.hibernation.request == Some(key)
+                    && !self.hibernation.acks.contains(&from)
+                {
+                    self.hibernation.acks.push(from);
+                }
+            }
+            ExtraMessageType::WakeUp => {
+                if self.is_leader() {
+                    self.wake(ctx);
+                }
+            }
+            ExtraMessageType::NoExtra => {}
+        }
+    }
+
+    /// A sleeping follower's liveness check: wake, and ask the leader to
+    /// wake too. If the leader is alive it heartbeats and the region goes
+    /// back to sleep; if not, the follower's election timer runs again.
+    pub(crate) fn check_leader<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        self.hibernation.check_booked = false;
+        if !self.hibernation.asleep || self.is_leader() {
+            return;
+        }
+        self.wake(ctx);
+        let leader = self.leader_id();
+        if leader != raft::INVALID_ID && leader != self.meta.get_id() {
+            let term = self.term();
+            self.send_extra(ctx, leader, ExtraMessageType::WakeUp, term, 0);
+        }
+    }
+
+    /// Whether this follower's leader is the region's peer on `store_id`.
+    pub(crate) fn leader_on_store(&self, store_id: u64) -> bool {
+        !self.is_leader()
+            && self
+                .leader_peer()
+                .is_some_and(|p| p.get_store_id() == store_id)
+    }
+
+    /// Whether `store_id` holds another peer of this region.
+    pub(crate) fn has_peer_on_store(&self, store_id: u64) -> bool {
+        self.region()
+            .get_peers()
+            .iter()
+            .any(|p| p.get_store_id() == store_id && p.get_id() != self.meta.get_id())
+    }
+
+    /// Sends a hibernation message (never stepped into raft) to peer `to`.
+    fn send_extra<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        to: u64,
+        extra: ExtraMessageType,
+        term: u64,
+        index: u64,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Some(to_peer) = self.find_peer(to).cloned() else {
+            return;
+        };
+        let mut m = eraftpb::Message::default();
+        // The type only matters to raft, which never sees this message.
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = self.meta.get_id();
+        m.to = to;
+        m.term = term;
+        m.index = index;
+        m.commit = self.raft_group.raft.raft_log.committed;
+        let mut rm = RaftMessage::default();
+        rm.set_region_id(self.region_id);
+        rm.set_from_peer(self.meta.clone());
+        rm.set_to_peer(to_peer);
+        rm.set_region_epoch(self.region().get_region_epoch().clone());
+        rm.set_extra(extra);
+        rm.set_message(m);
+        if let Err(e) = ctx.transport.send(rm) {
+            debug!(self.logger, "send hibernation message failed"; "to_peer_id" => to, "err" => %e);
+        }
+    }
+}
