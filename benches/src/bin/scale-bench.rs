@@ -381,8 +381,10 @@ fn wake_latencies<EK: KvEngine, ER: RaftLogEngine>(
         let mut cmd = util::new_cmd_request(region, peer);
         let mut put = Request::default();
         put.set_cmd_type(CmdType::Put);
+        // The start key followed by zeros: inside the region (the first
+        // region starts at the empty key), and not one of the load's keys.
         let mut key = region.get_start_key().to_vec();
-        key.extend_from_slice(b"wake");
+        key.extend_from_slice(&[0u8; 9]);
         put.mut_put().set_key(key);
         put.mut_put().set_value(b"1".to_vec());
         cmd.mut_requests().push(put);
