@@ -1,4 +1,7 @@
-//! Workloads shared by the `batch-bench` binary and the criterion benches.
+//! Workloads shared by the benchmark binaries and the criterion benches:
+//! the actor workload of `batch-bench` (below), and the replicated-cluster
+//! load generator ([`load`]) and process measurements ([`sys`]) of
+//! `cluster-bench` and `scale-bench`.
 //!
 //! The same actor workload runs on two runtimes:
 //!
@@ -44,6 +47,8 @@
 #![deny(missing_docs)]
 
 mod actor;
+pub mod load;
+pub mod sys;
 mod system;
 mod workload;
 

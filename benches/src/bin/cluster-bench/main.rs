@@ -32,12 +32,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use raftstore::{CommandSink, Config, StoreStatsSnapshot};
 
 mod disk;
-mod load;
 mod plot;
 mod report;
-mod sys;
 
-use load::{key_of, value_of, Live, LoadSpec, Target};
+use benches::load::{self, Live, LoadSpec, Target};
+use benches::sys;
 
 /// mimalloc instead of glibc malloc: the stores allocate raft messages on
 /// one thread and free them on another, which glibc's arenas handle poorly
@@ -64,9 +63,17 @@ struct Args {
     /// Stores (replicas of every region).
     #[arg(long, default_value_t = 3)]
     stores: usize,
-    /// Regions (raft groups), split evenly over the key space.
-    #[arg(long, default_value_t = 1000)]
-    regions: usize,
+    /// Regions (raft groups), split evenly over the key space. A list
+    /// (`--regions 10,100,1000,10000`) runs one phase per count, each on a
+    /// fresh cluster, and ends with a table of writes/s by region count as
+    /// a ratio to the first count.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    regions: Vec<usize>,
+    /// Put the whole load on this many regions, spread evenly over the key
+    /// space; the others stay idle (so what idle regions cost shows
+    /// directly). Default: every region.
+    #[arg(long)]
+    active_regions: Option<usize>,
     /// Client threads generating load.
     #[arg(long, default_value_t = 2)]
     clients: usize,
@@ -162,9 +169,11 @@ impl MessageMix {
     }
 }
 
-/// One phase to run: a name, a store config and a rate limit.
+/// One phase to run: a name, a region count, a store config and a rate
+/// limit.
 struct PhasePlan {
     name: String,
+    regions: usize,
     cfg: Config,
     rate: Option<f64>,
 }
@@ -234,24 +243,44 @@ fn run(args: &Args) -> Result<Report, String> {
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err("--read-ratio must be within 0..=1".to_owned());
     }
-    if args.stores == 0 || args.regions == 0 || args.clients == 0 || args.window == 0 {
-        return Err("--stores, --regions, --clients and --window must be positive".to_owned());
+    if args.stores == 0
+        || args.regions.is_empty()
+        || args.regions.contains(&0)
+        || args.clients == 0
+        || args.window == 0
+        || args.active_regions == Some(0)
+    {
+        return Err(
+            "--stores, --regions, --active-regions, --clients and --window must be positive"
+                .to_owned(),
+        );
+    }
+    let by_regions = args.regions.len() > 1;
+    if by_regions && (args.compare || args.half_load) {
+        return Err(
+            "--compare and --half-load run with one region count; give --regions one value"
+                .to_owned(),
+        );
     }
     let cfg = base_config(args)?;
     let mut report = Report::new(
         format!("{:?}", args.engine).to_lowercase(),
         args.stores,
-        args.regions,
+        (args.regions.clone(), args.active_regions),
         args.clients,
         args.window,
         args.value_size as usize,
         args.read_ratio,
         cfg.clone(),
     );
+    let counts: Vec<String> = args.regions.iter().map(|n| n.to_string()).collect();
+    let active = args
+        .active_regions
+        .map_or(String::new(), |n| format!(" ({n} of them active)"));
     println!(
-        "cluster-bench: {} stores, {} regions, {} engines, {} clients x {} in flight, {}-byte values, {:.0}% reads, {:.0} s (+{:.0} s warm-up) per phase",
+        "cluster-bench: {} stores, {} regions{active}, {} engines, {} clients x {} in flight, {}-byte values, {:.0}% reads, {:.0} s (+{:.0} s warm-up) per phase",
         args.stores,
-        args.regions,
+        counts.join(","),
         report.engine,
         args.clients,
         args.window,
@@ -287,8 +316,22 @@ fn run(args: &Args) -> Result<Report, String> {
             report.disk_probe.push(p);
         }
     }
+    if by_regions {
+        for (index, &regions) in args.regions.iter().enumerate() {
+            let plan = PhasePlan {
+                name: format!("{regions} regions"),
+                regions,
+                cfg: cfg.clone(),
+                rate: args.rate,
+            };
+            report.phases.push(run_phase(args, &plan, index)?);
+        }
+        return finish_report(args, report);
+    }
+    let regions = args.regions[0];
     let main_phase = PhasePlan {
         name: "group commit".to_owned(),
+        regions,
         cfg: cfg.clone(),
         rate: args.rate,
     };
@@ -299,6 +342,7 @@ fn run(args: &Args) -> Result<Report, String> {
     if args.half_load {
         let plan = PhasePlan {
             name: "half load".to_owned(),
+            regions,
             cfg: cfg.clone(),
             rate: Some((peak_ops / 2.0).max(1.0)),
         };
@@ -310,11 +354,17 @@ fn run(args: &Args) -> Result<Report, String> {
         off.group_commit = false;
         let plan = PhasePlan {
             name: "no group commit".to_owned(),
+            regions,
             cfg: off,
             rate: args.rate,
         };
         report.phases.push(run_phase(args, &plan, index)?);
     }
+    finish_report(args, report)
+}
+
+/// Prints the table, writes the plot and the JSON.
+fn finish_report(args: &Args, mut report: Report) -> Result<Report, String> {
     report.peak_rss_mib = sys::peak_rss_kib().map(|k| k as f64 / 1024.0);
     report.print_table();
     if args.svg != "none" {
@@ -341,7 +391,7 @@ fn run_phase(args: &Args, plan: &PhasePlan, index: usize) -> Result<PhaseReport,
     match args.engine {
         EngineKind::Memory => {
             let cluster =
-                Cluster::memory(args.stores, args.regions, plan.cfg.clone()).map_err(fail)?;
+                Cluster::memory(args.stores, plan.regions, plan.cfg.clone()).map_err(fail)?;
             drive(args, plan, cluster)
         }
         EngineKind::Durable => {
@@ -356,9 +406,9 @@ fn run_phase(args: &Args, plan: &PhasePlan, index: usize) -> Result<PhaseReport,
                     }
                     std::fs::create_dir_all(&sub)
                         .map_err(|e| format!("create {}: {e}", sub.display()))?;
-                    Cluster::durable_in(&sub, args.stores, args.regions, plan.cfg.clone())
+                    Cluster::durable_in(&sub, args.stores, plan.regions, plan.cfg.clone())
                 }
-                None => Cluster::durable(args.stores, args.regions, plan.cfg.clone()),
+                None => Cluster::durable(args.stores, plan.regions, plan.cfg.clone()),
             }
             .map_err(fail)?;
             drive(args, plan, cluster)
@@ -414,10 +464,16 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
                 .map(|r| (*id, Arc::new(r) as Arc<dyn CommandSink>))
         })
         .collect();
+    let active = load::active_regions(
+        regions.len(),
+        args.active_regions.unwrap_or(regions.len()),
+    );
+    let active_count = active.len();
     let target = Arc::new(Target {
         sinks,
         regions: regions.clone(),
         leaders,
+        active,
     });
     let spec = LoadSpec {
         clients: args.clients,
@@ -511,6 +567,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     }
     let mut phase = PhaseReport::new(
         &plan.name,
+        (regions.len(), active_count),
         plan.rate,
         setup.as_secs_f64(),
         wall,
@@ -526,39 +583,17 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     phase.finish(store_ids.len());
 
     // Read every acknowledged write back from every store.
-    let check_start = Instant::now();
-    let mut pending: Vec<(u64, u64, u64)> = Vec::new(); // (store, key index, seq)
-    for r in &results {
-        for &(k, seq) in &r.acked {
-            for s in &store_ids {
-                pending.push((*s, k, seq));
-            }
-        }
-    }
-    phase.checked_reads = pending.len() as u64;
-    let value_size = args.value_size as usize;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        pending.retain(|&(store, k, seq)| {
-            let (_, key) = key_of(&regions, k);
-            cluster.kv_get(store, &key).ok().flatten() != Some(value_of(k, seq, value_size))
-        });
-        // Followers may still be applying the last entries: look again.
-        if pending.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    for &(store, k, seq) in pending.iter().take(10) {
-        let (_, key) = key_of(&regions, k);
-        phase.verify_errors.push(format!(
-            "store {store}: key {:?} (index {k}) is {:?}, expected write #{seq}",
-            key.as_slice(),
-            cluster.kv_get(store, &key)
-        ));
-    }
-    phase.verify_failures = pending.len() as u64;
-    phase.verify_secs = check_start.elapsed().as_secs_f64();
+    let verified = load::verify_acked(
+        &cluster,
+        &target,
+        &results,
+        args.value_size as usize,
+        Duration::from_secs(60),
+    );
+    phase.checked_reads = verified.checked;
+    phase.verify_errors = verified.examples;
+    phase.verify_failures = verified.failures;
+    phase.verify_secs = verified.secs;
     println!(
         "{:>16}: {:.0} writes/s, {:.0} reads/s; verified {} acknowledged writes x {} stores in {:.1} s: {}",
         plan.name,
@@ -567,10 +602,10 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         phase.checked_reads / store_ids.len().max(1) as u64,
         store_ids.len(),
         phase.verify_secs,
-        if pending.is_empty() && phase.read_mismatches == 0 {
+        if phase.verify_failures == 0 && phase.read_mismatches == 0 {
             "all match".to_owned()
         } else {
-            format!("{} MISMATCHES", pending.len() as u64 + phase.read_mismatches)
+            format!("{} MISMATCHES", phase.verify_failures + phase.read_mismatches)
         }
     );
     for e in phase

@@ -56,7 +56,14 @@ pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
         .caption(
             format!(
                 "throughput: {} stores, {} regions, {} engines",
-                report.stores, report.regions, report.engine
+                report.stores,
+                report
+                    .regions
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                report.engine
             ),
             ("sans-serif", 18),
         )

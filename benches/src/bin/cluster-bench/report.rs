@@ -4,7 +4,7 @@ use hdrhistogram::Histogram;
 use raftstore::{Config, StoreStatsSnapshot};
 use serde::Serialize;
 
-use crate::load::ClientResult;
+use benches::load::ClientResult;
 
 /// Dragonboat's published figure: about 9 million writes/s on three servers
 /// with 22 cores each (66 cores x 1 s / 9M writes), in core-microseconds
@@ -64,8 +64,13 @@ impl Latency {
 /// One phase: a fresh cluster under one load.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseReport {
-    /// "group commit", "no group commit", "half load".
+    /// "group commit", "no group commit", "half load", or "N regions" in a
+    /// run over several region counts.
     pub name: String,
+    /// Regions of this phase's cluster.
+    pub regions: usize,
+    /// Regions that got load (the others stayed idle).
+    pub active_regions: usize,
     /// Open-loop rate limit, if any (operations/s).
     pub rate_limit: Option<f64>,
     /// Seconds to start the stores and elect every leader.
@@ -147,6 +152,7 @@ impl PhaseReport {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
+        (regions, active_regions): (usize, usize),
         rate_limit: Option<f64>,
         setup_secs: f64,
         wall_secs: f64,
@@ -156,6 +162,8 @@ impl PhaseReport {
     ) -> PhaseReport {
         PhaseReport {
             name: name.to_owned(),
+            regions,
+            active_regions,
             rate_limit,
             setup_secs,
             wall_secs,
@@ -261,8 +269,10 @@ pub struct Report {
     pub engine: String,
     /// Stores.
     pub stores: usize,
-    /// Regions.
-    pub regions: usize,
+    /// Region counts, one phase (or set of phases) each.
+    pub regions: Vec<usize>,
+    /// `--active-regions`: the load went to this many regions only.
+    pub active_regions: Option<usize>,
     /// Client threads.
     pub clients: usize,
     /// Commands in flight per client.
@@ -292,7 +302,7 @@ impl Report {
     pub fn new(
         engine: String,
         stores: usize,
-        regions: usize,
+        (regions, active_regions): (Vec<usize>, Option<usize>),
         clients: usize,
         window: usize,
         value_size: usize,
@@ -303,6 +313,7 @@ impl Report {
             engine,
             stores,
             regions,
+            active_regions,
             clients,
             window,
             value_size,
@@ -325,6 +336,9 @@ impl Report {
         }
         type Row = (&'static str, fn(&PhaseReport) -> String);
         let rows: Vec<Row> = vec![
+            ("regions (active)", |p| {
+                format!("{} ({})", p.regions, p.active_regions)
+            }),
             ("acked writes/s", |p| format!("{:.0}", p.writes_per_sec)),
             ("reads/s", |p| format!("{:.0}", p.reads_per_sec)),
             ("rate limit (ops/s)", |p| {
@@ -436,6 +450,35 @@ impl Report {
         }
         if let Some(r) = self.group_commit_ratio {
             println!("group commit / no group commit (writes/s, same run): {r:.2}x");
+        }
+        if self.regions.len() > 1 {
+            self.print_by_regions();
+        }
+    }
+
+    /// The table of a run over several region counts: one row per count,
+    /// with each row's writes/s as a ratio to the first row's.
+    fn print_by_regions(&self) {
+        let Some(first) = self.phases.first() else {
+            return;
+        };
+        let base = first.writes_per_sec.max(1e-9);
+        println!();
+        println!(
+            "{:>9} {:>8} {:>15} {:>18} {:>15} {:>11} {:>9}",
+            "regions", "active", "acked writes/s", "core-µs per write", "write p99 (ms)", "cores busy", "vs first"
+        );
+        for p in &self.phases {
+            println!(
+                "{:>9} {:>8} {:>15.0} {:>18.1} {:>15.1} {:>11.2} {:>8.2}x",
+                p.regions,
+                p.active_regions,
+                p.writes_per_sec,
+                p.core_us_per_write,
+                p.write_latency.p99_us as f64 / 1000.0,
+                p.cores_used,
+                p.writes_per_sec / base
+            );
         }
     }
 }

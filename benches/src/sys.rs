@@ -1,4 +1,5 @@
-//! Process measurements: CPU time (getrusage) and peak resident set size.
+//! Process measurements: CPU time (getrusage), current and peak resident
+//! set size.
 
 use std::time::Duration;
 
@@ -38,6 +39,16 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Current resident set size of the process (`VmRSS`), in KiB, if the
+/// kernel reports it.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +68,15 @@ mod tests {
     #[test]
     fn peak_rss_is_reported_on_linux() {
         assert!(peak_rss_kib().is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn rss_grows_when_memory_is_touched() {
+        let before = rss_kib().unwrap_or(0);
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let after = rss_kib().unwrap_or(0);
+        assert!(after >= before + 32 * 1024, "{before} KiB -> {after} KiB");
+        assert!(peak_rss_kib().unwrap_or(0) >= after);
     }
 }

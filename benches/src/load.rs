@@ -69,6 +69,23 @@ pub struct Target {
     pub regions: Vec<Region>,
     /// The store believed to lead each region (same order as `regions`).
     pub leaders: Vec<u64>,
+    /// Indexes into `regions` of the regions that get load (see
+    /// [`active_regions`]); the others stay idle.
+    pub active: Vec<usize>,
+}
+
+/// The indexes of `active` regions out of `total`, spread evenly over the
+/// key space (so over the leaders too); all of them when `active >= total`.
+///
+/// ```
+/// assert_eq!(benches::load::active_regions(10, 3), vec![0, 3, 6]);
+/// assert_eq!(benches::load::active_regions(3, 5), vec![0, 1, 2]);
+/// ```
+pub fn active_regions(total: usize, active: usize) -> Vec<usize> {
+    if active >= total {
+        return (0..total).collect();
+    }
+    (0..active).map(|i| i * total / active.max(1)).collect()
 }
 
 /// Counters shared with the progress display and the phase controller.
@@ -111,10 +128,11 @@ pub struct ClientResult {
 }
 
 /// The 8-byte key of key index `k`: keys are spread round-robin over the
-/// regions (`k % regions`) and counted up from each region's start.
-pub fn key_of(regions: &[Region], k: u64) -> (usize, [u8; 8]) {
-    let n = regions.len().max(1) as u64;
-    let r = (k % n) as usize;
+/// active regions (`active[k % active.len()]`, indexes into `regions`) and
+/// counted up from each region's start. Returns the region's index too.
+pub fn key_of(regions: &[Region], active: &[usize], k: u64) -> (usize, [u8; 8]) {
+    let n = active.len().max(1) as u64;
+    let r = active.get((k % n) as usize).copied().unwrap_or(0);
     let start = regions
         .get(r)
         .map(|reg| {
@@ -418,7 +436,7 @@ impl Client {
             OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
         };
         let Some(&k) = s.keys.get(pos) else { return };
-        let (_, key) = key_of(&self.target.regions, k);
+        let (_, key) = key_of(&self.target.regions, &self.target.active, k);
         let rotation = &mut self.rotation;
         let mut pick = |n: usize| {
             *rotation = rotation.wrapping_add(1);
@@ -567,6 +585,72 @@ impl Client {
     }
 }
 
+/// The outcome of [`verify_acked`].
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// (store, key) pairs checked.
+    pub checked: u64,
+    /// Pairs whose value was not the last acknowledged write at the deadline.
+    pub failures: u64,
+    /// Up to ten of them, described.
+    pub examples: Vec<String>,
+    /// How long the check took.
+    pub secs: f64,
+}
+
+/// Reads every acknowledged write of `results` back from every store of
+/// `cluster` (the last acknowledged value of each key), waiting up to
+/// `timeout` for followers still applying their last entries.
+pub fn verify_acked<EK: engine::KvEngine, ER: engine::RaftLogEngine>(
+    cluster: &cluster::Cluster<EK, ER>,
+    target: &Target,
+    results: &[ClientResult],
+    value_size: usize,
+    timeout: Duration,
+) -> Verified {
+    let started = Instant::now();
+    let store_ids = cluster.store_ids().to_vec();
+    let mut pending: Vec<(u64, u64, u64)> = Vec::new(); // (store, key index, seq)
+    for r in results {
+        for &(k, seq) in &r.acked {
+            for s in &store_ids {
+                pending.push((*s, k, seq));
+            }
+        }
+    }
+    let checked = pending.len() as u64;
+    let deadline = Instant::now() + timeout;
+    loop {
+        pending.retain(|&(store, k, seq)| {
+            let (_, key) = key_of(&target.regions, &target.active, k);
+            cluster.kv_get(store, &key).ok().flatten() != Some(value_of(k, seq, value_size))
+        });
+        // Followers may still be applying the last entries: look again.
+        if pending.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let examples = pending
+        .iter()
+        .take(10)
+        .map(|&(store, k, seq)| {
+            let (_, key) = key_of(&target.regions, &target.active, k);
+            format!(
+                "store {store}: key {:?} (index {k}) is {:?}, expected write #{seq}",
+                key.as_slice(),
+                cluster.kv_get(store, &key)
+            )
+        })
+        .collect();
+    Verified {
+        checked,
+        failures: pending.len() as u64,
+        examples,
+        secs: started.elapsed().as_secs_f64(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,10 +659,27 @@ mod tests {
     fn keys_land_in_their_regions() {
         let regions =
             raftstore::initial_regions(&[1, 2, 3], &raftstore::even_split_keys(7)).unwrap();
+        let all = active_regions(regions.len(), regions.len());
         for k in 0..1000u64 {
-            let (r, key) = key_of(&regions, k);
+            let (r, key) = key_of(&regions, &all, k);
             assert!(kvproto_lite::util::is_key_in_region(&key, &regions[r]));
         }
+    }
+
+    #[test]
+    fn keys_of_a_partial_load_land_only_in_active_regions() {
+        let regions =
+            raftstore::initial_regions(&[1, 2, 3], &raftstore::even_split_keys(100)).unwrap();
+        let active = active_regions(regions.len(), 7);
+        assert_eq!(active.len(), 7);
+        let mut hit = std::collections::BTreeSet::new();
+        for k in 0..1000u64 {
+            let (r, key) = key_of(&regions, &active, k);
+            assert!(active.contains(&r));
+            assert!(kvproto_lite::util::is_key_in_region(&key, &regions[r]));
+            hit.insert(r);
+        }
+        assert_eq!(hit.len(), 7, "every active region gets keys");
     }
 
     #[test]
