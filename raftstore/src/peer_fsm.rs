@@ -74,7 +74,11 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
         match msg {
             PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, *m),
             PeerMsg::RaftCommand(cmd) => {
-                if self.peer.is_asleep() {
+                // A command for another region (refused below) says
+                // nothing about this one: it does not wake it.
+                let for_this_region =
+                    cmd.request.get_header().get_region_id() == self.peer.region_id();
+                if self.peer.is_asleep() && for_this_region {
                     if self.peer.is_leader() {
                         self.peer.wake(ctx);
                     } else {

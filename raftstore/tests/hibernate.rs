@@ -166,6 +166,42 @@ fn a_write_wakes_a_hibernated_region_which_sleeps_again_afterwards() {
 }
 
 #[test]
+fn a_command_for_another_region_does_not_wake_a_hibernated_region() {
+    let mut cluster = Cluster::memory(3, 4, hibernating_config(NO_CHECKS)).unwrap();
+    cluster.start().unwrap();
+    for i in 0..4 {
+        put_at_leader(&cluster, i, &key_in(i as u64, 4, 1), b"v");
+    }
+    wait_hibernated(&cluster, &[1, 2, 3, 4]);
+    let woken = wakes(&cluster, &[1, 2, 3]);
+    // One command for a region no store has, broadcast to every peer of
+    // every store (what a store-wide sweep does): each peer refuses it.
+    for s in [1u64, 2, 3] {
+        let router = cluster.router(s).unwrap();
+        let (tx, rx) = raftstore::crossbeam_channel::unbounded();
+        router.broadcast_normal(|| {
+            let tx = tx.clone();
+            let mut request = RaftCmdRequest::default();
+            request.mut_header().set_region_id(999);
+            raftstore::PeerMsg::RaftCommand(Box::new(raftstore::RaftCommand {
+                request,
+                callback: raftstore::Callback::new(move |resp| {
+                    let _ = tx.send(resp);
+                }),
+            }))
+        });
+        for _ in 0..4 {
+            let resp = rx.recv_timeout(WAIT).unwrap();
+            assert!(resp.get_header().get_error().has_region_not_found());
+        }
+    }
+    for s in [1, 2, 3] {
+        assert!(cluster.awake_regions(s).unwrap().is_empty(), "store {s}");
+    }
+    assert_eq!(wakes(&cluster, &[1, 2, 3]), woken);
+}
+
+#[test]
 fn regions_never_hibernate_when_hibernation_is_off() {
     let cfg = Config {
         hibernate_regions: false,

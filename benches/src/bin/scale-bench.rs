@@ -13,8 +13,9 @@
 //!
 //! 1. bootstraps and starts the stores and waits until every region has a
 //!    leader (`setup s`, with a progress bar);
-//! 2. lets the regions go quiet: with hibernation on, until every replica
-//!    sleeps (or `--settle-secs` pass), and measures the resident memory
+//! 2. lets the regions go quiet: with hibernation on
+//!    (`raftstore::Config::hibernate_regions`, the default), until every
+//!    replica sleeps (or `--settle-secs` pass), and measures the resident memory
 //!    the regions added (`bytes/replica`: RSS growth since before the
 //!    cluster was made, over the number of region replicas: everything in,
 //!    raft state, FSMs, mailboxes, engines' caches);
@@ -208,6 +209,11 @@ fn run(args: &Args) -> Result<bool, String> {
     }
 }
 
+/// Whether the stores of this run hibernate idle regions.
+fn cfg_hibernates(args: &Args) -> Result<bool, String> {
+    Ok(config(args)?.hibernate_regions)
+}
+
 fn bar(len: u64, prefix: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -266,14 +272,17 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
     rss_before: u64,
 ) -> Result<bool, String> {
     let mut figures = Figures::default();
+    let hibernate = cfg_hibernates(args)?;
     let replicas = (args.regions * args.stores) as u64;
 
     // 1. Setup.
     let setup = start_all(args, &mut cluster, "setup")?;
 
     // 2. Quiet, then memory.
-    let settled = settle(args, &cluster);
+    let (settled, awake) = settle(args, &cluster, hibernate);
+    figures.push("hibernate regions", hibernate);
     figures.push("settle s", format!("{:.1}", settled.as_secs_f64()));
+    figures.push("awake replicas", awake);
     let rss_idle = sys::rss_kib().unwrap_or(0);
     let bytes_per_replica = rss_idle.saturating_sub(rss_before) * 1024 / replicas.max(1);
     figures.push("rss MiB", rss_idle / 1024);
@@ -301,6 +310,7 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
 
     // 5. Broadcast to every peer of the first store.
     let broadcast = broadcast(&cluster)?;
+    figures.push("awake replicas after broadcast", awake_replicas(&cluster));
 
     // 6. Load on a few regions.
     let load_ok = run_load(args, &cluster, &mut figures)?;
@@ -332,21 +342,52 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
     Ok(load_ok)
 }
 
-/// Waits until the regions are quiet: no raft message between the stores
-/// for a whole second, or `--settle-secs` at most. Returns the time waited.
-fn settle<EK: KvEngine, ER: RaftLogEngine>(args: &Args, cluster: &Cluster<EK, ER>) -> Duration {
+/// Region replicas still awake (ticked) over all running stores.
+fn awake_replicas<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> usize {
+    cluster
+        .store_ids()
+        .iter()
+        .filter_map(|id| cluster.awake_regions(*id))
+        .map(|a| a.len())
+        .sum()
+}
+
+/// Waits until the regions are quiet: with hibernation on, until no
+/// replica is awake; otherwise until no raft message crossed between the
+/// stores for a whole second; `--settle-secs` at most either way. Returns
+/// the time waited and the replicas still awake.
+fn settle<EK: KvEngine, ER: RaftLogEngine>(
+    args: &Args,
+    cluster: &Cluster<EK, ER>,
+    hibernate: bool,
+) -> (Duration, usize) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.settle_secs.max(0.0));
+    let pb = bar(
+        (cluster.regions().len() * cluster.store_ids().len()) as u64,
+        "settle",
+    );
+    pb.set_message("replicas asleep".to_owned());
+    let total = cluster.regions().len() * cluster.store_ids().len();
     let mut last = cluster.transport().stats().delivered;
     while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = cluster.transport().stats().delivered;
-        if now == last {
-            break;
+        std::thread::sleep(Duration::from_millis(if hibernate { 100 } else { 1000 }));
+        let awake = awake_replicas(cluster);
+        pb.set_position(total.saturating_sub(awake) as u64);
+        if hibernate {
+            if awake == 0 {
+                break;
+            }
+        } else {
+            let now = cluster.transport().stats().delivered;
+            if now == last {
+                break;
+            }
+            last = now;
         }
-        last = now;
     }
-    started.elapsed()
+    pb.finish_and_clear();
+    (started.elapsed(), awake_replicas(cluster))
 }
 
 /// The `q` quantile of `samples` (sorted in place).

@@ -464,10 +464,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
                 .map(|r| (*id, Arc::new(r) as Arc<dyn CommandSink>))
         })
         .collect();
-    let active = load::active_regions(
-        regions.len(),
-        args.active_regions.unwrap_or(regions.len()),
-    );
+    let active = load::active_regions(regions.len(), args.active_regions.unwrap_or(regions.len()));
     let active_count = active.len();
     let target = Arc::new(Target {
         sinks,

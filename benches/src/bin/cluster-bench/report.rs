@@ -466,7 +466,13 @@ impl Report {
         println!();
         println!(
             "{:>9} {:>8} {:>15} {:>18} {:>15} {:>11} {:>9}",
-            "regions", "active", "acked writes/s", "core-µs per write", "write p99 (ms)", "cores busy", "vs first"
+            "regions",
+            "active",
+            "acked writes/s",
+            "core-µs per write",
+            "write p99 (ms)",
+            "cores busy",
+            "vs first"
         );
         for p in &self.phases {
             println!(
