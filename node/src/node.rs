@@ -93,6 +93,8 @@ impl Node {
             Arc::new(move |id| reporter.report_unreachable(id)),
             root,
         );
+        let reachable = router.clone();
+        transport.set_reachable_reporter(Arc::new(move |id| reachable.report_reachable(id)));
         let mut store = metapb::Store::default();
         store.set_id(store_id);
         store.set_address(address.clone());
@@ -120,6 +122,7 @@ impl Node {
             cluster_id: record.cluster_id,
             address: address.clone(),
             meta: system.store_meta(),
+            awake: system.awake_regions(),
             kv: engines.kv.clone(),
             metrics: metrics.clone(),
             started,

@@ -3,8 +3,8 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /metrics` | every metric, Prometheus text format |
-//! | `GET /status` | JSON: store id, cluster id, address, regions, leaders, uptime |
-//! | `GET /status/regions` | JSON: every region of the store with epoch, peers, leader and applied index |
+//! | `GET /status` | JSON: store id, cluster id, address, regions, leaders, hibernated regions, uptime |
+//! | `GET /status/regions` | JSON: every region of the store with epoch, peers, leader, whether it hibernates and applied index |
 //!
 //! Anything else is `404` (`405` for another method on a known path).
 
@@ -39,6 +39,8 @@ pub struct StatusSource<EK: KvEngine> {
     pub address: String,
     /// Leadership of the store's regions.
     pub meta: Arc<StoreMeta>,
+    /// The store's awake (ticked) regions; the others hibernate.
+    pub awake: Arc<raftstore::AwakeRegions>,
     /// The store's KV engine (region metadata and apply states).
     pub kv: EK,
     /// The metrics recorder.
@@ -67,6 +69,10 @@ impl<EK: KvEngine> Pages for StatusSource<EK> {
             "address": self.address,
             "regions": regions.as_ref().ok(),
             "leaders": self.meta.leader_regions().len(),
+            "hibernated": regions
+                .as_ref()
+                .ok()
+                .map(|n| n.saturating_sub(self.awake.len())),
             "uptime_secs": self.started.elapsed().as_secs_f64(),
             "version": env!("CARGO_PKG_VERSION"),
             "error": regions.err(),
@@ -83,12 +89,9 @@ impl<EK: KvEngine> Pages for StatusSource<EK> {
             .map(|r| {
                 let id = r.get_id();
                 let leader = self.meta.leader_info(id);
-                let leader_store = leader.and_then(|l| {
-                    r.get_peers()
-                        .iter()
-                        .find(|p| p.get_id() == l.leader_id)
-                        .map(|p| p.get_store_id())
-                });
+                let leader_store = leader
+                    .map(|l| l.leader_store_id)
+                    .filter(|s| *s != 0);
                 let applied = self
                     .kv
                     .get_apply_state(id)
@@ -105,6 +108,7 @@ impl<EK: KvEngine> Pages for StatusSource<EK> {
                     "leader_store": leader_store,
                     "is_leader": leader.map(|l| l.is_leader).unwrap_or(false),
                     "term": leader.map(|l| l.term),
+                    "hibernated": !self.awake.contains(id),
                     "applied_index": applied,
                 })
             })

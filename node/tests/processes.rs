@@ -299,6 +299,15 @@ fn three_nodes_lose_one_to_sigkill_and_keep_every_acknowledged_write() {
     let status = http_get(&c.status[&1], "/status").unwrap();
     assert_eq!(json_number(&status, "store_id"), Some(1));
     assert_eq!(json_number(&status, "regions"), Some(REGIONS as u64));
+    // Nothing writes now: every region falls asleep, and /status says so.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            http_get(&c.status[&1], "/status").and_then(|s| json_number(&s, "hibernated"))
+                == Some(REGIONS as u64)
+        }),
+        "regions did not all hibernate: {:?}",
+        http_get(&c.status[&1], "/status")
+    );
     // Which node leads what varies from run to run: look at all three.
     let metrics: String = c
         .status

@@ -133,4 +133,6 @@ pub use kv_service::{store_regions, KvService};
 pub use raft_service::RaftService;
 pub use server::Server;
 pub use service::StoreService;
-pub use transport::{error_chain, GrpcTransport, GrpcTransportStats, UnreachableReporter};
+pub use transport::{
+    error_chain, GrpcTransport, GrpcTransportStats, ReachableReporter, UnreachableReporter,
+};

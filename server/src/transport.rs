@@ -47,6 +47,12 @@ use crate::metrics as m;
 /// a replica there tells raft.
 pub type UnreachableReporter = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Called with a store id when a connection to that store is up again after
+/// it failed; a store passes `move |id| router.report_reachable(id)`, so
+/// that hibernated leaders with a peer there wake and catch it up at once
+/// (see [`GrpcTransport::set_reachable_reporter`]).
+pub type ReachableReporter = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Counters of a [`GrpcTransport`], summed over every connection (the
 /// per-store numbers go to the `metrics` facade).
 #[derive(Debug, Default)]
@@ -175,6 +181,7 @@ struct Shared {
     book: AddressBook,
     handle: Handle,
     reporter: UnreachableReporter,
+    reachable: std::sync::OnceLock<ReachableReporter>,
     conns: RwLock<HashMap<ConnKey, Arc<Conn>>>,
     counters: Counters,
     stop: watch::Sender<bool>,
@@ -208,6 +215,19 @@ impl Clone for GrpcTransport {
 }
 
 impl GrpcTransport {
+    /// Calls `reporter` with a store's id whenever a connection to it comes
+    /// up after a failure (not on the first connection). Set once, before
+    /// or after the transport is handed to the store; returns `false` (and
+    /// keeps the first) if one was set already. Every clone shares it.
+    ///
+    /// A store passes `move |id| router.report_reachable(id)`: a region
+    /// hibernating with a peer on a store that was down wakes its leader,
+    /// which catches that peer up instead of waiting for the peer's own
+    /// liveness check.
+    pub fn set_reachable_reporter(&self, reporter: ReachableReporter) -> bool {
+        self.shared.reachable.set(reporter).is_ok()
+    }
+
     /// A transport sending as store `store_id` to the stores in `book`,
     /// running its connections on `handle`'s runtime and calling `reporter`
     /// when a connection to a store fails.
@@ -231,6 +251,7 @@ impl GrpcTransport {
                 book,
                 handle,
                 reporter,
+                reachable: std::sync::OnceLock::new(),
                 conns: RwLock::new(HashMap::new()),
                 counters: Counters::default(),
                 stop,
@@ -379,6 +400,9 @@ impl ConnTask {
         let mut stop = self.shared.stop.subscribe();
         let mut backoff = cfg.initial_backoff();
         let mut failures_in_a_row = 0u32;
+        // Whether the connection failed since it was last up (the next
+        // connect is then a comeback worth reporting).
+        let mut was_down = false;
         loop {
             if *stop.borrow() {
                 return;
@@ -396,6 +420,11 @@ impl ConnTask {
                         .connects
                         .fetch_add(1, Ordering::Relaxed);
                     info!(self.logger, "connected");
+                    if std::mem::take(&mut was_down) {
+                        if let Some(report) = self.shared.reachable.get() {
+                            report(to);
+                        }
+                    }
                     backoff = cfg.initial_backoff();
                     failures_in_a_row = 0;
                     match self.stream(channel, &mut stop).await {
@@ -421,6 +450,7 @@ impl ConnTask {
                 }
             };
             self.conn.set_state(DOWN);
+            was_down = true;
             let dropped = self.drop_queued();
             if let Some(why) = failure {
                 failures_in_a_row += 1;

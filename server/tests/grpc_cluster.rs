@@ -35,6 +35,7 @@ struct Running {
     transport: GrpcTransport,
     server: Server,
     unreachable_reports: Arc<AtomicU64>,
+    reachable_reports: Arc<AtomicU64>,
 }
 
 /// Stores 1..=n with in-memory engines (kept across restarts), each with its
@@ -117,6 +118,13 @@ impl GrpcCluster {
             }),
             &logger,
         );
+        let comebacks = Arc::new(AtomicU64::new(0));
+        let (r, n) = (router.clone(), comebacks.clone());
+        assert!(transport.set_reachable_reporter(Arc::new(move |store| {
+            n.fetch_add(1, Ordering::Relaxed);
+            r.report_reachable(store)
+        })));
+        assert!(!transport.set_reachable_reporter(Arc::new(|_| {})));
         let mut store = Store::default();
         store.set_id(id);
         system
@@ -139,6 +147,7 @@ impl GrpcCluster {
                 transport,
                 server,
                 unreachable_reports: reports,
+                reachable_reports: comebacks,
             },
         );
     }
@@ -399,10 +408,13 @@ fn a_stopped_store_is_reported_and_catches_up_after_restart() {
     for i in 2..10 {
         assert!(c.replicated(&key(i), b"while down"), "key {i}");
     }
-    // Each of them connected again.
+    // Each of them connected again, and reported store 3 reachable.
     assert!(eventually(Duration::from_secs(10), || before.iter().all(
         |&(id, connects)| c.running[&id].transport.stats().connects > connects
+            && c.running[&id].reachable_reports.load(Ordering::Relaxed) > 0
     )));
+    // The restarted store had never failed to reach anyone: no comeback.
+    assert_eq!(c.running[&3].reachable_reports.load(Ordering::Relaxed), 0);
 }
 
 #[test]
