@@ -24,7 +24,7 @@
 //! sleeping follower costs one schedule entry per check period, whatever the
 //! number of regions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -78,8 +78,9 @@ pub fn tick_slice(region_id: u64, slices: u64) -> u64 {
 #[derive(Debug)]
 pub struct AwakeRegions {
     /// Partition `p` holds the awake regions with
-    /// `tick_slice(id, TICK_SLICES) == p`, sorted.
-    slices: Vec<Mutex<BTreeSet<u64>>>,
+    /// `tick_slice(id, TICK_SLICES) == p`, sorted, each with whether the
+    /// tick timer's last tick to it is still queued (not handled yet).
+    slices: Vec<Mutex<BTreeMap<u64, bool>>>,
     /// Store ticks so far (advanced by the store FSM).
     store_ticks: AtomicU64,
     /// Liveness checks: store tick they are due at -> regions.
@@ -97,14 +98,14 @@ impl AwakeRegions {
     pub fn new() -> AwakeRegions {
         AwakeRegions {
             slices: (0..TICK_SLICES)
-                .map(|_| Mutex::new(BTreeSet::new()))
+                .map(|_| Mutex::new(BTreeMap::new()))
                 .collect(),
             store_ticks: AtomicU64::new(0),
             checks: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn slice(&self, region_id: u64) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+    fn slice(&self, region_id: u64) -> std::sync::MutexGuard<'_, BTreeMap<u64, bool>> {
         let i = tick_slice(region_id, TICK_SLICES) as usize;
         // Only ever holds plain ids: a poisoned lock is still consistent.
         self.slices[i].lock().unwrap_or_else(|e| e.into_inner())
@@ -112,7 +113,7 @@ impl AwakeRegions {
 
     /// Marks `region_id` awake (ticked).
     pub fn insert(&self, region_id: u64) {
-        self.slice(region_id).insert(region_id);
+        self.slice(region_id).entry(region_id).or_insert(false);
     }
 
     /// Marks `region_id` asleep or gone (not ticked).
@@ -122,7 +123,7 @@ impl AwakeRegions {
 
     /// Whether `region_id` is awake.
     pub fn contains(&self, region_id: u64) -> bool {
-        self.slice(region_id).contains(&region_id)
+        self.slice(region_id).contains_key(&region_id)
     }
 
     /// Number of awake regions.
@@ -142,7 +143,7 @@ impl AwakeRegions {
     pub fn ids(&self) -> Vec<u64> {
         let mut ids = Vec::new();
         for s in &self.slices {
-            ids.extend(s.lock().unwrap_or_else(|e| e.into_inner()).iter());
+            ids.extend(s.lock().unwrap_or_else(|e| e.into_inner()).keys());
         }
         ids.sort_unstable();
         ids
@@ -163,8 +164,40 @@ impl AwakeRegions {
         let slices = slices.clamp(1, TICK_SLICES);
         for (p, s) in self.slices.iter().enumerate() {
             if p as u64 % slices == slice {
-                out.extend(s.lock().unwrap_or_else(|e| e.into_inner()).iter());
+                out.extend(s.lock().unwrap_or_else(|e| e.into_inner()).keys());
             }
+        }
+    }
+
+    /// What the tick timer sends its slice `slice` of `slices` to: like
+    /// [`append_slice`](Self::append_slice), but only the regions whose
+    /// previous timer tick was handled ([`tick_handled`](Self::tick_handled)),
+    /// and those are marked as having a tick queued. So a region never has
+    /// more than one timer tick waiting in its mailbox: when the pollers
+    /// fall behind (thousands of regions electing at once after a restart),
+    /// ticks are skipped instead of piling up, raft's clocks slow down with
+    /// the store, and the backlog cannot grow without bound (a peer asks
+    /// for its next tick by handling the last one).
+    pub fn take_tick_slice(&self, slice: u64, slices: u64, out: &mut Vec<u64>) {
+        let slices = slices.clamp(1, TICK_SLICES);
+        for (p, s) in self.slices.iter().enumerate() {
+            if p as u64 % slices == slice {
+                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                for (id, queued) in s.iter_mut() {
+                    if !*queued {
+                        *queued = true;
+                        out.push(*id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Region `region_id` handled a tick (or the timer could not deliver
+    /// one): the timer may send it the next.
+    pub fn tick_handled(&self, region_id: u64) {
+        if let Some(queued) = self.slice(region_id).get_mut(&region_id) {
+            *queued = false;
         }
     }
 
@@ -213,6 +246,43 @@ impl AwakeRegions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn all_slices(awake: &AwakeRegions) -> Vec<u64> {
+        let mut out = Vec::new();
+        for slice in 0..TICK_SLICES {
+            awake.take_tick_slice(slice, TICK_SLICES, &mut out);
+        }
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn a_region_gets_no_new_timer_tick_until_it_handled_the_last() {
+        let awake = AwakeRegions::new();
+        for id in 1..=20 {
+            awake.insert(id);
+        }
+        assert_eq!(all_slices(&awake), (1..=20).collect::<Vec<_>>());
+        // Nothing handled yet: a second period sends nothing.
+        assert!(all_slices(&awake).is_empty());
+        awake.tick_handled(3);
+        awake.tick_handled(17);
+        assert_eq!(all_slices(&awake), vec![3, 17]);
+        // Falling asleep and waking forgets the queued tick's mark only if
+        // the region left the set meanwhile.
+        awake.insert(5);
+        assert!(all_slices(&awake).is_empty());
+        awake.remove(5);
+        awake.insert(5);
+        assert_eq!(all_slices(&awake), vec![5]);
+        // A tick handled by a region that is asleep (not in the set) is fine.
+        awake.remove(9);
+        awake.tick_handled(9);
+        assert!(!awake.contains(9));
+        // The plain walks still see every awake region.
+        assert_eq!(awake.len(), 19);
+        assert_eq!(awake.ids_in_slice(0, 1).len(), 19);
+    }
 
     #[test]
     fn tick_slice_is_in_range_and_stable() {

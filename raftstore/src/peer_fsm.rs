@@ -90,9 +90,15 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
                 }
                 self.peer.propose(ctx, *cmd)
             }
-            // A sleeping peer ignores ticks sent before it fell asleep.
-            PeerMsg::Tick if self.peer.is_asleep() => {}
-            PeerMsg::Tick => self.peer.tick(ctx),
+            PeerMsg::Tick => {
+                // The timer may send the next one (see
+                // `AwakeRegions::take_tick_slice`).
+                ctx.awake.tick_handled(self.peer.region_id());
+                // A sleeping peer ignores ticks sent before it fell asleep.
+                if !self.peer.is_asleep() {
+                    self.peer.tick(ctx);
+                }
+            }
             PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
             PeerMsg::SignificantMsg(SignificantMsg::StoreUnreachable { store_id }) => {
                 // A follower whose leader lives there must be able to

@@ -462,11 +462,13 @@ fn run_tick_timer<ER: RaftLogEngine>(
     let mut ids = Vec::new();
     while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
         ids.clear();
-        awake.append_slice(slice, slices, &mut ids);
+        awake.take_tick_slice(slice, slices, &mut ids);
         for &id in &ids {
-            // A region that fell asleep or went away since it was read
-            // ignores the tick (or it is refused): both harmless.
-            let _ = router.force_send(id, PeerMsg::Tick);
+            // A region that fell asleep since it was read ignores the tick;
+            // one that went away refuses it (and leaves the set).
+            if router.force_send(id, PeerMsg::Tick).is_err() {
+                awake.tick_handled(id);
+            }
         }
         if slice == 0 {
             let _ = router.send_control(StoreMsg::Tick);
