@@ -276,7 +276,26 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
     let replicas = (args.regions * args.stores) as u64;
 
     // 1. Setup.
+    let msgs_before_setup = cluster.transport().stats().delivered;
+    let cpu_before_setup = sys::process_cpu();
     let setup = start_all(args, &mut cluster, "setup")?;
+    figures.push(
+        "setup raft messages per region",
+        format!(
+            "{:.1}",
+            (cluster.transport().stats().delivered - msgs_before_setup) as f64
+                / args.regions as f64
+        ),
+    );
+    figures.push(
+        "setup core-s",
+        format!(
+            "{:.1}",
+            sys::process_cpu()
+                .saturating_sub(cpu_before_setup)
+                .as_secs_f64()
+        ),
+    );
 
     // 2. Quiet, then memory.
     let (settled, awake) = settle(args, &cluster, hibernate);
@@ -322,7 +341,16 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
         "stop s",
         format!("{:.2}", stop_started.elapsed().as_secs_f64()),
     );
+    let msgs_before_restart = cluster.transport().stats().delivered;
     let restart = start_all(args, &mut cluster, "restart")?;
+    figures.push(
+        "restart raft messages per region",
+        format!(
+            "{:.1}",
+            (cluster.transport().stats().delivered - msgs_before_restart) as f64
+                / args.regions as f64
+        ),
+    );
     cluster.shutdown();
 
     figures.push("setup s", format!("{:.2}", setup.as_secs_f64()));
