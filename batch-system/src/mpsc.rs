@@ -30,7 +30,7 @@
 //! the time, so an empty channel holds no buffer: the queue is a
 //! `VecDeque` behind a mutex, allocated by the first message and given
 //! back whenever the receiver takes the last one, plus an atomic length
-//! for lock-free `len` and capacity checks. A channel costs one ~100-byte
+//! for lock-free `len` and capacity checks. A channel costs one 88-byte
 //! allocation while empty (a crossbeam list channel keeps ~1.2 KB: its
 //! ~500-byte channel and a 31-slot block after its first message). Sends
 //! and receives each take the mutex once; only the FSM's one receiver and
