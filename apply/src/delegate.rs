@@ -237,6 +237,13 @@ impl ApplyDelegate {
             rec.apply_state = Some(self.apply_state.clone());
             rec.applied_term = self.applied_term;
         }
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            // An idle region keeps no buffer: the next burst allocates.
+            self.queue = VecDeque::new();
+        }
+        if self.proposals.is_empty() && self.proposals.capacity() > 0 {
+            self.proposals = VecDeque::new();
+        }
         !self.queue.is_empty() && !self.pending_remove && !self.stopped
     }
 

@@ -1,6 +1,7 @@
 //! Channels used as FSM mailboxes: a loosely bounded sender and an unbounded one.
 //!
-//! Both are thin layers over `crossbeam-channel`'s unbounded list channel.
+//! Both are multi-producer, single-consumer queues that hold no buffer
+//! while empty (see [the queue](#the-queue)).
 //! [`LooseBoundedSender`] adds a capacity that is checked with one lock-free
 //! length read per send (no lock, no counter shared by senders). Because the
 //! check and the push are not one atomic step, concurrent senders can
@@ -23,19 +24,314 @@
 //! assert_eq!(tx.try_send(4), Err(TrySendError::Disconnected(4)));
 //! ```
 //!
-//! # Re-exported types
+//! # The queue
 //!
-//! The receiver, the unbounded sender, their iterators and every error type
-//! are `crossbeam-channel`'s own, re-exported so users need not depend on
-//! it; their documentation is crossbeam's. A mailbox's receiver is an
-//! ordinary crossbeam [`Receiver`]: drain it with `try_recv` or
-//! [`try_iter`](Receiver::try_iter) in a handler (never a blocking `recv`,
-//! which would stall the poller).
+//! A mailbox is one of many thousands, and most of them are empty most of
+//! the time, so an empty channel holds no buffer: the queue is a
+//! `VecDeque` behind a mutex, allocated by the first message and given
+//! back whenever the receiver takes the last one, plus an atomic length
+//! for lock-free `len` and capacity checks. A channel costs one 88-byte
+//! allocation while empty (a crossbeam list channel keeps ~1.2 KB: its
+//! ~500-byte channel and a 31-slot block after its first message). Sends
+//! and receives each take the mutex once; only the FSM's one receiver and
+//! the senders to that one FSM ever contend for it.
+//!
+//! The error types are `crossbeam-channel`'s own, re-exported, so callers
+//! match on them as before.
 
 pub use crossbeam_channel::{
-    IntoIter, Iter, Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender,
-    TryIter, TryRecvError, TrySendError,
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What the mutex guards.
+struct State<T> {
+    queue: VecDeque<T>,
+    /// The receiver is gone: sends fail.
+    receiver_gone: bool,
+    /// The receiver waits in `recv`/`recv_timeout`: senders notify it.
+    receiver_waiting: bool,
+}
+
+/// One channel, shared by its senders and its receiver.
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// `state.queue.len()`, readable without the lock. Sequentially
+    /// consistent: a poller releasing an FSM (a `SeqCst` swap of its
+    /// state) then reading the length, and a sender pushing then trying to
+    /// wake the FSM, must not both miss each other.
+    len: AtomicUsize,
+    /// Live `Sender`s; 0 disconnects the receiver once the queue is empty.
+    senders: AtomicUsize,
+    /// Wakes a receiver blocked in `recv`.
+    ready: Condvar,
+}
+
+impl<T> Shared<T> {
+    fn new() -> Arc<Shared<T>> {
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                receiver_gone: false,
+                receiver_waiting: false,
+            }),
+            len: AtomicUsize::new(0),
+            senders: AtomicUsize::new(1),
+            ready: Condvar::new(),
+        })
+    }
+
+    /// The state; a panic in another thread while it held the lock cannot
+    /// leave the queue inconsistent (every change is one `VecDeque` call).
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        let mut state = self.lock();
+        if state.receiver_gone {
+            return Err(SendError(msg));
+        }
+        state.queue.push_back(msg);
+        self.len.store(state.queue.len(), Ordering::SeqCst);
+        if state.receiver_waiting {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Pops the front message; the queue's buffer goes back to the
+    /// allocator with the last one.
+    fn pop(&self, state: &mut State<T>) -> Option<T> {
+        let msg = state.queue.pop_front()?;
+        if state.queue.is_empty() {
+            state.queue = VecDeque::new();
+        }
+        self.len.store(state.queue.len(), Ordering::SeqCst);
+        Some(msg)
+    }
+
+    fn disconnected(&self) -> bool {
+        self.senders.load(Ordering::Acquire) == 0
+    }
+}
+
+/// The sending half of an [`unbounded`] channel. Cloneable, `Sync`.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Sends `msg`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the message when the receiver is gone.
+    #[inline]
+    pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        self.shared.send(msg)
+    }
+
+    /// Number of messages queued.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.shared.len.load(Ordering::SeqCst)
+    }
+
+    /// Whether no message is queued.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `self` and `other` send into the same channel.
+    pub fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Sender {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last one: a receiver blocked in `recv` must see the
+            // disconnection (taking the lock orders this after its check).
+            let state = self.shared.lock();
+            if state.receiver_waiting {
+                self.shared.ready.notify_one();
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").field("len", &self.len()).finish()
+    }
+}
+
+/// The receiving half of a channel: owned by one FSM, drained with
+/// [`try_recv`](Receiver::try_recv) or [`try_iter`](Receiver::try_iter)
+/// in a handler (never the blocking [`recv`](Receiver::recv), which would
+/// stall the poller).
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Receiver<T> {
+    /// Takes the front message if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is queued,
+    /// [`TryRecvError::Disconnected`] when nothing is queued and every
+    /// sender is gone.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        if self.shared.len.load(Ordering::SeqCst) == 0 {
+            return Err(if self.shared.disconnected() && self.is_empty_locked() {
+                TryRecvError::Disconnected
+            } else {
+                TryRecvError::Empty
+            });
+        }
+        let mut state = self.shared.lock();
+        self.shared.pop(&mut state).ok_or(TryRecvError::Empty)
+    }
+
+    fn is_empty_locked(&self) -> bool {
+        self.shared.lock().queue.is_empty()
+    }
+
+    /// Blocks until a message arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when nothing is queued and every sender is gone.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(msg) = self.shared.pop(&mut state) {
+                return Ok(msg);
+            }
+            if self.shared.disconnected() {
+                return Err(RecvError);
+            }
+            state.receiver_waiting = true;
+            state = self
+                .shared
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.receiver_waiting = false;
+        }
+    }
+
+    /// Blocks until a message arrives or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] when the time passed,
+    /// [`RecvTimeoutError::Disconnected`] when nothing is queued and every
+    /// sender is gone.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(msg) = self.shared.pop(&mut state) {
+                return Ok(msg);
+            }
+            if self.shared.disconnected() {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            state.receiver_waiting = true;
+            state = self
+                .shared
+                .ready
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            state.receiver_waiting = false;
+        }
+    }
+
+    /// An iterator over the messages queued now (it stops at the first
+    /// empty check).
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { receiver: self }
+    }
+
+    /// Number of messages queued.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.shared.len.load(Ordering::SeqCst)
+    }
+
+    /// Whether no message is queued.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Slots the queue's buffer has room for (0: no buffer).
+    #[cfg(test)]
+    fn buffer_capacity(&self) -> usize {
+        self.shared.lock().queue.capacity()
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        // Like crossbeam: messages nobody will receive are dropped now
+        // (outside the lock, their destructors may send elsewhere), and
+        // later sends fail.
+        let queued = {
+            let mut state = self.shared.lock();
+            state.receiver_gone = true;
+            self.shared.len.store(0, Ordering::SeqCst);
+            std::mem::take(&mut state.queue)
+        };
+        drop(queued);
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// The iterator of [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    receiver: &'a Receiver<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.receiver.try_recv().ok()
+    }
+}
 
 /// Creates a channel whose sender refuses messages once `capacity` messages
 /// are queued (checked loosely, see the [module docs](self)).
@@ -51,7 +347,7 @@ pub use crossbeam_channel::{
 /// assert_eq!(rx.recv().unwrap(), 7);
 /// ```
 pub fn loose_bounded<T>(capacity: usize) -> (LooseBoundedSender<T>, Receiver<T>) {
-    let (sender, receiver) = crossbeam_channel::unbounded();
+    let (sender, receiver) = unbounded();
     (LooseBoundedSender { sender, capacity }, receiver)
 }
 
@@ -69,7 +365,13 @@ pub fn loose_bounded<T>(capacity: usize) -> (LooseBoundedSender<T>, Receiver<T>)
 /// assert_eq!(rx.recv().unwrap(), "hello");
 /// ```
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
-    crossbeam_channel::unbounded()
+    let shared = Shared::new();
+    (
+        Sender {
+            shared: Arc::clone(&shared),
+        },
+        Receiver { shared },
+    )
 }
 
 /// The sending half of a [`loose_bounded`] channel.
@@ -185,5 +487,84 @@ mod tests {
         }
         assert_eq!(rx.len(), 1000);
         assert!(tx.same_channel(&tx.clone()));
+    }
+
+    #[test]
+    fn an_empty_channel_holds_no_buffer() {
+        let (tx, rx) = loose_bounded(64);
+        assert_eq!(rx.buffer_capacity(), 0);
+        for i in 0..40 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(rx.buffer_capacity() >= 40);
+        assert_eq!(rx.try_iter().count(), 40);
+        assert_eq!(rx.buffer_capacity(), 0);
+        assert_eq!(tx.len(), 0);
+    }
+
+    #[test]
+    fn messages_from_several_senders_keep_each_senders_order() {
+        let (tx, rx) = unbounded();
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        tx.send((t, i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut next = [0u64; 4];
+        // Blocks until every sender is gone and the queue is drained.
+        while let Ok((t, i)) = rx.recv() {
+            assert_eq!(i, next[t as usize]);
+            next[t as usize] += 1;
+        }
+        assert_eq!(next, [1000; 4]);
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_blocked_receiver_wakes_for_a_message_and_for_the_last_sender_leaving() {
+        let (tx, rx) = unbounded::<u32>();
+        let waiter = std::thread::spawn(move || {
+            let first = rx.recv_timeout(Duration::from_secs(60));
+            let second = rx.recv_timeout(Duration::from_secs(60));
+            (first, second)
+        });
+        tx.send(9).unwrap();
+        drop(tx);
+        let (first, second) = waiter.join().unwrap();
+        assert_eq!(first, Ok(9));
+        assert_eq!(second, Err(RecvTimeoutError::Disconnected));
+    }
+
+    #[test]
+    fn dropping_the_receiver_drops_queued_messages_at_once() {
+        let (tx, rx) = unbounded();
+        let token = Arc::new(());
+        tx.send(Arc::clone(&token)).unwrap();
+        assert_eq!(Arc::strong_count(&token), 2);
+        drop(rx);
+        assert_eq!(Arc::strong_count(&token), 1);
+        assert!(tx.send(token).is_err());
+        assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn try_recv_reports_disconnection_only_once_drained() {
+        let (tx, rx) = unbounded();
+        tx.send(1).unwrap();
+        drop(tx);
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Disconnected)
+        );
     }
 }

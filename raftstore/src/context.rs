@@ -25,6 +25,11 @@ use crate::metrics::PollerMetrics;
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
 
+/// Items a poller's log batch is first sized for (it grows with a busy
+/// round). Engines read the capacity as an item count: a batch sized in
+/// bytes (64 Ki items) would hold several MiB per poller for good.
+const LOG_BATCH_ITEMS: usize = 256;
+
 /// Everything a raft poller shares between the peers of one round.
 pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) cfg: Arc<Config>,
@@ -70,7 +75,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         logger: Logger,
         awake: Arc<AwakeRegions>,
     ) -> Self {
-        let log_batch = engines.raft.log_batch(64 * 1024);
+        let log_batch = engines.raft.log_batch(LOG_BATCH_ITEMS);
         PollContext {
             cfg,
             store_id,

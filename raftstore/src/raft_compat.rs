@@ -16,6 +16,7 @@
 //! | [`unstick_probes`] | a follower whose `next_idx` is at or below the first index needs a snapshot; when storage cannot make one, raft-rs never sends it anything again |
 //! | [`pin_election_timeout`] | election timeouts are drawn from `rand::thread_rng()`, which cannot be seeded |
 //! | [`propose_entries`] | `RawNode` proposes one entry per call and refuses a `MsgPropose` through `RawNode::step` |
+//! | [`release_idle_buffers`] | buffers (unstable entries, outgoing messages, read-index queues, inflight windows) keep the capacity of their largest burst |
 //!
 //! One more raft-rs 0.7 bug is avoided by configuration rather than code:
 //! `batch_append` can glue entries onto a probe for a later index, see
@@ -174,6 +175,34 @@ pub(crate) fn propose_entries<S: Storage>(
     m.from = raft.id;
     m.set_entries(entries.into());
     raft.step(m)
+}
+
+/// Gives back the spare capacity raft-rs keeps in a raft group's buffers,
+/// for a region that goes to sleep; changes nothing raft can observe.
+///
+/// **raft-rs 0.7 behaviour.** The unstable entries `Vec`, the outgoing
+/// messages `Vec` and the read-index queues keep the capacity of their
+/// largest burst for good, and a leader keeps an inflight window buffer
+/// per follower (freed only by `maybe_free_inflight_buffers`).
+///
+/// **Work-around.** Replace each one that is empty with an unallocated
+/// one, and free the inflight buffers of followers with nothing in flight.
+pub(crate) fn release_idle_buffers<S: Storage>(raft: &mut Raft<S>) {
+    let unstable = &mut raft.raft_log.unstable;
+    if unstable.entries.is_empty() && unstable.entries.capacity() > 0 {
+        unstable.entries = Vec::new();
+    }
+    if raft.msgs.is_empty() && raft.msgs.capacity() > 0 {
+        raft.msgs = Vec::new();
+    }
+    let read_only = &mut raft.read_only;
+    if read_only.read_index_queue.is_empty() && read_only.read_index_queue.capacity() > 0 {
+        read_only.read_index_queue = std::collections::VecDeque::new();
+    }
+    if read_only.pending_read_index.is_empty() && read_only.pending_read_index.capacity() > 0 {
+        read_only.pending_read_index = Default::default();
+    }
+    raft.maybe_free_inflight_buffers();
 }
 
 #[cfg(test)]
@@ -454,5 +483,49 @@ mod tests {
             assert_eq!(appends.len(), 1, "appends to {to}: {appends:?}");
             assert_eq!(appends[0].get_entries().len(), 3);
         }
+    }
+
+    #[test]
+    fn release_idle_buffers_frees_what_a_burst_left_allocated() {
+        let mut raft = leader_with_log(5, 10);
+        // Two bursts, each acknowledged by both followers: the first moves
+        // them to Replicate, the second passes through their inflight
+        // windows.
+        for _ in 0..2 {
+            propose_entries(&mut raft, vec![Entry::default(); 3]).expect("leader proposes");
+            let (last, term) = (raft.raft_log.last_index(), raft.term);
+            for from in [2, 3] {
+                let mut ack = Message::default();
+                ack.set_msg_type(MessageType::MsgAppendResponse);
+                ack.from = from;
+                ack.to = raft.id;
+                ack.term = term;
+                ack.index = last;
+                raft.step(ack).expect("leader takes the ack");
+            }
+        }
+        // The entries were persisted: raft's unstable part is empty.
+        let (last, term) = (raft.raft_log.last_index(), raft.term);
+        raft.raft_log.unstable.stable_entries(last, term);
+        raft.msgs.clear();
+        let inflight_buffers = |raft: &TestRaft| {
+            [2, 3]
+                .iter()
+                .filter(|id| {
+                    raft.prs()
+                        .get(**id)
+                        .is_some_and(|pr| pr.ins.count() == 0 && pr.ins.buffer_is_allocated())
+                })
+                .count()
+        };
+        assert!(raft.raft_log.unstable.entries.is_empty());
+        assert!(raft.raft_log.unstable.entries.capacity() > 0);
+        assert!(raft.msgs.capacity() > 0);
+        assert_eq!(inflight_buffers(&raft), 2);
+
+        release_idle_buffers(&mut raft);
+        assert_eq!(raft.raft_log.unstable.entries.capacity(), 0);
+        assert_eq!(raft.msgs.capacity(), 0);
+        assert_eq!(inflight_buffers(&raft), 0);
     }
 }

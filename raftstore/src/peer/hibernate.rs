@@ -52,6 +52,7 @@ use slog::debug;
 use super::Peer;
 use crate::awake::tick_slice;
 use crate::context::PollContext;
+use crate::raft_compat;
 use crate::transport::Transport;
 
 /// A peer's hibernation state.
@@ -178,7 +179,18 @@ impl<ER: RaftLogEngine> Peer<ER> {
         ctx.awake.remove(self.region_id);
         // A sleeping region should stay small: give back what its last
         // burst grew (ticks, which would otherwise do it, stop now).
-        self.raft_group.mut_store().shrink_cache();
+        if self.pending_ready.is_none() && self.raft_group.raft.raft_log.unstable.entries.is_empty()
+        {
+            // Every cached entry is in the log engine: reads after waking
+            // find them there.
+            self.raft_group.mut_store().release_cache();
+        } else {
+            self.raft_group.mut_store().shrink_cache();
+        }
+        raft_compat::release_idle_buffers(&mut self.raft_group.raft);
+        if self.pending_persisted_msgs.is_empty() && self.pending_persisted_msgs.capacity() > 0 {
+            self.pending_persisted_msgs = Vec::new();
+        }
         if self.proposals.is_empty() && self.proposals.capacity() > 0 {
             self.proposals = std::collections::VecDeque::new();
         }

@@ -46,8 +46,10 @@ pub struct Peer<ER: RaftLogEngine> {
     raft_group: RawNode<PeerStorage<ER>>,
     proposals: VecDeque<PendingProposal>,
     /// The Ready taken in this poll round, advanced after the round's log
-    /// batch is durable.
-    pending_ready: Option<Ready>,
+    /// batch is durable. Boxed: a `Ready` is 256 bytes and a peer holds
+    /// one only between taking it and the end of the round, so an idle
+    /// peer carries a pointer instead.
+    pending_ready: Option<Box<Ready>>,
     /// Messages that may only leave after `pending_ready` is durable.
     pending_persisted_msgs: Vec<eraftpb::Message>,
     /// Ticks since the leader last considered log compaction.
@@ -551,7 +553,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             ctx.need_sync = true;
         }
         self.pending_persisted_msgs = rd.take_persisted_messages();
-        self.pending_ready = Some(rd);
+        self.pending_ready = Some(Box::new(rd));
         ctx.ready_count += 1;
     }
 
@@ -573,7 +575,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         };
         let msgs = std::mem::take(&mut self.pending_persisted_msgs);
         self.send_messages(ctx, msgs);
-        let mut light = self.raft_group.advance_append(rd);
+        let mut light = self.raft_group.advance_append(*rd);
         if let Some(commit) = light.commit_index() {
             self.raft_group.mut_store().set_commit_index(commit);
         }

@@ -136,6 +136,13 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         }
     }
 
+    /// Drops the whole entry cache and its memory. Every cached entry is in
+    /// the raft log engine too, so later reads return the same entries,
+    /// from the engine; for a region that is going to sleep.
+    pub fn release_cache(&mut self) {
+        self.cache = VecDeque::new();
+    }
+
     /// Index of the last entry removed by log compaction.
     pub fn truncated_index(&self) -> u64 {
         self.apply_state.get_truncated_state().get_index()
