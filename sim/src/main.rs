@@ -153,6 +153,7 @@ fn main() -> ExitCode {
     let wakes = Arc::new(AtomicU64::new(0));
     let hibernating_seeds = Arc::new(AtomicU64::new(0));
     let sleeping_faults = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -161,6 +162,7 @@ fn main() -> ExitCode {
             let (hibernations, wakes) = (hibernations.clone(), wakes.clone());
             let hibernating_seeds = hibernating_seeds.clone();
             let sleeping_faults = sleeping_faults.clone();
+            let rejected = rejected.clone();
             let hibernation = args.hibernation;
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
@@ -181,6 +183,7 @@ fn main() -> ExitCode {
                 hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
                 wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
                 sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
+                rejected.fetch_add(report.stats.rejected_messages, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -239,6 +242,10 @@ fn main() -> ExitCode {
         hibernations.load(Ordering::Relaxed),
         wakes.load(Ordering::Relaxed),
         sleeping_faults.load(Ordering::Relaxed)
+    );
+    println!(
+        "untrusted input: {} raft messages dropped by validation",
+        rejected.load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

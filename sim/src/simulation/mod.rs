@@ -244,7 +244,7 @@ impl Simulation {
         }
         for slot in self.stores.values() {
             if let Some(r) = &slot.running {
-                stores::add_hibernation_counts(&mut self.stats, &r.system);
+                stores::add_store_counts(&mut self.stats, &r.system);
             }
         }
         self.check_final_reads_done();

@@ -77,7 +77,7 @@ impl Simulation {
                 system,
                 router,
             } = running;
-            add_hibernation_counts(&mut self.stats, &system);
+            add_store_counts(&mut self.stats, &system);
             drop(pollers);
             drop(system);
             drop(router);
@@ -318,13 +318,14 @@ impl Simulation {
     }
 }
 
-/// Adds a store's hibernation counters to the run's (before the store is
+/// Adds a store's hibernation and rejected-message counters to the run's (before the store is
 /// dropped by a crash, and for the running stores at the end).
-pub(super) fn add_hibernation_counts(
+pub(super) fn add_store_counts(
     stats: &mut SimStats,
     system: &RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
 ) {
     let s = system.stats();
     stats.hibernations += s.hibernations.load(std::sync::atomic::Ordering::Relaxed);
     stats.wakes += s.wakes.load(std::sync::atomic::Ordering::Relaxed);
+    stats.rejected_messages += s.rejected_messages.total();
 }
