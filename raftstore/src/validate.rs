@@ -45,6 +45,10 @@ pub enum RejectReason {
     /// A term of 0, which raft-rs takes for a message of its own node and
     /// steps without any term check.
     ZeroTerm,
+    /// A term of [`MAX_TERM`] or more: raft-rs adopts it, and its next
+    /// election overflows `term + 1`. Terms grow by one per election, so no
+    /// correct peer comes near it.
+    TermTooLarge,
     /// A snapshot whose metadata contradicts itself or the message
     /// (index or term 0, a term above the message's, an empty or
     /// overlapping configuration, a configuration without the receiver).
@@ -79,12 +83,13 @@ pub enum RejectReason {
 impl RejectReason {
     /// Every reason, in declaration order (the index of a reason in this
     /// array is its slot in [`RejectedMessages`]).
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::ToPeerMismatch,
         RejectReason::PeerIdsMismatch,
         RejectReason::LocalMessageType,
         RejectReason::NotSentByStores,
         RejectReason::ZeroTerm,
+        RejectReason::TermTooLarge,
         RejectReason::SnapshotMetadata,
         RejectReason::SnapshotUnsupported,
         RejectReason::AppendNotContiguous,
@@ -104,6 +109,7 @@ impl RejectReason {
             RejectReason::LocalMessageType => "local_message_type",
             RejectReason::NotSentByStores => "not_sent_by_stores",
             RejectReason::ZeroTerm => "zero_term",
+            RejectReason::TermTooLarge => "term_too_large",
             RejectReason::SnapshotMetadata => "snapshot_metadata",
             RejectReason::SnapshotUnsupported => "snapshot_unsupported",
             RejectReason::AppendNotContiguous => "append_not_contiguous",
@@ -158,6 +164,11 @@ impl RejectedMessages {
     }
 }
 
+/// The smallest term a message may not carry (2^63): far beyond any term
+/// a region reaches by elections, far enough below `u64::MAX` that raft-rs's
+/// `term + 1` never overflows.
+pub const MAX_TERM: u64 = 1 << 63;
+
 /// The message types one store sends another and raft-rs steps.
 fn is_wire_type(t: MessageType) -> bool {
     matches!(
@@ -197,6 +208,9 @@ pub fn check_message(msg: &RaftMessage) -> Result<(), RejectReason> {
     }
     if m.term == 0 {
         return Err(RejectReason::ZeroTerm);
+    }
+    if m.term >= MAX_TERM {
+        return Err(RejectReason::TermTooLarge);
     }
     match t {
         MessageType::MsgSnapshot => {
@@ -412,6 +426,20 @@ mod tests {
             check_message(&wire(MessageType::MsgRequestVote, 0)),
             Err(RejectReason::ZeroTerm)
         );
+    }
+
+    #[test]
+    fn terms_from_max_term_on_are_refused() {
+        assert_eq!(
+            check_message(&wire(MessageType::MsgHeartbeat, MAX_TERM - 1)),
+            Ok(())
+        );
+        for term in [MAX_TERM, u64::MAX] {
+            assert_eq!(
+                check_message(&wire(MessageType::MsgHeartbeat, term)),
+                Err(RejectReason::TermTooLarge)
+            );
+        }
     }
 
     #[test]

@@ -249,6 +249,23 @@ fn a_term_zero_vote_for_an_unknown_region_creates_no_peer() {
     fx.assert_serving(&[1, 2, 3]);
 }
 
+/// Found by the `store_messages` fuzz target (its input is in
+/// `fuzz/corpus/store_messages/crash-term-overflow`).
+#[test]
+fn a_term_near_u64_max_is_dropped() {
+    let fx = Fixture::new();
+    // Adopted, it makes the follower's next campaign overflow `term + 1`.
+    let mut msg = fx.message(
+        fx.leader_store,
+        fx.follower_store,
+        MessageType::MsgHeartbeat,
+        u64::MAX,
+    );
+    msg.mut_message().commit = fx.progress(fx.follower_store).commit_index;
+    fx.send_rejected(fx.follower_store, msg, RejectReason::TermTooLarge);
+    fx.assert_serving(&[1, 2, 3]);
+}
+
 #[test]
 fn a_proposal_from_the_network_is_dropped_by_the_leader() {
     let fx = Fixture::new();

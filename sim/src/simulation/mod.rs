@@ -248,6 +248,7 @@ impl Simulation {
             }
         }
         self.check_final_reads_done();
+        self.check_no_invalid_messages();
         self.check_linearizable();
         for op in &self.history {
             self.digest.write(op.to_string().as_bytes());
