@@ -21,9 +21,12 @@ use kvproto_lite::{kvrpcpb, transportpb};
 use protobuf::Message;
 use raftstore::{Callback, PeerMsg, RaftCommand, StoreMsg, Transport};
 
+/// What a fuzz target does with one input.
+pub type Target = fn(&[u8]);
+
 /// Every fuzz target: its name (the directory of its corpus under
 /// `fuzz/corpus/` and the file in `fuzz/fuzz_targets/`) and its function.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("raft_message", raft_message),
     ("raft_cmd_request", raft_cmd_request),
     ("grpc_frame", grpc_frame),
@@ -307,11 +310,14 @@ fn structured_message(input: &mut Input<'_>, regions: &[Region]) -> RaftMessage 
     let n = usize::from(input.byte() % 4);
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut e = Entry::default();
-        e.index = input.number();
-        e.term = input.number();
+        let (index, term) = (input.number(), input.number());
         let len = usize::from(input.byte() % 8);
-        e.set_data(input.bytes(len).to_vec().into());
+        let e = Entry {
+            index,
+            term,
+            data: input.bytes(len).to_vec().into(),
+            ..Default::default()
+        };
         entries.push(e);
     }
     m.set_entries(entries.into());

@@ -27,8 +27,10 @@ use raft::{Raft, StateRole, Storage};
 /// Why a raft message was dropped before raft-rs saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
-    /// The message is addressed to another peer id than the receiving peer
-    /// (stale routing, or a forged header).
+    /// The message is addressed to another peer id than the receiving peer:
+    /// stale routing (a peer removed and re-added under a new id still gets
+    /// its predecessor's messages for a while) or a forged header. The only
+    /// reason a correct peer can cause, so not [`malformed`](Self::is_malformed).
     ToPeerMismatch,
     /// The envelope and the raft message disagree on the sender or the
     /// receiver (`message.from != from_peer.id`, `message.to !=
@@ -124,6 +126,12 @@ impl RejectReason {
         }
     }
 
+    /// Whether a correct peer never sends such a message (every reason but
+    /// [`ToPeerMismatch`](Self::ToPeerMismatch)).
+    pub fn is_malformed(self) -> bool {
+        self != RejectReason::ToPeerMismatch
+    }
+
     fn slot(self) -> usize {
         RejectReason::ALL
             .iter()
@@ -154,6 +162,16 @@ impl RejectedMessages {
     /// Messages dropped for any reason so far.
     pub fn total(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Messages dropped for a reason a correct peer never causes
+    /// ([`RejectReason::is_malformed`]).
+    pub fn malformed(&self) -> u64 {
+        RejectReason::ALL
+            .iter()
+            .filter(|r| r.is_malformed())
+            .map(|r| self.get(*r))
+            .sum()
     }
 
     /// Counts one message dropped for `reason`, here and in the
@@ -352,6 +370,7 @@ mod tests {
             assert_eq!(stats.get(*r), 1, "{r}");
         }
         assert_eq!(stats.total(), RejectReason::ALL.len() as u64);
+        assert_eq!(stats.malformed(), RejectReason::ALL.len() as u64 - 1);
         let labels: std::collections::HashSet<_> =
             RejectReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), RejectReason::ALL.len());

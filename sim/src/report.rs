@@ -127,8 +127,9 @@ pub struct SimStats {
     pub hibernations: u64,
     /// Times a hibernated region replica woke, over all stores.
     pub wakes: u64,
-    /// Raft messages the stores dropped in validation (malformed input,
-    /// see `raftstore::validate`), over all stores.
+    /// Raft messages the stores dropped in validation as malformed
+    /// (`raftstore::validate::RejectedMessages::malformed`), over all
+    /// stores.
     pub rejected_messages: u64,
 }
 

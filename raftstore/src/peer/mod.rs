@@ -445,6 +445,13 @@ impl<ER: RaftLogEngine> Peer<ER> {
         };
         ctx.stats.rejected_messages.record(reason);
         let m = msg.get_message();
+        if !reason.is_malformed() {
+            debug!(self.logger, "drop raft message for another peer id";
+                "to_peer_id" => msg.get_to_peer().get_id(),
+                "from_store_id" => msg.get_from_peer().get_store_id(),
+                "from_peer_id" => msg.get_from_peer().get_id());
+            return false;
+        }
         warn!(self.logger, "drop invalid raft message";
             "reason" => %reason,
             "from_store_id" => msg.get_from_peer().get_store_id(),

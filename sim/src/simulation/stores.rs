@@ -335,7 +335,7 @@ pub(super) fn add_store_counts(
     let s = system.stats();
     stats.hibernations += s.hibernations.load(std::sync::atomic::Ordering::Relaxed);
     stats.wakes += s.wakes.load(std::sync::atomic::Ordering::Relaxed);
-    stats.rejected_messages += s.rejected_messages.total();
+    stats.rejected_messages += s.rejected_messages.malformed();
 }
 
 /// How many ways [`corrupt`] knows.
