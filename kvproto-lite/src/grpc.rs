@@ -238,13 +238,19 @@ impl<D: Message> Decoder for ProtobufDecoder<D> {
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
-        decode_from(src).map(Some)
+        decode_frame(src).map(Some)
     }
 }
 
 /// Decodes one message from all of `src` (what [`ProtobufDecoder`] does with
-/// a frame), with [`crate::decode`]'s checks.
-fn decode_from<M: Message>(src: &mut impl Buf) -> Result<M, Status> {
+/// a frame's buffer, which may hold the frame in several chunks), with
+/// [`crate::decode`]'s checks.
+///
+/// # Errors
+///
+/// `Status::internal` naming the message type, for bytes that are not a
+/// valid encoding of `M`.
+pub fn decode_frame<M: Message>(src: &mut impl Buf) -> Result<M, Status> {
     let len = src.remaining();
     let result = if src.chunk().len() == len {
         let r = crate::decode::<M>(src.chunk());
@@ -420,7 +426,7 @@ mod tests {
         encode_into(msg, &mut buf)?;
         assert_eq!(&buf[..], &crate::encode(msg).unwrap()[..]);
         let mut frozen = buf.freeze();
-        let decoded = decode_from(&mut frozen)?;
+        let decoded = decode_frame(&mut frozen)?;
         assert!(frozen.is_empty());
         Ok(decoded)
     }
@@ -432,7 +438,7 @@ mod tests {
         let bytes = crate::encode(&req).unwrap();
         let (a, b) = bytes.split_at(5);
         let mut chained = Buf::chain(a, b);
-        assert_eq!(decode_from::<GetRequest>(&mut chained).unwrap(), req);
+        assert_eq!(decode_frame::<GetRequest>(&mut chained).unwrap(), req);
     }
 
     #[test]
@@ -465,7 +471,7 @@ mod tests {
     fn malformed_bytes_are_an_internal_status() {
         // Field 2 (`key`) claiming 9 bytes with one following.
         let mut buf = &[0x12u8, 0x09, b'k'][..];
-        let err = decode_from::<GetRequest>(&mut buf).unwrap_err();
+        let err = decode_frame::<GetRequest>(&mut buf).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Internal);
         assert!(err.message().contains("GetRequest"), "{}", err.message());
     }

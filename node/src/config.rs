@@ -207,15 +207,23 @@ impl NodeConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let cfg: NodeConfig = toml::from_str(&text).map_err(|e| Error::Config {
+        NodeConfig::from_toml_str(&text).map_err(|message| Error::Config {
             path: path.to_path_buf(),
-            message: toml_error(&text, &e),
-        })?;
-        cfg.check_unknown_raftstore_keys(&text)
-            .map_err(|message| Error::Config {
-                path: path.to_path_buf(),
-                message,
-            })?;
+            message,
+        })
+    }
+
+    /// Parses a config from TOML text (what [`NodeConfig::from_file`] does
+    /// with the file's contents). Nothing is validated beyond the syntax
+    /// and the keys: call [`NodeConfig::validate`] for the values.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the offending key and line, for text that is not a
+    /// valid config.
+    pub fn from_toml_str(text: &str) -> std::result::Result<NodeConfig, String> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        cfg.check_unknown_raftstore_keys(text)?;
         Ok(cfg)
     }
 

@@ -129,6 +129,7 @@ mod store_fsm;
 mod store_meta;
 mod system;
 mod transport;
+pub mod validate;
 
 pub use awake::{tick_slice, AwakeRegions, TICK_SLICES};
 pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};

@@ -14,6 +14,7 @@
 //! | `raftstore_commit_duration_seconds` | histogram | | from a proposal to its entry being committed and handed to apply |
 //! | `raftstore_command_errors_total` | counter | `kind` | client commands refused before proposal, by error detail (`not_leader`, `epoch_not_match`, ...) |
 //! | `raftstore_peer_mailbox_depth` | gauge | | the longest peer mailbox seen in the last poll round (messages waiting when the peer was handled) |
+//! | `raftstore_rejected_raft_messages_total` | counter | `reason` | raft messages from other stores dropped by validation before raft-rs saw them (`RejectReason::as_str`) |
 //!
 //! Durations are read from the clock only here, for these histograms: no
 //! decision depends on them, so a simulation running the same code stays
@@ -60,4 +61,9 @@ impl PollerMetrics {
 pub(crate) fn command_refused(err: &kvproto_lite::errorpb::Error) {
     counter!("raftstore_command_errors_total", "kind" => kvproto_lite::util::error_kind(err))
         .increment(1);
+}
+
+/// Counts a raft message dropped by validation.
+pub(crate) fn raft_message_rejected(reason: &'static str) {
+    counter!("raftstore_rejected_raft_messages_total", "reason" => reason).increment(1);
 }

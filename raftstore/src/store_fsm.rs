@@ -26,7 +26,7 @@ use kvproto_lite::raft_serverpb::{
     ExtraMessageType, PeerState, RaftApplyState, RaftLocalState, RaftMessage,
 };
 use kvproto_lite::util;
-use slog::{debug, error, info, Logger};
+use slog::{debug, error, info, warn, Logger};
 
 use crate::awake::AwakeRegions;
 use crate::config::Config;
@@ -37,6 +37,7 @@ use crate::peer_fsm::PeerFsm;
 use crate::storage::{initial_apply_state, split_raft_state, RAFT_INIT_LOG_INDEX};
 use crate::store_meta::StoreMeta;
 use crate::transport::Transport;
+use crate::validate;
 
 /// The batch-system router of a store's peer FSMs and its store FSM.
 pub(crate) type PeerRouter<ER> = BatchRouter<PeerFsm<ER>, StoreFsm>;
@@ -192,6 +193,20 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     }
     if msg.get_extra() != ExtraMessageType::NoExtra {
         debug!(ctx.logger, "drop hibernation message for unknown region"; "region_id" => region_id);
+        return;
+    }
+    // A malformed message must not create a peer (which would then step it).
+    if let Err(reason) = validate::check_message(&msg) {
+        ctx.stats.rejected_messages.record(reason);
+        let m = msg.get_message();
+        warn!(ctx.logger, "drop invalid raft message for unknown region";
+            "reason" => %reason,
+            "region_id" => region_id,
+            "from_store_id" => msg.get_from_peer().get_store_id(),
+            "from_peer_id" => msg.get_from_peer().get_id(),
+            "to_peer_id" => to.get_id(),
+            "msg_type" => ?m.get_msg_type(),
+            "msg_term" => m.term);
         return;
     }
     match ctx.engines.kv.get_region_state(region_id) {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use kvproto_lite::metapb;
 
+use crate::validate::RejectedMessages;
+
 /// What a store knows about one of its regions' leadership.
 ///
 /// `leader_id` is the leader a client should be sent to: 0 when this store's
@@ -249,6 +251,9 @@ pub struct StoreStats {
     /// How long each raft log write took, fsync included: the part of a
     /// poll round spent waiting for the disk.
     pub log_write_duration: DurationHistogram,
+    /// Raft messages from other stores dropped by validation, per reason
+    /// (see [`crate::validate`]).
+    pub rejected_messages: RejectedMessages,
     /// Per-region progress; each peer holds its own cell and writes it
     /// without taking this lock.
     progress: Mutex<HashMap<u64, Arc<ProgressCell>>>,

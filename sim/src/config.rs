@@ -29,6 +29,10 @@ pub struct MessageFaults {
     pub long_delay: f64,
     /// Largest extra delay of a long-delayed message.
     pub long_delay_max: u64,
+    /// Probability a raft message is corrupted in a way every store must
+    /// detect and drop (`raftstore::validate`): 0 in every seed's own
+    /// configuration, set by `sim --corrupt P`.
+    pub corrupt: f64,
 }
 
 /// Which timed faults the nemesis may inject.
@@ -140,6 +144,7 @@ impl SimConfig {
                 max_latency: 3,
                 long_delay: 0.0,
                 long_delay_max: 0,
+                corrupt: 0.0,
             }
         } else {
             MessageFaults {
@@ -149,6 +154,7 @@ impl SimConfig {
                 max_latency: pick(&mut rng, &[2, 5, 15, 40]),
                 long_delay: pick(&mut rng, &[0.0, 0.005, 0.02]),
                 long_delay_max: 400,
+                corrupt: 0.0,
             }
         };
         let nemesis = NemesisConfig {
@@ -263,6 +269,7 @@ impl SimConfig {
             self.messages.drop,
             self.messages.duplicate,
             self.messages.long_delay,
+            self.messages.corrupt,
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return bad("probabilities must be within [0, 1]");

@@ -51,6 +51,11 @@ struct Args {
     /// seeds), or forced `on` or `off` in every seed.
     #[arg(long, value_enum, default_value_t = Hibernation::Seed)]
     hibernation: Hibernation,
+    /// Corrupt this share of raft messages (0..1) in ways every store must
+    /// detect and drop (malformed input, `raftstore::validate`); the
+    /// summary counts corrupted and dropped messages.
+    #[arg(long, default_value_t = 0.0)]
+    corrupt: f64,
 }
 
 /// Whether the stores hibernate idle regions.
@@ -87,6 +92,7 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
         cfg.store.sync_log = false;
     }
     args.hibernation.apply(&mut cfg);
+    cfg.messages.corrupt = args.corrupt;
     cfg
 }
 
@@ -153,6 +159,8 @@ fn main() -> ExitCode {
     let wakes = Arc::new(AtomicU64::new(0));
     let hibernating_seeds = Arc::new(AtomicU64::new(0));
     let sleeping_faults = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let corrupted = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -161,6 +169,9 @@ fn main() -> ExitCode {
             let (hibernations, wakes) = (hibernations.clone(), wakes.clone());
             let hibernating_seeds = hibernating_seeds.clone();
             let sleeping_faults = sleeping_faults.clone();
+            let rejected = rejected.clone();
+            let corrupted = corrupted.clone();
+            let corrupt = args.corrupt;
             let hibernation = args.hibernation;
             let total = args.seeds;
             let unsafe_batch_append = args.unsafe_batch_append;
@@ -174,6 +185,7 @@ fn main() -> ExitCode {
                 cfg.store.raft_batch_append |= unsafe_batch_append;
                 cfg.store.sync_log &= !unsafe_no_sync_log;
                 hibernation.apply(&mut cfg);
+                cfg.messages.corrupt = corrupt;
                 if cfg.store.hibernate_regions {
                     hibernating_seeds.fetch_add(1, Ordering::Relaxed);
                 }
@@ -181,6 +193,8 @@ fn main() -> ExitCode {
                 hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
                 wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
                 sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
+                rejected.fetch_add(report.stats.rejected_messages, Ordering::Relaxed);
+                corrupted.fetch_add(report.stats.messages_corrupted, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -239,6 +253,11 @@ fn main() -> ExitCode {
         hibernations.load(Ordering::Relaxed),
         wakes.load(Ordering::Relaxed),
         sleeping_faults.load(Ordering::Relaxed)
+    );
+    println!(
+        "untrusted input: {} raft messages corrupted, {} dropped by validation",
+        corrupted.load(Ordering::Relaxed),
+        rejected.load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -45,6 +45,13 @@ pub enum Failure {
         /// The error.
         error: String,
     },
+    /// Stores dropped raft messages as malformed (`raftstore::validate`)
+    /// although the network corrupted none: some store sent a message a
+    /// correct raft peer never sends.
+    InvalidMessages {
+        /// Messages the stores dropped.
+        count: u64,
+    },
     /// The cluster could not be set up (bootstrap or first start).
     Setup(String),
     /// The production code panicked (caught by [`run_seed`](crate::run_seed)).
@@ -67,6 +74,10 @@ impl std::fmt::Display for Failure {
             Failure::RestartFailed { store, error } => {
                 write!(f, "store {store} failed to restart: {error}")
             }
+            Failure::InvalidMessages { count } => write!(
+                f,
+                "stores dropped {count} malformed raft messages that the network did not corrupt"
+            ),
             Failure::Setup(e) => write!(f, "set-up failed: {e}"),
             Failure::Panic(msg) => write!(f, "panic: {msg}"),
         }
@@ -84,6 +95,8 @@ pub struct SimStats {
     pub messages_lost: u64,
     /// Messages delivered twice.
     pub messages_duplicated: u64,
+    /// Messages corrupted on the way (`MessageFaults::corrupt`).
+    pub messages_corrupted: u64,
     /// Poll rounds that handled at least one FSM.
     pub poll_rounds: u64,
     /// Store crashes.
@@ -114,6 +127,10 @@ pub struct SimStats {
     pub hibernations: u64,
     /// Times a hibernated region replica woke, over all stores.
     pub wakes: u64,
+    /// Raft messages the stores dropped in validation as malformed
+    /// (`raftstore::validate::RejectedMessages::malformed`), over all
+    /// stores.
+    pub rejected_messages: u64,
 }
 
 /// The result of one seed.

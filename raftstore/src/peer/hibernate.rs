@@ -259,6 +259,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.on_extra_message(ctx, &msg);
             return;
         }
+        // A malformed message is dropped before it can wake the peer.
+        if !self.validate(ctx, &msg) {
+            return;
+        }
         if self.hibernation.asleep && !self.no_news_while_asleep(msg.get_message()) {
             self.wake(ctx);
         }

@@ -35,6 +35,7 @@ use crate::raft_compat;
 use crate::storage::PeerStorage;
 use crate::store_meta::{LeaderInfo, ProgressCell};
 use crate::transport::Transport;
+use crate::validate;
 
 use self::batch::{BatchedCommand, MAX_MERGED_ENTRY_BYTES};
 use self::propose::PendingProposal;
@@ -395,12 +396,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
 
     /// Steps a raft message from another peer (see
     /// [`Peer::on_raft_message`], which wakes a hibernated peer first).
+    ///
+    /// The message has passed [`Peer::validate`].
     fn step(&mut self, mut msg: RaftMessage) {
-        if msg.get_to_peer().get_id() != self.meta.get_id() {
-            debug!(self.logger, "drop message for another peer id";
-                "to_peer_id" => msg.get_to_peer().get_id());
-            return;
-        }
         let from = msg.take_from_peer();
         if self.find_peer(from.get_id()).is_none() {
             // A peer this replica's metadata does not list yet (its conf
@@ -415,11 +413,6 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if self.evicting && m.get_msg_type() == MessageType::MsgTimeoutNow {
             debug!(self.logger, "ignore leadership transfer to a store that is shutting down";
                 "from" => m.from);
-            return;
-        }
-        if raft::raw_node::is_local_msg(m.get_msg_type()) {
-            warn!(self.logger, "drop local message type from the network";
-                "msg_type" => ?m.get_msg_type());
             return;
         }
         if let raft_compat::Rejection::Stale { matched } =
@@ -437,6 +430,41 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if rejection {
             self.unstick_probes();
         }
+    }
+
+    /// Checks a raft message from another store before raft-rs sees it
+    /// (see [`crate::validate`]); a message that fails is counted in the
+    /// store's [`RejectedMessages`](crate::validate::RejectedMessages),
+    /// logged with its sender and reason, and dropped (`false`).
+    pub(crate) fn validate<EK, T>(&self, ctx: &PollContext<EK, ER, T>, msg: &RaftMessage) -> bool
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Err(reason) = validate::check_for_peer(&self.raft_group.raft, self.meta.get_id(), msg)
+        else {
+            return true;
+        };
+        ctx.stats.rejected_messages.record(reason);
+        let m = msg.get_message();
+        if !reason.is_malformed() {
+            debug!(self.logger, "drop raft message for another peer id";
+                "to_peer_id" => msg.get_to_peer().get_id(),
+                "from_store_id" => msg.get_from_peer().get_store_id(),
+                "from_peer_id" => msg.get_from_peer().get_id());
+            return false;
+        }
+        warn!(self.logger, "drop invalid raft message";
+            "reason" => %reason,
+            "from_store_id" => msg.get_from_peer().get_store_id(),
+            "from_peer_id" => msg.get_from_peer().get_id(),
+            "to_peer_id" => msg.get_to_peer().get_id(),
+            "msg_type" => ?m.get_msg_type(),
+            "msg_term" => m.term,
+            "term" => self.term(),
+            "index" => m.index,
+            "commit" => m.commit);
+        false
     }
 
     /// Reports a peer's store as unreachable to raft. A follower whose

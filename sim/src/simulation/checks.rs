@@ -25,6 +25,20 @@ impl Simulation {
         }
     }
 
+    /// Without corruption on the network, no store dropped a raft message
+    /// as malformed: every message a store sent was one a correct raft peer
+    /// sends (raft-rs would have panicked on some of them).
+    pub(super) fn check_no_invalid_messages(&mut self) {
+        if self.failure.is_none()
+            && self.cfg.messages.corrupt == 0.0
+            && self.stats.rejected_messages > 0
+        {
+            self.failure = Some(Failure::InvalidMessages {
+                count: self.stats.rejected_messages,
+            });
+        }
+    }
+
     /// The history (final reads included) is linearizable.
     pub(super) fn check_linearizable(&mut self) {
         if self.failure.is_none() {

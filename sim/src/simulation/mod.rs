@@ -244,10 +244,11 @@ impl Simulation {
         }
         for slot in self.stores.values() {
             if let Some(r) = &slot.running {
-                stores::add_hibernation_counts(&mut self.stats, &r.system);
+                stores::add_store_counts(&mut self.stats, &r.system);
             }
         }
         self.check_final_reads_done();
+        self.check_no_invalid_messages();
         self.check_linearizable();
         for op in &self.history {
             self.digest.write(op.to_string().as_bytes());

@@ -4,8 +4,9 @@
 
 use batch_system::mpsc::TrySendError;
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
+use kvproto_lite::eraftpb::MessageType;
 use kvproto_lite::metapb;
-use kvproto_lite::raft_serverpb::RaftMessage;
+use kvproto_lite::raft_serverpb::{ExtraMessageType, RaftMessage};
 use protobuf::Message as _;
 use raftstore::{
     create_raft_batch_system, ManualPollers, PeerMsg, RaftBatchSystem, RaftRouter, StoreMsg,
@@ -77,7 +78,7 @@ impl Simulation {
                 system,
                 router,
             } = running;
-            add_hibernation_counts(&mut self.stats, &system);
+            add_store_counts(&mut self.stats, &system);
             drop(pollers);
             drop(system);
             drop(router);
@@ -285,6 +286,13 @@ impl Simulation {
                 self.stats.messages_lost += 1;
                 continue;
             }
+            let mut msg = msg;
+            if faulty && f.corrupt > 0.0 && self.rng.gen_bool(f.corrupt) {
+                let how = self.rng.gen_range(0..CORRUPTIONS);
+                if corrupt(&mut msg, how) {
+                    self.stats.messages_corrupted += 1;
+                }
+            }
             let copies = if faulty && f.duplicate > 0.0 && self.rng.gen_bool(f.duplicate) {
                 self.stats.messages_duplicated += 1;
                 2
@@ -318,13 +326,44 @@ impl Simulation {
     }
 }
 
-/// Adds a store's hibernation counters to the run's (before the store is
+/// Adds a store's hibernation and rejected-message counters to the run's (before the store is
 /// dropped by a crash, and for the running stores at the end).
-pub(super) fn add_hibernation_counts(
+pub(super) fn add_store_counts(
     stats: &mut SimStats,
     system: &RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
 ) {
     let s = system.stats();
     stats.hibernations += s.hibernations.load(std::sync::atomic::Ordering::Relaxed);
     stats.wakes += s.wakes.load(std::sync::atomic::Ordering::Relaxed);
+    stats.rejected_messages += s.rejected_messages.malformed();
+}
+
+/// How many ways [`corrupt`] knows.
+const CORRUPTIONS: u32 = 5;
+
+/// Damages a raft message in way number `how` (of [`CORRUPTIONS`]), each a
+/// malformation every receiving store must detect, whatever its state, and
+/// drop (`raftstore::validate::check_message`). Returns `false` (message
+/// unchanged) for hibernation messages, which are never stepped into raft.
+fn corrupt(msg: &mut RaftMessage, how: u32) -> bool {
+    if msg.get_extra() != ExtraMessageType::NoExtra {
+        return false;
+    }
+    let m = msg.mut_message();
+    match how {
+        0 => m.term = 0,
+        1 => m.from = m.from.wrapping_add(1_000_000),
+        2 => m.set_msg_type(MessageType::MsgPropose),
+        3 => m.set_msg_type(MessageType::MsgHup),
+        _ => {
+            if m.get_msg_type() == MessageType::MsgAppend && !m.get_entries().is_empty() {
+                let e = &mut m.mut_entries()[0];
+                e.index = e.index.wrapping_add(1);
+            } else {
+                m.set_msg_type(MessageType::MsgAppendResponse);
+                m.request_snapshot = 1;
+            }
+        }
+    }
+    true
 }
