@@ -14,8 +14,9 @@ use cluster::{wait_until, Cluster, PartitionFilter};
 use engine::{KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::eraftpb::ConfChangeType;
 use kvproto_lite::metapb::{Peer, PeerRole, Region};
-use kvproto_lite::raft_cmdpb::{AdminCmdType, ChangePeerRequest, RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_cmdpb::{ChangePeerRequest, RaftCmdResponse};
 use kvproto_lite::raft_serverpb::{PeerState, RaftLocalState};
+use kvproto_lite::util::{self, change_peer as change};
 use raftstore::Config;
 
 type MemCluster = Cluster<MemKvEngine, MemRaftLogEngine>;
@@ -58,31 +59,6 @@ fn peer_on(region: &Region, store_id: u64) -> Peer {
         .unwrap()
 }
 
-fn change(change_type: ConfChangeType, peer: Peer) -> ChangePeerRequest {
-    let mut c = ChangePeerRequest::default();
-    c.set_change_type(change_type);
-    c.set_peer(peer);
-    c
-}
-
-/// A ChangePeer (one change) or ChangePeerV2 (several) request for the
-/// region as the leader currently has it.
-fn change_request(region: &Region, changes: Vec<ChangePeerRequest>) -> RaftCmdRequest {
-    let mut req = RaftCmdRequest::default();
-    req.mut_header().set_region_id(region.get_id());
-    req.mut_header()
-        .set_region_epoch(region.get_region_epoch().clone());
-    let admin = req.mut_admin_request();
-    if changes.len() == 1 {
-        admin.set_cmd_type(AdminCmdType::ChangePeer);
-        admin.set_change_peer(changes.into_iter().next().unwrap());
-    } else {
-        admin.set_cmd_type(AdminCmdType::ChangePeerV2);
-        admin.mut_change_peer_v2().set_changes(changes.into());
-    }
-    req
-}
-
 /// Proposes `changes` at the region's leader and returns its answer.
 fn propose_change(
     cluster: &MemCluster,
@@ -91,9 +67,8 @@ fn propose_change(
 ) -> RaftCmdResponse {
     let leader = leader_of(cluster, region_id);
     let region = region_on(cluster, leader, region_id);
-    cluster
-        .call(leader, change_request(&region, changes), WAIT)
-        .unwrap()
+    let cmd = util::new_change_peer_request(&region, peer_on(&region, leader), changes);
+    cluster.call(leader, cmd, WAIT).unwrap()
 }
 
 fn error_of(resp: &RaftCmdResponse) -> String {
@@ -196,7 +171,11 @@ fn removing_or_demoting_the_leader_itself_is_refused() {
         let resp = cluster
             .call(
                 leader,
-                change_request(&region, vec![change(t, peer_on(&region, leader))]),
+                util::new_change_peer_request(
+                    &region,
+                    peer_on(&region, leader),
+                    vec![change(t, peer_on(&region, leader))],
+                ),
                 WAIT,
             )
             .unwrap();
@@ -226,8 +205,9 @@ fn a_change_while_another_is_pending_is_refused_not_answered_ok() {
     let first = cluster
         .send_command(
             leader,
-            change_request(
+            util::new_change_peer_request(
                 &region,
+                peer_on(&region, leader),
                 vec![change(
                     ConfChangeType::AddLearnerNode,
                     peer_on(&region, followers[0]),
@@ -238,8 +218,9 @@ fn a_change_while_another_is_pending_is_refused_not_answered_ok() {
     let second = cluster
         .call(
             leader,
-            change_request(
+            util::new_change_peer_request(
                 &region,
+                peer_on(&region, leader),
                 vec![change(
                     ConfChangeType::AddLearnerNode,
                     peer_on(&region, followers[1]),
