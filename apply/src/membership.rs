@@ -51,16 +51,16 @@ pub fn is_joint(region: &Region) -> bool {
     })
 }
 
-/// The raft configuration a region's peer list describes.
+/// The raft configuration a region's peer list describes (ids in the
+/// region's peer order; a joint configuration is left automatically).
 pub fn conf_state_of(region: &Region) -> ConfState {
     let ids = |roles: &[PeerRole]| -> Vec<u64> {
-        let set: BTreeSet<u64> = region
+        region
             .get_peers()
             .iter()
             .filter(|p| roles.contains(&p.get_role()))
             .map(|p| p.get_id())
-            .collect();
-        set.into_iter().collect()
+            .collect()
     };
     let mut cs = ConfState::default();
     cs.set_voters(ids(&[PeerRole::Voter, PeerRole::IncomingVoter]));
@@ -68,6 +68,7 @@ pub fn conf_state_of(region: &Region) -> ConfState {
     if is_joint(region) {
         cs.set_voters_outgoing(ids(&[PeerRole::Voter, PeerRole::DemotingVoter]));
         cs.set_learners_next(ids(&[PeerRole::DemotingVoter]));
+        cs.set_auto_leave(true);
     }
     cs
 }

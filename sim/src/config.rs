@@ -67,6 +67,10 @@ pub struct NemesisConfig {
     /// followers must notice through their liveness checks (the simulated
     /// network reports no store unreachable) and elect a new leader.
     pub sleeping_leaders: bool,
+    /// Membership changes of a region's existing peers: a follower demoted
+    /// to a learner, a learner promoted back, and joint changes doing
+    /// both at once (`ChangePeer` / `ChangePeerV2`).
+    pub membership: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -168,6 +172,7 @@ impl SimConfig {
             splits: false,
             planned_restarts: false,
             sleeping_leaders: false,
+            membership: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -215,6 +220,8 @@ impl SimConfig {
         store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
         nemesis.sleeping_leaders = store.hibernate_regions && rng.gen_bool(0.6);
         let report_reachability = store.hibernate_regions && rng.gen_bool(0.5);
+        // Drawn last as well (see `transfers`).
+        nemesis.membership = rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,

@@ -4,24 +4,17 @@ use std::collections::VecDeque;
 
 use engine::{RaftLogBatch, RaftLogEngine};
 use kvproto_lite::eraftpb::{ConfState, Entry, HardState, Snapshot};
-use kvproto_lite::metapb::{PeerRole, Region};
+use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 /// Most entries kept in the in-memory entry cache of one peer.
 const MAX_CACHED_ENTRIES: usize = 1024;
 
-/// The voters and learners of a region, as raft-rs wants them.
+/// The voters and learners of a region, as raft-rs wants them, with the
+/// joint configuration its roles describe (see [`apply::membership`]).
 pub fn conf_state_from_region(region: &Region) -> ConfState {
-    let mut cs = ConfState::default();
-    for peer in region.get_peers() {
-        if peer.get_role() == PeerRole::Learner {
-            cs.mut_learners().push(peer.get_id());
-        } else {
-            cs.mut_voters().push(peer.get_id());
-        }
-    }
-    cs
+    apply::membership::conf_state_of(region)
 }
 
 /// A peer's raft log and state as raft-rs sees it.
@@ -343,7 +336,7 @@ mod tests {
         initial_apply_state, initial_raft_state, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
     };
     use engine::MemRaftLogEngine;
-    use kvproto_lite::metapb::Peer;
+    use kvproto_lite::metapb::{Peer, PeerRole};
 
     fn region() -> Region {
         let mut r = Region::default();
@@ -396,6 +389,30 @@ mod tests {
         assert_eq!(Storage::first_index(&s).unwrap(), RAFT_INIT_LOG_INDEX + 1);
         assert_eq!(Storage::last_index(&s).unwrap(), RAFT_INIT_LOG_INDEX);
         assert_eq!(s.term(RAFT_INIT_LOG_INDEX).unwrap(), RAFT_INIT_LOG_TERM);
+    }
+
+    #[test]
+    fn a_region_in_a_joint_configuration_restarts_raft_in_it() {
+        let mut region = Region::default();
+        for (id, role) in [
+            (11, PeerRole::Voter),
+            (12, PeerRole::DemotingVoter),
+            (13, PeerRole::IncomingVoter),
+            (14, PeerRole::Learner),
+        ] {
+            let mut p = Peer::default();
+            p.set_id(id);
+            p.set_role(role);
+            region.mut_peers().push(p);
+        }
+        // Treating a demoting voter as a voter after a restart let two
+        // peers that were learners elect a leader (simulation, seed 50).
+        let cs = conf_state_from_region(&region);
+        assert_eq!(cs.get_voters(), &[11, 13]);
+        assert_eq!(cs.get_voters_outgoing(), &[11, 12]);
+        assert_eq!(cs.get_learners(), &[14]);
+        assert_eq!(cs.get_learners_next(), &[12]);
+        assert!(cs.get_auto_leave());
     }
 
     #[test]
