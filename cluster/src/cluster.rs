@@ -380,6 +380,13 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         self.client_with(ClientOptions::default())
     }
 
+    /// A backend reaching the running stores' routers (what
+    /// [`Cluster::client`] uses), for tools built on [`client::Backend`]
+    /// such as [`client::Membership`].
+    pub fn backend(&self) -> InProcessBackend {
+        InProcessBackend::new(self.directory.clone())
+    }
+
     /// A client with explicit options.
     pub fn client_with(&self, opts: ClientOptions) -> Client {
         let backend = Arc::new(InProcessBackend::new(self.directory.clone()));

@@ -278,15 +278,17 @@ impl<ER: RaftLogEngine> Peer<ER> {
             return Err(util::new_error("membership change without any change"));
         }
         let raft = &self.raft_group.raft;
+        // Both refusals are transient: `ServerIsBusy` tells a client the
+        // command did not run and to try again later.
         if raft.has_pending_conf() {
-            return Err(util::new_error(format!(
-                "region {}: another membership change (index {}) is not applied yet; retry later",
+            return Err(util::new_server_is_busy(&format!(
+                "region {}: another membership change (index {}) is not applied yet",
                 self.region_id, raft.pending_conf_index
             )));
         }
         if apply::membership::is_joint(self.region()) {
-            return Err(util::new_error(format!(
-                "region {} is in a joint configuration; retry once it has left it",
+            return Err(util::new_server_is_busy(&format!(
+                "region {} is in a joint configuration until it leaves it",
                 self.region_id
             )));
         }
