@@ -16,8 +16,7 @@ use kvproto_lite::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
 use kvproto_lite::errorpb;
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::{
-    AdminCmdType, AdminRequest, AdminResponse, ChangePeerRequest, CmdType, RaftCmdRequest,
-    RaftCmdResponse, Response,
+    AdminCmdType, AdminRequest, AdminResponse, CmdType, RaftCmdRequest, RaftCmdResponse, Response,
 };
 use kvproto_lite::raft_serverpb::{
     PeerState, RaftApplyState, RaftTruncatedState, RegionLocalState,
@@ -617,15 +616,7 @@ impl ApplyDelegate {
     ) -> Result<Option<ExecResult>, errorpb::Error> {
         self.check_epoch(req, true, false)?;
         let admin = req.get_admin_request();
-        let requests: Vec<ChangePeerRequest> = match admin.get_cmd_type() {
-            AdminCmdType::ChangePeer if admin.has_change_peer() => {
-                vec![admin.get_change_peer().clone()]
-            }
-            AdminCmdType::ChangePeerV2 if admin.has_change_peer_v2() => {
-                admin.get_change_peer_v2().get_changes().to_vec()
-            }
-            t => return Err(util::new_error(format!("{t:?} without its request body"))),
-        };
+        let requests = membership::requested_changes(admin)?;
         let region = membership::plan_change(&self.region, cc, &requests)?;
         if admin.get_cmd_type() == AdminCmdType::ChangePeerV2 {
             admin_resp.mut_change_peer_v2().set_region(region.clone());

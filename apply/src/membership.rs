@@ -36,7 +36,7 @@ use kvproto_lite::eraftpb::{
 };
 use kvproto_lite::errorpb;
 use kvproto_lite::metapb::{Peer, PeerRole, Region};
-use kvproto_lite::raft_cmdpb::ChangePeerRequest;
+use kvproto_lite::raft_cmdpb::{AdminCmdType, AdminRequest, ChangePeerRequest};
 use kvproto_lite::util;
 use raft::{Changer, ProgressTracker};
 
@@ -185,6 +185,20 @@ fn check_with_raft(
     Ok(())
 }
 
+/// The changes an admin request asks for: its `ChangePeerRequest`, or
+/// the list of a `ChangePeerV2Request`.
+pub fn requested_changes(admin: &AdminRequest) -> Result<Vec<ChangePeerRequest>, errorpb::Error> {
+    match admin.get_cmd_type() {
+        AdminCmdType::ChangePeer if admin.has_change_peer() => {
+            Ok(vec![admin.get_change_peer().clone()])
+        }
+        AdminCmdType::ChangePeerV2 if admin.has_change_peer_v2() => {
+            Ok(admin.get_change_peer_v2().get_changes().to_vec())
+        }
+        t => Err(util::new_error(format!("{t:?} without its request body"))),
+    }
+}
+
 /// Plans the region after the requested changes (one per
 /// `ChangePeerRequest`, in the same order as `cc`'s), or says why they are
 /// refused. `current` is not changed; neither is anything else.
@@ -288,35 +302,33 @@ fn apply_one(
             });
             region.mut_peers().push(p);
         }
-        (ConfChangeType::AddNode, Some(i)) => {
+        (ConfChangeType::AddNode | ConfChangeType::AddLearnerNode, Some(i)) => {
+            // A promotion (learner -> voter) or a demotion (voter ->
+            // learner); in a joint change the peer takes the role that says
+            // which half of the configuration it votes in.
+            let (from, to, to_joint, becomes) = if change_type == ConfChangeType::AddNode {
+                (
+                    PeerRole::Learner,
+                    PeerRole::Voter,
+                    PeerRole::IncomingVoter,
+                    "a voter",
+                )
+            } else {
+                (
+                    PeerRole::Voter,
+                    PeerRole::Learner,
+                    PeerRole::DemotingVoter,
+                    "a learner",
+                )
+            };
             let existing = &mut region.mut_peers()[i];
-            match existing.get_role() {
-                PeerRole::Learner => existing.set_role(if joint {
-                    PeerRole::IncomingVoter
-                } else {
-                    PeerRole::Voter
-                }),
-                role => {
-                    return Err(util::new_error(format!(
-                        "peer {id} is already a voter ({role:?}) of region {region_id}"
-                    )))
-                }
+            let role = existing.get_role();
+            if role != from {
+                return Err(util::new_error(format!(
+                    "peer {id} cannot become {becomes} of region {region_id}: it is {role:?}"
+                )));
             }
-        }
-        (ConfChangeType::AddLearnerNode, Some(i)) => {
-            let existing = &mut region.mut_peers()[i];
-            match existing.get_role() {
-                PeerRole::Voter => existing.set_role(if joint {
-                    PeerRole::DemotingVoter
-                } else {
-                    PeerRole::Learner
-                }),
-                role => {
-                    return Err(util::new_error(format!(
-                        "peer {id} cannot become a learner of region {region_id}: it is {role:?}"
-                    )))
-                }
-            }
+            existing.set_role(if joint { to_joint } else { to });
         }
         (ConfChangeType::RemoveNode, Some(i)) => {
             let role = region.get_peers()[i].get_role();
@@ -531,7 +543,7 @@ mod tests {
         assert!(voter_again
             .unwrap_err()
             .get_message()
-            .contains("already a voter"));
+            .contains("cannot become a voter"));
         let twice = [
             request(
                 ConfChangeType::AddLearnerNode,

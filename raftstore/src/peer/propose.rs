@@ -13,7 +13,7 @@ use engine::RaftLogEngine;
 use kvproto_lite::eraftpb::{
     ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry,
 };
-use kvproto_lite::raft_cmdpb::{AdminCmdType, ChangePeerRequest, CmdType, RaftCmdRequest};
+use kvproto_lite::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
 use kvproto_lite::util;
 use protobuf::Message as _;
 use raft::RawNode;
@@ -265,15 +265,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         request: &RaftCmdRequest,
     ) -> Result<ConfChangeV2, kvproto_lite::errorpb::Error> {
         let admin = request.get_admin_request();
-        let changes: Vec<ChangePeerRequest> = match admin.get_cmd_type() {
-            AdminCmdType::ChangePeer if admin.has_change_peer() => {
-                vec![admin.get_change_peer().clone()]
-            }
-            AdminCmdType::ChangePeerV2 if admin.has_change_peer_v2() => {
-                admin.get_change_peer_v2().get_changes().to_vec()
-            }
-            t => return Err(util::new_error(format!("{t:?} without its request body"))),
-        };
+        let changes = apply::membership::requested_changes(admin)?;
         if changes.is_empty() {
             return Err(util::new_error("membership change without any change"));
         }
