@@ -10,6 +10,11 @@
 //! itself (its data is deleted and a `Tombstone` state is left, as for a
 //! removal it applied).
 //!
+//! A message for a newer peer of the region on this store (a higher peer
+//! id, a newer epoch) says the same: this peer was removed and the region
+//! was given a new one here; the old peer destroys itself so the store can
+//! create the new one.
+//!
 //! A sender with `conf_ver` 0 has never been initialized (it waits for its
 //! first snapshot) and is left alone: its own region metadata says nothing,
 //! and a peer just added would look the same to a replica that has not
@@ -47,6 +52,17 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     "from_store_id" => msg.get_from_peer().get_store_id());
                 self.mark_pending_remove();
             }
+            return true;
+        }
+        let to = msg.get_to_peer().get_id();
+        if to != self.meta.get_id() && to > self.meta.get_id() && theirs > ours {
+            // A newer peer of this region lives on this store now (peer ids
+            // only grow): this one was removed without learning it. It
+            // makes way; the next message creates the new peer.
+            info!(self.logger, "a newer peer of the region is on this store: destroying";
+                "newer_peer_id" => to, "conf_ver" => ours, "newer_conf_ver" => theirs,
+                "from_peer_id" => msg.get_from_peer().get_id());
+            self.mark_pending_remove();
             return true;
         }
         let from = msg.get_from_peer();
