@@ -235,4 +235,26 @@ impl KvSnapshot for FjallKvSnapshot {
             None => Ok(Vec::new()),
         }
     }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snapshot.get(&self.kv, key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_raw(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        for guard in self.snapshot.range(&self.kv, start.to_vec()..end.to_vec()) {
+            let (k, v) = guard.into_inner()?;
+            if !f(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }

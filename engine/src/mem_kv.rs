@@ -226,6 +226,30 @@ impl KvSnapshot for MemKvSnapshot {
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         scan_data(&self.map, start, end, limit)
     }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.map.get(key).cloned())
+    }
+
+    fn scan_raw(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        for (k, v) in self
+            .map
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+        {
+            if !f(k, v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
