@@ -55,10 +55,11 @@ pub enum RejectReason {
     /// (index or term 0, a term above the message's, an empty or
     /// overlapping configuration, a configuration without the receiver).
     SnapshotMetadata,
-    /// A snapshot: this store cannot apply snapshots yet, and a snapshot
-    /// raft-rs accepts but the store never persists leaves the persisted
-    /// commit index past the persisted log.
-    SnapshotUnsupported,
+    /// A snapshot whose data this store did not receive out of band (it
+    /// came without it, its data failed the checks, or a newer snapshot of
+    /// the region replaced it): raft-rs must not restore a snapshot the
+    /// store cannot apply.
+    SnapshotDataMissing,
     /// An append whose entries do not follow its `index` one by one
     /// (`entries[i].index != index + 1 + i`).
     AppendNotContiguous,
@@ -93,7 +94,7 @@ impl RejectReason {
         RejectReason::ZeroTerm,
         RejectReason::TermTooLarge,
         RejectReason::SnapshotMetadata,
-        RejectReason::SnapshotUnsupported,
+        RejectReason::SnapshotDataMissing,
         RejectReason::AppendNotContiguous,
         RejectReason::AppendEntryTerms,
         RejectReason::AppendZeroLogTerm,
@@ -113,7 +114,7 @@ impl RejectReason {
             RejectReason::ZeroTerm => "zero_term",
             RejectReason::TermTooLarge => "term_too_large",
             RejectReason::SnapshotMetadata => "snapshot_metadata",
-            RejectReason::SnapshotUnsupported => "snapshot_unsupported",
+            RejectReason::SnapshotDataMissing => "snapshot_data_missing",
             RejectReason::AppendNotContiguous => "append_not_contiguous",
             RejectReason::AppendEntryTerms => "append_entry_terms",
             RejectReason::AppendZeroLogTerm => "append_zero_log_term",
@@ -231,10 +232,7 @@ pub fn check_message(msg: &RaftMessage) -> Result<(), RejectReason> {
         return Err(RejectReason::TermTooLarge);
     }
     match t {
-        MessageType::MsgSnapshot => {
-            check_snapshot(m)?;
-            Err(RejectReason::SnapshotUnsupported)
-        }
+        MessageType::MsgSnapshot => check_snapshot(m),
         MessageType::MsgAppend => check_append(m),
         MessageType::MsgAppendResponse if m.request_snapshot != 0 => {
             Err(RejectReason::RequestSnapshot)
@@ -482,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_checked_then_refused() {
+    fn snapshot_metadata_is_checked() {
         let mut rm = wire(MessageType::MsgSnapshot, 3);
         let meta = rm.mut_message().mut_snapshot().mut_metadata();
         meta.index = 10;
@@ -490,7 +488,7 @@ mod tests {
         let mut cs = ConfState::default();
         cs.set_voters(vec![1, 2, 3]);
         meta.set_conf_state(cs.clone());
-        assert_eq!(check_message(&rm), Err(RejectReason::SnapshotUnsupported));
+        assert_eq!(check_message(&rm), Ok(()));
         cs.set_learners(vec![2]);
         rm.mut_message()
             .mut_snapshot()

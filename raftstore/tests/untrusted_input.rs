@@ -392,7 +392,7 @@ fn an_append_response_requesting_a_snapshot_is_dropped() {
 }
 
 #[test]
-fn a_well_formed_snapshot_is_dropped_because_snapshots_are_not_supported() {
+fn a_snapshot_message_without_its_data_is_dropped() {
     let fx = Fixture::new();
     let last = fx.progress(fx.follower_store).last_index;
     let mut msg = fx.message(
@@ -407,7 +407,7 @@ fn a_well_formed_snapshot_is_dropped_because_snapshots_are_not_supported() {
     let mut cs = ConfState::default();
     cs.set_voters(fx.region.get_peers().iter().map(|p| p.get_id()).collect());
     meta.set_conf_state(cs);
-    fx.send_rejected(fx.follower_store, msg, RejectReason::SnapshotUnsupported);
+    fx.send_rejected(fx.follower_store, msg, RejectReason::SnapshotDataMissing);
     fx.assert_serving(&[1, 2, 3]);
 }
 

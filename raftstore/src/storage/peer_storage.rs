@@ -1,5 +1,6 @@
 //! `PeerStorage`: raft-rs's `Storage` over the store's raft log engine.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use engine::{RaftLogBatch, RaftLogEngine};
@@ -7,6 +8,8 @@ use kvproto_lite::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use kvproto_lite::metapb::{PeerRole, Region};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+use crate::snapshot::{GenSlot, SnapshotMeta};
 
 /// Most entries kept in the in-memory entry cache of one peer.
 const MAX_CACHED_ENTRIES: usize = 1024;
@@ -33,11 +36,22 @@ pub fn conf_state_from_region(region: &Region) -> ConfState {
 /// advancing raft. Until then raft keeps those entries in its own unstable
 /// log, so they are always readable.
 ///
-/// Snapshots are not built yet: [`Storage::snapshot`] returns
-/// `SnapshotTemporarilyUnavailable`. Log compaction therefore never goes past
-/// what every follower has (see the peer's log GC), so an existing follower
-/// never needs one; a peer added to a region later cannot catch up until
-/// snapshots exist.
+/// # Snapshots
+///
+/// [`Storage::snapshot`] never builds a snapshot on the raft thread: the
+/// first call records a request and answers
+/// `SnapshotTemporarilyUnavailable`; the peer then hands the request to the
+/// store's snapshot worker ([`PeerStorage::take_snapshot_request`]), which
+/// fills a [`GenSlot`]; a later call (raft retries on every heartbeat
+/// response) returns the finished snapshot. See [`crate::snapshot`].
+///
+/// # Recovery
+///
+/// A received snapshot is written to the KV engine (data, apply state,
+/// region state: one synced batch) before the raft log is rewritten. If a
+/// crash falls between the two, [`PeerStorage::new`] finds an apply state
+/// whose truncated position the raft log does not continue and restarts the
+/// log at that position (see [`reconcile_raft_state`]).
 pub struct PeerStorage<ER: RaftLogEngine> {
     engine: ER,
     region: Region,
@@ -45,6 +59,62 @@ pub struct PeerStorage<ER: RaftLogEngine> {
     apply_state: RaftApplyState,
     /// A contiguous suffix of the log, most recent entries.
     cache: VecDeque<Entry>,
+    /// Snapshot generation for raft-rs's `Storage::snapshot` (which takes
+    /// `&self`).
+    gen: RefCell<GenState>,
+}
+
+/// Where a leader's snapshot generation stands.
+#[derive(Default)]
+enum GenState {
+    /// Nothing asked for.
+    #[default]
+    Idle,
+    /// raft-rs asked; the peer has not scheduled the generation yet.
+    Requested,
+    /// The worker builds it into this slot.
+    Generating(GenSlot),
+}
+
+/// Whether the persisted raft log continues the persisted apply state: the
+/// log must reach the truncated index, and an entry it holds at that index
+/// must have the truncated term. A snapshot written to the KV engine whose
+/// raft state write was lost by a crash breaks this; the raft state is then
+/// restarted at the truncated position (an empty log whose last index is
+/// the truncated index; term at least the truncated term; commit raised to
+/// it), which `Some` returns. The entries of the old log are stale: the
+/// caller cleans them.
+///
+/// # Errors
+///
+/// An engine error reading the entry at the truncated index.
+pub fn reconcile_raft_state<ER: RaftLogEngine>(
+    engine: &ER,
+    region_id: u64,
+    raft_state: &RaftLocalState,
+    apply_state: &RaftApplyState,
+) -> crate::Result<Option<RaftLocalState>> {
+    let truncated = apply_state.get_truncated_state();
+    let (t_index, t_term) = (truncated.get_index(), truncated.get_term());
+    let behind = raft_state.get_last_index() < t_index;
+    let diverged = !behind
+        && engine
+            .get_entry(region_id, t_index)?
+            .is_some_and(|e| e.get_term() != t_term);
+    if !behind && !diverged {
+        return Ok(None);
+    }
+    let mut state = raft_state.clone();
+    state.set_last_index(t_index);
+    let hs = state.mut_hard_state();
+    if hs.get_term() < t_term {
+        hs.set_term(t_term);
+        hs.set_vote(0);
+    }
+    if hs.get_commit() < t_index {
+        hs.set_commit(t_index);
+    }
+    Ok(Some(state))
 }
 
 impl<ER: RaftLogEngine> PeerStorage<ER> {
@@ -60,14 +130,15 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         mut raft_state: RaftLocalState,
         apply_state: RaftApplyState,
     ) -> crate::Result<PeerStorage<ER>> {
-        let truncated = apply_state.get_truncated_state().get_index();
-        if raft_state.get_last_index() < truncated {
-            return Err(crate::Error::Other(format!(
-                "region {}: raft last index {} is below truncated index {}",
-                region.get_id(),
-                raft_state.get_last_index(),
-                truncated
-            )));
+        let region_id = region.get_id();
+        if let Some(fixed) = reconcile_raft_state(&engine, region_id, &raft_state, &apply_state)? {
+            // A snapshot reached the KV engine but its raft state did not
+            // reach the log: restart the log where the snapshot ends.
+            let mut lb = engine.log_batch(0);
+            lb.clean(region_id)?;
+            lb.put_raft_state(region_id, &fixed)?;
+            engine.consume(&mut lb, true)?;
+            raft_state = fixed;
         }
         // Applied entries are committed even if the persisted commit index
         // lagged behind (it is written lazily), and raft-rs refuses an
@@ -82,7 +153,56 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             raft_state,
             apply_state,
             cache: VecDeque::new(),
+            gen: RefCell::new(GenState::Idle),
         })
+    }
+
+    /// A snapshot generation raft-rs asked for and nobody scheduled yet:
+    /// returns the slot the worker must fill (the storage now waits for it).
+    pub(crate) fn take_snapshot_request(&mut self) -> Option<GenSlot> {
+        let state = self.gen.get_mut();
+        if !matches!(state, GenState::Requested) {
+            return None;
+        }
+        let slot = GenSlot::default();
+        *state = GenState::Generating(slot.clone());
+        Some(slot)
+    }
+
+    /// Takes a received snapshot into memory: the region, apply state and
+    /// raft state it restores (the raft log restarts after its index), and
+    /// stages in `batch` the log's removal and the new raft state. The KV
+    /// engine must already hold the snapshot's data and states (written
+    /// synced), so a crash before `batch` is written is repaired by
+    /// [`reconcile_raft_state`] at the next start.
+    ///
+    /// # Errors
+    ///
+    /// An engine error from the batch; nothing in memory changes then.
+    pub(crate) fn apply_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        apply_state: RaftApplyState,
+        batch: &mut ER::LogBatch,
+    ) -> crate::Result<()> {
+        let region_id = self.region.get_id();
+        let index = meta.key.index;
+        let mut state = self.raft_state.clone();
+        state.set_last_index(index);
+        let hs = state.mut_hard_state();
+        if hs.get_commit() < index {
+            hs.set_commit(index);
+        }
+        if hs.get_term() < meta.key.term {
+            hs.set_term(meta.key.term);
+        }
+        batch.clean(region_id)?;
+        batch.put_raft_state(region_id, &state)?;
+        self.raft_state = state;
+        self.apply_state = apply_state;
+        self.region = meta.region.clone();
+        self.cache = VecDeque::new();
+        Ok(())
     }
 
     /// The region this peer belongs to, as last known.
@@ -329,7 +449,28 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
         Ok(self.last_index())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // raft-rs treats any other error as fatal: only a finished snapshot
+        // or "temporarily unavailable" may come back.
+        let mut state = self.gen.borrow_mut();
+        match &*state {
+            GenState::Idle => *state = GenState::Requested,
+            GenState::Requested => {}
+            GenState::Generating(slot) => {
+                if let Some(res) = slot.take() {
+                    // Finished: use it if it is recent enough, otherwise
+                    // (or after a failure) ask for another.
+                    *state = GenState::Requested;
+                    if let Ok(snap) = res {
+                        let index = snap.get_metadata().get_index();
+                        if index >= request_index && index >= self.truncated_index() {
+                            *state = GenState::Idle;
+                            return Ok(snap);
+                        }
+                    }
+                }
+            }
+        }
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))
