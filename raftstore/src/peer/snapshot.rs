@@ -136,13 +136,15 @@ impl<ER: RaftLogEngine> Peer<ER> {
             ),
         };
         let meta = &pinned.meta;
+        // Crash tests stop the world at these two points (fail points).
+        fail::fail_point!("snapshot_apply_before_kv_write");
         if let Err(e) = write_to_kv(&ctx.engines.kv, meta, &pinned.data) {
             panic!(
                 "region {}: cannot write snapshot {key}: {e}",
                 self.region_id
             );
         }
-        fail::fail_point!("snapshot_apply_after_kv_write", |_| {});
+        fail::fail_point!("snapshot_apply_after_kv_write");
         let apply_state = restored_apply_state(meta);
         if let Err(e) = self.raft_group.mut_store().apply_snapshot(
             meta,

@@ -598,16 +598,187 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_persisted_state_is_an_error() {
+    fn a_log_that_ends_before_the_truncated_index_restarts_at_it() {
         let mut raft_state = initial_raft_state();
         raft_state.set_last_index(2);
-        let res = PeerStorage::new(
+        let s = PeerStorage::new(
             MemRaftLogEngine::new(),
             region(),
             raft_state,
             initial_apply_state(),
+        )
+        .unwrap();
+        assert_eq!(s.last_index(), RAFT_INIT_LOG_INDEX);
+        assert_eq!(
+            s.engine()
+                .get_raft_state(1)
+                .unwrap()
+                .unwrap()
+                .get_last_index(),
+            RAFT_INIT_LOG_INDEX,
+            "the repaired state is persisted"
         );
-        assert!(res.is_err());
+    }
+
+    mod snapshot_crash {
+        use super::*;
+        use crate::snapshot::{generate, restored_apply_state, write_to_kv, GeneratedSnapshot};
+        use engine::{KvEngine, KvWriteBatch, MemKvEngine, RaftLogBatch};
+        use kvproto_lite::raft_serverpb::RegionLocalState;
+
+        /// A receiver whose peer has a log 6..=last (term 6), applied 15.
+        fn receiver(last: u64) -> (MemKvEngine, MemRaftLogEngine) {
+            let (kv, raft) = (MemKvEngine::new(), MemRaftLogEngine::new());
+            let mut lb = raft.log_batch(0);
+            lb.append(1, (6..=last).map(|i| entry(i, 6)).collect())
+                .unwrap();
+            let mut rs = initial_raft_state();
+            rs.set_last_index(last);
+            rs.mut_hard_state().set_term(6);
+            rs.mut_hard_state().set_commit(15);
+            lb.put_raft_state(1, &rs).unwrap();
+            raft.consume(&mut lb, true).unwrap();
+            let mut wb = kv.write_batch();
+            wb.put(b"a", b"old");
+            wb.put(b"stale", b"old");
+            let mut applied = initial_apply_state();
+            applied.set_applied_index(15);
+            applied.set_commit_index(15);
+            applied.set_commit_term(6);
+            wb.put_apply_state(1, &applied);
+            let mut state = RegionLocalState::default();
+            state.set_region(region());
+            wb.put_region_state(1, &state);
+            kv.write(&mut wb, true).unwrap();
+            (kv, raft)
+        }
+
+        /// A snapshot of region 1 at index 40, term 7.
+        fn snapshot() -> GeneratedSnapshot {
+            let kv = MemKvEngine::new();
+            let mut wb = kv.write_batch();
+            wb.put(b"a", b"new");
+            wb.put(b"b", b"new");
+            let mut applied = initial_apply_state();
+            applied.set_applied_index(40);
+            applied.set_commit_index(40);
+            applied.set_commit_term(7);
+            wb.put_apply_state(1, &applied);
+            let mut state = RegionLocalState::default();
+            state.set_region(region());
+            wb.put_region_state(1, &state);
+            kv.write(&mut wb, true).unwrap();
+            generate(&kv.snapshot(), 1, 16).unwrap()
+        }
+
+        /// Restarts the peer from what survived, as the store does.
+        fn restart(kv: &MemKvEngine, raft: &MemRaftLogEngine) -> PeerStorage<MemRaftLogEngine> {
+            kv.crash();
+            raft.crash();
+            let raft_state = raft.get_raft_state(1).unwrap().unwrap_or_default();
+            let apply_state = kv.get_apply_state(1).unwrap().unwrap();
+            let region = kv
+                .get_region_state(1)
+                .unwrap()
+                .unwrap()
+                .get_region()
+                .clone();
+            PeerStorage::new(raft.clone(), region, raft_state, apply_state).unwrap()
+        }
+
+        fn assert_old(s: &PeerStorage<MemRaftLogEngine>, kv: &MemKvEngine, last: u64) {
+            assert_eq!(s.last_index(), last);
+            assert_eq!(s.apply_state().get_applied_index(), 15);
+            assert_eq!(s.term(last).unwrap(), 6);
+            assert_eq!(kv.get(b"a").unwrap(), Some(b"old".to_vec()));
+            assert_eq!(kv.get(b"b").unwrap(), None);
+        }
+
+        fn assert_new(s: &PeerStorage<MemRaftLogEngine>, kv: &MemKvEngine) {
+            assert_eq!(s.last_index(), 40);
+            assert_eq!(Storage::first_index(s).unwrap(), 41);
+            assert_eq!(s.term(40).unwrap(), 7);
+            assert!(s.raft_state().get_hard_state().get_term() >= 7);
+            assert_eq!(s.raft_state().get_hard_state().get_commit(), 40);
+            assert_eq!(s.engine().first_index(1), None, "the old log is gone");
+            assert_eq!(kv.get(b"a").unwrap(), Some(b"new".to_vec()));
+            assert_eq!(kv.get(b"b").unwrap(), Some(b"new".to_vec()));
+            assert_eq!(kv.get(b"stale").unwrap(), None);
+            // raft-rs accepts the state (a commit past the log would panic).
+            let cfg = raft::Config {
+                id: 11,
+                applied: 40,
+                ..Default::default()
+            };
+            let logger = slog::Logger::root(slog::Discard, slog::o!());
+            assert!(raft::RawNode::new(&cfg, restart_clone(s), &logger).is_ok());
+        }
+
+        fn restart_clone(s: &PeerStorage<MemRaftLogEngine>) -> PeerStorage<MemRaftLogEngine> {
+            PeerStorage::new(
+                s.engine().clone(),
+                s.region().clone(),
+                s.raft_state().clone(),
+                s.apply_state().clone(),
+            )
+            .unwrap()
+        }
+
+        /// Applies the snapshot as a peer does, crashing after `steps` of
+        /// its two writes (0: none, 1: the KV batch, 2: both).
+        fn apply_and_crash(
+            last: u64,
+            steps: usize,
+        ) -> (MemKvEngine, PeerStorage<MemRaftLogEngine>) {
+            let (kv, raft) = receiver(last);
+            let g = snapshot();
+            let data = g.chunks.concat();
+            let mut s = restart(&kv, &raft);
+            if steps >= 1 {
+                write_to_kv(&kv, &g.meta, &data).unwrap();
+            }
+            if steps >= 2 {
+                let mut lb = raft.log_batch(0);
+                s.apply_snapshot(&g.meta, restored_apply_state(&g.meta), &mut lb)
+                    .unwrap();
+                raft.consume(&mut lb, true).unwrap();
+            }
+            let s = restart(&kv, &raft);
+            (kv, s)
+        }
+
+        #[test]
+        fn a_crash_at_any_step_of_applying_a_snapshot_restarts_into_the_old_or_the_new_state() {
+            for last in [20, 60] {
+                let (kv, s) = apply_and_crash(last, 0);
+                assert_old(&s, &kv, last);
+                for steps in [1, 2] {
+                    let (kv, s) = apply_and_crash(last, steps);
+                    assert_new(&s, &kv);
+                }
+            }
+        }
+
+        #[test]
+        fn a_log_that_diverges_at_the_snapshot_index_is_replaced() {
+            // The old log has index 40 with term 6; the snapshot says 7.
+            let (kv, raft) = receiver(60);
+            let g = snapshot();
+            write_to_kv(&kv, &g.meta, &g.chunks.concat()).unwrap();
+            let s = restart(&kv, &raft);
+            assert_new(&s, &kv);
+            // A log that continues the truncated position is kept.
+            let (kv, raft) = receiver(60);
+            let mut wb = kv.write_batch();
+            let mut applied = initial_apply_state();
+            applied.set_applied_index(30);
+            applied.mut_truncated_state().set_index(20);
+            applied.mut_truncated_state().set_term(6);
+            wb.put_apply_state(1, &applied);
+            kv.write(&mut wb, true).unwrap();
+            let s = restart(&kv, &raft);
+            assert_eq!(s.last_index(), 60);
+        }
     }
 
     #[test]
