@@ -236,7 +236,7 @@ impl SnapManager {
                 md.get_term()
             )));
         }
-        if crate::storage::conf_state_from_region(&meta.region) != *md.get_conf_state() {
+        if super::meta::conf_state_from_region(&meta.region) != *md.get_conf_state() {
             return Err(Error::Snapshot(format!(
                 "snapshot {}: its region's peers disagree with its configuration",
                 meta.key

@@ -40,7 +40,7 @@
 //! ```
 //!
 //! A crash between 1 and 2 is repaired at the next start by
-//! [`reconcile_raft_state`](crate::PeerStorage): the KV engine says the
+//! `PeerStorage::new` (see [`PeerStorage`](crate::PeerStorage)): the KV engine says the
 //! snapshot is applied, so the raft log restarts at its index.
 
 mod data;
@@ -55,6 +55,6 @@ pub use data::{
 pub use manager::{
     IncomingSnapshot, OutgoingSnapshot, SnapLimits, SnapManager, SnapshotReporter, SnapshotStats,
 };
-pub use meta::{SnapKey, SnapshotMeta};
+pub use meta::{conf_state_from_region, SnapKey, SnapshotMeta};
 pub(crate) use worker::SnapWorker;
 pub use worker::{raft_snapshot, GenSlot, SnapScheduler};

@@ -12,8 +12,8 @@ use slog::{debug, warn, Logger};
 
 use super::data::generate;
 use super::manager::SnapManager;
+use super::meta::conf_state_from_region;
 use super::meta::SnapshotMeta;
-use crate::storage::conf_state_from_region;
 
 /// Where a generated snapshot (raft's metadata part) is left for the
 /// peer's storage to pick up; `Err` carries why generation failed.

@@ -4,28 +4,16 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use engine::{RaftLogBatch, RaftLogEngine};
-use kvproto_lite::eraftpb::{ConfState, Entry, HardState, Snapshot};
-use kvproto_lite::metapb::{PeerRole, Region};
+use kvproto_lite::eraftpb::{Entry, HardState, Snapshot};
+use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+pub use crate::snapshot::conf_state_from_region;
 use crate::snapshot::{GenSlot, SnapshotMeta};
 
 /// Most entries kept in the in-memory entry cache of one peer.
 const MAX_CACHED_ENTRIES: usize = 1024;
-
-/// The voters and learners of a region, as raft-rs wants them.
-pub fn conf_state_from_region(region: &Region) -> ConfState {
-    let mut cs = ConfState::default();
-    for peer in region.get_peers() {
-        if peer.get_role() == PeerRole::Learner {
-            cs.mut_learners().push(peer.get_id());
-        } else {
-            cs.mut_voters().push(peer.get_id());
-        }
-    }
-    cs
-}
 
 /// A peer's raft log and state as raft-rs sees it.
 ///
@@ -484,7 +472,7 @@ mod tests {
         initial_apply_state, initial_raft_state, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
     };
     use engine::MemRaftLogEngine;
-    use kvproto_lite::metapb::Peer;
+    use kvproto_lite::metapb::{Peer, PeerRole};
 
     fn region() -> Region {
         let mut r = Region::default();
