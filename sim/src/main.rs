@@ -161,6 +161,8 @@ fn main() -> ExitCode {
     let sleeping_faults = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let corrupted = Arc::new(AtomicU64::new(0));
+    // Snapshots applied, transfers failed, crashes during snapshot work.
+    let snapshots = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -171,6 +173,7 @@ fn main() -> ExitCode {
             let sleeping_faults = sleeping_faults.clone();
             let rejected = rejected.clone();
             let corrupted = corrupted.clone();
+            let snapshots = snapshots.clone();
             let corrupt = args.corrupt;
             let hibernation = args.hibernation;
             let total = args.seeds;
@@ -195,6 +198,9 @@ fn main() -> ExitCode {
                 sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
                 rejected.fetch_add(report.stats.rejected_messages, Ordering::Relaxed);
                 corrupted.fetch_add(report.stats.messages_corrupted, Ordering::Relaxed);
+                snapshots[0].fetch_add(report.stats.snapshots_applied, Ordering::Relaxed);
+                snapshots[1].fetch_add(report.stats.snapshot_transfers_failed, Ordering::Relaxed);
+                snapshots[2].fetch_add(report.stats.snapshot_crashes, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -232,7 +238,8 @@ fn main() -> ExitCode {
     failed.sort_unstable();
     println!(
         "seeds {}..{}: {} run, {} failed {:?}; {} operations ({} unknown), {} store crashes \
-         ({} of them planned restarts: {} leaderships handed off, {} not); {:.1}s",
+         ({} of them planned restarts: {} leaderships handed off, {} not), {} snapshots applied \
+         ({} transfers failed, {} crashes during snapshot work); {:.1}s",
         args.start,
         end,
         done.load(Ordering::SeqCst),
@@ -244,6 +251,9 @@ fn main() -> ExitCode {
         planned[0].load(Ordering::Relaxed),
         planned[1].load(Ordering::Relaxed),
         planned[2].load(Ordering::Relaxed),
+        snapshots[0].load(Ordering::Relaxed),
+        snapshots[1].load(Ordering::Relaxed),
+        snapshots[2].load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
     println!(
