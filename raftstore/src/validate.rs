@@ -55,10 +55,11 @@ pub enum RejectReason {
     /// (index or term 0, a term above the message's, an empty or
     /// overlapping configuration, a configuration without the receiver).
     SnapshotMetadata,
-    /// A snapshot whose data this store did not receive out of band (it
-    /// came without it, its data failed the checks, or a newer snapshot of
-    /// the region replaced it): raft-rs must not restore a snapshot the
-    /// store cannot apply.
+    /// A snapshot whose data this store does not hold (it came without it,
+    /// was delivered twice, or a newer snapshot of the region replaced the
+    /// data): raft-rs must not restore a snapshot the store cannot apply.
+    /// Data that arrived but fails its checks is refused by the transport
+    /// already.
     SnapshotDataMissing,
     /// An append whose entries do not follow its `index` one by one
     /// (`entries[i].index != index + 1 + i`).
@@ -128,9 +129,16 @@ impl RejectReason {
     }
 
     /// Whether a correct peer never sends such a message (every reason but
-    /// [`ToPeerMismatch`](Self::ToPeerMismatch)).
+    /// [`ToPeerMismatch`](Self::ToPeerMismatch) and
+    /// [`SnapshotDataMissing`](Self::SnapshotDataMissing): a correct
+    /// leader's snapshot message arrives without its data when it is
+    /// delivered twice, or after a newer snapshot of the region replaced
+    /// the data).
     pub fn is_malformed(self) -> bool {
-        self != RejectReason::ToPeerMismatch
+        !matches!(
+            self,
+            RejectReason::ToPeerMismatch | RejectReason::SnapshotDataMissing
+        )
     }
 
     fn slot(self) -> usize {

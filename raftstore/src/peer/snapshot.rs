@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use engine::RaftLogEngine;
 use kvproto_lite::eraftpb::{MessageType, Snapshot};
-use kvproto_lite::raft_serverpb::RaftMessage;
+use kvproto_lite::metapb::Region;
+use kvproto_lite::raft_serverpb::{PeerState, RaftMessage};
 use raft::SnapshotStatus;
 use slog::{debug, info, warn};
 
@@ -23,6 +24,36 @@ use crate::validate::RejectReason;
 pub(super) struct PinnedSnapshot {
     meta: SnapshotMeta,
     data: Arc<Vec<u8>>,
+}
+
+/// Whether two regions' key ranges share a key (an empty end key is
+/// unbounded).
+fn ranges_overlap(a: &Region, b: &Region) -> bool {
+    let before_end = |start: &[u8], end: &[u8]| end.is_empty() || start < end;
+    before_end(a.get_start_key(), b.get_end_key()) && before_end(b.get_start_key(), a.get_end_key())
+}
+
+/// Refuses a snapshot whose key range overlaps another region this store
+/// holds (as last applied here). Such a region has not applied the split
+/// (or merge) that moved the range yet; if the snapshot went in, that
+/// region's older commands for the range would later be applied over the
+/// snapshot's newer data. Once it applies the split, the leader's next
+/// snapshot goes in (TiKV refuses the same snapshots).
+fn check_no_overlap<EK: engine::KvEngine>(kv: &EK, meta: &SnapshotMeta) -> crate::Result<()> {
+    for state in kv.region_states()? {
+        let other = state.get_region();
+        if state.get_state() == PeerState::Normal
+            && other.get_id() != meta.key.region_id
+            && ranges_overlap(other, &meta.region)
+        {
+            return Err(crate::Error::Snapshot(format!(
+                "snapshot {} overlaps region {} on this store",
+                meta.key,
+                other.get_id()
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl<ER: RaftLogEngine> Peer<ER> {
@@ -43,16 +74,25 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if m.get_msg_type() != MessageType::MsgSnapshot {
             return true;
         }
+        // The data is kept (not taken) until every check passed, so a
+        // refused snapshot's data is still there when it may go in later.
         let res = SnapshotMeta::decode(m.get_snapshot().get_data()).and_then(|meta| {
-            let data = ctx.snap_mgr.take_received(&meta.key).ok_or_else(|| {
-                crate::Error::Snapshot(format!("the data of snapshot {} is not here", meta.key))
-            })?;
             if meta.key.region_id != self.region_id {
                 return Err(crate::Error::Snapshot(format!(
                     "snapshot {} is not of region {}",
                     meta.key, self.region_id
                 )));
             }
+            check_no_overlap(&ctx.engines.kv, &meta)?;
+            let Some(data) = ctx.snap_mgr.take_received(&meta.key) else {
+                ctx.stats
+                    .rejected_messages
+                    .record(RejectReason::SnapshotDataMissing);
+                return Err(crate::Error::Snapshot(format!(
+                    "the data of snapshot {} is not here",
+                    meta.key
+                )));
+            };
             check(&meta, &data)?;
             Ok(PinnedSnapshot { meta, data })
         });
@@ -62,9 +102,6 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 true
             }
             Err(e) => {
-                ctx.stats
-                    .rejected_messages
-                    .record(RejectReason::SnapshotDataMissing);
                 warn!(self.logger, "drop snapshot message"; "err" => %e,
                     "from_peer_id" => msg.get_from_peer().get_id(), "term" => self.term());
                 false

@@ -353,6 +353,13 @@ impl OutgoingSnapshot {
         &self.data.chunks
     }
 
+    /// A handle on the chunks that can be moved to another task or thread
+    /// while this send is finished elsewhere (a network transport streams
+    /// from it).
+    pub fn shared_chunks(&self) -> SharedChunks {
+        SharedChunks(self.data.clone())
+    }
+
     /// Total data bytes.
     pub fn data_size(&self) -> u64 {
         self.data.meta.data_size
@@ -389,6 +396,26 @@ impl Drop for OutgoingSnapshot {
             self.reported = true;
             self.mgr.finish_send(self, false);
         }
+    }
+}
+
+/// The chunks of an [`OutgoingSnapshot`], shareable.
+#[derive(Clone)]
+pub struct SharedChunks(Arc<GeneratedSnapshot>);
+
+impl std::fmt::Debug for SharedChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedChunks")
+            .field("key", &self.0.meta.key)
+            .field("chunks", &self.0.chunks.len())
+            .finish()
+    }
+}
+
+impl SharedChunks {
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &[Vec<u8>] {
+        &self.0.chunks
     }
 }
 

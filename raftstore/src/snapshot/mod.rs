@@ -53,7 +53,8 @@ pub use data::{
     GeneratedSnapshot,
 };
 pub use manager::{
-    IncomingSnapshot, OutgoingSnapshot, SnapLimits, SnapManager, SnapshotReporter, SnapshotStats,
+    IncomingSnapshot, OutgoingSnapshot, SharedChunks, SnapLimits, SnapManager, SnapshotReporter,
+    SnapshotStats,
 };
 pub use meta::{conf_state_from_region, SnapKey, SnapshotMeta};
 pub(crate) use worker::SnapWorker;
