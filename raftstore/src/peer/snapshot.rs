@@ -260,3 +260,77 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.raft_group.report_snapshot(to_peer_id, status);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::SnapKey;
+    use engine::{KvEngine, KvWriteBatch, MemKvEngine};
+    use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
+
+    fn region(id: u64, start: &[u8], end: &[u8]) -> Region {
+        let mut r = Region::default();
+        r.set_id(id);
+        r.set_start_key(start.to_vec());
+        r.set_end_key(end.to_vec());
+        r
+    }
+
+    fn meta(r: Region) -> SnapshotMeta {
+        SnapshotMeta {
+            key: SnapKey {
+                region_id: r.get_id(),
+                term: 6,
+                index: 10,
+            },
+            region: r,
+            apply_state: RaftApplyState::default(),
+            data_size: 0,
+            pairs: 0,
+            checksum: 0,
+        }
+    }
+
+    #[test]
+    fn ranges_overlap_with_unbounded_ends() {
+        assert!(ranges_overlap(&region(1, b"", b""), &region(2, b"m", b"n")));
+        assert!(ranges_overlap(
+            &region(1, b"a", b"m"),
+            &region(2, b"l", b"")
+        ));
+        assert!(!ranges_overlap(
+            &region(1, b"a", b"m"),
+            &region(2, b"m", b"")
+        ));
+        assert!(!ranges_overlap(
+            &region(1, b"m", b""),
+            &region(2, b"a", b"m")
+        ));
+    }
+
+    /// Seeds 497/709 of the simulation: the peer of region 3 on this store
+    /// still owns [a, "") because it has not applied the split that created
+    /// region 1000 = [m, ""); a snapshot of region 1000 must wait.
+    #[test]
+    fn a_snapshot_overlapping_another_region_is_refused() {
+        let kv = MemKvEngine::new();
+        let mut wb = kv.write_batch();
+        let mut state = RegionLocalState::default();
+        state.set_region(region(3, b"a", b""));
+        wb.put_region_state(3, &state);
+        let mut gone = RegionLocalState::default();
+        gone.set_state(PeerState::Tombstone);
+        gone.set_region(region(4, b"", b"a"));
+        wb.put_region_state(4, &gone);
+        kv.write(&mut wb, true).unwrap();
+        assert!(check_no_overlap(&kv, &meta(region(1000, b"m", b""))).is_err());
+        // The region itself and tombstones do not count.
+        assert!(check_no_overlap(&kv, &meta(region(3, b"a", b""))).is_ok());
+        assert!(check_no_overlap(&kv, &meta(region(1001, b"", b"a"))).is_ok());
+        // After the split is applied here, region 3 ends at m.
+        state.set_region(region(3, b"a", b"m"));
+        wb.put_region_state(3, &state);
+        kv.write(&mut wb, true).unwrap();
+        assert!(check_no_overlap(&kv, &meta(region(1000, b"m", b""))).is_ok());
+    }
+}
