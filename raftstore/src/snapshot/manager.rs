@@ -125,8 +125,9 @@ impl SnapManager {
         &self.stats
     }
 
-    /// Keeps a generated snapshot until a send takes it.
-    pub(crate) fn register_generated(&self, snap: GeneratedSnapshot) {
+    /// Keeps a generated snapshot until a send takes it (the snapshot
+    /// worker calls this; public for transports' tests and benchmarks).
+    pub fn register_generated(&self, snap: GeneratedSnapshot) {
         self.stats.generated.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         let region_id = snap.meta.key.region_id;
@@ -142,11 +143,7 @@ impl SnapManager {
     ///
     /// The snapshot is not (or no longer) here, or too many sends are under
     /// way; the reporter has been told the send failed.
-    pub(crate) fn begin_send(
-        self: &Arc<Self>,
-        key: SnapKey,
-        to_peer_id: u64,
-    ) -> Result<OutgoingSnapshot> {
+    pub fn begin_send(self: &Arc<Self>, key: SnapKey, to_peer_id: u64) -> Result<OutgoingSnapshot> {
         let refused = |why: String| {
             self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
             (self.reporter)(key.region_id, to_peer_id, false);
@@ -247,7 +244,7 @@ impl SnapManager {
 
     /// Takes the verified data of a received snapshot (for its peer, when
     /// raft-rs is about to restore it).
-    pub(crate) fn take_received(&self, key: &SnapKey) -> Option<Arc<Vec<u8>>> {
+    pub fn take_received(&self, key: &SnapKey) -> Option<Arc<Vec<u8>>> {
         let mut inner = self.lock();
         let data = inner.received.remove(key)?;
         inner.received_order.retain(|k| k != key);
