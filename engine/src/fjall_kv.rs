@@ -9,7 +9,7 @@ use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
 
 use crate::open::{guarded_open, prepare_dir, IfMissing};
 use crate::write_batch::WriteOp;
-use crate::{keys, KvEngine, KvSnapshot, KvWriteBatch, Result, WriteBatch};
+use crate::{keys, KvEngine, KvSnapshot, KvWriteBatch, RawVisitor, Result, WriteBatch};
 
 const ENGINE_NAME: &str = "fjall";
 
@@ -240,12 +240,7 @@ impl KvSnapshot for FjallKvSnapshot {
         Ok(self.snapshot.get(&self.kv, key)?.map(|v| v.to_vec()))
     }
 
-    fn scan_raw(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut RawVisitor<'_>) -> Result<()> {
         if start >= end {
             return Ok(());
         }

@@ -128,6 +128,11 @@ pub trait KvWriteBatch: Send {
     fn pop_save_point(&mut self) -> Result<()>;
 }
 
+/// What [`KvSnapshot::scan_raw`] calls with each stored pair (raw key,
+/// value): `Ok(true)` to go on, `Ok(false)` to stop, an error to stop and
+/// return it.
+pub type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// A consistent, read-only view of a [`KvEngine`] (user keys, as in
 /// [`KvEngine::get`] and [`KvEngine::scan`]).
 pub trait KvSnapshot: Send + Sync + 'static {
@@ -162,12 +167,7 @@ pub trait KvSnapshot: Send + Sync + 'static {
     /// # Errors
     ///
     /// I/O errors from the underlying store, or the first error of `f`.
-    fn scan_raw(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()>;
+    fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut RawVisitor<'_>) -> Result<()>;
 
     /// The region's apply state as of the snapshot, if any.
     ///

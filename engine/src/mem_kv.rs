@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
 
 use crate::write_batch::WriteOp;
-use crate::{keys, KvEngine, KvSnapshot, Result, WriteBatch};
+use crate::{keys, KvEngine, KvSnapshot, RawVisitor, Result, WriteBatch};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -231,12 +231,7 @@ impl KvSnapshot for MemKvSnapshot {
         Ok(self.map.get(key).cloned())
     }
 
-    fn scan_raw(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut RawVisitor<'_>) -> Result<()> {
         if start >= end {
             return Ok(());
         }

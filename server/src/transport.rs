@@ -371,7 +371,7 @@ impl futures_core::Stream for ChunkStream {
             return Poll::Ready(None);
         }
         if let Some(data) = self.chunks.chunks().get(self.next) {
-            chunk.set_data(data.clone().into());
+            chunk.set_data(data.clone());
             (self.sent_bytes)(data.len());
             self.next += 1;
         }

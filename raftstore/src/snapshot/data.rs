@@ -164,7 +164,7 @@ pub fn verify(meta: &SnapshotMeta, data: &[u8]) -> Result<()> {
 pub fn check(meta: &SnapshotMeta, data: &[u8]) -> Result<()> {
     verify(meta, data)?;
     let ranges = region_ranges(&meta.region);
-    let pairs = for_each_record(data, &mut |k, _| {
+    let pairs = for_each_record(data, |k, _| {
         if ranges
             .iter()
             .any(|(s, e)| s.as_slice() <= k && k < e.as_slice())
@@ -187,7 +187,7 @@ pub fn check(meta: &SnapshotMeta, data: &[u8]) -> Result<()> {
 }
 
 /// Decodes the records of verified data, calling `f` for each pair.
-fn for_each_record(data: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<u64> {
+fn for_each_record<F: FnMut(&[u8], &[u8]) -> Result<()>>(data: &[u8], mut f: F) -> Result<u64> {
     fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
         if rest.len() < n {
             return Err(Error::Snapshot("truncated snapshot record".into()));
@@ -256,7 +256,7 @@ pub fn write_to_kv<E: KvEngine>(kv: &E, meta: &SnapshotMeta, data: &[u8]) -> Res
             .iter()
             .any(|(s, e)| s.as_slice() <= k && k < e.as_slice())
     };
-    let pairs = for_each_record(data, &mut |k, v| {
+    let pairs = for_each_record(data, |k, v| {
         if !inside(k) {
             return Err(Error::Snapshot(format!(
                 "snapshot {} holds key {k:?} outside region {region_id}",
