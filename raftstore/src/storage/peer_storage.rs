@@ -29,7 +29,7 @@ const MAX_CACHED_ENTRIES: usize = 1024;
 /// [`Storage::snapshot`] never builds a snapshot on the raft thread: the
 /// first call records a request and answers
 /// `SnapshotTemporarilyUnavailable`; the peer then hands the request to the
-/// store's snapshot worker ([`PeerStorage::take_snapshot_request`]), which
+/// store's snapshot worker (`PeerStorage::take_snapshot_request`), which
 /// fills a [`GenSlot`]; a later call (raft retries on every heartbeat
 /// response) returns the finished snapshot. See [`crate::snapshot`].
 ///
@@ -39,7 +39,7 @@ const MAX_CACHED_ENTRIES: usize = 1024;
 /// region state: one synced batch) before the raft log is rewritten. If a
 /// crash falls between the two, [`PeerStorage::new`] finds an apply state
 /// whose truncated position the raft log does not continue and restarts the
-/// log at that position (see [`reconcile_raft_state`]).
+/// log at that position (see `reconcile_raft_state`).
 pub struct PeerStorage<ER: RaftLogEngine> {
     engine: ER,
     region: Region,
@@ -162,7 +162,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
     /// stages in `batch` the log's removal and the new raft state. The KV
     /// engine must already hold the snapshot's data and states (written
     /// synced), so a crash before `batch` is written is repaired by
-    /// [`reconcile_raft_state`] at the next start.
+    /// `reconcile_raft_state` at the next start.
     ///
     /// # Errors
     ///
