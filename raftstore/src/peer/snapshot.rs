@@ -76,26 +76,34 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         // The data is kept (not taken) until every check passed, so a
         // refused snapshot's data is still there when it may go in later.
-        let res = SnapshotMeta::decode(m.get_snapshot().get_data()).and_then(|meta| {
-            if meta.key.region_id != self.region_id {
-                return Err(crate::Error::Snapshot(format!(
-                    "snapshot {} is not of region {}",
-                    meta.key, self.region_id
-                )));
-            }
-            check_no_overlap(&ctx.engines.kv, &meta)?;
-            let Some(data) = ctx.snap_mgr.take_received(&meta.key) else {
-                ctx.stats
-                    .rejected_messages
-                    .record(RejectReason::SnapshotDataMissing);
-                return Err(crate::Error::Snapshot(format!(
-                    "the data of snapshot {} is not here",
-                    meta.key
-                )));
-            };
-            check(&meta, &data)?;
-            Ok(PinnedSnapshot { meta, data })
-        });
+        let malformed = |e: crate::Error| {
+            ctx.stats
+                .rejected_messages
+                .record(RejectReason::SnapshotMetadata);
+            e
+        };
+        let res = SnapshotMeta::decode(m.get_snapshot().get_data())
+            .map_err(malformed)
+            .and_then(|meta| {
+                if meta.key.region_id != self.region_id {
+                    return Err(malformed(crate::Error::Snapshot(format!(
+                        "snapshot {} is not of region {}",
+                        meta.key, self.region_id
+                    ))));
+                }
+                check_no_overlap(&ctx.engines.kv, &meta)?;
+                let Some(data) = ctx.snap_mgr.take_received(&meta.key) else {
+                    ctx.stats
+                        .rejected_messages
+                        .record(RejectReason::SnapshotDataMissing);
+                    return Err(crate::Error::Snapshot(format!(
+                        "the data of snapshot {} is not here",
+                        meta.key
+                    )));
+                };
+                check(&meta, &data).map_err(malformed)?;
+                Ok(PinnedSnapshot { meta, data })
+            });
         match res {
             Ok(pinned) => {
                 self.pinned_snapshot = Some(Box::new(pinned));
