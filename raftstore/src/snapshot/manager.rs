@@ -200,7 +200,10 @@ impl SnapManager {
         let seq = inner.next_seq;
         inner.latest_receive.insert(meta.key.region_id, seq);
         self.stats.receiving.fetch_add(1, Ordering::Relaxed);
-        let capacity = usize::try_from(meta.data_size).unwrap_or(0).min(64 << 20);
+        // The announced size comes from another store: reserve a bounded part.
+        let capacity = usize::try_from(meta.data_size)
+            .unwrap_or(0)
+            .min(4 * self.limits.chunk_size);
         Ok(IncomingSnapshot {
             mgr: Arc::clone(self),
             buf: Vec::with_capacity(capacity),
