@@ -120,6 +120,15 @@ pub enum SignificantMsg {
         /// The store that came back.
         store_id: u64,
     },
+    /// The outcome of sending a snapshot to `to_peer_id`, reported by the
+    /// transport: raft-rs's `report_snapshot` (a failure makes it probe the
+    /// follower again and, if still needed, send a new snapshot).
+    SnapshotStatus {
+        /// The follower the snapshot was for.
+        to_peer_id: u64,
+        /// Whether the follower's store took the whole snapshot.
+        delivered: bool,
+    },
 }
 
 /// A message to a peer FSM. Large variants are boxed so that a mailbox's

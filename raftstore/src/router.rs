@@ -3,6 +3,7 @@
 //! clients and the apply system deliver through.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use batch_system::BatchRouter;
 use crossbeam_channel::TrySendError;
@@ -13,6 +14,7 @@ use kvproto_lite::util;
 
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 use crate::peer_fsm::PeerFsm;
+use crate::snapshot::{IncomingSnapshot, SnapManager};
 use crate::store_fsm::{self, StoreFsm};
 use crate::transport::RaftMessageSink;
 
@@ -92,12 +94,15 @@ use crate::transport::RaftMessageSink;
 pub struct RaftRouter<ER: RaftLogEngine> {
     /// The batch-system router of peer FSMs and the store FSM.
     pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
+    /// The store's snapshots in flight (receptions start here).
+    pub(crate) snap_mgr: Arc<SnapManager>,
 }
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
     fn clone(&self) -> Self {
         RaftRouter {
             router: self.router.clone(),
+            snap_mgr: self.snap_mgr.clone(),
         }
     }
 }
@@ -111,6 +116,12 @@ impl<ER: RaftLogEngine> Deref for RaftRouter<ER> {
 }
 
 impl<ER: RaftLogEngine> RaftRouter<ER> {
+    /// The store's snapshot manager (snapshots in flight, their limits and
+    /// counters).
+    pub fn snap_manager(&self) -> &Arc<SnapManager> {
+        &self.snap_mgr
+    }
+
     /// Delivers a raft message to its region's peer, or to the store FSM if
     /// the region has no peer on this store (it may create one).
     ///
@@ -200,6 +211,10 @@ fn unwrap_command(m: PeerMsg) -> RaftCommand {
 impl<ER: RaftLogEngine> RaftMessageSink for RaftRouter<ER> {
     fn deliver(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
         self.send_raft_message(msg)
+    }
+
+    fn receive_snapshot(&self, msg: RaftMessage) -> crate::Result<IncomingSnapshot> {
+        self.snap_mgr.begin_receive(msg)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kvproto_lite::metapb;
 
+use crate::snapshot::SnapshotStats;
 use crate::validate::RejectedMessages;
 
 /// What a store knows about one of its regions' leadership.
@@ -259,6 +260,9 @@ pub struct StoreStats {
     /// Raft messages from other stores dropped by validation, per reason
     /// (see [`crate::validate`]).
     pub rejected_messages: RejectedMessages,
+    /// Snapshots generated, sent, received and applied, bytes moved, and
+    /// sends and receptions under way (see [`crate::snapshot`]).
+    pub snapshots: Arc<SnapshotStats>,
     /// Per-region progress; each peer holds its own cell and writes it
     /// without taking this lock.
     progress: Mutex<HashMap<u64, Arc<ProgressCell>>>,

@@ -135,6 +135,13 @@ pub struct SimStats {
     /// (`raftstore::validate::RejectedMessages::malformed`), over all
     /// stores.
     pub rejected_messages: u64,
+    /// Snapshots applied by the stores' peers, over all stores.
+    pub snapshots_applied: u64,
+    /// Snapshot transfers that did not complete (a store at either end
+    /// down, the network cut or lossy, the receiver refusing).
+    pub snapshot_transfers_failed: u64,
+    /// Stores crashed in the middle of snapshot work.
+    pub snapshot_crashes: u64,
 }
 
 /// The result of one seed.

@@ -266,7 +266,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             return;
         }
         // A malformed message is dropped before it can wake the peer.
-        if !self.validate(ctx, &msg) {
+        if !self.validate(ctx, &msg) || !self.pin_snapshot_data(ctx, &msg) {
             return;
         }
         if self.hibernation.asleep && !self.no_news_while_asleep(msg.get_message()) {

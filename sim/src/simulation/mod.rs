@@ -101,6 +101,9 @@ pub struct Simulation {
     verbose: bool,
     /// `SIM_LOG=trace` with `verbose`: print every delivered message.
     trace_messages: bool,
+    /// Snapshot transfers under way, by id.
+    transfers: BTreeMap<u64, stores::Transfer>,
+    next_transfer: u64,
 }
 
 impl Simulation {
@@ -157,6 +160,8 @@ impl Simulation {
             logger,
             verbose,
             trace_messages: verbose && std::env::var("SIM_LOG").as_deref() == Ok("trace"),
+            transfers: BTreeMap::new(),
+            next_transfer: 1,
             cfg,
         };
         for &id in &store_ids {
@@ -289,6 +294,7 @@ impl Simulation {
                 self.net.heal(fault);
             }
             Event::Restart { store } => self.restart(store),
+            Event::SnapshotStep { id } => self.snapshot_step(id),
             Event::PlannedStop {
                 store,
                 led,

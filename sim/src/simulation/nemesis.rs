@@ -33,6 +33,7 @@ impl Simulation {
             n.splits,
             n.planned_restarts,
             n.sleeping_leaders,
+            n.snapshot_crashes,
             n.membership,
         ]
         .into_iter()
@@ -103,7 +104,8 @@ impl Simulation {
                     }
                 }
                 8 => self.fault_sleeping_leader(duration),
-                9 => self.change_membership(),
+                9 => self.crash_during_snapshot(duration),
+                10 => self.change_membership(),
                 5 => {
                     let regions = self.regions.regions();
                     let region = regions[self.rng.gen_range(0..regions.len())].clone();
@@ -142,6 +144,43 @@ impl Simulation {
         }
         let next = self.rng.gen_range(n.min_interval..=n.max_interval);
         self.schedule(self.now + next, Event::Nemesis);
+    }
+
+    /// Crashes a store in the middle of snapshot work, if one is: sending
+    /// or receiving a transfer, or holding a generated snapshot not sent
+    /// yet, or having applied one (in its last poll rounds).
+    fn crash_during_snapshot(&mut self, duration: u64) {
+        let mut busy: BTreeSet<u64> = self
+            .transfers
+            .values()
+            .flat_map(|t| [t.from, t.to])
+            .collect();
+        for id in self.running_stores() {
+            if let Some(router) = self.router_of(id) {
+                let s = router.snap_manager().stats();
+                if s.generated.load(std::sync::atomic::Ordering::Relaxed)
+                    > s.sent.load(std::sync::atomic::Ordering::Relaxed)
+                        + s.send_failures.load(std::sync::atomic::Ordering::Relaxed)
+                    || s.applied.load(std::sync::atomic::Ordering::Relaxed) > 0
+                {
+                    busy.insert(id);
+                }
+            }
+        }
+        let busy: Vec<u64> = busy
+            .into_iter()
+            .filter(|id| self.router_of(*id).is_some())
+            .collect();
+        let Some(&victim) = busy.choose(&mut self.rng) else {
+            return;
+        };
+        self.trace(&format!(
+            "crash store {victim} during snapshot work for {duration}"
+        ));
+        self.stats.snapshot_crashes += 1;
+        self.crash_store(victim);
+        self.paused.remove(&victim);
+        self.schedule(self.now + duration, Event::Restart { store: victim });
     }
 
     /// Asks the leader of a random region to split it at one of the keys

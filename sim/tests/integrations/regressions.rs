@@ -159,3 +159,17 @@ fn seed_13285_uninitialized_peer_keeps_its_vote_across_a_restart() {
 fn seed_50_a_store_restarted_in_a_joint_configuration_keeps_it() {
     assert_seed_passes(50, Profile::Full);
 }
+
+/// Seeds 497 and 709 (full; also 1009, 1137, 1320, 1412, 1737, 1748),
+/// found when snapshots arrived: a store whose peer of a region had not
+/// applied a split yet took a snapshot of the split-off region; the old
+/// peer then applied its pre-split commands over the snapshot's newer data
+/// (replicas diverged). Fixed in raftstore: a snapshot whose range
+/// overlaps another region on the store is refused until that region
+/// applied the split (`peer::snapshot::tests::a_snapshot_overlapping_another_region_is_refused`).
+#[test]
+fn seed_709_a_snapshot_never_lands_on_a_range_another_peer_still_owns() {
+    for seed in [497, 709, 1009, 1137] {
+        assert_seed_passes(seed, Profile::Full);
+    }
+}
