@@ -156,6 +156,7 @@ impl ApplyDelegate {
             region_id,
             &region_local_state(PeerState::Tombstone, &self.region),
         );
+        delete_region_data(ctx, &self.region);
         for p in self.proposals.drain(..) {
             rec.respond(
                 p.cb,
@@ -662,6 +663,9 @@ impl ApplyDelegate {
         };
         ctx.wb
             .put_region_state(region.get_id(), &region_local_state(state, &region));
+        if remove_self {
+            delete_region_data(ctx, &region);
+        }
         info!(ctx.logger, "membership change applied";
             "region_id" => region.get_id(), "peer_id" => self.peer_id,
             "changes" => ?cc.get_changes(), "peers" => ?region.get_peers(),
@@ -758,6 +762,14 @@ impl ApplyDelegate {
         for e in rec.applied.drain(..).rev() {
             self.queue.push_front(e);
         }
+    }
+}
+
+/// Deletes a destroyed peer's data: every key of the region's ranges (its
+/// data and per-region state), in the same write batch as its tombstone.
+fn delete_region_data<K: KvEngine>(ctx: &mut ApplyContext<K>, region: &Region) {
+    for (start, end) in engine::keys::region_ranges(region) {
+        ctx.wb.delete_range_raw(&start, &end);
     }
 }
 

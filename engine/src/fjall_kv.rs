@@ -151,12 +151,27 @@ impl KvEngine for FjallKvEngine {
         } else {
             PersistMode::Buffer
         };
+        // fjall has no range delete in a batch: a range delete becomes the
+        // deletes of the keys stored in the range now (and put earlier in
+        // the batch).
+        let ops = crate::write_batch::expand_ranges(ops, &mut |start, end| {
+            let mut keys = Vec::new();
+            for guard in self.kv.range(start.to_vec()..end.to_vec()) {
+                keys.push(guard.key()?.to_vec());
+            }
+            Ok(keys)
+        })?;
         let mut fb = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), ops.len())
             .durability(Some(mode));
-        for op in ops {
+        for op in &ops {
             match op {
                 WriteOp::Put(k, v) => fb.insert(&self.kv, k.as_slice(), v.as_slice()),
                 WriteOp::Delete(k) => fb.remove(&self.kv, k.as_slice()),
+                WriteOp::DeleteRange(..) => {
+                    return Err(crate::Error::Corruption(
+                        "a range delete was left in an expanded batch".to_owned(),
+                    ))
+                }
             }
         }
         fb.commit()?;

@@ -190,6 +190,33 @@ pub fn region_extra_ranges(region_id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Every raw key range that belongs to `region`: its data range first,
+/// then its further per-region state ([`region_extra_ranges`]). What a
+/// region snapshot carries, and what destroying a region's peer deletes
+/// (besides the apply and region states, which a snapshot rewrites and a
+/// destroyed peer keeps as its tombstone).
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::metapb::Region;
+/// let mut region = Region::default();
+/// region.set_id(7);
+/// region.set_start_key(b"a".to_vec());
+/// region.set_end_key(b"m".to_vec());
+/// let ranges = engine::keys::region_ranges(&region);
+/// assert_eq!(ranges[0], engine::keys::region_data_range(b"a", b"m"));
+/// assert_eq!(ranges.len(), 1 + engine::keys::region_extra_ranges(7).len());
+/// ```
+pub fn region_ranges(region: &kvproto_lite::metapb::Region) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut ranges = vec![region_data_range(
+        region.get_start_key(),
+        region.get_end_key(),
+    )];
+    ranges.extend(region_extra_ranges(region.get_id()));
+    ranges
+}
+
 /// The region id inside a local key of the given `kind`.
 ///
 /// # Errors

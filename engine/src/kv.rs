@@ -106,6 +106,12 @@ pub trait KvWriteBatch: Send {
     fn put_raw(&mut self, key: &[u8], value: &[u8]);
     /// Deletes an encoded (raw) key (see [`put_raw`](KvWriteBatch::put_raw)).
     fn delete_raw(&mut self, key: &[u8]);
+    /// Deletes every encoded (raw) key in `[start, end)` that exists when
+    /// the batch is written up to this point: stored before, or put
+    /// earlier in the batch. For destroying a region (its data range and
+    /// per-region state, see [`keys::region_ranges`](crate::keys::region_ranges)).
+    /// An empty or inverted range deletes nothing.
+    fn delete_range_raw(&mut self, start: &[u8], end: &[u8]);
     /// Removes every operation and save point.
     fn clear(&mut self);
     /// Marks the current end of the batch; save points nest.

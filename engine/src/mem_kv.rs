@@ -19,6 +19,17 @@ fn apply(map: &mut Map, op: &WriteOp) {
         WriteOp::Delete(k) => {
             map.remove(k);
         }
+        WriteOp::DeleteRange(start, end) => remove_range(map, start, end),
+    }
+}
+
+fn remove_range(map: &mut Map, start: &[u8], end: &[u8]) {
+    let doomed: Vec<Vec<u8>> = map
+        .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        map.remove(&k);
     }
 }
 
@@ -75,6 +86,7 @@ impl Inner {
                 WriteOp::Delete(k) => {
                     self.durable.remove(&k);
                 }
+                WriteOp::DeleteRange(start, end) => remove_range(&mut self.durable, &start, &end),
             }
         }
     }

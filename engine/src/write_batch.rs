@@ -12,6 +12,61 @@ pub(crate) enum WriteOp {
     Put(Vec<u8>, Vec<u8>),
     /// Remove `key`.
     Delete(Vec<u8>),
+    /// Remove every key in `[start, end)` that exists when the operation
+    /// runs (stored before the batch, or put earlier in it).
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+/// The batch's operations as plain puts and deletes, one per key in the
+/// order of first appearance, for an engine without a range delete: each
+/// range delete becomes a delete of every key `stored` lists in the range
+/// and of every key put earlier in the batch, and a key's earlier
+/// operations are dropped (its last one wins), so the result does not
+/// depend on how the engine orders two writes of one key in a batch.
+pub(crate) fn expand_ranges(
+    ops: &[WriteOp],
+    stored: &mut dyn FnMut(&[u8], &[u8]) -> Result<Vec<Vec<u8>>>,
+) -> Result<Vec<WriteOp>> {
+    if !ops.iter().any(|op| matches!(op, WriteOp::DeleteRange(..))) {
+        return Ok(ops.to_vec());
+    }
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut last: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>> =
+        std::collections::HashMap::new();
+    let mut set = |k: Vec<u8>, v: Option<Vec<u8>>| {
+        if !last.contains_key(&k) {
+            order.push(k.clone());
+        }
+        last.insert(k, v);
+    };
+    let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::Put(k, v) => pending.push((k.clone(), Some(v.clone()))),
+            WriteOp::Delete(k) => pending.push((k.clone(), None)),
+            WriteOp::DeleteRange(start, end) => {
+                let earlier: Vec<Vec<u8>> = pending
+                    .iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| start.as_slice() <= k.as_slice() && k.as_slice() < end.as_slice())
+                    .cloned()
+                    .collect();
+                for k in stored(start, end)?.into_iter().chain(earlier) {
+                    pending.push((k, None));
+                }
+            }
+        }
+    }
+    for (k, v) in pending {
+        set(k, v);
+    }
+    Ok(order
+        .into_iter()
+        .map(|k| match last.remove(&k).flatten() {
+            Some(v) => WriteOp::Put(k, v),
+            None => WriteOp::Delete(k),
+        })
+        .collect())
 }
 
 impl WriteOp {
@@ -19,6 +74,7 @@ impl WriteOp {
         match self {
             WriteOp::Put(k, v) => k.len() + v.len(),
             WriteOp::Delete(k) => k.len(),
+            WriteOp::DeleteRange(s, e) => s.len() + e.len(),
         }
     }
 }
@@ -108,6 +164,12 @@ impl KvWriteBatch for WriteBatch {
 
     fn put_raw(&mut self, key: &[u8], value: &[u8]) {
         self.push(WriteOp::Put(key.to_vec(), value.to_vec()));
+    }
+
+    fn delete_range_raw(&mut self, start: &[u8], end: &[u8]) {
+        if start < end {
+            self.push(WriteOp::DeleteRange(start.to_vec(), end.to_vec()));
+        }
     }
 
     fn delete_raw(&mut self, key: &[u8]) {

@@ -145,6 +145,8 @@ fn a_removed_follower_is_destroyed_its_log_cleaned_and_a_tombstone_left() {
             && cluster.router(victim).unwrap().mailbox(1).is_none()),
         "the removed peer was not destroyed"
     );
+    // Its data went with it (deleted in the tombstone's write batch).
+    assert_eq!(cluster.kv_get(victim, b"k1").unwrap(), None);
     let destroyed = cluster
         .stats(victim)
         .unwrap()
@@ -344,6 +346,51 @@ fn a_peer_removed_while_its_store_was_down_is_destroyed_when_it_comes_back() {
         .sum();
     assert!(sent >= 1);
     put(&cluster, b"k2", b"v2");
+    cluster.shutdown();
+}
+
+#[test]
+fn a_learner_removed_while_its_store_was_down_is_destroyed_when_it_comes_back() {
+    let mut cluster = Cluster::memory(3, 1, config()).unwrap();
+    cluster.start().unwrap();
+    put(&cluster, b"k1", b"v1");
+    let victim = a_follower_store(&cluster, 1);
+    let leader = leader_of(&cluster, 1);
+    let region = region_on(&cluster, leader, 1);
+    // A learner never campaigns, so it never hears "you were removed" as
+    // an answer to a vote request.
+    assert_ok(&propose_change(
+        &cluster,
+        1,
+        vec![change(
+            ConfChangeType::AddLearnerNode,
+            peer_on(&region, victim),
+        )],
+    ));
+    cluster
+        .wait_for_kv(victim, b"k1", Some(b"v1"), WAIT)
+        .unwrap();
+    assert!(wait_until(WAIT, || peer_on(
+        &region_on(&cluster, victim, 1),
+        victim
+    )
+    .get_role()
+        == PeerRole::Learner));
+    cluster.stop_store(victim);
+    let leader = leader_of(&cluster, 1);
+    let region = region_on(&cluster, leader, 1);
+    assert_ok(&propose_change(
+        &cluster,
+        1,
+        vec![change(ConfChangeType::RemoveNode, peer_on(&region, victim))],
+    ));
+    cluster.start_store(victim).unwrap();
+    assert!(
+        wait_until(WAIT, || is_tombstone(&cluster, victim, 1)
+            && !has_raft_state(&cluster, victim, 1)),
+        "the removed learner was not destroyed"
+    );
+    assert_eq!(cluster.kv_get(victim, b"k1").unwrap(), None);
     cluster.shutdown();
 }
 

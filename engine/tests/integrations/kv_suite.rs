@@ -367,6 +367,45 @@ where
     assert!(matches!(res, Err(Error::Corruption(_))));
 }
 
+pub fn a_range_delete_removes_stored_keys_and_earlier_puts_of_the_batch<H: Harness>()
+where
+    H::Engine: KvEngine,
+{
+    let mut h = H::fresh();
+    {
+        let e = h.engine();
+        let mut wb = e.write_batch();
+        for k in [&b"a"[..], b"b", b"c", b"d"] {
+            wb.put(k, b"old");
+        }
+        e.write(&mut wb, true).unwrap();
+        // In one batch: a put inside the range before the range delete, a
+        // put inside it after, and one outside.
+        wb.put(b"bb", b"earlier");
+        wb.put(b"d", b"kept");
+        let (start, end) = engine::keys::region_data_range(b"b", b"d");
+        wb.delete_range_raw(&start, &end);
+        wb.put(b"c", b"later");
+        e.write(&mut wb, true).unwrap();
+    }
+    h.restart();
+    let e = h.engine();
+    let all: Vec<(Vec<u8>, Vec<u8>)> = e.scan(b"", b"", usize::MAX).unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (b"a".to_vec(), b"old".to_vec()),
+            (b"c".to_vec(), b"later".to_vec()),
+            (b"d".to_vec(), b"kept".to_vec()),
+        ]
+    );
+    // An empty or inverted range deletes nothing.
+    let mut wb = e.write_batch();
+    wb.delete_range_raw(b"zz", b"za");
+    e.write(&mut wb, true).unwrap();
+    assert_eq!(e.scan(b"", b"", usize::MAX).unwrap().len(), 3);
+}
+
 pub fn raw_puts_and_deletes_are_stored_as_given<H: Harness>()
 where
     H::Engine: KvEngine,

@@ -116,6 +116,10 @@ macro_rules! kv_conformance {
                 s::snapshot_raw_scan_sees_a_regions_keys_as_of_the_snapshot::<$harness>();
             }
             #[test]
+            fn a_range_delete_removes_stored_keys_and_earlier_puts_of_the_batch() {
+                s::a_range_delete_removes_stored_keys_and_earlier_puts_of_the_batch::<$harness>();
+            }
+            #[test]
             fn raw_puts_and_deletes_are_stored_as_given() {
                 s::raw_puts_and_deletes_are_stored_as_given::<$harness>();
             }

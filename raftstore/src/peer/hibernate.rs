@@ -395,7 +395,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
     }
 
     /// Sends a hibernation message (never stepped into raft) to peer `to`.
-    fn send_extra<EK, T>(
+    pub(super) fn send_extra<EK, T>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
         to: u64,

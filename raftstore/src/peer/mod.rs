@@ -78,6 +78,9 @@ pub struct Peer<ER: RaftLogEngine> {
     derived_regions: Vec<Region>,
     /// The peer was removed from its region or destroyed.
     pending_remove: bool,
+    /// Ticks since this follower last heard from its leader (see
+    /// `stale.rs`: a peer that missed its own removal finds out by asking).
+    leader_missing_ticks: u32,
     /// Client commands accepted this round, proposed together by
     /// [`Peer::flush_proposals`]: one raft message, so one append per
     /// follower for the whole batch (raft-rs 0.7's own `batch_append` is
@@ -143,6 +146,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             peer_cache: Vec::new(),
             derived_regions: Vec::new(),
             pending_remove: false,
+            leader_missing_ticks: 0,
             batched: Vec::new(),
             batched_bytes_limit: MAX_MERGED_ENTRY_BYTES,
             fixed_election_timeout: (!cfg.raft_election_jitter)
@@ -416,6 +420,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.gc_ticks = 0;
             self.maybe_propose_compact_log(ctx);
         }
+        self.probe_if_leader_missing(ctx);
         if self.is_leader() {
             self.maybe_leave_joint();
             self.maybe_hibernate(ctx);
@@ -464,6 +469,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
             debug!(self.logger, "drop stale append rejection";
                 "from" => m.from, "rejected" => m.index, "matched" => matched);
             return;
+        }
+        if m.from != raft::INVALID_ID && m.from == self.leader_id() {
+            self.leader_missing_ticks = 0;
         }
         let rejection = m.get_msg_type() == MessageType::MsgAppendResponse && m.reject;
         if let Err(e) = self.raft_group.step(m) {

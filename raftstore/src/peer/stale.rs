@@ -21,14 +21,57 @@
 //! applied the addition yet.
 
 use engine::RaftLogEngine;
-use kvproto_lite::raft_serverpb::RaftMessage;
+use kvproto_lite::raft_serverpb::{ExtraMessageType, RaftMessage};
 use slog::{debug, info};
 
 use super::Peer;
 use crate::context::PollContext;
 use crate::transport::Transport;
 
+/// Election timeouts without a word from the leader after which a follower
+/// asks the other peers of its region whether it is still a member.
+const LEADER_MISSING_ELECTIONS: u32 = 4;
+
 impl<ER: RaftLogEngine> Peer<ER> {
+    /// On a follower's tick: after [`LEADER_MISSING_ELECTIONS`] election
+    /// timeouts without a message from its leader, sends a `WakeUp` to every
+    /// other peer of its region. A voter would have campaigned by then
+    /// (and been told by the answers); a learner never campaigns, so
+    /// without this a learner removed while its store was down would keep
+    /// its data for ever. A peer that removed it answers with a tombstone
+    /// message, a live leader wakes (if asleep) and heartbeats, which
+    /// resets the count; other followers ignore it.
+    pub(super) fn probe_if_leader_missing<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if self.is_leader() || !self.is_initialized() {
+            self.leader_missing_ticks = 0;
+            return;
+        }
+        self.leader_missing_ticks += 1;
+        let limit = LEADER_MISSING_ELECTIONS * ctx.cfg.raft_election_timeout_ticks as u32;
+        if self.leader_missing_ticks < limit {
+            return;
+        }
+        self.leader_missing_ticks = 0;
+        let me = self.meta.get_id();
+        let others: Vec<u64> = self
+            .region()
+            .get_peers()
+            .iter()
+            .map(|p| p.get_id())
+            .filter(|id| *id != me)
+            .collect();
+        debug!(self.logger, "no word from the leader for a long time: asking the other peers";
+            "peers" => ?others);
+        let term = self.term();
+        for to in others {
+            self.send_extra(ctx, to, ExtraMessageType::WakeUp, term, 0);
+        }
+    }
+
     /// Handles what a raft message says about membership before the message
     /// is stepped. Returns `true` when the message was consumed: a
     /// tombstone message, or a message from a peer that was removed (which

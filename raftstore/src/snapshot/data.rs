@@ -27,12 +27,7 @@ pub struct GeneratedSnapshot {
 /// The raw key ranges a region snapshot carries: the region's data range
 /// first, then its further per-region state.
 pub fn region_ranges(region: &Region) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut ranges = vec![keys::region_data_range(
-        region.get_start_key(),
-        region.get_end_key(),
-    )];
-    ranges.extend(keys::region_extra_ranges(region.get_id()));
-    ranges
+    keys::region_ranges(region)
 }
 
 /// The term of the entry at the applied index of `state`.

@@ -2,6 +2,8 @@
 //! reads complete, replicas converged.
 
 use engine::{KvEngine, RaftLogEngine};
+use kvproto_lite::raft_serverpb::PeerState;
+use kvproto_lite::util;
 
 use super::event::Phase;
 use super::Simulation;
@@ -52,13 +54,43 @@ impl Simulation {
         }
     }
 
-    /// Compares every store's user data with each other and with the final
-    /// reads.
+    /// Compares the replicas of every region: the stores a region's final
+    /// metadata lists hold the same data in its range, the other stores
+    /// hold none there (a removed peer's data is deleted), and the final
+    /// reads saw what the replicas hold.
+    ///
+    /// The final layout is, per region id, the newest (version, conf_ver)
+    /// region state any store holds.
     pub(super) fn check_replicas(&mut self) {
         let mut contents: Vec<(u64, Pairs)> = Vec::new();
+        let mut layout: std::collections::BTreeMap<u64, kvproto_lite::metapb::Region> =
+            std::collections::BTreeMap::new();
         for (id, slot) in &self.stores {
-            match slot.engines.kv.scan(b"", b"", usize::MAX) {
-                Ok(data) => contents.push((*id, data)),
+            let scanned = slot
+                .engines
+                .kv
+                .scan(b"", b"", usize::MAX)
+                .and_then(|data| Ok((data, slot.engines.kv.region_states()?)));
+            match scanned {
+                Ok((data, states)) => {
+                    contents.push((*id, data));
+                    for state in states {
+                        if state.get_state() != PeerState::Normal {
+                            continue;
+                        }
+                        let r = state.get_region();
+                        let epoch = |r: &kvproto_lite::metapb::Region| {
+                            let e = r.get_region_epoch();
+                            (e.get_version(), e.get_conf_ver())
+                        };
+                        let newer = layout
+                            .get(&r.get_id())
+                            .is_none_or(|old| epoch(r) > epoch(old));
+                        if newer {
+                            layout.insert(r.get_id(), r.clone());
+                        }
+                    }
+                }
                 Err(e) => {
                     self.failure = Some(Failure::ReplicasDiverge {
                         detail: format!("store {id}: scan failed: {e}"),
@@ -67,22 +99,69 @@ impl Simulation {
                 }
             }
         }
-        let Some((first_id, first)) = contents.first().cloned() else {
-            return;
-        };
-        for (id, data) in &contents[1..] {
-            if *data != first {
+        let in_range = |k: &[u8], r: &kvproto_lite::metapb::Region| util::is_key_in_region(k, r);
+        let mut holder: Option<Pairs> = None;
+        for region in layout.values() {
+            let members: Vec<u64> = region
+                .get_peers()
+                .iter()
+                .map(|p| p.get_store_id())
+                .collect();
+            let mut first: Option<(u64, Pairs)> = None;
+            for (id, data) in &contents {
+                let part: Pairs = data
+                    .iter()
+                    .filter(|(k, _)| in_range(k, region))
+                    .cloned()
+                    .collect();
+                if !members.contains(id) {
+                    if !part.is_empty() {
+                        self.failure = Some(Failure::ReplicasDiverge {
+                            detail: format!(
+                                "store {id} holds {:?} in region {} but has no peer of it (peers on stores {members:?}); {}",
+                                render(&part),
+                                region.get_id(),
+                                self.progress_report()
+                            ),
+                        });
+                        return;
+                    }
+                    continue;
+                }
+                match &first {
+                    None => first = Some((*id, part)),
+                    Some((first_id, first_part)) if *first_part != part => {
+                        self.failure = Some(Failure::ReplicasDiverge {
+                            detail: format!(
+                                "region {}: store {first_id} holds {:?} but store {id} holds {:?}; {}",
+                                region.get_id(),
+                                render(first_part),
+                                render(&part),
+                                self.progress_report()
+                            ),
+                        });
+                        return;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some((_, part)) = first {
+                holder.get_or_insert_with(Vec::new).extend(part);
+            }
+        }
+        // Every key a store holds belongs to some region of the layout.
+        for (id, data) in &contents {
+            if let Some((k, _)) = data
+                .iter()
+                .find(|(k, _)| !layout.values().any(|r| in_range(k, r)))
+            {
                 self.failure = Some(Failure::ReplicasDiverge {
-                    detail: format!(
-                        "store {first_id} holds {:?} but store {id} holds {:?}; {}",
-                        render(&first),
-                        render(data),
-                        self.progress_report()
-                    ),
+                    detail: format!("store {id} holds key {k:02x?} outside every region"),
                 });
                 return;
             }
         }
+        let first = holder.unwrap_or_default();
         for (key, read) in &self.final_reads {
             let stored = first
                 .iter()

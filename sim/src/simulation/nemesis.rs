@@ -235,11 +235,12 @@ impl Simulation {
         }
     }
 
-    /// Asks the leader of a random region to change the roles of its
-    /// followers: demote a voter to a learner, promote a learner, or both
-    /// at once through a joint configuration (or demote two voters at once
-    /// when there is no learner). The leader itself is never changed (it
-    /// would refuse).
+    /// Asks the leader of a random region to change its membership: demote
+    /// a voter to a learner, promote a learner, both at once through a
+    /// joint configuration (or demote two voters at once when there is no
+    /// learner), remove a learner, add a learner on a store without a peer
+    /// of the region, or replace a voter by a new voter there (joint). The
+    /// leader itself is never changed (it would refuse).
     pub(super) fn change_membership(&mut self) {
         let regions = self.regions.regions();
         let region = regions[self.rng.gen_range(0..regions.len())].clone();
@@ -261,7 +262,21 @@ impl Simulation {
         let demote =
             |p: &metapb::Peer| util::change_peer(ConfChangeType::AddLearnerNode, p.clone());
         let promote = |p: &metapb::Peer| util::change_peer(ConfChangeType::AddNode, p.clone());
-        let changes = match self.rng.gen_range(0..3) {
+        // A store without a peer of the region (after a removal), and a
+        // fresh peer id for it: ids are never reused.
+        let free_store = self
+            .stores
+            .keys()
+            .copied()
+            .find(|s| util::find_peer(&region, *s).is_none());
+        let fresh = |store: u64, next: &mut u64| {
+            *next += 1;
+            let mut p = metapb::Peer::default();
+            p.set_id(*next);
+            p.set_store_id(store);
+            p
+        };
+        let changes: Vec<_> = match self.rng.gen_range(0..6) {
             0 => voters
                 .choose(&mut self.rng)
                 .map(demote)
@@ -272,13 +287,36 @@ impl Simulation {
                 .map(promote)
                 .into_iter()
                 .collect(),
-            _ => match (voters.choose(&mut self.rng), learners.choose(&mut self.rng)) {
+            2 => match (voters.choose(&mut self.rng), learners.choose(&mut self.rng)) {
                 (Some(v), Some(l)) => vec![demote(v), promote(l)],
                 (None, Some(_)) => learners.iter().map(promote).collect(),
                 _ => voters.iter().map(demote).collect(),
             },
+            // Remove a learner: its peer is destroyed, its data deleted.
+            3 => learners
+                .choose(&mut self.rng)
+                .map(|p| util::change_peer(ConfChangeType::RemoveNode, p.clone()))
+                .into_iter()
+                .collect(),
+            // Add a learner where the region has no peer: created by the
+            // leader's message, filled by a snapshot.
+            4 => free_store
+                .map(|s| {
+                    let p = fresh(s, &mut self.next_peer_id);
+                    util::change_peer(ConfChangeType::AddLearnerNode, p)
+                })
+                .into_iter()
+                .collect(),
+            // Replace a voter by a new voter on the free store, through a
+            // joint configuration.
+            _ => match (free_store, voters.choose(&mut self.rng)) {
+                (Some(s), Some(v)) => {
+                    let p = fresh(s, &mut self.next_peer_id);
+                    vec![util::change_peer(ConfChangeType::AddNode, p), demote(v)]
+                }
+                _ => Vec::new(),
+            },
         };
-        let changes: Vec<_> = changes;
         if changes.is_empty() {
             return;
         }
