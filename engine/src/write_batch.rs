@@ -17,16 +17,16 @@ pub(crate) enum WriteOp {
     DeleteRange(Vec<u8>, Vec<u8>),
 }
 
+/// Lists the keys an engine stores in `[start, end)`.
+pub(crate) type StoredKeys<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Vec<Vec<u8>>> + 'a;
+
 /// The batch's operations as plain puts and deletes, one per key in the
 /// order of first appearance, for an engine without a range delete: each
 /// range delete becomes a delete of every key `stored` lists in the range
 /// and of every key put earlier in the batch, and a key's earlier
 /// operations are dropped (its last one wins), so the result does not
 /// depend on how the engine orders two writes of one key in a batch.
-pub(crate) fn expand_ranges(
-    ops: &[WriteOp],
-    stored: &mut dyn FnMut(&[u8], &[u8]) -> Result<Vec<Vec<u8>>>,
-) -> Result<Vec<WriteOp>> {
+pub(crate) fn expand_ranges(ops: &[WriteOp], stored: &mut StoredKeys<'_>) -> Result<Vec<WriteOp>> {
     if !ops.iter().any(|op| matches!(op, WriteOp::DeleteRange(..))) {
         return Ok(ops.to_vec());
     }
