@@ -85,7 +85,7 @@ impl Simulation {
                         };
                         let newer = layout
                             .get(&r.get_id())
-                            .is_none_or(|old| epoch(r) > epoch(old));
+                            .map_or(true, |old| epoch(r) > epoch(old));
                         if newer {
                             layout.insert(r.get_id(), r.clone());
                         }
