@@ -25,35 +25,44 @@
 //! (working or searching). A parked poller's id sits in the sleeper list.
 //!
 //! ```text
-//! scheduler:  push item;  s = state.fetch_add(0)          (one SeqCst RMW)
+//! scheduler:  push item; fence(SeqCst); s = state.load()    (no RMW, no lock)
 //!             if s.searching == 0 && s.unparked < n:
 //!                 lock sleepers; pop one; state += (1 searching, 1 unparked); unpark it
 //!
 //! poller, no work:
 //!             become a searcher; look at the queue for a while
 //!             lock sleepers; push self; state -= (searching?, 1 unparked)
-//!             re-check the queue (and shutdown): if work, notify as a scheduler would
+//!             fence(SeqCst); re-check the queue (and shutdown):
+//!                 if work, notify as a scheduler would
 //!             park until unparked                 (woken: counted as searching)
 //!
 //! poller, found work while searching:
-//!             state -= 1 searching; if it was the last searcher and the
-//!             queue is not empty: notify as a scheduler would
+//!             state -= 1 searching; fence(SeqCst); if it was the last
+//!             searcher and the queue is not empty: notify as a scheduler would
 //! ```
 //!
-//! No wake-up is lost: the scheduler's read of `state` and a poller's
-//! update of it are read-modify-writes of one word, so one of them comes
-//! first. If the poller's comes first, the scheduler sees it parked and not
-//! searching (or sees another searcher, which re-checks the queue when it
-//! stops searching or parks). If the scheduler's comes first, the poller's
-//! re-check after it sees the pushed item. `tests/loom.rs` checks this with
-//! every interleaving of a scheduler and two pollers.
+//! No wake-up is lost: the scheduler's fence and the poller's fence are
+//! both sequentially consistent, so one of them comes first. If the
+//! poller's comes first, the scheduler's read of `state` (after its fence)
+//! sees the poller parked and not searching (or sees another searcher,
+//! which re-checks the queue when it stops searching or parks). If the
+//! scheduler's comes first, the poller's re-check of the queue (after its
+//! fence) sees the pushed item. `tests/loom.rs` checks this with every
+//! interleaving of a scheduler and two pollers (loom models `SeqCst`
+//! fences exactly; it would not accept `SeqCst` loads alone here).
+//!
+//! A send pays for this a fence and a load of a word that only changes
+//! when a poller starts or stops searching, parks or is woken: the word's
+//! cache line stays shared between the sender and the pollers. (An earlier
+//! version read it with a read-modify-write, which moved the line to the
+//! sender's core on every send; `docs/benchmarks.md` has both.)
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::atomic::{fence, AtomicUsize, Ordering};
 #[cfg(loom)]
 use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -175,9 +184,13 @@ impl Idle {
     /// poller is searching or none is parked. Returns whether it woke one.
     #[inline]
     pub(crate) fn notify_one(&self) -> bool {
-        // An RMW, not a load: it orders the caller's push before a parking
-        // poller's re-check of the queue (see the module docs).
-        let s = State(self.state.fetch_add(0, Ordering::SeqCst));
+        // The fence orders the caller's push before the read of the state,
+        // against the fence a poller makes between changing the state and
+        // looking at the queue (see the module docs). A load, not a
+        // read-modify-write: the state's cache line stays shared between
+        // the senders and the pollers instead of moving to every sender.
+        fence(Ordering::SeqCst);
+        let s = State(self.state.load(Ordering::SeqCst));
         if !self.should_wake(s) {
             return false;
         }
@@ -187,7 +200,9 @@ impl Idle {
     #[cold]
     fn wake_one(&self) -> bool {
         let mut sleepers = lock(&self.sleepers);
-        let s = State(self.state.fetch_add(0, Ordering::SeqCst));
+        // Changes of the state that matter here (a poller parking) are
+        // made under the same lock.
+        let s = State(self.state.load(Ordering::SeqCst));
         if !self.should_wake(s) {
             return false;
         }
@@ -222,7 +237,11 @@ impl Idle {
     /// the caller must then [`notify_one`](Self::notify_one) if work is
     /// left, since schedulers did not wake anyone while it searched.
     pub(crate) fn stop_searching(&self) -> bool {
-        State(self.state.fetch_sub(ONE_SEARCHING, Ordering::SeqCst)).searching() == 1
+        let s = State(self.state.fetch_sub(ONE_SEARCHING, Ordering::SeqCst));
+        // Pairs with the fence in `notify_one`: the caller's look at the
+        // queue that follows sees any push whose sender saw it searching.
+        fence(Ordering::SeqCst);
+        s.searching() == 1
     }
 
     /// Parks poller `id` (searching or not) until a scheduler, a poller or
@@ -244,6 +263,8 @@ impl Idle {
             self.state.fetch_sub(dec, Ordering::SeqCst);
             sleepers.push(id);
         }
+        // Pairs with the fence in `notify_one` (see `stop_searching`).
+        fence(Ordering::SeqCst);
         if stopping() {
             self.notify_all();
         } else if has_work() {

@@ -11,11 +11,22 @@
 //! and as its last line `ratio: X.XX` (batch system / baseline) for the
 //! main comparison. `--only` runs one side of the main workload, for
 //! profiling. `--quick` finishes in well under 30 s.
+//!
+//! Both runtimes run on mimalloc (`--features system-alloc`: glibc malloc).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use benches::{run_batch_system, run_tokio_baseline, Workload};
+
+/// mimalloc for both runtimes, as in `cluster-bench` and the node binary:
+/// mailboxes and the scheduler queue allocate on the producer and free on
+/// a poller (tokio's channel recycles its blocks instead), and glibc's
+/// arenas make that cross-thread free contend on an arena lock. Build with
+/// `--features system-alloc` to measure with glibc malloc.
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     workload: Workload,
