@@ -131,6 +131,7 @@ mod system;
 mod transport;
 pub mod validate;
 
+pub use apply::{is_reserved_key, CommandHandler, CommandHandlers, KeyAccess};
 pub use awake::{tick_slice, AwakeRegions, TICK_SLICES};
 pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
 pub use config::Config;

@@ -105,6 +105,13 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
+    /// Sets the user command handlers apply runs (see
+    /// [`apply::CommandHandlers`]); call before starting the store. Every
+    /// store of a cluster must register the same handlers.
+    pub fn set_command_handlers(&mut self, handlers: apply::CommandHandlers) {
+        self.apply_system.set_command_handlers(handlers);
+    }
+
     /// The router of this store's peers.
     pub fn router(&self) -> RaftRouter<ER> {
         self.router.clone()

@@ -4,4 +4,5 @@ mod crash;
 mod exec;
 mod harness;
 mod model;
+mod sessions;
 mod system;

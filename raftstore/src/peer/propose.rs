@@ -314,6 +314,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 CmdType::Get => req.get_get().get_key(),
                 CmdType::Put => req.get_put().get_key(),
                 CmdType::Delete => req.get_delete().get_key(),
+                CmdType::CompareAndSwap => req.get_cas().get_key(),
+                CmdType::DeleteIfEqual => req.get_delete_if_equal().get_key(),
+                // A user command names no key; its handler can only reach
+                // keys of the region it is applied in.
+                CmdType::User => continue,
                 CmdType::Invalid => return Err(util::new_error("invalid command type")),
             };
             util::check_key_in_region(key, region)?;
