@@ -111,6 +111,8 @@ pub struct Call {
     last_error: String,
     session: Option<(u64, u64)>,
     read_mode: ReadMode,
+    /// Follower reads: which peer the first attempt goes to.
+    spread: usize,
 }
 
 impl Call {
@@ -127,6 +129,7 @@ impl Call {
             last_error: String::from("none"),
             session: None,
             read_mode: ReadMode::Log,
+            spread: 0,
         }
     }
 
@@ -138,9 +141,12 @@ impl Call {
         self
     }
 
-    /// Makes every attempt ask for `mode` (meaningful for reads only).
-    pub fn with_read_mode(mut self, mode: ReadMode) -> Call {
+    /// Makes every attempt ask for `mode` (meaningful for reads only). A
+    /// `Follower` read goes to any peer of the region, starting with peer
+    /// `spread` (modulo the peer count) and moving on with each retry.
+    pub fn with_read_mode(mut self, mode: ReadMode, spread: usize) -> Call {
         self.read_mode = mode;
+        self.spread = spread;
         self
     }
 
@@ -169,7 +175,14 @@ impl Call {
         now: Duration,
     ) -> Option<Step> {
         let route = self.take_in_flight(attempt)?;
-        Some(match routing.learn(&route, resp) {
+        let verdict = if self.read_mode == ReadMode::Follower && !resp.get_header().has_error() {
+            // Any peer answers a follower read: it says nothing of the
+            // leader.
+            Verdict::Succeeded
+        } else {
+            routing.learn(&route, resp)
+        };
+        Some(match verdict {
             Verdict::Succeeded => {
                 let mut responses = resp.get_responses().to_vec();
                 let result = responses.pop().ok_or_else(|| {
@@ -270,7 +283,13 @@ impl Call {
                 return self.timed_out();
             }
             let attempts = self.attempts;
-            match routing.route(&self.key, |n| attempts % n) {
+            let routed = if self.read_mode == ReadMode::Follower {
+                let spread = self.spread;
+                routing.route_any_peer(&self.key, |n| (spread + attempts) % n)
+            } else {
+                routing.route(&self.key, |n| attempts % n)
+            };
+            match routed {
                 Ok(route) => {
                     self.attempts += 1;
                     let mut command = route.command(self.request.clone());
@@ -437,7 +456,7 @@ mod tests {
         let mut r = routing();
         let req = get_request(b"k".to_vec());
         let mut call =
-            Call::new(b"k".to_vec(), req, ms(0), &opts()).with_read_mode(ReadMode::ReadIndex);
+            Call::new(b"k".to_vec(), req, ms(0), &opts()).with_read_mode(ReadMode::ReadIndex, 0);
         let Step::Send { command, .. } = call.start(&mut r, ms(0)) else {
             panic!("expected a send");
         };

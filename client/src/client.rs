@@ -41,6 +41,8 @@ pub struct Client {
     epoch: Instant,
     client_id: u64,
     sequence: u64,
+    /// Reads issued (spreads follower reads over the peers).
+    reads: usize,
 }
 
 /// A random, non-zero client id (std's per-process random hash keys).
@@ -60,6 +62,7 @@ impl Client {
             epoch: Instant::now(),
             client_id: random_client_id(),
             sequence: 0,
+            reads: 0,
         }
     }
 
@@ -184,7 +187,8 @@ impl Client {
         let is_read = request.get_cmd_type() == CmdType::Get;
         let mut call = Call::new(key.to_vec(), request, started, &self.opts);
         if is_read {
-            call = call.with_read_mode(mode);
+            self.reads = self.reads.wrapping_add(1);
+            call = call.with_read_mode(mode, self.reads);
         } else if self.opts.sessions {
             self.sequence += 1;
             call = call.with_session(self.client_id, self.sequence);

@@ -366,6 +366,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         )))
     }
 
+    /// The lease-read fast path of a running store (its counters).
+    pub fn local_reader(&self, store_id: u64) -> Option<Arc<raftstore::LocalReader>> {
+        self.nodes.get(&store_id).map(|n| n.system.local_reader())
+    }
+
     /// A client over the running stores.
     pub fn client(&self) -> Client {
         self.client_with(ClientOptions::default())

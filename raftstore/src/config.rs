@@ -145,6 +145,12 @@ pub struct Config {
     /// `[n, 2n)` ticks after it fell asleep). Default 3000 (5 minutes at
     /// the default 100 ms tick).
     pub hibernate_check_leader_ticks: u64,
+    /// The most two stores' clocks may drift apart over one lease, in
+    /// milliseconds. A leader's lease lasts the election timeout minus one
+    /// tick minus this; a lease read is only linearizable if the real drift
+    /// stays within it. Must be below `(raft_election_timeout_ticks - 1) *
+    /// raft_base_tick_interval_ms`.
+    pub raft_lease_max_drift_ms: u64,
 }
 
 impl Default for Config {
@@ -173,6 +179,7 @@ impl Default for Config {
             raft_engine_purge_interval_ticks: 300,
             hibernate_regions: true,
             hibernate_check_leader_ticks: 3000,
+            raft_lease_max_drift_ms: 100,
         }
     }
 }
@@ -231,8 +238,21 @@ impl Config {
                 "raft_log_gc_tick_interval must be greater than 0".to_owned(),
             ));
         }
+        let lease_room = (self.raft_election_timeout_ticks.saturating_sub(1) as u64)
+            .saturating_mul(self.raft_base_tick_interval_ms);
+        if self.raft_lease_max_drift_ms >= lease_room {
+            return Err(Error::InvalidConfig(format!(
+                "raft_lease_max_drift_ms ({}) must be below (election timeout - 1 tick) = {lease_room} ms",
+                self.raft_lease_max_drift_ms
+            )));
+        }
         self.apply.validate()?;
         Ok(())
+    }
+
+    /// [`Config::raft_lease_max_drift_ms`] as a duration.
+    pub fn lease_max_clock_drift(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.raft_lease_max_drift_ms)
     }
 
     /// The raft-rs configuration for one peer.

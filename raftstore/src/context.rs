@@ -59,6 +59,9 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// The store's awake regions: a peer takes itself out when it
     /// hibernates and puts itself back when it wakes.
     pub(crate) awake: Arc<AwakeRegions>,
+    /// The store's lease-read fast path: peers publish their read
+    /// delegates here and measure leases with its clock.
+    pub(crate) local_reader: Arc<crate::local_reader::LocalReader>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -93,6 +96,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             metrics: PollerMetrics::new(),
             pending_splits: Vec::new(),
             awake,
+            local_reader: Arc::default(),
         }
     }
 

@@ -117,6 +117,7 @@ mod bootstrap;
 mod config;
 mod context;
 mod error;
+mod local_reader;
 pub mod metrics;
 mod msg;
 mod peer;
@@ -137,6 +138,7 @@ pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootst
 pub use config::Config;
 pub use context::PollContext;
 pub use error::{Error, Result};
+pub use local_reader::{Clock, LeaseCell, LocalReader, MonotonicClock};
 pub use msg::{error_response, Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 pub use peer::Peer;
 pub use peer_fsm::PeerFsm;

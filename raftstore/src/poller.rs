@@ -189,18 +189,20 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
     type Handler = RaftPoller<EK, ER, T>;
 
     fn build(&mut self) -> RaftPoller<EK, ER, T> {
+        let mut ctx = PollContext::new(
+            self.cfg.clone(),
+            self.store_id,
+            self.engines.clone(),
+            self.transport.clone(),
+            self.apply_router.clone(),
+            self.store_meta.clone(),
+            self.stats.clone(),
+            self.logger.clone(),
+            self.awake.clone(),
+        );
+        ctx.local_reader = self.router.local.clone();
         RaftPoller {
-            ctx: PollContext::new(
-                self.cfg.clone(),
-                self.store_id,
-                self.engines.clone(),
-                self.transport.clone(),
-                self.apply_router.clone(),
-                self.store_meta.clone(),
-                self.stats.clone(),
-                self.logger.clone(),
-                self.awake.clone(),
-            ),
+            ctx,
             router: self.router.clone(),
         }
     }

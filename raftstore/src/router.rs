@@ -3,14 +3,16 @@
 //! clients and the apply system deliver through.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use batch_system::BatchRouter;
 use crossbeam_channel::TrySendError;
 use engine::RaftLogEngine;
-use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ReadMode};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 
+use crate::local_reader::LocalReader;
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg};
 use crate::peer_fsm::PeerFsm;
 use crate::store_fsm::{self, StoreFsm};
@@ -92,12 +94,15 @@ use crate::transport::RaftMessageSink;
 pub struct RaftRouter<ER: RaftLogEngine> {
     /// The batch-system router of peer FSMs and the store FSM.
     pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
+    /// Serves lease reads on the sender's thread when it can.
+    pub(crate) local: Arc<LocalReader>,
 }
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
     fn clone(&self) -> Self {
         RaftRouter {
             router: self.router.clone(),
+            local: self.local.clone(),
         }
     }
 }
@@ -142,6 +147,12 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// instead would answer "outcome unknown", which is wrong here: nothing
     /// was proposed.
     pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+        if crate::peer::read::fast_read_mode(&cmd.request) == Some(ReadMode::Lease) {
+            if let Some(resp) = self.local.try_read(&cmd.request) {
+                cmd.callback.invoke(resp);
+                return Ok(());
+            }
+        }
         let region_id = cmd.request.get_header().get_region_id();
         match self.send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
             Ok(()) => Ok(()),
