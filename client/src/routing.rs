@@ -249,6 +249,11 @@ impl Routing {
         route(&self.regions, &mut self.leaders, key, pick)
     }
 
+    /// The region cache and the leader cache, taken apart.
+    pub fn into_parts(self) -> (RegionCache, LeaderCache) {
+        (self.regions, self.leaders)
+    }
+
     /// See [`route_any_peer`].
     pub fn route_any_peer(
         &self,

@@ -114,6 +114,9 @@ pub struct LocalReader {
     served: AtomicU64,
     fallbacks: AtomicU64,
     raft_thread_lease_reads: AtomicU64,
+    /// Ids of read index batches, unique on the store across restarts (see
+    /// [`LocalReader::start_read_ids`]).
+    next_read_id: AtomicU64,
 }
 
 impl std::fmt::Debug for LocalReader {
@@ -134,6 +137,7 @@ impl Default for LocalReader {
             served: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             raft_thread_lease_reads: AtomicU64::new(0),
+            next_read_id: AtomicU64::new(1),
         }
     }
 }
@@ -147,6 +151,21 @@ impl LocalReader {
     /// Replaces the clock (before the store starts).
     pub(crate) fn set_clock(&self, clock: Arc<dyn Clock>) {
         *self.clock.write().unwrap_or_else(|e| e.into_inner()) = clock;
+    }
+
+    /// Starts the read index ids above anything an earlier run of the
+    /// store can have used: at the clock's time in nanoseconds (shifted to
+    /// leave room for 65,536 batches per nanosecond). A late answer to a
+    /// request of an earlier run then matches no batch of this run.
+    pub(crate) fn start_read_ids(&self) {
+        let nanos = u64::try_from(self.now().as_nanos()).unwrap_or(u64::MAX >> 16);
+        self.next_read_id
+            .fetch_max(nanos.saturating_mul(1 << 16).max(1), Ordering::SeqCst);
+    }
+
+    /// A new read index batch id.
+    pub(crate) fn next_read_id(&self) -> u64 {
+        self.next_read_id.fetch_add(1, Ordering::SeqCst)
     }
 
     /// Sets the KV engine reads go to (once, when the store starts).

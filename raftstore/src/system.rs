@@ -263,6 +263,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         self.router
             .local
             .set_kv(Arc::new(move |k: &[u8]| kv.get(k)));
+        self.router.local.start_read_ids();
         let count = self.load_peers(store_id, &cfg, engines, &logger)?;
         info!(logger, "loaded regions"; "count" => count);
         Ok((store_id, cfg, logger))

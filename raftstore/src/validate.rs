@@ -34,15 +34,15 @@ pub enum RejectReason {
     ToPeerMismatch,
     /// The envelope and the raft message disagree on the sender or the
     /// receiver (`message.from != from_peer.id`, `message.to !=
-    /// to_peer.id`), or one of them is 0, or a peer sends to itself.
+    /// to_peer.id`), or one of them is 0, or a peer sends to itself (a
+    /// forwarded `MsgReadIndex` keeps the asking peer as `message.from`).
     PeerIdsMismatch,
     /// A message type raft-rs generates only for its own node (`MsgHup`,
     /// `MsgBeat`, `MsgUnreachable`, `MsgSnapStatus`, `MsgCheckQuorum`).
     LocalMessageType,
     /// A message type no store sends to another (`MsgPropose`,
-    /// `MsgReadIndex`, `MsgReadIndexResp`, `MsgTransferLeader`): commands
-    /// reach a leader through its command checks, never as forwarded raft
-    /// proposals.
+    /// `MsgTransferLeader`): commands reach a leader through its command
+    /// checks, never as forwarded raft proposals.
     NotSentByStores,
     /// A term of 0, which raft-rs takes for a message of its own node and
     /// steps without any term check.
@@ -225,10 +225,14 @@ fn is_wire_type(t: MessageType) -> bool {
 pub fn check_message(msg: &RaftMessage) -> Result<(), RejectReason> {
     let m = msg.get_message();
     let (from, to) = (msg.get_from_peer().get_id(), msg.get_to_peer().get_id());
-    if from == 0 || to == 0 || from == to || m.from != from || m.to != to {
+    let t = m.get_msg_type();
+    // A follower that is asked for a read index forwards the request to
+    // its leader unchanged but for `to`: `from` stays the asking peer's
+    // (which may be the receiver, when the two disagreed on the leader).
+    let forwarded = t == MessageType::MsgReadIndex && m.from != 0;
+    if from == 0 || to == 0 || from == to || (m.from != from && !forwarded) || m.to != to {
         return Err(RejectReason::PeerIdsMismatch);
     }
-    let t = m.get_msg_type();
     if raft::raw_node::is_local_msg(t) {
         return Err(RejectReason::LocalMessageType);
     }

@@ -123,6 +123,11 @@ pub struct SimConfig {
     /// dead leader through their liveness checks. Only drawn with
     /// hibernation on.
     pub report_reachability: bool,
+    /// Writes carry a client session (exactly-once retries). Off only to
+    /// show what the checker finds without them.
+    pub sessions: bool,
+    /// The read modes a client's Get draws from (empty = through the log).
+    pub read_modes: Vec<kvproto_lite::raft_cmdpb::ReadMode>,
 }
 
 impl SimConfig {
@@ -215,6 +220,11 @@ impl SimConfig {
         store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
         nemesis.sleeping_leaders = store.hibernate_regions && rng.gen_bool(0.6);
         let report_reachability = store.hibernate_regions && rng.gen_bool(0.5);
+        // Each store's lease clock runs at its tick rate (see
+        // `tick_skew`): up to 10% apart, which this bound covers (a slow
+        // leader's lease of 700 ms lasts at most 77 units; a fast follower
+        // waits at least 9 ticks of 9 units before it votes).
+        store.raft_lease_max_drift_ms = 200;
         SimConfig {
             seed,
             stores: 3,
@@ -232,6 +242,13 @@ impl SimConfig {
             nemesis,
             store,
             report_reachability,
+            sessions: true,
+            read_modes: vec![
+                kvproto_lite::raft_cmdpb::ReadMode::Log,
+                kvproto_lite::raft_cmdpb::ReadMode::ReadIndex,
+                kvproto_lite::raft_cmdpb::ReadMode::Lease,
+                kvproto_lite::raft_cmdpb::ReadMode::Follower,
+            ],
         }
     }
 
@@ -279,6 +296,19 @@ impl SimConfig {
             .validate()
             .map_err(|e| crate::Error::Config(e.to_string()))
     }
+}
+
+/// Makes `cfg` unsafe on purpose, to show the checker catching stale lease
+/// reads: store 1's clock (and ticks) run at 6/40 of the others' speed,
+/// far beyond a lease drift bound of 0, and every read is a lease read.
+/// A leader on store 1 then believes its lease for 360 units while the
+/// other stores elect a new leader after 60 to 120, and clients whose
+/// writes timed out at the old leader (150 to 600 units) reach the new
+/// one while readers still read the old.
+pub fn skew_clocks_beyond_the_lease_bound(cfg: &mut SimConfig) {
+    cfg.tick_skew = vec![30, -4, -4];
+    cfg.store.raft_lease_max_drift_ms = 0;
+    cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::Lease];
 }
 
 fn pick<T: Copy>(rng: &mut StdRng, choices: &[T]) -> T {

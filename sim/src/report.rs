@@ -131,6 +131,11 @@ pub struct SimStats {
     /// (`raftstore::validate::RejectedMessages::malformed`), over all
     /// stores.
     pub rejected_messages: u64,
+    /// Lease reads the stores' local readers served off the raft thread.
+    pub lease_reads_local: u64,
+    /// Lease-mode reads handed on to the raft thread (no valid lease
+    /// there and then).
+    pub lease_fallbacks: u64,
 }
 
 /// The result of one seed.

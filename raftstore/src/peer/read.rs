@@ -63,7 +63,6 @@ pub(super) struct PendingReads {
     round: Vec<RaftCommand>,
     round_follower: Vec<RaftCommand>,
     batches: VecDeque<ReadBatch>,
-    next_id: u64,
 }
 
 impl PendingReads {
@@ -201,9 +200,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
             if list.is_empty() {
                 continue;
             }
-            reads.next_id += 1;
             reads.batches.push_back(ReadBatch {
-                id: reads.next_id,
+                id: ctx.local_reader.next_read_id(),
                 follower,
                 index: None,
                 sent: false,
@@ -240,8 +238,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 to_send.push(b.id);
             }
         }
+        let me = self.meta.get_id();
         for id in to_send {
-            self.raft_group.read_index(id.to_be_bytes().to_vec());
+            self.raft_group.read_index(read_context(me, id));
         }
     }
 
@@ -262,11 +261,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
             return;
         };
         let mut renew = None;
+        let me = self.meta.get_id();
         for rs in states {
-            let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+            let Some(id) = read_id_of(me, &rs.request_ctx) else {
                 continue;
             };
-            let id = u64::from_be_bytes(bytes);
             if let Some(b) = reads.batches.iter_mut().find(|b| b.id == id) {
                 b.index = Some(rs.index);
                 if is_leader && !b.follower {
@@ -422,6 +421,25 @@ impl<ER: RaftLogEngine> Peer<ER> {
     pub(crate) fn lease_cell(&self) -> &Arc<LeaseCell> {
         &self.lease
     }
+}
+
+/// The context of a read index request: the asking peer and the batch id
+/// (raft-rs keys a leader's pending read index requests by context, so two
+/// peers must never send the same one).
+fn read_context(peer_id: u64, id: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&peer_id.to_be_bytes());
+    ctx.extend_from_slice(&id.to_be_bytes());
+    ctx
+}
+
+/// The batch id in a read state's context, if the context is this peer's.
+fn read_id_of(peer_id: u64, ctx: &[u8]) -> Option<u64> {
+    let (peer, id) = ctx.split_at_checked(8)?;
+    if peer != peer_id.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(id.try_into().ok()?))
 }
 
 fn fail_batch(b: ReadBatch, err: kvproto_lite::errorpb::Error, term: u64) {

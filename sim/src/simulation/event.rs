@@ -20,6 +20,10 @@ pub(super) enum Event {
         op: usize,
         attempt: u32,
     },
+    CallWake {
+        client: usize,
+        op: usize,
+    },
     Poll {
         store: u64,
     },
@@ -57,6 +61,7 @@ impl Event {
             Event::StartFinalReads => 10,
             Event::Converge => 11,
             Event::PlannedStop { .. } => 12,
+            Event::CallWake { .. } => 13,
         }
     }
 }

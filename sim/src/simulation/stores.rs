@@ -2,6 +2,10 @@
 //! their handlers one round at a time, ticking them, and carrying their
 //! messages through the fault model.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use batch_system::mpsc::TrySendError;
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::eraftpb::MessageType;
@@ -33,6 +37,22 @@ pub(super) struct Running {
     pub(super) router: RaftRouter<MemRaftLogEngine>,
 }
 
+/// A store's lease clock: simulated time at the store's own tick rate
+/// (one of its ticks is `raft_base_tick_interval_ms`), so a store whose
+/// ticks are skewed has a clock skewed alike.
+pub(super) struct SimClock {
+    pub(super) now: Arc<AtomicU64>,
+    pub(super) period: u64,
+    pub(super) tick_ms: u64,
+}
+
+impl raftstore::Clock for SimClock {
+    fn now(&self) -> Duration {
+        let units = self.now.load(Ordering::SeqCst);
+        Duration::from_micros(units.saturating_mul(self.tick_ms * 1000) / self.period.max(1))
+    }
+}
+
 pub(super) struct StoreSlot {
     pub(super) engines: Engines<MemKvEngine, MemRaftLogEngine>,
     pub(super) running: Option<Running>,
@@ -42,6 +62,11 @@ impl Simulation {
     pub(super) fn start_store(&mut self, id: u64) -> Result<()> {
         let outbox = self.outbox.clone();
         let cfg = self.cfg.store.clone();
+        let clock = Arc::new(SimClock {
+            now: self.clock_now.clone(),
+            period: self.tick_period(id),
+            tick_ms: cfg.raft_base_tick_interval_ms,
+        });
         let logger = self.logger.clone();
         let Some(slot) = self.stores.get_mut(&id) else {
             return Err(Error::Config(format!("no store {id}")));
@@ -50,6 +75,7 @@ impl Simulation {
             return Ok(());
         }
         let (router, mut system) = create_raft_batch_system(&cfg);
+        system.set_clock(clock);
         let mut meta = metapb::Store::default();
         meta.set_id(id);
         let pollers = system.spawn_manual(
@@ -336,6 +362,9 @@ pub(super) fn add_store_counts(
     stats.hibernations += s.hibernations.load(std::sync::atomic::Ordering::Relaxed);
     stats.wakes += s.wakes.load(std::sync::atomic::Ordering::Relaxed);
     stats.rejected_messages += s.rejected_messages.malformed();
+    let local = system.local_reader();
+    stats.lease_reads_local += local.served();
+    stats.lease_fallbacks += local.fallbacks();
 }
 
 /// How many ways [`corrupt`] knows.
