@@ -299,15 +299,18 @@ impl SimConfig {
 }
 
 /// Makes `cfg` unsafe on purpose, to show the checker catching stale lease
-/// reads: store 1's clock (and ticks) run at 6/40 of the others' speed,
-/// far beyond a lease drift bound of 0, and every read is a lease read.
-/// A leader on store 1 then believes its lease for 360 units while the
-/// other stores elect a new leader after 60 to 120, and clients whose
-/// writes timed out at the old leader (150 to 600 units) reach the new
-/// one while readers still read the old.
+/// reads. Store 1's clock runs at a tenth of the others' speed (its ticks
+/// every 100 units, theirs every 10), far beyond a drift bound of 0, and
+/// every read is a lease read. Leadership transfers and leader isolation
+/// are on, so store 1 leads now and then and gets cut off while leading: it
+/// then believes its lease (900 ms of its clock) for 900 units and keeps
+/// leading until its check-quorum, up to 1,000 units, while the others
+/// elect a new leader after 100 to 200 and take writes there.
 pub fn skew_clocks_beyond_the_lease_bound(cfg: &mut SimConfig) {
-    cfg.tick_skew = vec![30, -4, -4];
+    cfg.tick_skew = vec![90, 0, 0];
     cfg.store.raft_lease_max_drift_ms = 0;
+    cfg.nemesis.transfers = true;
+    cfg.nemesis.leader_isolation = true;
     cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::Lease];
 }
 

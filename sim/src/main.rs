@@ -60,10 +60,10 @@ struct Args {
     /// and unknown outcomes may apply twice, which the checker must catch.
     #[arg(long)]
     unsafe_no_sessions: bool,
-    /// Skew the stores' clocks beyond the lease's drift bound (store 1
-    /// ticks every 40 units, the others every 6; no drift allowance) and
-    /// read with leases only: a deposed leader's stale lease reads must be
-    /// caught.
+    /// Run store 1's clock (ticks and lease) at a tenth of the others'
+    /// speed with no drift allowance, read with leases only, and move and
+    /// isolate leaders: a deposed leader's stale lease reads must be
+    /// caught (see `sim::skew_clocks_beyond_the_lease_bound`).
     #[arg(long)]
     unsafe_lease_skew: bool,
     /// The read modes Gets draw from (default: all four).
