@@ -78,7 +78,7 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
                 // nothing about this one: it does not wake it.
                 let for_this_region =
                     cmd.request.get_header().get_region_id() == self.peer.region_id();
-                let follower_read = crate::peer::read::fast_read_mode(&cmd.request)
+                let follower_read = crate::local_reader::fast_read_mode(&cmd.request)
                     == Some(kvproto_lite::raft_cmdpb::ReadMode::Follower);
                 if self.peer.is_asleep() && for_this_region {
                     if self.peer.is_leader() || follower_read {

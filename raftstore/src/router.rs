@@ -147,7 +147,7 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// instead would answer "outcome unknown", which is wrong here: nothing
     /// was proposed.
     pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
-        if crate::peer::read::fast_read_mode(&cmd.request) == Some(ReadMode::Lease) {
+        if crate::local_reader::fast_read_mode(&cmd.request) == Some(ReadMode::Lease) {
             if let Some(resp) = self.local.try_read(&cmd.request) {
                 cmd.callback.invoke(resp);
                 return Ok(());

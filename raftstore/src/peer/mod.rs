@@ -15,7 +15,7 @@
 mod batch;
 mod hibernate;
 mod propose;
-pub(crate) mod read;
+mod read;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -52,7 +52,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.propose_admin(ctx, request, callback);
             return;
         }
-        if let Some(mode) = super::read::fast_read_mode(&request) {
+        if let Some(mode) = crate::local_reader::fast_read_mode(&request) {
             self.propose_read(ctx, RaftCommand { request, callback }, mode);
             return;
         }
@@ -277,7 +277,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         // A follower read is served by any peer; everything else by the
         // leader only.
-        let follower_read = super::read::fast_read_mode(request)
+        let follower_read = crate::local_reader::fast_read_mode(request)
             == Some(kvproto_lite::raft_cmdpb::ReadMode::Follower);
         if !self.is_leader() && !follower_read {
             return Err(util::new_not_leader(self.region_id, self.leader_hint()));

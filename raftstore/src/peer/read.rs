@@ -28,14 +28,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::{KvEngine, RaftLogEngine};
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, ReadMode, Response};
+use engine::RaftLogEngine;
+use kvproto_lite::raft_cmdpb::ReadMode;
 use kvproto_lite::util;
 use raft::StateRole;
 
 use super::Peer;
 use crate::context::PollContext;
-use crate::local_reader::LeaseCell;
+use crate::local_reader::{read_from_engine, LeaseCell};
 use crate::msg::{Callback, RaftCommand};
 use crate::transport::Transport;
 
@@ -69,53 +69,6 @@ impl PendingReads {
     fn is_empty(&self) -> bool {
         self.round.is_empty() && self.round_follower.is_empty() && self.batches.is_empty()
     }
-}
-
-/// Whether `req` is a read-only command asking for a mode other than Log.
-pub(crate) fn fast_read_mode(req: &RaftCmdRequest) -> Option<ReadMode> {
-    let mode = req.get_header().get_read_mode();
-    let reads_only = !req.has_admin_request()
-        && !req.get_requests().is_empty()
-        && req
-            .get_requests()
-            .iter()
-            .all(|r| r.get_cmd_type() == CmdType::Get);
-    (mode != ReadMode::Log && reads_only).then_some(mode)
-}
-
-/// Reads every Get of `req` from `kv`, with the header's term set.
-pub(crate) fn read_from_engine<K: KvEngine>(
-    kv: &K,
-    req: &RaftCmdRequest,
-    term: u64,
-) -> RaftCmdResponse {
-    read_with(|k| kv.get(k), req, term)
-}
-
-/// Reads every Get of `req` through `get`, with the header's term set.
-pub(crate) fn read_with(
-    get: impl Fn(&[u8]) -> engine::Result<Option<Vec<u8>>>,
-    req: &RaftCmdRequest,
-    term: u64,
-) -> RaftCmdResponse {
-    let mut resp = RaftCmdResponse::default();
-    resp.mut_header().set_current_term(term);
-    for r in req.get_requests() {
-        let mut out = Response::default();
-        out.set_cmd_type(CmdType::Get);
-        match get(r.get_get().get_key()) {
-            Ok(Some(v)) => out.mut_get().set_value(v),
-            Ok(None) => out.mut_get().set_not_found(true),
-            Err(e) => {
-                return util::error_response(
-                    util::new_error(format!("engine read failed: {e}")),
-                    term,
-                )
-            }
-        }
-        resp.mut_responses().push(out);
-    }
-    resp
 }
 
 impl<ER: RaftLogEngine> Peer<ER> {
