@@ -148,8 +148,9 @@ pub struct Config {
     /// The most two stores' clocks may drift apart over one lease, in
     /// milliseconds. A leader's lease lasts the election timeout minus one
     /// tick minus this; a lease read is only linearizable if the real drift
-    /// stays within it. Must be below `(raft_election_timeout_ticks - 1) *
-    /// raft_base_tick_interval_ms`.
+    /// stays within it. At or above `(raft_election_timeout_ticks - 1) *
+    /// raft_base_tick_interval_ms` the lease is empty and every lease read
+    /// falls back to ReadIndex.
     pub raft_lease_max_drift_ms: u64,
 }
 
@@ -237,14 +238,6 @@ impl Config {
             return Err(Error::InvalidConfig(
                 "raft_log_gc_tick_interval must be greater than 0".to_owned(),
             ));
-        }
-        let lease_room = (self.raft_election_timeout_ticks.saturating_sub(1) as u64)
-            .saturating_mul(self.raft_base_tick_interval_ms);
-        if self.raft_lease_max_drift_ms >= lease_room {
-            return Err(Error::InvalidConfig(format!(
-                "raft_lease_max_drift_ms ({}) must be below (election timeout - 1 tick) = {lease_room} ms",
-                self.raft_lease_max_drift_ms
-            )));
         }
         self.apply.validate()?;
         Ok(())

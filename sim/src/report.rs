@@ -131,6 +131,9 @@ pub struct SimStats {
     /// (`raftstore::validate::RejectedMessages::malformed`), over all
     /// stores.
     pub rejected_messages: u64,
+    /// Attempts whose outcome was unknown (timed out, or answered "outcome
+    /// unknown"), each retried by its call: what client sessions protect.
+    pub attempts_unknown: u64,
     /// Lease reads the stores' local readers served off the raft thread.
     pub lease_reads_local: u64,
     /// Lease-mode reads handed on to the raft thread (no valid lease

@@ -234,6 +234,7 @@ impl Simulation {
         }
         flight.maybe_applied = true;
         flight.attempt = None;
+        self.stats.attempts_unknown += 1;
         let now = units(self.now);
         let step = self.with_routing(client, |r, c| c.on_timeout(r, attempt as usize, now));
         if let Some(Some(step)) = step {
@@ -343,6 +344,7 @@ impl Simulation {
         let err = c.resp.get_header().get_error();
         if c.resp.get_header().has_error() && client::classify(err) == ErrorClass::Unknown {
             flight.maybe_applied = true;
+            self.stats.attempts_unknown += 1;
         }
         flight.attempt = None;
         let epoch_changed = err.has_epoch_not_match();
