@@ -46,6 +46,16 @@ pub struct Config {
     /// re-applied from the raft log, but a log compaction or a region change
     /// must never be forgotten once raftstore has acted on it.
     pub sync_write: bool,
+    /// Session records (exactly-once client commands) idle for more than
+    /// this many log entries of their region are removed at the next sweep.
+    /// Must be the same on every store (it changes replicated state).
+    pub session_ttl_entries: u64,
+    /// Most session records a region keeps; beyond it a sweep removes the
+    /// least recently used. Must be the same on every store.
+    pub max_sessions_per_region: usize,
+    /// A region sweeps its session records when it applies an entry whose
+    /// index is a multiple of this. Must be the same on every store.
+    pub session_sweep_interval: u64,
 }
 
 impl Default for Config {
@@ -59,6 +69,9 @@ impl Default for Config {
             mailbox_capacity: 1024,
             control_mailbox_capacity: 65536,
             sync_write: false,
+            session_ttl_entries: 1_000_000,
+            max_sessions_per_region: 10_000,
+            session_sweep_interval: 1024,
         }
     }
 }
@@ -78,6 +91,11 @@ impl Config {
             ("messages_per_round", self.messages_per_round),
             ("mailbox_capacity", self.mailbox_capacity),
             ("control_mailbox_capacity", self.control_mailbox_capacity),
+            ("max_sessions_per_region", self.max_sessions_per_region),
+            (
+                "session_sweep_interval",
+                usize::try_from(self.session_sweep_interval).unwrap_or(usize::MAX),
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {

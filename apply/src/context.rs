@@ -9,6 +9,7 @@ use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdResponse;
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftTruncatedState};
 
+use crate::user_cmd::{CommandHandlers, KeyStore};
 use crate::{Callback, ExecResult};
 
 /// A response waiting for the round's write.
@@ -128,6 +129,34 @@ pub(crate) struct ApplyContext<K: KvEngine> {
     /// Some command this round needs a durable write.
     pub force_sync: bool,
     pub logger: slog::Logger,
+    /// User command handlers, by name.
+    pub handlers: CommandHandlers,
+    /// Session expiry settings (from the apply config).
+    pub sessions: SessionLimits,
+}
+
+/// How session records are bounded (see the `session` module).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+    pub ttl_entries: u64,
+    pub max_per_region: usize,
+    pub sweep_interval: u64,
+}
+
+impl SessionLimits {
+    pub(crate) fn of(cfg: &crate::Config) -> SessionLimits {
+        SessionLimits {
+            ttl_entries: cfg.session_ttl_entries,
+            max_per_region: cfg.max_sessions_per_region,
+            sweep_interval: cfg.session_sweep_interval,
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits::of(&crate::Config::default())
+    }
 }
 
 impl<K: KvEngine> ApplyContext<K> {
@@ -141,6 +170,52 @@ impl<K: KvEngine> ApplyContext<K> {
             records: Vec::new(),
             force_sync: false,
             logger,
+            handlers: CommandHandlers::default(),
+            sessions: SessionLimits::default(),
+        }
+    }
+
+    /// Pairs with `start <= key < end` as of the current position in the
+    /// log (the engine's, overridden by this round's and this command's
+    /// writes), ascending.
+    pub(crate) fn scan(&self, start: &[u8], end: &[u8]) -> engine::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .engine
+            .scan(start, end, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        let inside = |k: &[u8]| k >= start && (end.is_empty() || k < end);
+        for (k, v) in &self.overlay {
+            if inside(k) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &self.staged {
+            if inside(k) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    /// Sets a save point inside the current command (a user request that
+    /// may fail on its own); returns the mark for [`Self::rollback_nested`].
+    pub(crate) fn nested_save_point(&mut self) -> usize {
+        self.wb.set_save_point();
+        self.staged.len()
+    }
+
+    /// Ends a nested save point, keeping or dropping the writes since.
+    pub(crate) fn end_nested(&mut self, mark: usize, keep: bool) -> engine::Result<()> {
+        if keep {
+            self.wb.pop_save_point()
+        } else {
+            self.staged.truncate(mark);
+            self.wb.rollback_to_save_point()
         }
     }
 
@@ -199,6 +274,20 @@ impl<K: KvEngine> ApplyContext<K> {
     }
 }
 
+impl<K: KvEngine> KeyStore for ApplyContext<K> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        ApplyContext::get(self, key).map_err(|e| format!("engine read failed: {e}"))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        ApplyContext::put(self, key, value);
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        ApplyContext::delete(self, key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use engine::{KvEngine, MemKvEngine};
@@ -246,6 +335,44 @@ mod tests {
         c.engine.write(&mut c.wb, false).unwrap();
         assert_eq!(c.engine.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(c.engine.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn scan_sees_the_round_over_the_engine_in_key_order() {
+        let mut c = ctx();
+        let mut wb = c.engine.write_batch();
+        wb.put(b"a", b"engine");
+        wb.put(b"c", b"engine");
+        wb.put(b"x", b"outside");
+        c.engine.write(&mut wb, false).unwrap();
+        c.begin_command();
+        c.put(b"b".to_vec(), b"round".to_vec());
+        c.delete(b"c".to_vec());
+        c.end_command(true).unwrap();
+        c.begin_command();
+        c.put(b"a".to_vec(), b"command".to_vec());
+        let got = c.scan(b"a", b"m").unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), b"command".to_vec()),
+                (b"b".to_vec(), b"round".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_save_point_drops_only_the_inner_writes() {
+        let mut c = ctx();
+        c.begin_command();
+        c.put(b"a".to_vec(), b"1".to_vec());
+        let mark = c.nested_save_point();
+        c.put(b"b".to_vec(), b"2".to_vec());
+        c.end_nested(mark, false).unwrap();
+        c.end_command(true).unwrap();
+        assert_eq!(c.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get(b"b").unwrap(), None);
+        assert_eq!(c.wb.count(), 1);
     }
 
     #[test]

@@ -27,6 +27,8 @@ use slog::{debug, error, info, warn};
 use crate::context::{ApplyContext, Checkpoint, RoundRecord};
 use crate::membership;
 use crate::response::err_outcome_unknown;
+use crate::session::{self, SessionCmd, SessionRecord};
+use crate::user_cmd::KeyAccess;
 use crate::{Apply, Callback, ExecResult, Proposal, Registration};
 
 /// Log index a region created by a split starts at: its initial
@@ -318,6 +320,7 @@ impl ApplyDelegate {
                 self.exec_conf_change_entry(ctx, rec, entry)
             }
         };
+        self.maybe_sweep_sessions(ctx, index);
         self.apply_state.set_applied_index(index);
         self.applied_term = term;
         if index > self.apply_state.get_commit_index() {
@@ -401,16 +404,43 @@ impl ApplyDelegate {
                 "a command may not mix an admin request with normal requests",
             ));
         }
+        let session = if req.has_admin_request() || cc.is_some() {
+            None
+        } else {
+            SessionCmd::from_header(req.get_header())
+        };
+        let session_key = match session {
+            Some(s) => match self.check_session(ctx, s)? {
+                SessionCheck::Duplicate(resp) => return Ok((*resp, None)),
+                SessionCheck::New(key) => Some(key),
+            },
+            None => None,
+        };
         ctx.begin_command();
-        let outcome = if req.has_admin_request() {
+        let mut outcome = if req.has_admin_request() {
             self.exec_admin(ctx, rec, &mut req, index, cc)
         } else if cc.is_some() {
             Err(util::new_error(format!(
                 "conf change at index {index} carries no ChangePeer admin request"
             )))
         } else {
-            self.exec_normal(ctx, &mut req, respond)
+            // A session command's response is saved, so every replica builds
+            // it in full (reads included), callback or not.
+            self.exec_normal(ctx, &mut req, respond || session.is_some())
         };
+        if let (Some(s), Some(key), Ok((resp, _))) = (session, session_key, &outcome) {
+            let mut saved = resp.clone();
+            saved.mut_header().clear_current_term();
+            let record = SessionRecord {
+                sequence: s.sequence,
+                last_index: index,
+                response: saved,
+            };
+            match record.encode() {
+                Ok(value) => ctx.put(key, value),
+                Err(e) => outcome = Err(e),
+            }
+        }
         if let Err(e) = ctx.end_command(outcome.is_ok()) {
             // Save points are pushed and popped in pairs here; a failure
             // means the write batch is broken: nothing sensible to keep.
@@ -421,6 +451,120 @@ impl ApplyDelegate {
             )));
         }
         outcome
+    }
+
+    /// Looks up the session of a command: a repeat of the saved sequence
+    /// gets the saved response, a lower one `StaleSequence`, a higher one
+    /// runs (and its record goes to the returned key).
+    fn check_session<K: KvEngine>(
+        &self,
+        ctx: &ApplyContext<K>,
+        s: SessionCmd,
+    ) -> Result<SessionCheck, errorpb::Error> {
+        let key = session::session_key(self.region.get_start_key(), s.client_id);
+        if !util::is_key_in_region(&key, &self.region) {
+            return Err(util::new_invalid_request(format!(
+                "region {} is too narrow to hold client sessions",
+                self.region_id()
+            )));
+        }
+        if s.sequence == 0 {
+            return Err(util::new_invalid_request(
+                "a session command needs a sequence number above 0",
+            ));
+        }
+        let saved = match ctx.get(&key) {
+            Ok(Some(v)) => Some(SessionRecord::decode(&v)?),
+            Ok(None) => None,
+            Err(e) => {
+                error!(ctx.logger, "reading a session record failed";
+                    "region_id" => self.region_id(), "peer_id" => self.peer_id,
+                    "client_id" => s.client_id, "error" => %e);
+                return Err(util::new_error(format!(
+                    "reading the session of client {} failed: {e}",
+                    s.client_id
+                )));
+            }
+        };
+        match saved {
+            Some(rec) if rec.sequence == s.sequence => {
+                let mut resp = rec.response;
+                resp.mut_header().set_current_term(self.term);
+                Ok(SessionCheck::Duplicate(Box::new(resp)))
+            }
+            Some(rec) if rec.sequence > s.sequence => Err(util::new_stale_sequence(
+                s.client_id,
+                s.sequence,
+                rec.sequence,
+            )),
+            _ => Ok(SessionCheck::New(key)),
+        }
+    }
+
+    /// At indexes that are multiples of the sweep interval, removes expired
+    /// session records (see the `session` module): deterministic, by log
+    /// position only.
+    fn maybe_sweep_sessions<K: KvEngine>(&self, ctx: &mut ApplyContext<K>, index: u64) {
+        let limits = ctx.sessions;
+        if limits.sweep_interval == 0 || index % limits.sweep_interval != 0 {
+            return;
+        }
+        let start = self.region.get_start_key();
+        let (lo, hi) = session::session_span(start);
+        let pairs = match ctx.scan(&lo, &hi) {
+            Ok(p) => p,
+            Err(e) => {
+                // Same policy as a failed read: the replica keeps going; the
+                // records stay until a later sweep.
+                warn!(ctx.logger, "session sweep read failed";
+                    "region_id" => self.region_id(), "peer_id" => self.peer_id, "error" => %e);
+                return;
+            }
+        };
+        let records: Vec<(u64, u64)> = pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                let client = session::client_of_key(start, k)?;
+                let rec = SessionRecord::decode(v).ok()?;
+                Some((client, rec.last_index))
+            })
+            .collect();
+        let gone = session::expired(&records, index, limits.ttl_entries, limits.max_per_region);
+        if gone.is_empty() {
+            return;
+        }
+        ctx.begin_command();
+        for client in &gone {
+            ctx.delete(session::session_key(start, *client));
+        }
+        if let Err(e) = ctx.end_command(true) {
+            error!(ctx.logger, "write batch save point failed in a session sweep";
+                "region_id" => self.region_id(), "peer_id" => self.peer_id, "error" => %e);
+            return;
+        }
+        debug!(ctx.logger, "expired client sessions";
+            "region_id" => self.region_id(), "peer_id" => self.peer_id,
+            "index" => index, "expired" => gone.len());
+    }
+
+    /// Copies the left region's session records to the right half of a
+    /// split, so a retry routed to the new region finds its session.
+    fn copy_sessions_to<K: KvEngine>(
+        &self,
+        ctx: &mut ApplyContext<K>,
+        right_start: &[u8],
+    ) -> Result<(), errorpb::Error> {
+        let start = self.region.get_start_key();
+        let (lo, hi) = session::session_span(start);
+        let pairs = ctx
+            .scan(&lo, &hi)
+            .map_err(|e| util::new_error(format!("reading sessions for a split failed: {e}")))?;
+        for (k, v) in pairs {
+            if let Some(client) = session::client_of_key(start, &k) {
+                ctx.put(session::session_key(right_start, client), v);
+            }
+        }
+        Ok(())
     }
 
     fn check_epoch(
@@ -464,9 +608,7 @@ impl ApplyDelegate {
             match r.get_cmd_type() {
                 CmdType::Put if r.has_put() => {
                     let put = r.mut_put();
-                    if !util::is_key_in_region(put.get_key(), &self.region) {
-                        return Err(util::new_key_not_in_region(put.get_key(), &self.region));
-                    }
+                    self.check_user_key(put.get_key())?;
                     ctx.put(put.take_key(), put.take_value());
                     if respond {
                         out.mut_put();
@@ -474,9 +616,7 @@ impl ApplyDelegate {
                 }
                 CmdType::Delete if r.has_delete() => {
                     let del = r.mut_delete();
-                    if !util::is_key_in_region(del.get_key(), &self.region) {
-                        return Err(util::new_key_not_in_region(del.get_key(), &self.region));
-                    }
+                    self.check_user_key(del.get_key())?;
                     ctx.delete(del.take_key());
                     if respond {
                         out.mut_delete();
@@ -484,9 +624,7 @@ impl ApplyDelegate {
                 }
                 CmdType::Get if r.has_get() => {
                     let key = r.get_get().get_key();
-                    if !util::is_key_in_region(key, &self.region) {
-                        return Err(util::new_key_not_in_region(key, &self.region));
-                    }
+                    self.check_user_key(key)?;
                     if !respond {
                         continue;
                     }
@@ -496,6 +634,59 @@ impl ApplyDelegate {
                         // A failed read must not change what this replica
                         // writes (the others read fine): keep executing.
                         Err(e) => read_error = Some(e),
+                    }
+                }
+                CmdType::CompareAndSwap if r.has_cas() => {
+                    let cas = r.mut_cas();
+                    self.check_user_key(cas.get_key())?;
+                    let current = match ctx.get(cas.get_key()) {
+                        Ok(v) => v,
+                        Err(e) => return Err(read_failed_before_writing(&e)),
+                    };
+                    let holds = if cas.get_expected_absent() {
+                        current.is_none()
+                    } else {
+                        current.as_deref() == Some(cas.get_expected())
+                    };
+                    if holds {
+                        ctx.put(cas.take_key(), cas.take_value());
+                    }
+                    fill_cas_response(&mut out, holds, current);
+                }
+                CmdType::DeleteIfEqual if r.has_delete_if_equal() => {
+                    let del = r.mut_delete_if_equal();
+                    self.check_user_key(del.get_key())?;
+                    let current = match ctx.get(del.get_key()) {
+                        Ok(v) => v,
+                        Err(e) => return Err(read_failed_before_writing(&e)),
+                    };
+                    let holds = current.as_deref() == Some(del.get_expected());
+                    if holds {
+                        ctx.delete(del.take_key());
+                    }
+                    fill_cas_response(&mut out, holds, current);
+                }
+                CmdType::User if r.has_user() => {
+                    let user = r.get_user();
+                    let handler = ctx.handlers.get(user.get_name()).cloned();
+                    let mark = ctx.nested_save_point();
+                    let result = match handler {
+                        Some(h) => {
+                            let mut keys = KeyAccess::new(ctx, &self.region);
+                            h.handle(&mut keys, user.get_input())
+                        }
+                        None => Err(format!("no handler registered under {:?}", user.get_name())),
+                    };
+                    ctx.end_nested(mark, result.is_ok()).map_err(|e| {
+                        util::new_error(format!("write batch save point failed: {e}"))
+                    })?;
+                    let resp = out.mut_user();
+                    match result {
+                        Ok(output) => resp.set_output(output),
+                        Err(msg) => {
+                            resp.set_failed(true);
+                            resp.set_error(msg);
+                        }
                     }
                 }
                 t => {
@@ -519,6 +710,21 @@ impl ApplyDelegate {
             return Ok((util::error_response(err, self.term), None));
         }
         Ok((resp, None))
+    }
+
+    /// A key a normal request names must lie in the region and must not be
+    /// a reserved (session record) key.
+    fn check_user_key(&self, key: &[u8]) -> Result<(), errorpb::Error> {
+        if !util::is_key_in_region(key, &self.region) {
+            return Err(util::new_key_not_in_region(key, &self.region));
+        }
+        if session::is_reserved_key(key) {
+            return Err(util::new_invalid_request(format!(
+                "key {} is reserved for session records",
+                key.escape_ascii()
+            )));
+        }
+        Ok(())
     }
 
     fn exec_admin<K: KvEngine>(
@@ -695,6 +901,12 @@ impl ApplyDelegate {
         if key == self.region.get_start_key() || !util::is_key_in_region(key, &self.region) {
             return Err(util::new_key_not_in_region(key, &self.region));
         }
+        if !session::split_keeps_sessions(&self.region, key) {
+            return Err(util::new_invalid_request(format!(
+                "split key {} leaves a half too narrow for its session records",
+                key.escape_ascii()
+            )));
+        }
         let new_id = split.get_new_region_id();
         if new_id == 0 || new_id == self.region_id() {
             return Err(util::new_error(format!(
@@ -734,6 +946,7 @@ impl ApplyDelegate {
                     "new_region_id" => new_id, "state" => ?existing.get_state());
             }
             Ok(None) | Err(_) => {
+                self.copy_sessions_to(ctx, key)?;
                 ctx.wb
                     .put_region_state(new_id, &region_local_state(PeerState::Normal, &right));
                 ctx.wb.put_apply_state(new_id, &initial_apply_state());
@@ -770,6 +983,28 @@ impl ApplyDelegate {
 fn delete_region_data<K: KvEngine>(ctx: &mut ApplyContext<K>, region: &Region) {
     for (start, end) in engine::keys::region_ranges(region) {
         ctx.wb.delete_range_raw(&start, &end);
+    }
+}
+
+/// What a session lookup decided.
+enum SessionCheck {
+    /// The command ran before: here is its saved response.
+    Duplicate(Box<RaftCmdResponse>),
+    /// The command is new; its record goes under this key.
+    New(Vec<u8>),
+}
+
+/// A conditional command could not read its key: it writes nothing.
+fn read_failed_before_writing(e: &engine::Error) -> errorpb::Error {
+    util::new_error(format!("engine read failed: {e}; nothing was written"))
+}
+
+fn fill_cas_response(out: &mut Response, succeeded: bool, previous: Option<Vec<u8>>) {
+    let cas = out.mut_cas();
+    cas.set_succeeded(succeeded);
+    match previous {
+        Some(v) => cas.set_previous(v),
+        None => cas.set_previous_not_found(true),
     }
 }
 

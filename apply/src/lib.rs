@@ -117,7 +117,9 @@ mod msg;
 mod notifier;
 mod poller;
 mod response;
+mod session;
 mod system;
+mod user_cmd;
 
 pub use crate::config::Config;
 pub use crate::delegate::{initial_apply_state, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
@@ -128,4 +130,6 @@ pub use crate::msg::{
 };
 pub use crate::notifier::ApplyNotifier;
 pub use crate::poller::{ApplyPoller, ApplyPollerBuilder};
+pub use crate::session::{is_reserved_key, session_key, split_keeps_sessions, SESSION_MARK};
 pub use crate::system::{create_apply_batch_system, ApplyBatchSystem, ApplyRouter};
+pub use crate::user_cmd::{CommandHandler, CommandHandlers, KeyAccess, KeyStore};

@@ -8,10 +8,11 @@ use engine::{KvEngine, KvWriteBatch};
 use kvproto_lite::util;
 use slog::{error, info, o, Logger};
 
-use crate::context::{ApplyContext, Checkpoint, RoundRecord};
+use crate::context::{ApplyContext, Checkpoint, RoundRecord, SessionLimits};
 use crate::delegate::Budget;
 use crate::fsm::reject;
 use crate::metrics::ApplyMetrics;
+use crate::user_cmd::CommandHandlers;
 use crate::{
     Apply, ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
 };
@@ -92,13 +93,20 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
     /// Creates a handler. `router` is used to register FSMs created for
     /// registrations and to wake regions whose round must be retried.
     pub fn new(router: ApplyRouter, engine: K, notifier: N, cfg: &Config, logger: Logger) -> Self {
+        let mut ctx = ApplyContext::new(engine, logger);
+        ctx.sessions = SessionLimits::of(cfg);
         ApplyPoller {
-            ctx: ApplyContext::new(engine, logger),
+            ctx,
             notifier,
             router,
             cfg: cfg.clone(),
             metrics: ApplyMetrics::new(),
         }
+    }
+
+    /// Sets the user command handlers this poller runs (none by default).
+    pub fn set_command_handlers(&mut self, handlers: CommandHandlers) {
+        self.ctx.handlers = handlers;
     }
 
     fn budget(&self) -> Budget {
@@ -360,6 +368,7 @@ pub struct ApplyPollerBuilder<K: KvEngine, N: ApplyNotifier> {
     notifier: N,
     cfg: Config,
     logger: Logger,
+    handlers: CommandHandlers,
     built: usize,
 }
 
@@ -372,8 +381,14 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPollerBuilder<K, N> {
             notifier,
             cfg: cfg.clone(),
             logger,
+            handlers: CommandHandlers::default(),
             built: 0,
         }
+    }
+
+    /// Sets the user command handlers every built poller runs.
+    pub fn set_command_handlers(&mut self, handlers: CommandHandlers) {
+        self.handlers = handlers;
     }
 }
 
@@ -385,13 +400,15 @@ impl<K: KvEngine, N: ApplyNotifier> HandlerBuilder<ApplyFsm, ControlFsm>
     fn build(&mut self) -> ApplyPoller<K, N> {
         let logger = self.logger.new(o!("apply_poller" => self.built));
         self.built += 1;
-        ApplyPoller::new(
+        let mut poller = ApplyPoller::new(
             self.router.clone(),
             self.engine.clone(),
             self.notifier.clone(),
             &self.cfg,
             logger,
-        )
+        );
+        poller.set_command_handlers(self.handlers.clone());
+        poller
     }
 }
 

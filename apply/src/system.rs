@@ -9,6 +9,7 @@ use engine::KvEngine;
 use slog::Logger;
 
 use crate::fsm::reject;
+use crate::user_cmd::CommandHandlers;
 use crate::{
     ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
     ControlMsg, Result,
@@ -82,6 +83,7 @@ pub struct ApplyBatchSystem {
     router: ApplyRouter,
     cfg: Config,
     logger: Logger,
+    handlers: CommandHandlers,
 }
 
 /// Creates the apply batch system (not started) and its router.
@@ -106,6 +108,7 @@ pub fn create_apply_batch_system(cfg: &Config) -> (ApplyRouter, ApplyBatchSystem
         router: router.clone(),
         cfg: cfg.clone(),
         logger: Logger::root(slog::Discard, slog::o!()),
+        handlers: CommandHandlers::default(),
     };
     (router, system)
 }
@@ -115,6 +118,13 @@ impl ApplyBatchSystem {
     /// Takes effect at [`spawn`](Self::spawn).
     pub fn set_logger(&mut self, logger: Logger) {
         self.logger = logger;
+    }
+
+    /// Sets the user command handlers (see [`CommandHandlers`]); takes
+    /// effect at [`spawn`](Self::spawn) / [`manual_poller`](Self::manual_poller).
+    /// Every store of a cluster must register the same handlers.
+    pub fn set_command_handlers(&mut self, handlers: CommandHandlers) {
+        self.handlers = handlers;
     }
 
     /// The router of this system.
@@ -137,13 +147,14 @@ impl ApplyBatchSystem {
         notifier: N,
     ) -> Result<()> {
         self.cfg.validate()?;
-        let builder = ApplyPollerBuilder::new(
+        let mut builder = ApplyPollerBuilder::new(
             self.router.clone(),
             engine,
             notifier,
             &self.cfg,
             self.logger.clone(),
         );
+        builder.set_command_handlers(self.handlers.clone());
         self.system.spawn(name_prefix, builder)?;
         Ok(())
     }
@@ -163,13 +174,14 @@ impl ApplyBatchSystem {
         notifier: N,
     ) -> Result<ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<K, N>>> {
         self.cfg.validate()?;
-        let handler = ApplyPoller::new(
+        let mut handler = ApplyPoller::new(
             self.router.clone(),
             engine,
             notifier,
             &self.cfg,
             self.logger.clone(),
         );
+        handler.set_command_handlers(self.handlers.clone());
         Ok(self.system.manual_poller(handler))
     }
 

@@ -48,6 +48,9 @@ pub struct LoadSpec {
     pub value_size: usize,
     /// Fraction of operations that are reads (0.0 ..= 1.0).
     pub read_ratio: f64,
+    /// How reads are served (through the log, ReadIndex, lease, or a
+    /// follower's ReadIndex: those go to any peer of the region).
+    pub read_mode: kvproto_lite::raft_cmdpb::ReadMode,
     /// Total number of keys (rounded up to one per slot).
     pub keys: usize,
     /// Target operations per second over all clients; `None` = as fast as
@@ -442,7 +445,14 @@ impl Client {
             *rotation = rotation.wrapping_add(1);
             *rotation % n
         };
-        let route = match self.routing.route(&key, &mut pick) {
+        let follower_read = matches!(op.kind, OpKind::Read { .. })
+            && self.spec.read_mode == kvproto_lite::raft_cmdpb::ReadMode::Follower;
+        let routed = if follower_read {
+            self.routing.route_any_peer(&key, &mut pick)
+        } else {
+            self.routing.route(&key, &mut pick)
+        };
+        let route = match routed {
             // The stale leader entry is forgotten: the next pick serves.
             Err(RouteError::NoPeerOnStore { .. }) => self.routing.route(&key, &mut pick),
             other => other,
@@ -460,7 +470,10 @@ impl Client {
             }
             OpKind::Read { .. } => client::get_request(key.to_vec()),
         };
-        let cmd = route.command(request);
+        let mut cmd = route.command(request);
+        if matches!(op.kind, OpKind::Read { .. }) {
+            cmd.mut_header().set_read_mode(self.spec.read_mode);
+        }
         let (store, region_id) = (route.store_id(), route.region_id());
         op.route = Some(route);
         let tx = self.tx.clone();
@@ -504,7 +517,14 @@ impl Client {
         };
         let kind = op.kind;
         let attempts = op.attempts;
+        let follower_read = matches!(kind, OpKind::Read { .. })
+            && self.spec.read_mode == kvproto_lite::raft_cmdpb::ReadMode::Follower;
         let verdict = match op.route.take() {
+            // Any peer answers a follower read: it says nothing of the
+            // leader.
+            Some(_) if follower_read && !resp.get_header().has_error() => {
+                client::Verdict::Succeeded
+            }
             Some(route) => self.routing.learn(&route, &resp),
             None => return,
         };

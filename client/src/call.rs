@@ -24,12 +24,16 @@
 //! sleeps (or schedules a wake-up) until each `Wait`, and stops at `Done`.
 //! The blocking [`Client`](crate::Client) is such a driver; an async one or
 //! a simulation can drive the same machine with their own time and I/O.
-//! An untyped error (outcome unknown) is retried like a refusal: the
-//! operations here (put, get, delete) can safely run twice.
+//! An untyped error (outcome unknown) and a timeout are retried like a
+//! refusal. That is safe because a write carries a client session
+//! ([`Call::with_session`]): every attempt repeats the same client id and
+//! sequence, and the store runs the command at most once, answering a
+//! repeat with the saved response. Without a session a retried write can
+//! apply twice (a put v1 applied again after a later v2).
 
 use std::time::Duration;
 
-use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, Request, Response};
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ReadMode, Request, Response};
 
 use crate::backend::BackendError;
 use crate::backoff::{Backoff, Deadline};
@@ -105,6 +109,10 @@ pub struct Call {
     attempts: usize,
     in_flight: Option<Route>,
     last_error: String,
+    session: Option<(u64, u64)>,
+    read_mode: ReadMode,
+    /// Follower reads: which peer the first attempt goes to.
+    spread: usize,
 }
 
 impl Call {
@@ -119,7 +127,27 @@ impl Call {
             attempts: 0,
             in_flight: None,
             last_error: String::from("none"),
+            session: None,
+            read_mode: ReadMode::Log,
+            spread: 0,
         }
+    }
+
+    /// Makes every attempt carry client `client_id`'s session sequence
+    /// `sequence`, so the store runs the command at most once however many
+    /// attempts reach it.
+    pub fn with_session(mut self, client_id: u64, sequence: u64) -> Call {
+        self.session = Some((client_id, sequence));
+        self
+    }
+
+    /// Makes every attempt ask for `mode` (meaningful for reads only). A
+    /// `Follower` read goes to any peer of the region, starting with peer
+    /// `spread` (modulo the peer count) and moving on with each retry.
+    pub fn with_read_mode(mut self, mode: ReadMode, spread: usize) -> Call {
+        self.read_mode = mode;
+        self.spread = spread;
+        self
     }
 
     /// Attempts sent so far.
@@ -147,7 +175,14 @@ impl Call {
         now: Duration,
     ) -> Option<Step> {
         let route = self.take_in_flight(attempt)?;
-        Some(match routing.learn(&route, resp) {
+        let verdict = if self.read_mode == ReadMode::Follower && !resp.get_header().has_error() {
+            // Any peer answers a follower read: it says nothing of the
+            // leader.
+            Verdict::Succeeded
+        } else {
+            routing.learn(&route, resp)
+        };
+        Some(match verdict {
             Verdict::Succeeded => {
                 let mut responses = resp.get_responses().to_vec();
                 let result = responses.pop().ok_or_else(|| {
@@ -248,10 +283,23 @@ impl Call {
                 return self.timed_out();
             }
             let attempts = self.attempts;
-            match routing.route(&self.key, |n| attempts % n) {
+            let routed = if self.read_mode == ReadMode::Follower {
+                let spread = self.spread;
+                routing.route_any_peer(&self.key, |n| (spread + attempts) % n)
+            } else {
+                routing.route(&self.key, |n| attempts % n)
+            };
+            match routed {
                 Ok(route) => {
                     self.attempts += 1;
-                    let command = route.command(self.request.clone());
+                    let mut command = route.command(self.request.clone());
+                    if let Some((client_id, sequence)) = self.session {
+                        command.mut_header().set_client_id(client_id);
+                        command.mut_header().set_sequence(sequence);
+                    }
+                    if self.read_mode != ReadMode::Log {
+                        command.mut_header().set_read_mode(self.read_mode);
+                    }
                     let store_id = route.store_id();
                     self.in_flight = Some(route);
                     return Step::Send {
@@ -302,6 +350,7 @@ mod tests {
             attempt_timeout: ms(10),
             initial_backoff: ms(5),
             max_backoff: ms(20),
+            sessions: true,
         }
     }
 
@@ -376,6 +425,43 @@ mod tests {
             Some(Step::Done(Ok(_)))
         ));
         assert_eq!(r.leaders().get(1), Some(s2));
+    }
+
+    #[test]
+    fn every_attempt_of_a_session_call_repeats_its_client_id_and_sequence() {
+        let mut r = routing();
+        let req = crate::put_request(b"k".to_vec(), b"v".to_vec());
+        let mut call = Call::new(b"k".to_vec(), req, ms(0), &opts()).with_session(42, 7);
+        let mut step = call.start(&mut r, ms(0));
+        for i in 0..3u64 {
+            let Step::Send {
+                attempt, command, ..
+            } = step
+            else {
+                panic!("expected a send, got {step:?}");
+            };
+            assert_eq!(command.get_header().get_client_id(), 42);
+            assert_eq!(command.get_header().get_sequence(), 7);
+            let unknown = util::error_response(util::new_error("outcome unknown"), 1);
+            let now = ms(10 * (i + 1));
+            step = match call.on_response(&mut r, attempt, &unknown, now) {
+                Some(Step::Wait { until }) => call.on_wake(&mut r, until),
+                other => panic!("an unknown outcome is retried, got {other:?}"),
+            };
+        }
+    }
+
+    #[test]
+    fn a_read_call_carries_its_read_mode_and_no_session() {
+        let mut r = routing();
+        let req = get_request(b"k".to_vec());
+        let mut call =
+            Call::new(b"k".to_vec(), req, ms(0), &opts()).with_read_mode(ReadMode::ReadIndex, 0);
+        let Step::Send { command, .. } = call.start(&mut r, ms(0)) else {
+            panic!("expected a send");
+        };
+        assert_eq!(command.get_header().get_read_mode(), ReadMode::ReadIndex);
+        assert_eq!(command.get_header().get_client_id(), 0);
     }
 
     #[test]

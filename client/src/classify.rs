@@ -20,7 +20,7 @@ pub enum ErrorClass {
     /// backoff.
     RetryLater,
     /// Not run, and asking again will not help: `KeyNotInRegion`,
-    /// `RaftEntryTooLarge`.
+    /// `RaftEntryTooLarge`, `InvalidRequest`, `StaleSequence`.
     Fail,
     /// The outcome is unknown: the command may or may not have run.
     Unknown,
@@ -64,7 +64,11 @@ pub fn classify(err: &errorpb::Error) -> ErrorClass {
     {
         return ErrorClass::RetryLater;
     }
-    if err.has_key_not_in_region() || err.has_raft_entry_too_large() {
+    if err.has_key_not_in_region()
+        || err.has_raft_entry_too_large()
+        || err.has_invalid_request()
+        || err.has_stale_sequence()
+    {
         return ErrorClass::Fail;
     }
     ErrorClass::Unknown
@@ -96,6 +100,8 @@ mod tests {
             (util::new_stale_command(), ErrorClass::RetryLater),
             (util::new_key_not_in_region(b"k", &region), ErrorClass::Fail),
             (util::new_raft_entry_too_large(1, 10), ErrorClass::Fail),
+            (util::new_invalid_request("reserved key"), ErrorClass::Fail),
+            (util::new_stale_sequence(1, 2, 3), ErrorClass::Fail),
             (util::new_error("outcome unknown"), ErrorClass::Unknown),
         ];
         for (err, class) in cases {

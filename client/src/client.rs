@@ -1,18 +1,23 @@
 //! `Client`: a blocking key-value client, a thin driver of [`Call`] over a
 //! [`Backend`].
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{Request, Response};
+use kvproto_lite::raft_cmdpb::{CmdType, ReadMode, Request, Response};
 
 use crate::backend::Backend;
 use crate::call::{Call, Step};
 use crate::error::Result;
 use crate::options::ClientOptions;
 use crate::region_cache::RegionCache;
-use crate::request::{delete_request, get_request, get_value, put_request};
+use crate::request::{
+    cas_outcome, compare_and_swap_request, delete_if_equal_request, delete_request, get_request,
+    get_value, put_request, user_output, user_request, CasOutcome,
+};
 use crate::routing::Routing;
 
 /// A key-value client of a cluster.
@@ -22,11 +27,29 @@ use crate::routing::Routing;
 /// refreshes regions on `EpochNotMatch`, backs off on `ServerIsBusy`,
 /// `StaleCommand` and unknown leaders (see [`Call`] for every decision).
 /// Each call blocks the calling thread until the operation is done.
+///
+/// Every write carries the client's session: a random client id and a
+/// sequence number, one more for each write. Its retries (after timeouts,
+/// unknown outcomes, refusals) repeat the sequence, and the store applies
+/// the write at most once, answering repeats with the saved response. A
+/// client's writes are therefore exactly-once as long as it issues them one
+/// at a time, as this blocking client does.
 pub struct Client {
     backend: Arc<dyn Backend>,
     routing: Routing,
     opts: ClientOptions,
     epoch: Instant,
+    client_id: u64,
+    sequence: u64,
+    /// Reads issued (spreads follower reads over the peers).
+    reads: usize,
+}
+
+/// A random, non-zero client id (std's per-process random hash keys).
+pub(crate) fn random_client_id() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0x5e55_1015);
+    h.finish().max(1)
 }
 
 impl Client {
@@ -37,7 +60,26 @@ impl Client {
             routing: Routing::new(RegionCache::new(regions)),
             opts,
             epoch: Instant::now(),
+            client_id: random_client_id(),
+            sequence: 0,
+            reads: 0,
         }
+    }
+
+    /// The same client with the given session id (non-zero; 0 picks a
+    /// random one). Two live clients must never share an id.
+    pub fn with_client_id(mut self, client_id: u64) -> Client {
+        self.client_id = if client_id == 0 {
+            random_client_id()
+        } else {
+            client_id
+        };
+        self
+    }
+
+    /// The id this client's writes carry in their session.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
     }
 
     /// Writes `value` under `key`.
@@ -56,7 +98,58 @@ impl Client {
     ///
     /// See [`ClientError`](crate::ClientError).
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        get_value(self.execute(key, get_request(key.to_vec()))?)
+        self.get_with(key, ReadMode::Log)
+    }
+
+    /// Reads `key` served as `mode` says (every mode is linearizable; see
+    /// [`ReadMode`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`](crate::ClientError).
+    pub fn get_with(&mut self, key: &[u8], mode: ReadMode) -> Result<Option<Vec<u8>>> {
+        get_value(self.run(key, get_request(key.to_vec()), mode)?)
+    }
+
+    /// Writes `value` under `key` if the key holds `expected` (`None`: if it
+    /// has no value); reports whether it did and the previous value.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`](crate::ClientError).
+    pub fn compare_and_swap(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<CasOutcome> {
+        let req =
+            compare_and_swap_request(key.to_vec(), expected.map(|e| e.to_vec()), value.to_vec());
+        cas_outcome(self.execute(key, req)?)
+    }
+
+    /// Deletes `key` if it holds `expected`; reports whether it did and the
+    /// previous value.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`](crate::ClientError).
+    pub fn delete_if_equal(&mut self, key: &[u8], expected: &[u8]) -> Result<CasOutcome> {
+        cas_outcome(self.execute(
+            key,
+            delete_if_equal_request(key.to_vec(), expected.to_vec()),
+        )?)
+    }
+
+    /// Runs the user command handler registered as `name` with `input` in
+    /// the region of `key`, and returns its output.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Command`](crate::ClientError::Command) if the handler
+    /// failed; otherwise see [`ClientError`](crate::ClientError).
+    pub fn user_command(&mut self, key: &[u8], name: &str, input: &[u8]) -> Result<Vec<u8>> {
+        user_output(self.execute(key, user_request(name, input.to_vec()))?)
     }
 
     /// Deletes `key`.
@@ -83,9 +176,23 @@ impl Client {
     /// # Errors
     ///
     /// See [`ClientError`](crate::ClientError).
+    /// A write (anything but a Get) carries the client's session with a new
+    /// sequence number.
     pub fn execute(&mut self, key: &[u8], request: Request) -> Result<Response> {
+        self.run(key, request, ReadMode::Log)
+    }
+
+    fn run(&mut self, key: &[u8], request: Request, mode: ReadMode) -> Result<Response> {
         let started = self.now();
+        let is_read = request.get_cmd_type() == CmdType::Get;
         let mut call = Call::new(key.to_vec(), request, started, &self.opts);
+        if is_read {
+            self.reads = self.reads.wrapping_add(1);
+            call = call.with_read_mode(mode, self.reads);
+        } else if self.opts.sessions {
+            self.sequence += 1;
+            call = call.with_session(self.client_id, self.sequence);
+        }
         let mut step = call.start(&mut self.routing, started);
         loop {
             step = match step {

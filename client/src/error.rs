@@ -23,6 +23,10 @@ pub enum ClientError {
     /// The response did not have the shape of the request.
     #[error("malformed response: {0}")]
     Malformed(String),
+    /// A user command's handler returned this error (the command was
+    /// applied, without effect).
+    #[error("command failed: {0}")]
+    Command(String),
     /// No store could be reached to learn the cluster's stores or regions
     /// (a remote client connecting, or refreshing its region list).
     #[error("unreachable: {0}")]

@@ -124,5 +124,9 @@ pub use crate::leader_cache::LeaderCache;
 pub use crate::membership::{Membership, Plan};
 pub use crate::options::ClientOptions;
 pub use crate::region_cache::RegionCache;
-pub use crate::request::{delete_request, get_request, get_value, put_request};
-pub use crate::routing::{learn, route, Route, RouteError, Routing, Verdict};
+pub use crate::request::{
+    cas_outcome, compare_and_swap_request, delete_if_equal_request, delete_request, get_request,
+    get_value, put_request, user_output, user_request, CasOutcome,
+};
+pub use crate::routing::{learn, route, route_any_peer, Route, RouteError, Routing, Verdict};
+pub use kvproto_lite::raft_cmdpb::ReadMode;

@@ -16,6 +16,10 @@ pub struct ClientOptions {
     pub initial_backoff: Duration,
     /// Longest backoff.
     pub max_backoff: Duration,
+    /// Writes carry a client session (client id + sequence), so retries
+    /// after timeouts and unknown outcomes apply at most once. Turning it
+    /// off makes such retries unsafe; it exists to demonstrate that.
+    pub sessions: bool,
 }
 
 impl Default for ClientOptions {
@@ -25,6 +29,7 @@ impl Default for ClientOptions {
             attempt_timeout: Duration::from_secs(3),
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(200),
+            sessions: true,
         }
     }
 }

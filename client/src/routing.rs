@@ -115,6 +115,30 @@ pub fn route(
     })
 }
 
+/// Where a follower read goes: peer `pick(n)` of the region of `key`
+/// (any peer serves it; see `ReadMode::Follower`).
+///
+/// # Errors
+///
+/// [`RouteError::NoRegion`] / [`RouteError::NoPeers`].
+pub fn route_any_peer(
+    regions: &RegionCache,
+    key: &[u8],
+    pick: impl FnOnce(usize) -> usize,
+) -> Result<Route, RouteError> {
+    let region = regions.locate(key).ok_or(RouteError::NoRegion)?;
+    let peers = region.get_peers();
+    if peers.is_empty() {
+        return Err(RouteError::NoPeers(region.get_id()));
+    }
+    let peer = &peers[pick(peers.len()) % peers.len()];
+    Ok(Route {
+        region_id: region.get_id(),
+        epoch: region.get_region_epoch().clone(),
+        peer: peer.clone(),
+    })
+}
+
 /// What an answer to one attempt was.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -223,6 +247,20 @@ impl Routing {
         pick: impl FnOnce(usize) -> usize,
     ) -> Result<Route, RouteError> {
         route(&self.regions, &mut self.leaders, key, pick)
+    }
+
+    /// The region cache and the leader cache, taken apart.
+    pub fn into_parts(self) -> (RegionCache, LeaderCache) {
+        (self.regions, self.leaders)
+    }
+
+    /// See [`route_any_peer`].
+    pub fn route_any_peer(
+        &self,
+        key: &[u8],
+        pick: impl FnOnce(usize) -> usize,
+    ) -> Result<Route, RouteError> {
+        route_any_peer(&self.regions, key, pick)
     }
 
     /// See [`learn`].

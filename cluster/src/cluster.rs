@@ -61,6 +61,7 @@ pub struct Cluster<EK: KvEngine, ER: RaftLogEngine> {
     directory: StoreDirectory,
     factory: EngineFactory<EK, ER>,
     logger: Logger,
+    handlers: raftstore::CommandHandlers,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -161,6 +162,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             directory: Arc::new(RwLock::new(HashMap::new())),
             factory,
             logger: Logger::root(slog::Discard, slog::o!()),
+            handlers: raftstore::CommandHandlers::default(),
             _dir: dir,
         })
     }
@@ -168,6 +170,12 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// Logs through `logger` instead of discarding.
     pub fn set_logger(&mut self, logger: Logger) {
         self.logger = logger;
+    }
+
+    /// Registers user command handlers on every store started from now on
+    /// (set before [`start`](Self::start)).
+    pub fn set_command_handlers(&mut self, handlers: raftstore::CommandHandlers) {
+        self.handlers = handlers;
     }
 
     /// Bootstraps (first time only) and starts every store.
@@ -196,6 +204,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             bootstrap_store(&engines, store_id, &self.regions)?;
         }
         let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
+        system.set_command_handlers(self.handlers.clone());
         self.transport.connect(store_id, Arc::new(router.clone()));
         let mut store = metapb::Store::default();
         store.set_id(store_id);
@@ -373,6 +382,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         Err(Error::Timeout(format!(
             "regions without leader: {missing:?}"
         )))
+    }
+
+    /// The lease-read fast path of a running store (its counters).
+    pub fn local_reader(&self, store_id: u64) -> Option<Arc<raftstore::LocalReader>> {
+        self.nodes.get(&store_id).map(|n| n.system.local_reader())
     }
 
     /// A client over the running stores.

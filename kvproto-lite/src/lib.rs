@@ -118,14 +118,17 @@
 //! | `raft_serverpb.StoreIdent` | cluster_id (1), store_id (2) |
 //! | `raft_cmdpb.GetRequest` / `GetResponse` | key (1) / value (1), not_found (2) |
 //! | `raft_cmdpb.PutRequest` / `DeleteRequest` | key (1), value (2) / key (1) |
-//! | `raft_cmdpb.Request` / `Response` | cmd_type (1), get (2), put (4), delete (5) |
+//! | `raft_cmdpb.Request` / `Response` | cmd_type (1), get (2), put (4), delete (5), cas (6), delete_if_equal (7, request only), user (8) |
+//! | `raft_cmdpb.CompareAndSwapRequest` / `Response` | key (1), expected (2), expected_absent (3), value (4) / succeeded (1), previous (2), previous_not_found (3) |
+//! | `raft_cmdpb.DeleteIfEqualRequest` | key (1), expected (2) |
+//! | `raft_cmdpb.UserRequest` / `UserResponse` | name (1), input (2) / output (1), failed (2), error (3) |
 //! | `raft_cmdpb.ChangePeerRequest` / `Response` | change_type (1), peer (2) / region (1) |
 //! | `raft_cmdpb.ChangePeerV2Request` / `Response` | changes (1) / region (1) |
 //! | `raft_cmdpb.SplitRequest` / `Response` | split_key (1), new_region_id (2), new_peer_ids (3) / left (1), right (2) |
 //! | `raft_cmdpb.CompactLogRequest` | compact_index (1), compact_term (2) |
 //! | `raft_cmdpb.TransferLeaderRequest` | peer (1) |
 //! | `raft_cmdpb.AdminRequest` / `AdminResponse` | cmd_type (1), change_peer (2), split (3), compact_log (4), transfer_leader (5), change_peer_v2 (6) |
-//! | `raft_cmdpb.RaftRequestHeader` | region_id (1), peer (2), region_epoch (3), term (4) |
+//! | `raft_cmdpb.RaftRequestHeader` | region_id (1), peer (2), region_epoch (3), term (4), client_id (5), sequence (6), read_mode (7) |
 //! | `raft_cmdpb.RaftResponseHeader` | error (1), current_term (2) |
 //! | `raft_cmdpb.RaftCmdRequest` / `RaftCmdResponse` | header (1), requests / responses (2), admin_request / admin_response (3) |
 //! | `errorpb.NotLeader` | region_id (1), leader (2) |
@@ -135,7 +138,8 @@
 //! | `errorpb.ServerIsBusy` | reason (1) |
 //! | `errorpb.StoreNotMatch` | to_store_id (1), actual_store_id (2) |
 //! | `errorpb.RaftEntryTooLarge` | region_id (1), entry_size (2) |
-//! | `errorpb.Error` | message (1), not_leader (2), region_not_found (3), key_not_in_region (4), epoch_not_match (5), server_is_busy (6), stale_command (7), store_not_match (8), raft_entry_too_large (9) |
+//! | `errorpb.Error` | message (1), not_leader (2), region_not_found (3), key_not_in_region (4), epoch_not_match (5), server_is_busy (6), stale_command (7), store_not_match (8), raft_entry_too_large (9), invalid_request (10), stale_sequence (11) |
+//! | `errorpb.InvalidRequest` / `StaleSequence` | reason (1) / client_id (1), sequence (2), applied_sequence (3) |
 //! | `kvrpcpb.Context` | region_id (1), region_epoch (2), peer (3) |
 //! | `kvrpcpb.KvPair` | key (1), value (2) |
 //! | `kvrpcpb.GetRequest` / `GetResponse` | context (1), key (2) / region_error (1), value (2), not_found (3) |

@@ -497,10 +497,47 @@ pub fn new_raft_entry_too_large(region_id: u64, entry_size: u64) -> errorpb::Err
     err
 }
 
+/// Builds an `InvalidRequest` error: the request can never succeed as sent.
+///
+/// # Examples
+///
+/// ```
+/// let err = kvproto_lite::util::new_invalid_request("key is reserved");
+/// assert_eq!(err.get_invalid_request().get_reason(), "key is reserved");
+/// ```
+pub fn new_invalid_request(reason: impl Into<String>) -> errorpb::Error {
+    let reason = reason.into();
+    let mut err = new_error(format!("invalid request: {reason}"));
+    err.mut_invalid_request().set_reason(reason);
+    err
+}
+
+/// Builds a `StaleSequence` error: `client_id`'s command `sequence` is below
+/// `applied_sequence`, the highest the region applied for that client.
+///
+/// # Examples
+///
+/// ```
+/// let err = kvproto_lite::util::new_stale_sequence(9, 3, 5);
+/// assert_eq!(err.get_stale_sequence().get_applied_sequence(), 5);
+/// ```
+pub fn new_stale_sequence(client_id: u64, sequence: u64, applied_sequence: u64) -> errorpb::Error {
+    let mut err = new_error(format!(
+        "stale sequence: client {client_id} sent sequence {sequence}, \
+         the region already applied sequence {applied_sequence}"
+    ));
+    let d = err.mut_stale_sequence();
+    d.set_client_id(client_id);
+    d.set_sequence(sequence);
+    d.set_applied_sequence(applied_sequence);
+    err
+}
+
 /// A short name for the kind of `err`, its typed detail (`not_leader`,
 /// `region_not_found`, `key_not_in_region`, `epoch_not_match`,
 /// `server_is_busy`, `stale_command`, `store_not_match`,
-/// `raft_entry_too_large`) or `other` for an untyped error: a metric label.
+/// `raft_entry_too_large`, `invalid_request`, `stale_sequence`) or `other`
+/// for an untyped error: a metric label.
 ///
 /// # Examples
 ///
@@ -527,6 +564,10 @@ pub fn error_kind(err: &errorpb::Error) -> &'static str {
         "store_not_match"
     } else if err.has_raft_entry_too_large() {
         "raft_entry_too_large"
+    } else if err.has_invalid_request() {
+        "invalid_request"
+    } else if err.has_stale_sequence() {
+        "stale_sequence"
     } else {
         "other"
     }

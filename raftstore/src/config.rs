@@ -161,6 +161,13 @@ pub struct Config {
     /// `[n, 2n)` ticks after it fell asleep). Default 3000 (5 minutes at
     /// the default 100 ms tick).
     pub hibernate_check_leader_ticks: u64,
+    /// The most two stores' clocks may drift apart over one lease, in
+    /// milliseconds. A leader's lease lasts the election timeout minus one
+    /// tick minus this; a lease read is only linearizable if the real drift
+    /// stays within it. At or above `(raft_election_timeout_ticks - 1) *
+    /// raft_base_tick_interval_ms` the lease is empty and every lease read
+    /// falls back to ReadIndex.
+    pub raft_lease_max_drift_ms: u64,
 }
 
 impl Default for Config {
@@ -195,6 +202,7 @@ impl Default for Config {
             raft_engine_purge_interval_ticks: 300,
             hibernate_regions: true,
             hibernate_check_leader_ticks: 3000,
+            raft_lease_max_drift_ms: 100,
         }
     }
 }
@@ -267,6 +275,11 @@ impl Config {
         }
         self.apply.validate()?;
         Ok(())
+    }
+
+    /// [`Config::raft_lease_max_drift_ms`] as a duration.
+    pub fn lease_max_clock_drift(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.raft_lease_max_drift_ms)
     }
 
     /// The raft-rs configuration for one peer.

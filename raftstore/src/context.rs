@@ -64,6 +64,9 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) snap_mgr: Arc<SnapManager>,
     /// Where snapshot generations run.
     pub(crate) snap_scheduler: SnapScheduler,
+    /// The store's lease-read fast path: peers publish their read
+    /// delegates here and measure leases with its clock.
+    pub(crate) local_reader: Arc<crate::local_reader::LocalReader>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -102,6 +105,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             awake,
             snap_mgr,
             snap_scheduler,
+            local_reader: Arc::default(),
         }
     }
 

@@ -78,8 +78,10 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
                 // nothing about this one: it does not wake it.
                 let for_this_region =
                     cmd.request.get_header().get_region_id() == self.peer.region_id();
+                let follower_read = crate::local_reader::fast_read_mode(&cmd.request)
+                    == Some(kvproto_lite::raft_cmdpb::ReadMode::Follower);
                 if self.peer.is_asleep() && for_this_region {
-                    if self.peer.is_leader() {
+                    if self.peer.is_leader() || follower_read {
                         self.peer.wake(ctx);
                     } else {
                         // Answered with NotLeader below; the client may
@@ -146,6 +148,7 @@ impl<ER: RaftLogEngine> Drop for PeerFsm<ER> {
         while let Ok(msg) = self.receiver.try_recv() {
             drop(msg);
         }
+        self.peer.lease_cell().expire();
         self.peer
             .fail_pending_proposals(kvproto_lite::util::new_error(
                 "peer stopped before the command was applied: outcome unknown",

@@ -200,20 +200,22 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
     type Handler = RaftPoller<EK, ER, T>;
 
     fn build(&mut self) -> RaftPoller<EK, ER, T> {
+        let mut ctx = PollContext::new(
+            self.cfg.clone(),
+            self.store_id,
+            self.engines.clone(),
+            self.transport.clone(),
+            self.apply_router.clone(),
+            self.store_meta.clone(),
+            self.stats.clone(),
+            self.logger.clone(),
+            self.awake.clone(),
+            self.router.snap_manager().clone(),
+            self.snap_scheduler.clone(),
+        );
+        ctx.local_reader = self.router.local.clone();
         RaftPoller {
-            ctx: PollContext::new(
-                self.cfg.clone(),
-                self.store_id,
-                self.engines.clone(),
-                self.transport.clone(),
-                self.apply_router.clone(),
-                self.store_meta.clone(),
-                self.stats.clone(),
-                self.logger.clone(),
-                self.awake.clone(),
-                self.router.snap_manager().clone(),
-                self.snap_scheduler.clone(),
-            ),
+            ctx,
             router: self.router.clone(),
         }
     }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use batch_system::BatchRouter;
 use crossbeam_channel::TrySendError;
 use engine::RaftLogEngine;
-use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ReadMode};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 
+use crate::local_reader::LocalReader;
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 use crate::peer_fsm::PeerFsm;
 use crate::snapshot::{IncomingSnapshot, SnapManager};
@@ -96,6 +97,8 @@ pub struct RaftRouter<ER: RaftLogEngine> {
     pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
     /// The store's snapshots in flight (receptions start here).
     pub(crate) snap_mgr: Arc<SnapManager>,
+    /// Serves lease reads on the sender's thread when it can.
+    pub(crate) local: Arc<LocalReader>,
 }
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
@@ -103,6 +106,7 @@ impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
         RaftRouter {
             router: self.router.clone(),
             snap_mgr: self.snap_mgr.clone(),
+            local: self.local.clone(),
         }
     }
 }
@@ -153,6 +157,12 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// instead would answer "outcome unknown", which is wrong here: nothing
     /// was proposed.
     pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+        if crate::local_reader::fast_read_mode(&cmd.request) == Some(ReadMode::Lease) {
+            if let Some(resp) = self.local.try_read(&cmd.request) {
+                cmd.callback.invoke(resp);
+                return Ok(());
+            }
+        }
         let region_id = cmd.request.get_header().get_region_id();
         match self.send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
             Ok(()) => Ok(()),

@@ -111,7 +111,11 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         stats.snapshots.clone(),
         reporter,
     ));
-    let raft_router = RaftRouter { router, snap_mgr };
+    let raft_router = RaftRouter {
+        router,
+        snap_mgr,
+        local: Arc::default(),
+    };
     let system = RaftBatchSystem {
         system,
         apply_router,
@@ -130,6 +134,24 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
+    /// Sets the user command handlers apply runs (see
+    /// [`apply::CommandHandlers`]); call before starting the store. Every
+    /// store of a cluster must register the same handlers.
+    pub fn set_command_handlers(&mut self, handlers: apply::CommandHandlers) {
+        self.apply_system.set_command_handlers(handlers);
+    }
+
+    /// Sets the clock leases are measured with (a monotonic clock by
+    /// default); call before starting the store.
+    pub fn set_clock(&mut self, clock: Arc<dyn crate::Clock>) {
+        self.router.local.set_clock(clock);
+    }
+
+    /// The store's lease-read fast path (counters of what it served).
+    pub fn local_reader(&self) -> Arc<crate::LocalReader> {
+        self.router.local.clone()
+    }
+
     /// The router of this store's peers.
     pub fn router(&self) -> RaftRouter<ER> {
         self.router.clone()
@@ -275,6 +297,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         let store_id = store.get_id();
         let logger = logger.new(o!("store_id" => store_id));
         let cfg = Arc::new(self.cfg.clone());
+        let kv = engines.kv.clone();
+        self.router
+            .local
+            .set_kv(Arc::new(move |k: &[u8]| kv.get(k)));
+        self.router.local.start_read_ids();
         let count = self.load_peers(store_id, &cfg, engines, &logger)?;
         info!(logger, "loaded regions"; "count" => count);
         Ok((store_id, cfg, logger))

@@ -34,15 +34,15 @@ pub enum RejectReason {
     ToPeerMismatch,
     /// The envelope and the raft message disagree on the sender or the
     /// receiver (`message.from != from_peer.id`, `message.to !=
-    /// to_peer.id`), or one of them is 0, or a peer sends to itself.
+    /// to_peer.id`), or one of them is 0, or a peer sends to itself (a
+    /// forwarded `MsgReadIndex` keeps the asking peer as `message.from`).
     PeerIdsMismatch,
     /// A message type raft-rs generates only for its own node (`MsgHup`,
     /// `MsgBeat`, `MsgUnreachable`, `MsgSnapStatus`, `MsgCheckQuorum`).
     LocalMessageType,
     /// A message type no store sends to another (`MsgPropose`,
-    /// `MsgReadIndex`, `MsgReadIndexResp`, `MsgTransferLeader`): commands
-    /// reach a leader through its command checks, never as forwarded raft
-    /// proposals.
+    /// `MsgTransferLeader`): commands reach a leader through its command
+    /// checks, never as forwarded raft proposals.
     NotSentByStores,
     /// A term of 0, which raft-rs takes for a message of its own node and
     /// steps without any term check.
@@ -82,12 +82,21 @@ pub enum RejectReason {
     /// requests one, and raft-rs would stop replicating to the sender
     /// until a snapshot it cannot build is sent.
     RequestSnapshot,
+    /// A read index request or answer (a follower read) of the wrong shape:
+    /// not exactly one context entry of at most
+    /// [`MAX_READ_INDEX_CONTEXT`] bytes (raft-rs indexes `entries[0]`), or
+    /// a request with a term (raft-rs sends requests without one, and
+    /// aborts when it forwards one that has a term).
+    ReadIndexShape,
 }
+
+/// Largest read index context a store accepts (this store sends 8 bytes).
+pub const MAX_READ_INDEX_CONTEXT: usize = 64;
 
 impl RejectReason {
     /// Every reason, in declaration order (the index of a reason in this
     /// array is its slot in [`RejectedMessages`]).
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 16] = [
         RejectReason::ToPeerMismatch,
         RejectReason::PeerIdsMismatch,
         RejectReason::LocalMessageType,
@@ -103,6 +112,7 @@ impl RejectReason {
         RejectReason::AppendResponseIndexPastLastIndex,
         RejectReason::RejectHintPastLastIndex,
         RejectReason::RequestSnapshot,
+        RejectReason::ReadIndexShape,
     ];
 
     /// The reason as a metric label and log value (snake case).
@@ -125,6 +135,7 @@ impl RejectReason {
             }
             RejectReason::RejectHintPastLastIndex => "reject_hint_past_last_index",
             RejectReason::RequestSnapshot => "request_snapshot",
+            RejectReason::ReadIndexShape => "read_index_shape",
         }
     }
 
@@ -223,12 +234,30 @@ fn is_wire_type(t: MessageType) -> bool {
 pub fn check_message(msg: &RaftMessage) -> Result<(), RejectReason> {
     let m = msg.get_message();
     let (from, to) = (msg.get_from_peer().get_id(), msg.get_to_peer().get_id());
-    if from == 0 || to == 0 || from == to || m.from != from || m.to != to {
+    let t = m.get_msg_type();
+    // A follower that is asked for a read index forwards the request to
+    // its leader unchanged but for `to`: `from` stays the asking peer's
+    // (which may be the receiver, when the two disagreed on the leader).
+    let forwarded = t == MessageType::MsgReadIndex && m.from != 0;
+    if from == 0 || to == 0 || from == to || (m.from != from && !forwarded) || m.to != to {
         return Err(RejectReason::PeerIdsMismatch);
     }
-    let t = m.get_msg_type();
     if raft::raw_node::is_local_msg(t) {
         return Err(RejectReason::LocalMessageType);
+    }
+    if matches!(t, MessageType::MsgReadIndex | MessageType::MsgReadIndexResp) {
+        // Follower reads: a follower asks its leader for a read index and
+        // gets it back. The request travels without a term.
+        let one_context = m.get_entries().len() == 1
+            && m.get_entries()[0].get_data().len() <= MAX_READ_INDEX_CONTEXT;
+        let term_ok = (t == MessageType::MsgReadIndex) == (m.term == 0);
+        if !one_context || !term_ok {
+            return Err(RejectReason::ReadIndexShape);
+        }
+        if m.term >= MAX_TERM {
+            return Err(RejectReason::TermTooLarge);
+        }
+        return Ok(());
     }
     if !is_wire_type(t) {
         return Err(RejectReason::NotSentByStores);
@@ -434,15 +463,45 @@ mod tests {
                 Err(RejectReason::LocalMessageType)
             );
         }
-        for t in [
-            MessageType::MsgPropose,
-            MessageType::MsgReadIndex,
-            MessageType::MsgReadIndexResp,
-            MessageType::MsgTransferLeader,
-        ] {
+        for t in [MessageType::MsgPropose, MessageType::MsgTransferLeader] {
             assert_eq!(
                 check_message(&wire(t, 1)),
                 Err(RejectReason::NotSentByStores)
+            );
+        }
+    }
+
+    #[test]
+    fn read_index_messages_need_one_small_context_and_a_term_only_on_answers() {
+        let with_ctx = |t, term, ctx: &[u8]| {
+            let mut w = wire(t, term);
+            let mut e = kvproto_lite::eraftpb::Entry::default();
+            e.set_data(ctx.to_vec().into());
+            w.mut_message().mut_entries().push(e);
+            w
+        };
+        assert_eq!(
+            check_message(&with_ctx(MessageType::MsgReadIndex, 0, b"12345678")),
+            Ok(())
+        );
+        assert_eq!(
+            check_message(&with_ctx(MessageType::MsgReadIndexResp, 3, b"1")),
+            Ok(())
+        );
+        for bad in [
+            wire(MessageType::MsgReadIndex, 0),
+            with_ctx(MessageType::MsgReadIndex, 2, b"1"),
+            with_ctx(MessageType::MsgReadIndexResp, 0, b"1"),
+            with_ctx(
+                MessageType::MsgReadIndex,
+                0,
+                &[0; MAX_READ_INDEX_CONTEXT + 1],
+            ),
+        ] {
+            assert_eq!(
+                check_message(&bad),
+                Err(RejectReason::ReadIndexShape),
+                "{bad:?}"
             );
         }
     }

@@ -302,9 +302,9 @@ fn a_read_index_request_without_its_context_entry_is_dropped() {
         fx.follower_store,
         fx.leader_store,
         MessageType::MsgReadIndex,
-        fx.term,
+        0,
     );
-    fx.send_rejected(fx.leader_store, msg, RejectReason::NotSentByStores);
+    fx.send_rejected(fx.leader_store, msg, RejectReason::ReadIndexShape);
     fx.assert_serving(&[1, 2, 3]);
 }
 

@@ -306,7 +306,26 @@ impl<EK: KvEngine> KvService<EK> {
         let (pairs, r1) = self
             .blocking(move |s| {
                 let snap = s.kv.snapshot();
-                let pairs = snap.scan(&start, &end, limit)?;
+                // Session records (reserved keys inside the region) are the
+                // store's own: skipped, and the scan goes on past them.
+                let mut pairs = Vec::new();
+                let mut cursor = start.clone();
+                loop {
+                    let want = limit.saturating_sub(pairs.len());
+                    let got = snap.scan(&cursor, &end, want)?;
+                    let full = got.len() == want;
+                    if let Some((last, _)) = got.last() {
+                        cursor = last.clone();
+                        cursor.push(0);
+                    }
+                    pairs.extend(
+                        got.into_iter()
+                            .filter(|(k, _)| !raftstore::is_reserved_key(k)),
+                    );
+                    if !full || pairs.len() >= limit {
+                        break;
+                    }
+                }
                 let r1 = s.local_region(region_id)?;
                 Ok((pairs, r1))
             })

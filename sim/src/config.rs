@@ -133,6 +133,11 @@ pub struct SimConfig {
     /// dead leader through their liveness checks. Only drawn with
     /// hibernation on.
     pub report_reachability: bool,
+    /// Writes carry a client session (exactly-once retries). Off only to
+    /// show what the checker finds without them.
+    pub sessions: bool,
+    /// The read modes a client's Get draws from (empty = through the log).
+    pub read_modes: Vec<kvproto_lite::raft_cmdpb::ReadMode>,
 }
 
 impl SimConfig {
@@ -235,6 +240,11 @@ impl SimConfig {
         nemesis.snapshot_crashes = nemesis.crashes && rng.gen_bool(0.6);
         // Drawn last as well (see `transfers`).
         nemesis.membership = rng.gen_bool(0.5);
+        // Each store's lease clock runs at its tick rate (see
+        // `tick_skew`): up to 10% apart, which this bound covers (a slow
+        // leader's lease of 700 ms lasts at most 77 units; a fast follower
+        // waits at least 9 ticks of 9 units before it votes).
+        store.raft_lease_max_drift_ms = 200;
         SimConfig {
             seed,
             stores: 3,
@@ -252,6 +262,13 @@ impl SimConfig {
             nemesis,
             store,
             report_reachability,
+            sessions: true,
+            read_modes: vec![
+                kvproto_lite::raft_cmdpb::ReadMode::Log,
+                kvproto_lite::raft_cmdpb::ReadMode::ReadIndex,
+                kvproto_lite::raft_cmdpb::ReadMode::Lease,
+                kvproto_lite::raft_cmdpb::ReadMode::Follower,
+            ],
         }
     }
 
@@ -299,6 +316,22 @@ impl SimConfig {
             .validate()
             .map_err(|e| crate::Error::Config(e.to_string()))
     }
+}
+
+/// Makes `cfg` unsafe on purpose, to show the checker catching stale lease
+/// reads. Store 1's clock runs at a tenth of the others' speed (its ticks
+/// every 100 units, theirs every 10), far beyond a drift bound of 0, and
+/// every read is a lease read. Leadership transfers and leader isolation
+/// are on, so store 1 leads now and then and gets cut off while leading: it
+/// then believes its lease (900 ms of its clock) for 900 units and keeps
+/// leading until its check-quorum, up to 1,000 units, while the others
+/// elect a new leader after 100 to 200 and take writes there.
+pub fn skew_clocks_beyond_the_lease_bound(cfg: &mut SimConfig) {
+    cfg.tick_skew = vec![90, 0, 0];
+    cfg.store.raft_lease_max_drift_ms = 0;
+    cfg.nemesis.transfers = true;
+    cfg.nemesis.leader_isolation = true;
+    cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::Lease];
 }
 
 fn pick<T: Copy>(rng: &mut StdRng, choices: &[T]) -> T {

@@ -53,7 +53,9 @@ mod report;
 mod simulation;
 
 pub use crate::checker::{check_history, check_key, CheckResult, Violation, DEFAULT_STEP_LIMIT};
-pub use crate::config::{MessageFaults, NemesisConfig, Profile, SimConfig};
+pub use crate::config::{
+    skew_clocks_beyond_the_lease_bound, MessageFaults, NemesisConfig, Profile, SimConfig,
+};
 pub use crate::digest::Digest;
 pub use crate::error::{Error, Result};
 pub use crate::history::{decode_value, encode_value, Command, Operation, Outcome, Stamp};

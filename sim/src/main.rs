@@ -17,7 +17,7 @@ use sim::{run_seed, Profile, RunReport, SimConfig};
 
 /// Deterministic simulation of a three-store multi-raft cluster with fault
 /// injection and a linearizability check.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "sim")]
 struct Args {
     /// Run this many seeds, starting at --start.
@@ -56,6 +56,34 @@ struct Args {
     /// summary counts corrupted and dropped messages.
     #[arg(long, default_value_t = 0.0)]
     corrupt: f64,
+    /// Writes carry no client session: the client's retries after timeouts
+    /// and unknown outcomes may apply twice, which the checker must catch.
+    #[arg(long)]
+    unsafe_no_sessions: bool,
+    /// Run store 1's clock (ticks and lease) at a tenth of the others'
+    /// speed with no drift allowance, read with leases only, and move and
+    /// isolate leaders: a deposed leader's stale lease reads must be
+    /// caught (see `sim::skew_clocks_beyond_the_lease_bound`).
+    #[arg(long)]
+    unsafe_lease_skew: bool,
+    /// The read modes Gets draw from (default: all four).
+    #[arg(long, value_enum, default_value_t = Reads::All)]
+    reads: Reads,
+}
+
+/// Which read modes the clients use.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Reads {
+    /// Log, ReadIndex, Lease and Follower, drawn per read.
+    All,
+    /// Through the raft log only.
+    Log,
+    /// ReadIndex on the leader only.
+    ReadIndex,
+    /// Leader lease only.
+    Lease,
+    /// ReadIndex from any peer only.
+    Follower,
 }
 
 /// Whether the stores hibernate idle regions.
@@ -93,6 +121,20 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     }
     args.hibernation.apply(&mut cfg);
     cfg.messages.corrupt = args.corrupt;
+    use kvproto_lite::raft_cmdpb::ReadMode;
+    match args.reads {
+        Reads::All => {}
+        Reads::Log => cfg.read_modes = vec![ReadMode::Log],
+        Reads::ReadIndex => cfg.read_modes = vec![ReadMode::ReadIndex],
+        Reads::Lease => cfg.read_modes = vec![ReadMode::Lease],
+        Reads::Follower => cfg.read_modes = vec![ReadMode::Follower],
+    }
+    if args.unsafe_no_sessions {
+        cfg.sessions = false;
+    }
+    if args.unsafe_lease_skew {
+        sim::skew_clocks_beyond_the_lease_bound(&mut cfg);
+    }
     cfg
 }
 
@@ -165,6 +207,7 @@ fn main() -> ExitCode {
     let membership = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     // Snapshots applied, transfers failed, crashes during snapshot work.
     let snapshots = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let lease = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -177,21 +220,15 @@ fn main() -> ExitCode {
             let corrupted = corrupted.clone();
             let membership = membership.clone();
             let snapshots = snapshots.clone();
-            let corrupt = args.corrupt;
-            let hibernation = args.hibernation;
+            let lease = lease.clone();
             let total = args.seeds;
-            let unsafe_batch_append = args.unsafe_batch_append;
-            let unsafe_no_sync_log = args.unsafe_no_sync_log;
+            let args = args.clone();
             std::thread::spawn(move || loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
                 if seed >= end {
                     break;
                 }
-                let mut cfg = SimConfig::from_seed(seed, profile);
-                cfg.store.raft_batch_append |= unsafe_batch_append;
-                cfg.store.sync_log &= !unsafe_no_sync_log;
-                hibernation.apply(&mut cfg);
-                cfg.messages.corrupt = corrupt;
+                let cfg = config(seed, profile, &args);
                 if cfg.store.hibernate_regions {
                     hibernating_seeds.fetch_add(1, Ordering::Relaxed);
                 }
@@ -200,6 +237,8 @@ fn main() -> ExitCode {
                 wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
                 sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
                 rejected.fetch_add(report.stats.rejected_messages, Ordering::Relaxed);
+                lease[0].fetch_add(report.stats.lease_reads_local, Ordering::Relaxed);
+                lease[1].fetch_add(report.stats.lease_fallbacks, Ordering::Relaxed);
                 corrupted.fetch_add(report.stats.messages_corrupted, Ordering::Relaxed);
                 membership[0].fetch_add(report.stats.conf_changes, Ordering::Relaxed);
                 membership[1].fetch_add(report.stats.conf_changes_applied, Ordering::Relaxed);
@@ -278,6 +317,11 @@ fn main() -> ExitCode {
         "membership: {} conf changes proposed, {} applied",
         membership[0].load(Ordering::Relaxed),
         membership[1].load(Ordering::Relaxed)
+    );
+    println!(
+        "lease reads: {} served by local readers, {} handed on to the raft thread",
+        lease[0].load(Ordering::Relaxed),
+        lease[1].load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -142,6 +142,14 @@ pub struct SimStats {
     pub snapshot_transfers_failed: u64,
     /// Stores crashed in the middle of snapshot work.
     pub snapshot_crashes: u64,
+    /// Attempts whose outcome was unknown (timed out, or answered "outcome
+    /// unknown"), each retried by its call: what client sessions protect.
+    pub attempts_unknown: u64,
+    /// Lease reads the stores' local readers served off the raft thread.
+    pub lease_reads_local: u64,
+    /// Lease-mode reads handed on to the raft thread (no valid lease
+    /// there and then).
+    pub lease_fallbacks: u64,
 }
 
 /// The result of one seed.

@@ -5,4 +5,5 @@ mod exec;
 mod harness;
 mod membership;
 mod model;
+mod sessions;
 mod system;

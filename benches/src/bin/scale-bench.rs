@@ -552,6 +552,7 @@ fn run_load<EK: KvEngine, ER: RaftLogEngine>(
         window: args.window,
         value_size: 16,
         read_ratio: 0.0,
+        read_mode: kvproto_lite::raft_cmdpb::ReadMode::Log,
         keys: 50_000,
         rate: None,
         seed: 42,

@@ -26,8 +26,8 @@ raft_cmdpb.PutRequest: bytes key = 1; bytes value = 2;
 raft_cmdpb.PutResponse:
 raft_cmdpb.DeleteRequest: bytes key = 1;
 raft_cmdpb.DeleteResponse:
-raft_cmdpb.Request: raft_cmdpb.CmdType cmd_type = 1; raft_cmdpb.GetRequest get = 2; raft_cmdpb.PutRequest put = 4; raft_cmdpb.DeleteRequest delete = 5;
-raft_cmdpb.Response: raft_cmdpb.CmdType cmd_type = 1; raft_cmdpb.GetResponse get = 2; raft_cmdpb.PutResponse put = 4; raft_cmdpb.DeleteResponse delete = 5;
+raft_cmdpb.Request: raft_cmdpb.CmdType cmd_type = 1; raft_cmdpb.GetRequest get = 2; raft_cmdpb.PutRequest put = 4; raft_cmdpb.DeleteRequest delete = 5; raft_cmdpb.CompareAndSwapRequest cas = 6; raft_cmdpb.DeleteIfEqualRequest delete_if_equal = 7; raft_cmdpb.UserRequest user = 8;
+raft_cmdpb.Response: raft_cmdpb.CmdType cmd_type = 1; raft_cmdpb.GetResponse get = 2; raft_cmdpb.PutResponse put = 4; raft_cmdpb.DeleteResponse delete = 5; raft_cmdpb.CompareAndSwapResponse cas = 6; raft_cmdpb.UserResponse user = 8;
 raft_cmdpb.ChangePeerRequest: eraftpb.ConfChangeType change_type = 1; metapb.Peer peer = 2;
 raft_cmdpb.ChangePeerResponse: metapb.Region region = 1;
 raft_cmdpb.ChangePeerV2Request: repeated raft_cmdpb.ChangePeerRequest changes = 1;
@@ -40,7 +40,7 @@ raft_cmdpb.TransferLeaderRequest: metapb.Peer peer = 1;
 raft_cmdpb.TransferLeaderResponse:
 raft_cmdpb.AdminRequest: raft_cmdpb.AdminCmdType cmd_type = 1; raft_cmdpb.ChangePeerRequest change_peer = 2; raft_cmdpb.SplitRequest split = 3; raft_cmdpb.CompactLogRequest compact_log = 4; raft_cmdpb.TransferLeaderRequest transfer_leader = 5; raft_cmdpb.ChangePeerV2Request change_peer_v2 = 6;
 raft_cmdpb.AdminResponse: raft_cmdpb.AdminCmdType cmd_type = 1; raft_cmdpb.ChangePeerResponse change_peer = 2; raft_cmdpb.SplitResponse split = 3; raft_cmdpb.CompactLogResponse compact_log = 4; raft_cmdpb.TransferLeaderResponse transfer_leader = 5; raft_cmdpb.ChangePeerV2Response change_peer_v2 = 6;
-raft_cmdpb.RaftRequestHeader: uint64 region_id = 1; metapb.Peer peer = 2; metapb.RegionEpoch region_epoch = 3; uint64 term = 4;
+raft_cmdpb.RaftRequestHeader: uint64 region_id = 1; metapb.Peer peer = 2; metapb.RegionEpoch region_epoch = 3; uint64 term = 4; uint64 client_id = 5; uint64 sequence = 6; raft_cmdpb.ReadMode read_mode = 7;
 raft_cmdpb.RaftResponseHeader: errorpb.Error error = 1; uint64 current_term = 2;
 raft_cmdpb.RaftCmdRequest: raft_cmdpb.RaftRequestHeader header = 1; repeated raft_cmdpb.Request requests = 2; raft_cmdpb.AdminRequest admin_request = 3;
 raft_cmdpb.RaftCmdResponse: raft_cmdpb.RaftResponseHeader header = 1; repeated raft_cmdpb.Response responses = 2; raft_cmdpb.AdminResponse admin_response = 3;
@@ -52,7 +52,14 @@ errorpb.ServerIsBusy: string reason = 1;
 errorpb.StaleCommand:
 errorpb.StoreNotMatch: uint64 to_store_id = 1; uint64 actual_store_id = 2;
 errorpb.RaftEntryTooLarge: uint64 region_id = 1; uint64 entry_size = 2;
-errorpb.Error: string message = 1; errorpb.NotLeader not_leader = 2; errorpb.RegionNotFound region_not_found = 3; errorpb.KeyNotInRegion key_not_in_region = 4; errorpb.EpochNotMatch epoch_not_match = 5; errorpb.ServerIsBusy server_is_busy = 6; errorpb.StaleCommand stale_command = 7; errorpb.StoreNotMatch store_not_match = 8; errorpb.RaftEntryTooLarge raft_entry_too_large = 9;
+errorpb.Error: string message = 1; errorpb.NotLeader not_leader = 2; errorpb.RegionNotFound region_not_found = 3; errorpb.KeyNotInRegion key_not_in_region = 4; errorpb.EpochNotMatch epoch_not_match = 5; errorpb.ServerIsBusy server_is_busy = 6; errorpb.StaleCommand stale_command = 7; errorpb.StoreNotMatch store_not_match = 8; errorpb.RaftEntryTooLarge raft_entry_too_large = 9; errorpb.InvalidRequest invalid_request = 10; errorpb.StaleSequence stale_sequence = 11;
+raft_cmdpb.CompareAndSwapRequest: bytes key = 1; bytes expected = 2; bool expected_absent = 3; bytes value = 4;
+raft_cmdpb.CompareAndSwapResponse: bool succeeded = 1; bytes previous = 2; bool previous_not_found = 3;
+raft_cmdpb.DeleteIfEqualRequest: bytes key = 1; bytes expected = 2;
+raft_cmdpb.UserRequest: string name = 1; bytes input = 2;
+raft_cmdpb.UserResponse: bytes output = 1; bool failed = 2; string error = 3;
+errorpb.InvalidRequest: string reason = 1;
+errorpb.StaleSequence: uint64 client_id = 1; uint64 sequence = 2; uint64 applied_sequence = 3;
 ";
 
 /// Renders a message's schema from the generated descriptor in the format of
@@ -136,6 +143,13 @@ fn every_message_matches_the_field_number_contract() {
         d::<errorpb::StoreNotMatch>(),
         d::<errorpb::RaftEntryTooLarge>(),
         d::<errorpb::Error>(),
+        d::<raft_cmdpb::CompareAndSwapRequest>(),
+        d::<raft_cmdpb::CompareAndSwapResponse>(),
+        d::<raft_cmdpb::DeleteIfEqualRequest>(),
+        d::<raft_cmdpb::UserRequest>(),
+        d::<raft_cmdpb::UserResponse>(),
+        d::<errorpb::InvalidRequest>(),
+        d::<errorpb::StaleSequence>(),
     ];
     let expected: Vec<&str> = CONTRACT.lines().collect();
     let actual: Vec<String> = descriptors.iter().map(|d| render(d)).collect();
@@ -178,7 +192,19 @@ fn enum_values_match_the_contract() {
     );
     assert_eq!(
         values::<raft_cmdpb::CmdType>(),
-        [("Invalid", 0), ("Get", 1), ("Put", 3), ("Delete", 4)]
+        [
+            ("Invalid", 0),
+            ("Get", 1),
+            ("Put", 3),
+            ("Delete", 4),
+            ("CompareAndSwap", 5),
+            ("DeleteIfEqual", 6),
+            ("User", 7)
+        ]
+    );
+    assert_eq!(
+        values::<raft_cmdpb::ReadMode>(),
+        [("Log", 0), ("ReadIndex", 1), ("Lease", 2), ("Follower", 3)]
     );
     assert_eq!(
         values::<raft_cmdpb::AdminCmdType>(),

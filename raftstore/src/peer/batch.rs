@@ -19,13 +19,17 @@ pub(super) const MAX_MERGED_ENTRY_BYTES: u64 = 512 * 1024;
 /// and (requests, callback) of each original command.
 type MergeGroup = (RaftCmdRequest, u64, Vec<(usize, Callback)>);
 
-/// Merges consecutive commands with identical headers into one
+/// Merges consecutive commands with identical headers and no client
+/// session into one
 /// `RaftCmdRequest` per entry (at most `limit` encoded bytes each), so a
 /// round's commands cost one entry to replicate, persist, decode and apply.
 /// The merged command's callback hands each original callback its own
 /// slice of the responses, or a copy of the error: apply executes a merged
 /// command atomically, which each original command's checks already
-/// passed alone (same header, keys checked against the region).
+/// passed alone (same header, keys checked against the region). A session
+/// command is never merged: apply checks its sequence once per entry, and
+/// two attempts of one command (identical headers) must stay two entries so
+/// the second is recognised as a repeat.
 pub(super) fn merge_commands(
     batch: Vec<BatchedCommand>,
     limit: u64,
@@ -43,7 +47,9 @@ pub(super) fn merge_commands(
     };
     for (mut request, size, cb) in batch {
         let fits = group.as_ref().is_some_and(|(g, bytes, _)| {
-            bytes + size <= limit && g.get_header() == request.get_header()
+            bytes + size <= limit
+                && g.get_header() == request.get_header()
+                && request.get_header().get_client_id() == 0
         });
         if fits {
             if let Some((g, bytes, parts)) = group.as_mut() {

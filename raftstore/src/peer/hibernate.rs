@@ -90,6 +90,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             || !self.proposals.is_empty()
             || !self.batched.is_empty()
             || self.pending_ready.is_some()
+            || self.reads.is_some()
         {
             return false;
         }
@@ -178,6 +179,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         self.hibernation.asleep = true;
         ctx.awake.remove(self.region_id);
+        // A sleeping leader renews no lease (nothing is acknowledged): it
+        // serves lease reads only after waking and a confirmed read index.
+        self.lease.expire();
+        self.publish_read_delegate(ctx);
         // A sleeping region should stay small: give back what its last
         // burst grew (ticks, which would otherwise do it, stop now).
         if self.pending_ready.is_none() && self.raft_group.raft.raft_log.unstable.entries.is_empty()
@@ -326,7 +331,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     && raft.leader_id == from
                     && last == m.get_index()
                     && raft.raft_log.committed == last
-                    && self.pending_ready.is_none();
+                    && self.pending_ready.is_none()
+                    && self.reads.is_none();
                 if !matches {
                     // Out of step with the leader: a sleeping peer must
                     // catch up, so it ticks again.

@@ -17,6 +17,7 @@
 mod batch;
 mod hibernate;
 mod propose;
+mod read;
 mod snapshot;
 mod stale;
 
@@ -105,6 +106,13 @@ pub struct Peer<ER: RaftLogEngine> {
     progress: Option<Arc<ProgressCell>>,
     /// Whether the peer sleeps, and the hibernation handshake.
     hibernation: hibernate::Hibernation,
+    /// ReadIndex / follower reads waiting (`None` when there are none).
+    reads: Option<Box<read::PendingReads>>,
+    /// The leader lease, shared with the store's local reader.
+    lease: Arc<crate::local_reader::LeaseCell>,
+    /// `(term, version, conf_ver)` of the read delegate published to the
+    /// local reader, if one is.
+    read_delegate: Option<(u64, u64, u64)>,
     logger: Logger,
 }
 
@@ -156,6 +164,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
             published: None,
             progress: None,
             hibernation: hibernate::Hibernation::default(),
+            reads: None,
+            lease: Arc::default(),
+            read_delegate: None,
             logger,
         };
         peer.pin_election_timeout();
@@ -318,6 +329,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if self.published != Some(info) {
             ctx.store_meta.set_leader(self.region_id, info);
             self.published = Some(info);
+            if !is_leader {
+                self.lease.expire();
+            }
+            self.publish_read_delegate(ctx);
         }
         let region_id = self.region_id;
         self.progress
@@ -378,6 +393,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         info!(self.logger, "transferring leadership before shutdown";
             "term" => self.term(), "to_peer_id" => target, "matched" => matched, "last_index" => last);
+        // The target may win at once (MsgTimeoutNow skips the followers'
+        // lease): no lease read from here on.
+        self.lease.expire();
         self.raft_group.transfer_leader(target);
     }
 
@@ -414,6 +432,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.raft_group.mut_store().shrink_cache();
         if self.proposals.is_empty() && self.proposals.capacity() > 0 {
             self.proposals = VecDeque::new();
+        }
+        if self.reads.is_some() {
+            self.tick_reads(ctx.local_reader.now(), ctx.cfg.raft_election_timeout_ticks);
         }
         self.gc_ticks += 1;
         if self.gc_ticks >= ctx.cfg.raft_log_gc_tick_interval {
@@ -618,6 +639,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
         T: Transport,
     {
         self.flush_proposals();
+        if self.reads.is_some() {
+            self.check_reads_after_role_change();
+            self.flush_reads(ctx);
+        }
         self.publish(ctx);
         if self.is_leader() {
             self.schedule_snapshot_generation(ctx);
@@ -629,6 +654,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
             return;
         }
         let mut rd = self.raft_group.ready();
+        let read_states = rd.take_read_states();
+        if !read_states.is_empty() {
+            self.on_read_states(ctx, read_states);
+        }
         self.send_messages(ctx, rd.take_messages());
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
@@ -811,6 +840,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
+        if self.reads.is_some() {
+            self.serve_reads(ctx);
+        }
+        self.publish_read_delegate(ctx);
         // Applied entries are only needed by followers that have not
         // replicated them yet (those read the engine beyond the cache). Keep
         // the last one itself: raft looks its term up for the next append's

@@ -54,6 +54,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.propose_admin(ctx, request, callback);
             return;
         }
+        if let Some(mode) = crate::local_reader::fast_read_mode(&request) {
+            self.propose_read(ctx, RaftCommand { request, callback }, mode);
+            return;
+        }
         // The encoded size (what the entry will hold); also caches the
         // nested sizes for the encoding in `flush_proposals`.
         let size = u64::from(request.compute_size());
@@ -209,6 +213,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     );
                     return;
                 }
+                // The target may win at once (MsgTimeoutNow skips the
+                // followers' lease): no lease read from here on.
+                self.lease.expire();
                 self.raft_group.transfer_leader(target);
                 let mut resp = kvproto_lite::raft_cmdpb::RaftCmdResponse::default();
                 resp.mut_header().set_current_term(term);
@@ -337,10 +344,19 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 ctx.store_id,
             ));
         }
-        if !self.is_leader() {
+        // A follower read is served by any peer; everything else by the
+        // leader only.
+        let follower_read = crate::local_reader::fast_read_mode(request)
+            == Some(kvproto_lite::raft_cmdpb::ReadMode::Follower);
+        if !self.is_leader() && !follower_read {
             return Err(util::new_not_leader(self.region_id, self.leader_hint()));
         }
-        if let Some(target) = self.raft_group.raft.lead_transferee {
+        if let Some(target) = self
+            .raft_group
+            .raft
+            .lead_transferee
+            .filter(|_| !follower_read)
+        {
             // raft-rs drops proposals while it hands leadership over: send
             // the client to the peer taking over.
             return Err(util::new_not_leader(
@@ -383,6 +399,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 CmdType::Get => req.get_get().get_key(),
                 CmdType::Put => req.get_put().get_key(),
                 CmdType::Delete => req.get_delete().get_key(),
+                CmdType::CompareAndSwap => req.get_cas().get_key(),
+                CmdType::DeleteIfEqual => req.get_delete_if_equal().get_key(),
+                // A user command names no key; its handler can only reach
+                // keys of the region it is applied in.
+                CmdType::User => continue,
                 CmdType::Invalid => return Err(util::new_error("invalid command type")),
             };
             util::check_key_in_region(key, region)?;
@@ -411,8 +432,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.proposals = kept;
     }
 
-    /// Answers every pending proposal with `err`.
+    /// Answers every pending proposal (and waiting read) with `err`.
     pub(crate) fn fail_pending_proposals(&mut self, err: kvproto_lite::errorpb::Error) {
+        self.fail_pending_reads(&err);
         let term = self.term();
         for p in self.proposals.drain(..) {
             p.cb.invoke_with_error(err.clone(), term);

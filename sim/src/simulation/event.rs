@@ -20,6 +20,10 @@ pub(super) enum Event {
         op: usize,
         attempt: u32,
     },
+    CallWake {
+        client: usize,
+        op: usize,
+    },
     Poll {
         store: u64,
     },
@@ -62,6 +66,7 @@ impl Event {
             Event::Converge => 11,
             Event::PlannedStop { .. } => 12,
             Event::SnapshotStep { .. } => 13,
+            Event::CallWake { .. } => 14,
         }
     }
 }

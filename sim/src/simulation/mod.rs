@@ -11,8 +11,9 @@
 //!                      paused); messages sent go through the fault model
 //!                      into the queue as future Delivers; a store that did
 //!                      work is polled again 1 time unit later
-//!   ClientWake         a client invokes an operation (or retries a refused one)
-//!   AttemptTimeout     the operation's outcome becomes unknown
+//!   ClientWake         a client invokes an operation (a client::Call)
+//!   CallWake           a call's backoff ended: its next attempt
+//!   AttemptTimeout     the attempt's outcome becomes unknown; the call retries
 //!   Nemesis / Heal*    partitions, one-way cuts, leader isolation, crashes,
 //!                      pauses
 //!   then               client callbacks are handled in (client, op) order
@@ -49,7 +50,7 @@ use self::stores::StoreSlot;
 use self::workload::{ClientState, Completions};
 use crate::config::SimConfig;
 use crate::digest::Digest;
-use crate::history::{Operation, Outcome, Stamp};
+use crate::history::{Operation, Stamp};
 use crate::network::{NetState, Outbox};
 use crate::report::{Failure, RunReport, SimStats};
 use crate::Result;
@@ -104,6 +105,8 @@ pub struct Simulation {
     /// Snapshot transfers under way, by id.
     transfers: BTreeMap<u64, stores::Transfer>,
     next_transfer: u64,
+    /// Simulated time, read by the stores' lease clocks.
+    clock_now: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Simulation {
@@ -162,6 +165,7 @@ impl Simulation {
             trace_messages: verbose && std::env::var("SIM_LOG").as_deref() == Ok("trace"),
             transfers: BTreeMap::new(),
             next_transfer: 1,
+            clock_now: Arc::default(),
             cfg,
         };
         for &id in &store_ids {
@@ -244,6 +248,8 @@ impl Simulation {
                 break;
             }
             self.now = at;
+            self.clock_now
+                .store(at, std::sync::atomic::Ordering::SeqCst);
             self.stats.events += 1;
             self.digest.write_u64(at);
             self.digest.write_u64(seq);
@@ -281,12 +287,8 @@ impl Simulation {
                 client,
                 op,
                 attempt,
-            } => {
-                let current = self.clients.get(client).and_then(|c| c.current.as_ref());
-                if matches!(current, Some(f) if f.op == op && f.attempt == attempt && f.sent) {
-                    self.finish_op(client, Outcome::Unknown("attempt timed out".to_owned()));
-                }
-            }
+            } => self.attempt_timeout(client, op, attempt),
+            Event::CallWake { client, op } => self.call_wake(client, op),
             Event::Poll { store } => self.poll_store(store),
             Event::Nemesis => self.nemesis(),
             Event::HealNet { fault } => {

@@ -2,6 +2,10 @@
 //! their handlers one round at a time, ticking them, and carrying their
 //! messages through the fault model.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use batch_system::mpsc::TrySendError;
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::eraftpb::MessageType;
@@ -46,6 +50,22 @@ pub(super) struct Transfer {
     next_chunk: usize,
 }
 
+/// A store's lease clock: simulated time at the store's own tick rate
+/// (one of its ticks is `raft_base_tick_interval_ms`), so a store whose
+/// ticks are skewed has a clock skewed alike.
+pub(super) struct SimClock {
+    pub(super) now: Arc<AtomicU64>,
+    pub(super) period: u64,
+    pub(super) tick_ms: u64,
+}
+
+impl raftstore::Clock for SimClock {
+    fn now(&self) -> Duration {
+        let units = self.now.load(Ordering::SeqCst);
+        Duration::from_micros(units.saturating_mul(self.tick_ms * 1000) / self.period.max(1))
+    }
+}
+
 pub(super) struct StoreSlot {
     pub(super) engines: Engines<MemKvEngine, MemRaftLogEngine>,
     pub(super) running: Option<Running>,
@@ -55,6 +75,11 @@ impl Simulation {
     pub(super) fn start_store(&mut self, id: u64) -> Result<()> {
         let outbox = self.outbox.clone();
         let cfg = self.cfg.store.clone();
+        let clock = Arc::new(SimClock {
+            now: self.clock_now.clone(),
+            period: self.tick_period(id),
+            tick_ms: cfg.raft_base_tick_interval_ms,
+        });
         let logger = self.logger.clone();
         let Some(slot) = self.stores.get_mut(&id) else {
             return Err(Error::Config(format!("no store {id}")));
@@ -63,6 +88,7 @@ impl Simulation {
             return Ok(());
         }
         let (router, mut system) = create_raft_batch_system(&cfg);
+        system.set_clock(clock);
         let mut meta = metapb::Store::default();
         meta.set_id(id);
         let pollers = system.spawn_manual(
@@ -462,6 +488,9 @@ pub(super) fn add_store_counts(
         .snapshots
         .applied
         .load(std::sync::atomic::Ordering::Relaxed);
+    let local = system.local_reader();
+    stats.lease_reads_local += local.served();
+    stats.lease_fallbacks += local.fallbacks();
 }
 
 /// How many ways [`corrupt`] knows.

@@ -1,24 +1,28 @@
-//! The workload: clients issuing puts, gets and deletes, each attempt a
-//! history operation, refused attempts retried as new operations until
-//! `op_deadline`; and the final reads.
+//! The workload: clients issuing puts, gets and deletes through the
+//! shipped client's call machine, and the final reads.
 //!
-//! Routing and the reading of answers are the client crate's core, the same
-//! code the shipped `Client` runs: [`client::route`] picks the region and
-//! store (a random peer while no leader is known), [`client::learn`]
-//! updates the shared region cache and each client's leader cache and
-//! classifies the answer; [`client::Backoff`] and [`client::Deadline`]
-//! time the retries (simulated time units taken as milliseconds). What is
-//! the simulation's own is the history model: every refused attempt is
-//! recorded as failed and retried as a new operation (until `op_deadline`,
-//! and not during the final reads), and an attempt with an unknown outcome
-//! or no answer in time is recorded as unknown and not retried.
+//! Each logical operation is one [`client::Call`], the same state machine
+//! the shipped blocking `Client` drives: routing, leader hints, region
+//! refreshes, backoffs, retries after timeouts and after unknown outcomes,
+//! all the client crate's decisions. The simulation is only its driver: it
+//! sends each `Step::Send` to the store's router, reports the answer (or
+//! the attempt's timeout) back, and wakes the call after each
+//! `Step::Wait` (simulated time units taken as milliseconds). Writes carry
+//! a client session (client id + sequence, like `Client`), unless the
+//! config turns sessions off; reads ask for a read mode drawn from the
+//! config's list.
+//!
+//! One history operation per call: invoked when the call starts, complete
+//! when it is done. A call that ends in an error is "failed" (no effect)
+//! only if no attempt could have run; once an attempt timed out or got an
+//! unknown answer, the operation is unknown (it may take effect late).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use batch_system::mpsc::TrySendError;
-use client::{Backoff, Deadline, LeaderCache, Route, RouteError, Verdict};
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdResponse};
+use client::{Call, ClientError, ClientOptions, ErrorClass, LeaderCache, Routing, Step};
+use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdResponse, Response};
 use kvproto_lite::util;
 use protobuf::Message as _;
 use raftstore::{Callback, RaftCommand};
@@ -39,46 +43,31 @@ pub(super) struct Completion {
 
 pub(super) type Completions = Arc<Mutex<Vec<Completion>>>;
 
-/// Longest pause (time units) before a refused operation is retried; the
-/// pause is drawn from `1..=` this.
-const RETRY_BACKOFF: u64 = 20;
-
 /// Simulated time as the client core's time (one unit = one millisecond).
 fn units(t: u64) -> Duration {
     Duration::from_millis(t)
 }
 
+/// The operation a client is running.
 #[derive(Debug)]
 pub(super) struct InFlight {
     pub(super) op: usize,
-    pub(super) attempt: u32,
-    /// Waiting for a response (as opposed to backing off).
-    pub(super) sent: bool,
-    /// Where the attempt went (set when it is sent).
-    pub(super) route: Option<Route>,
-}
-
-/// A logical operation whose attempt was refused: it is retried as a new
-/// history operation (puts with a new value), so a refused attempt that
-/// took effect after all shows up in the history.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Retry {
-    pub(super) key: usize,
-    pub(super) command: Command,
-    /// `op_deadline` after the logical operation started.
-    pub(super) deadline: Deadline,
-    /// The pause before the next retry.
-    pub(super) backoff: Backoff,
-    /// Attempts so far.
-    pub(super) attempts: u32,
+    call: Call,
+    /// The attempt waiting for an answer (none while backing off).
+    attempt: Option<u32>,
+    /// The store that attempt went to.
+    store: u64,
+    /// Some attempt may have run (it timed out or got an unknown answer).
+    maybe_applied: bool,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct ClientState {
     pub(super) current: Option<InFlight>,
-    pub(super) retry: Option<Retry>,
     /// The store believed to lead each region.
     pub(super) leaders: LeaderCache,
+    /// The session sequence of the client's last write.
+    sequence: u64,
 }
 
 impl Simulation {
@@ -105,6 +94,37 @@ impl Simulation {
         }
     }
 
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            timeout: units(self.cfg.op_deadline),
+            attempt_timeout: units(self.cfg.attempt_timeout),
+            initial_backoff: units(5),
+            max_backoff: units(40),
+            sessions: self.cfg.sessions,
+        }
+    }
+
+    /// Runs `f` on `client`'s routing (the shared region cache and the
+    /// client's leader cache) and puts both back.
+    fn with_routing<R>(
+        &mut self,
+        client: usize,
+        f: impl FnOnce(&mut Routing, &mut Call) -> R,
+    ) -> Option<R> {
+        let state = self.clients.get_mut(client)?;
+        let mut flight = state.current.take()?;
+        let mut routing = Routing::with_leaders(
+            std::mem::take(&mut self.regions),
+            std::mem::take(&mut state.leaders),
+        );
+        let out = f(&mut routing, &mut flight.call);
+        let (regions, leaders) = routing.into_parts();
+        self.regions = regions;
+        state.leaders = leaders;
+        state.current = Some(flight);
+        Some(out)
+    }
+
     pub(super) fn client_wake(&mut self, client: usize) {
         if self
             .clients
@@ -113,21 +133,8 @@ impl Simulation {
         {
             return;
         }
-        let retry = self.clients[client].retry.take();
-        let (key, command, attempts) = match (self.phase, retry) {
-            (Phase::Workload | Phase::Settling, Some(r)) => {
-                let command = match r.command {
-                    Command::Put(_) => {
-                        let v = self.next_value;
-                        self.next_value += 1;
-                        Command::Put(v)
-                    }
-                    other => other,
-                };
-                self.clients[client].retry = Some(r);
-                (r.key, command, r.attempts + 1)
-            }
-            (Phase::Workload, None) => {
+        let (key, command) = match self.phase {
+            Phase::Workload => {
                 let key = self.rng.gen_range(0..self.keys.len());
                 let roll = self.rng.gen_range(0..100);
                 let command = if roll < 45 {
@@ -139,26 +146,17 @@ impl Simulation {
                 } else {
                     Command::Delete
                 };
-                let deadline = Deadline::new(units(self.now), units(self.cfg.op_deadline));
-                let backoff = Backoff::new(units(RETRY_BACKOFF), units(RETRY_BACKOFF));
-                self.clients[client].retry = Some(Retry {
-                    key,
-                    command,
-                    deadline,
-                    backoff,
-                    attempts: 0,
-                });
-                (key, command, 1)
+                (key, command)
             }
-            (Phase::FinalReads, _) => match self.final_queue.pop_front() {
-                Some(key) => (key, Command::Get, 1),
+            Phase::FinalReads => match self.final_queue.pop_front() {
+                Some(key) => (key, Command::Get),
                 None => return,
             },
-            (Phase::Settling, None) | (Phase::Done, _) => return,
+            Phase::Settling | Phase::Done => return,
         };
-        if let Some(r) = self.clients[client].retry.as_mut() {
-            r.attempts = attempts;
-        }
+        let Some(k) = self.keys.get(key).cloned() else {
+            return;
+        };
         let id = self.history.len();
         let invoke = self.stamp();
         self.history.push(Operation {
@@ -169,63 +167,132 @@ impl Simulation {
             invoke,
             complete: None,
             outcome: Outcome::Pending,
-            attempts,
+            attempts: 0,
         });
-        self.clients[client].current = Some(InFlight {
-            op: id,
-            attempt: 0,
-            sent: false,
-            route: None,
-        });
-        self.send_attempt(client, id);
-    }
-
-    pub(super) fn send_attempt(&mut self, client: usize, op: usize) {
-        let Some(c) = self.clients.get(client) else {
-            return;
-        };
-        if !matches!(&c.current, Some(f) if f.op == op && !f.sent) {
-            return;
-        }
-        let Some(record) = self.history.get(op) else {
-            return;
-        };
-        let (key, command) = (record.key, record.command);
-        let Some(k) = self.keys.get(key) else {
-            self.finish_op(client, Outcome::Failed("no region for key".to_owned()));
-            return;
-        };
-        let routed = client::route(&self.regions, &mut self.clients[client].leaders, k, |n| {
-            self.rng.gen_range(0..n)
-        });
-        let route = match routed {
-            Ok(route) => route,
-            Err(RouteError::NoPeerOnStore { .. }) => {
-                self.retry_later(client, "hinted store has no peer");
-                return;
-            }
-            Err(RouteError::NoRegion | RouteError::NoPeers(_)) => {
-                self.finish_op(client, Outcome::Failed("no region for key".to_owned()));
-                return;
-            }
-        };
-        let (store, region_id) = (route.store_id(), route.region_id());
         let request = match command {
             Command::Put(v) => client::put_request(k.clone(), encode_value(v)),
             Command::Delete => client::delete_request(k.clone()),
             Command::Get => client::get_request(k.clone()),
         };
-        let req = route.command(request);
-        let attempt = {
-            let Some(f) = self.clients[client].current.as_mut() else {
-                return;
+        let opts = self.client_options();
+        let mut call = Call::new(k, request, units(self.now), &opts);
+        if command == Command::Get {
+            // The final reads go through the log: they judge the replicas.
+            let mode = if self.phase == Phase::FinalReads || self.cfg.read_modes.is_empty() {
+                client::ReadMode::Log
+            } else {
+                self.cfg.read_modes[self.rng.gen_range(0..self.cfg.read_modes.len())]
             };
-            f.attempt += 1;
-            f.sent = true;
-            f.route = Some(route);
-            f.attempt
+            let spread = self.rng.gen_range(0..self.cfg.stores as usize);
+            call = call.with_read_mode(mode, spread);
+        } else if self.cfg.sessions {
+            let state = &mut self.clients[client];
+            state.sequence += 1;
+            call = call.with_session(client as u64 + 1, state.sequence);
+        }
+        self.clients[client].current = Some(InFlight {
+            op: id,
+            call,
+            attempt: None,
+            store: 0,
+            maybe_applied: false,
+        });
+        let now = units(self.now);
+        if let Some(step) = self.with_routing(client, |r, c| c.start(r, now)) {
+            self.drive(client, step);
+        }
+    }
+
+    /// A backoff ended: the call's next attempt.
+    pub(super) fn call_wake(&mut self, client: usize, op: usize) {
+        let waiting = self
+            .clients
+            .get(client)
+            .and_then(|c| c.current.as_ref())
+            .is_some_and(|f| f.op == op && f.attempt.is_none());
+        if !waiting {
+            return;
+        }
+        let now = units(self.now);
+        if let Some(step) = self.with_routing(client, |r, c| c.on_wake(r, now)) {
+            self.drive(client, step);
+        }
+    }
+
+    /// The attempt got no answer in time: it may still run; the call
+    /// retries.
+    pub(super) fn attempt_timeout(&mut self, client: usize, op: usize, attempt: u32) {
+        let Some(flight) = self
+            .clients
+            .get_mut(client)
+            .and_then(|c| c.current.as_mut())
+        else {
+            return;
         };
+        if flight.op != op || flight.attempt != Some(attempt) {
+            return;
+        }
+        flight.maybe_applied = true;
+        flight.attempt = None;
+        self.stats.attempts_unknown += 1;
+        let now = units(self.now);
+        let step = self.with_routing(client, |r, c| c.on_timeout(r, attempt as usize, now));
+        if let Some(Some(step)) = step {
+            self.drive(client, step);
+        }
+    }
+
+    /// Carries out what the call asks for next.
+    fn drive(&mut self, client: usize, step: Step) {
+        match step {
+            Step::Send {
+                attempt,
+                store_id,
+                command,
+            } => self.send_attempt(client, attempt as u32, store_id, command),
+            Step::Wait { until } => {
+                let Some(op) = self.clients[client].current.as_ref().map(|f| f.op) else {
+                    return;
+                };
+                let at = (until.as_millis() as u64).max(self.now + 1);
+                self.schedule(at, Event::CallWake { client, op });
+            }
+            Step::Done(result) => self.finish_call(client, result),
+        }
+    }
+
+    fn send_attempt(
+        &mut self,
+        client: usize,
+        attempt: u32,
+        store: u64,
+        req: kvproto_lite::raft_cmdpb::RaftCmdRequest,
+    ) {
+        let Some(flight) = self
+            .clients
+            .get_mut(client)
+            .and_then(|c| c.current.as_mut())
+        else {
+            return;
+        };
+        flight.attempt = Some(attempt);
+        flight.store = store;
+        let op = flight.op;
+        if let Some(record) = self.history.get_mut(op) {
+            record.attempts = attempt;
+        }
         self.stats.attempts += 1;
+        let region_id = req.get_header().get_region_id();
+        if self.verbose {
+            let h = req.get_header();
+            self.trace(&format!(
+                "client {client} op {op} attempt {attempt} -> store {store} region {region_id} \
+                 {:?} session {}/{}",
+                h.get_read_mode(),
+                h.get_client_id(),
+                h.get_sequence()
+            ));
+        }
         let sink = self.completions.clone();
         let cb = Callback::new(move |resp| {
             sink.lock()
@@ -246,8 +313,7 @@ impl Simulation {
                 attempt,
             },
         );
-        let router = self.router_of(store);
-        let Some(router) = router else {
+        let Some(router) = self.router_of(store) else {
             // The store is down: the connection is refused, nothing sent.
             cb.invoke_with_error(util::new_region_not_found(region_id), 0);
             return;
@@ -263,100 +329,89 @@ impl Simulation {
         }
     }
 
-    /// The attempt was refused (definitely not executed): the operation
-    /// fails, and the client retries the same request as a new operation
-    /// after a short backoff, until `op_deadline`.
-    pub(super) fn retry_later(&mut self, client: usize, why: &str) {
-        let now = units(self.now);
-        let expired = self.clients[client]
-            .retry
-            .is_some_and(|r| r.deadline.expired(now));
-        if expired || self.phase == Phase::FinalReads {
-            self.clients[client].retry = None;
-        }
-        self.finish_op(client, Outcome::Failed(why.to_owned()));
-    }
-
     pub(super) fn on_response(&mut self, c: Completion) {
-        let current = self.clients.get(c.client).and_then(|s| s.current.as_ref());
-        let Some(flight) = current else {
+        let Some(flight) = self
+            .clients
+            .get_mut(c.client)
+            .and_then(|s| s.current.as_mut())
+        else {
             return;
         };
-        if flight.op != c.op || flight.attempt != c.attempt || !flight.sent {
+        if flight.op != c.op || flight.attempt != Some(c.attempt) {
             return; // a late answer to an attempt already given up on
         }
-        let Some(route) = flight.route.clone() else {
-            return;
-        };
-        let store = route.store_id();
-        let verdict = client::learn(
-            &mut self.regions,
-            &mut self.clients[c.client].leaders,
-            &route,
-            &c.resp,
-        );
-        if verdict == Verdict::Succeeded {
-            let command = self.history[c.op].command;
-            let outcome = match command {
-                Command::Put(_) | Command::Delete => Outcome::Written,
-                Command::Get => match c.resp.get_responses().first() {
-                    Some(r) if r.get_cmd_type() == CmdType::Get => {
-                        let g = r.get_get();
-                        if g.get_not_found() {
-                            Outcome::Read(None)
-                        } else {
-                            // A value no put wrote reads as u64::MAX, which
-                            // the checker reports as never written.
-                            Outcome::Read(Some(decode_value(g.get_value()).unwrap_or(u64::MAX)))
-                        }
-                    }
-                    _ => {
-                        self.failure = Some(Failure::MalformedResponse {
-                            detail: format!("get op {} answered {:?}", c.op, c.resp),
-                        });
-                        return;
-                    }
-                },
-            };
-            self.finish_op(c.client, outcome);
-            return;
-        }
+        let store = flight.store;
         let err = c.resp.get_header().get_error();
-        if verdict == Verdict::Error(client::ErrorClass::Unknown) {
-            self.finish_op(
-                c.client,
-                Outcome::Unknown(format!("store {store}: {}", err.get_message())),
-            );
-            return;
+        if c.resp.get_header().has_error() && client::classify(err) == ErrorClass::Unknown {
+            flight.maybe_applied = true;
+            self.stats.attempts_unknown += 1;
         }
-        if err.has_epoch_not_match() {
+        flight.attempt = None;
+        let epoch_changed = err.has_epoch_not_match();
+        let now = units(self.now);
+        let step = self.with_routing(c.client, |r, call| {
+            call.on_response(r, c.attempt as usize, &c.resp, now)
+        });
+        if epoch_changed {
             // The answer lists the split-off regions only while the peer
             // remembers them (not after a restart): like a client asking a
             // placement service, refresh the layout from that store's
             // region metadata.
             self.refresh_regions_from(store);
         }
-        let why = format!("store {store}: {}", err.get_message());
-        self.retry_later(c.client, &why);
+        if let Some(Some(step)) = step {
+            self.drive(c.client, step);
+        }
+    }
+
+    fn finish_call(&mut self, client: usize, result: client::Result<Response>) {
+        let Some(flight) = self.clients.get(client).and_then(|c| c.current.as_ref()) else {
+            return;
+        };
+        let (op, maybe_applied) = (flight.op, flight.maybe_applied);
+        let Some(command) = self.history.get(op).map(|o| o.command) else {
+            return;
+        };
+        let outcome = match result {
+            Ok(resp) => match command {
+                Command::Put(_) | Command::Delete => Outcome::Written,
+                Command::Get => {
+                    if resp.get_cmd_type() != CmdType::Get {
+                        self.failure = Some(Failure::MalformedResponse {
+                            detail: format!("get op {op} answered {resp:?}"),
+                        });
+                        return;
+                    }
+                    let g = resp.get_get();
+                    if g.get_not_found() {
+                        Outcome::Read(None)
+                    } else {
+                        // A value no put wrote reads as u64::MAX, which the
+                        // checker reports as never written.
+                        Outcome::Read(Some(decode_value(g.get_value()).unwrap_or(u64::MAX)))
+                    }
+                }
+            },
+            Err(e @ ClientError::Timeout { .. }) if command != Command::Get => {
+                Outcome::Unknown(e.to_string())
+            }
+            Err(e) if maybe_applied => Outcome::Unknown(e.to_string()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.finish_op(client, outcome);
     }
 
     pub(super) fn finish_op(&mut self, client: usize, outcome: Outcome) {
-        let Some(flight) = self.clients.get_mut(client).and_then(|c| c.current.take()) else {
+        let Some(_flight) = self.clients.get_mut(client).and_then(|c| c.current.take()) else {
             return;
         };
-        if !matches!(outcome, Outcome::Failed(_)) {
-            self.clients[client].retry = None;
-        }
-        let retry_pause = self.clients[client]
-            .retry
-            .as_mut()
-            .map(|r| r.backoff.next_delay().as_millis() as u64);
+        let op_id = _flight.op;
         let complete = match outcome {
             Outcome::Unknown(_) => None,
             _ => Some(self.stamp()),
         };
         let now = self.now;
-        let Some(op) = self.history.get_mut(flight.op) else {
+        let Some(op) = self.history.get_mut(op_id) else {
             return;
         };
         op.complete = complete;
@@ -382,10 +437,7 @@ impl Simulation {
             }
         }
         self.trace(&line);
-        let pause = match retry_pause {
-            Some(longest) => self.rng.gen_range(1..=longest.max(1)),
-            None => self.rng.gen_range(1..=self.cfg.max_think_time.max(1)),
-        };
+        let pause = self.rng.gen_range(1..=self.cfg.max_think_time.max(1));
         self.schedule(now + pause, Event::ClientWake { client });
     }
 }

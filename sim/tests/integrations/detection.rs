@@ -31,3 +31,48 @@ fn acknowledging_without_fsync_is_caught() {
         violation.expect("no seed showed the lost writes as a linearizability violation");
     assert!(!v.ops.is_empty(), "seed {seed}: {v}");
 }
+
+/// A seed whose history shows a retried write applied twice when writes
+/// carry no session (found by `sim --unsafe-no-sessions`).
+const DUPLICATE_SEED: u64 = 313;
+
+fn run(cfg: SimConfig) -> Option<Failure> {
+    run_seed(cfg, false).failure
+}
+
+/// The shipped client retries a write after a timeout or an unknown
+/// outcome. Without sessions the store may apply both attempts; the
+/// checker sees a write take effect again after later writes and reads.
+/// With sessions (the default) the same seed passes.
+#[test]
+fn retried_writes_without_sessions_apply_twice_and_are_caught() {
+    let mut cfg = SimConfig::from_seed(DUPLICATE_SEED, Profile::Full);
+    cfg.sessions = false;
+    match run(cfg) {
+        Some(Failure::NotLinearizable(v)) => assert!(!v.ops.is_empty(), "{v}"),
+        other => panic!("seed {DUPLICATE_SEED} without sessions: {other:?}"),
+    }
+    let safe = SimConfig::from_seed(DUPLICATE_SEED, Profile::Full);
+    assert!(safe.sessions);
+    assert_eq!(run(safe), None);
+}
+
+/// A seed whose history shows a stale lease read when store 1's clock runs
+/// far beyond the lease's drift bound (found by `sim --unsafe-lease-skew`).
+const STALE_LEASE_SEED: u64 = 50;
+
+/// A leader whose clock runs slow keeps believing its lease after the
+/// others elected a new leader that took writes: its lease reads are stale
+/// and the checker says so. The same seed, skew and faults with ReadIndex
+/// reads instead (no clock involved) pass.
+#[test]
+fn a_lease_beyond_the_clock_drift_bound_serves_stale_reads_and_is_caught() {
+    let mut cfg = SimConfig::from_seed(STALE_LEASE_SEED, Profile::Full);
+    sim::skew_clocks_beyond_the_lease_bound(&mut cfg);
+    match run(cfg.clone()) {
+        Some(Failure::NotLinearizable(v)) => assert!(!v.ops.is_empty(), "{v}"),
+        other => panic!("seed {STALE_LEASE_SEED} with skewed leases: {other:?}"),
+    }
+    cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::ReadIndex];
+    assert_eq!(run(cfg), None);
+}

@@ -56,6 +56,40 @@ enum EngineKind {
     Memory,
 }
 
+/// How the benchmark's reads are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReadModeArg {
+    /// Through the raft log.
+    Log,
+    /// ReadIndex on the leader.
+    ReadIndex,
+    /// Leader lease (local reader).
+    Lease,
+    /// ReadIndex from any peer.
+    Follower,
+}
+
+impl ReadModeArg {
+    fn mode(self) -> kvproto_lite::raft_cmdpb::ReadMode {
+        use kvproto_lite::raft_cmdpb::ReadMode;
+        match self {
+            ReadModeArg::Log => ReadMode::Log,
+            ReadModeArg::ReadIndex => ReadMode::ReadIndex,
+            ReadModeArg::Lease => ReadMode::Lease,
+            ReadModeArg::Follower => ReadMode::Follower,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ReadModeArg::Log => "log",
+            ReadModeArg::ReadIndex => "read-index",
+            ReadModeArg::Lease => "lease",
+            ReadModeArg::Follower => "follower",
+        }
+    }
+}
+
 /// A replicated multi-raft cluster in one process under load.
 #[derive(Debug, Parser)]
 #[command(name = "cluster-bench", version, about, long_about = None)]
@@ -83,9 +117,18 @@ struct Args {
     /// Bytes per written value (at least 12: sequence number + key index).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(12..=1_048_576))]
     value_size: u64,
-    /// Fraction of operations that are reads (linearizable, through raft).
+    /// Fraction of operations that are reads (all linearizable).
     #[arg(long, default_value_t = 0.0)]
     read_ratio: f64,
+    /// How reads are served: `log` (proposed like writes), `read-index`
+    /// (leader confirms leadership with one heartbeat round per batch),
+    /// `lease` (leader lease, served off the raft thread), `follower`
+    /// (ReadIndex asked by any peer). A list (`--read-mode
+    /// log,read-index,lease,follower`) runs one phase per mode, each on a
+    /// fresh cluster, and ends with reads/s per mode as a ratio to the
+    /// first.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "log")]
+    read_mode: Vec<ReadModeArg>,
     /// Seconds of measured load per phase.
     #[arg(long, default_value_t = 25.0)]
     duration: f64,
@@ -176,6 +219,7 @@ struct PhasePlan {
     regions: usize,
     cfg: Config,
     rate: Option<f64>,
+    read_mode: ReadModeArg,
 }
 
 fn main() -> ExitCode {
@@ -256,6 +300,16 @@ fn run(args: &Args) -> Result<Report, String> {
         );
     }
     let by_regions = args.regions.len() > 1;
+    let by_read_mode = args.read_mode.len() > 1;
+    if args.read_mode.is_empty() {
+        return Err("--read-mode needs at least one mode".to_owned());
+    }
+    if by_read_mode && (by_regions || args.compare || args.half_load) {
+        return Err(
+            "a list of --read-mode runs with one region count, without --compare / --half-load"
+                .to_owned(),
+        );
+    }
     if by_regions && (args.compare || args.half_load) {
         return Err(
             "--compare and --half-load run with one region count; give --regions one value"
@@ -316,6 +370,7 @@ fn run(args: &Args) -> Result<Report, String> {
             report.disk_probe.push(p);
         }
     }
+    let read_mode = args.read_mode[0];
     if by_regions {
         for (index, &regions) in args.regions.iter().enumerate() {
             let plan = PhasePlan {
@@ -323,8 +378,36 @@ fn run(args: &Args) -> Result<Report, String> {
                 regions,
                 cfg: cfg.clone(),
                 rate: args.rate,
+                read_mode,
             };
             report.phases.push(run_phase(args, &plan, index)?);
+        }
+        return finish_report(args, report);
+    }
+    if by_read_mode {
+        for (index, &mode) in args.read_mode.iter().enumerate() {
+            let plan = PhasePlan {
+                name: format!("reads: {}", mode.name()),
+                regions: args.regions[0],
+                cfg: cfg.clone(),
+                rate: args.rate,
+                read_mode: mode,
+            };
+            report.phases.push(run_phase(args, &plan, index)?);
+        }
+        let base = report.phases[0].reads_per_sec.max(f64::MIN_POSITIVE);
+        println!(
+            "reads/s by read mode (ratio to {}):",
+            args.read_mode[0].name()
+        );
+        for (mode, phase) in args.read_mode.iter().zip(&report.phases) {
+            println!(
+                "  {:>10}: {:>12.0} reads/s  {:>6.2}x   ({:.0} writes/s)",
+                mode.name(),
+                phase.reads_per_sec,
+                phase.reads_per_sec / base,
+                phase.writes_per_sec
+            );
         }
         return finish_report(args, report);
     }
@@ -334,6 +417,7 @@ fn run(args: &Args) -> Result<Report, String> {
         regions,
         cfg: cfg.clone(),
         rate: args.rate,
+        read_mode,
     };
     let first = run_phase(args, &main_phase, 0)?;
     let peak_ops = first.writes_per_sec + first.reads_per_sec;
@@ -345,6 +429,7 @@ fn run(args: &Args) -> Result<Report, String> {
             regions,
             cfg: cfg.clone(),
             rate: Some((peak_ops / 2.0).max(1.0)),
+            read_mode,
         };
         report.phases.push(run_phase(args, &plan, index)?);
         index += 1;
@@ -357,6 +442,7 @@ fn run(args: &Args) -> Result<Report, String> {
             regions,
             cfg: off,
             rate: args.rate,
+            read_mode,
         };
         report.phases.push(run_phase(args, &plan, index)?);
     }
@@ -477,6 +563,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         window: args.window,
         value_size: args.value_size as usize,
         read_ratio: args.read_ratio,
+        read_mode: plan.read_mode.mode(),
         keys: args.keys,
         rate: plan.rate,
         seed: args.seed,

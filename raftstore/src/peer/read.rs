@@ -1,0 +1,403 @@
+//! Reads that do not go through the raft log: ReadIndex on the leader,
+//! ReadIndex asked by a follower, and the leader lease.
+//!
+//! ```text
+//! propose(read-only command, mode != Log)
+//!   Lease, lease valid, leader applied an entry of its term
+//!       -> served at once from the KV engine
+//!   otherwise -> this round's read batch
+//! handle_ready (once per round)
+//!   round's batch -> one raft read_index(batch id) for all of them
+//!   (a leader that has not committed an entry of its term waits: raft-rs
+//!    drops such requests)
+//!   Ready.read_states -> the batch's read index (the commit index that a
+//!   quorum confirmed the leader still led at); on the leader it renews the
+//!   lease from the moment the request was sent
+//! applied index >= read index -> every read of the batch is served from
+//!   the KV engine (whose applied state covers the read index)
+//! ticks: a batch unanswered for two election timeouts, and a leader's
+//!   batches when it stops leading, are answered NotLeader (retryable).
+//! ```
+//!
+//! Batching follows TiKV (`peer.rs` read_index: one raft read index per
+//! batch of reads), and the lease follows TiKV's `Lease`: renewed from the
+//! time the confirming request was *sent*, never from when the answer came,
+//! and shorter than the election timeout by a clock-drift bound.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::RaftLogEngine;
+use kvproto_lite::raft_cmdpb::ReadMode;
+use kvproto_lite::util;
+use raft::StateRole;
+
+use super::Peer;
+use crate::context::PollContext;
+use crate::local_reader::{read_from_engine, LeaseCell};
+use crate::msg::{Callback, RaftCommand};
+use crate::transport::Transport;
+
+/// Reads waiting for one raft read index.
+pub(super) struct ReadBatch {
+    id: u64,
+    /// Asked by a follower (`Follower` mode) rather than the leader.
+    follower: bool,
+    /// The read index, once raft answered.
+    index: Option<u64>,
+    /// `read_index` was called (the leader may have to wait for an entry of
+    /// its term to commit first).
+    sent: bool,
+    /// Clock time `read_index` was called: the lease start if confirmed.
+    sent_at: Duration,
+    /// Ticks since the batch was created.
+    age: usize,
+    reads: Vec<RaftCommand>,
+}
+
+/// The reads of one peer, kept out of line: an idle peer holds `None`.
+#[derive(Default)]
+pub(super) struct PendingReads {
+    /// Reads accepted this round, batched in `flush_reads`.
+    round: Vec<RaftCommand>,
+    round_follower: Vec<RaftCommand>,
+    batches: VecDeque<ReadBatch>,
+}
+
+impl PendingReads {
+    fn is_empty(&self) -> bool {
+        self.round.is_empty() && self.round_follower.is_empty() && self.batches.is_empty()
+    }
+}
+
+impl<ER: RaftLogEngine> Peer<ER> {
+    /// The lease: the election timeout minus the configured clock drift
+    /// (and one tick, since a follower's election clock may be a tick
+    /// ahead when it hears the leader).
+    pub(super) fn lease_duration<EK, T>(ctx: &PollContext<EK, ER, T>) -> Duration
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let tick = Duration::from_millis(ctx.cfg.raft_base_tick_interval_ms);
+        let election = tick * (ctx.cfg.raft_election_timeout_ticks.saturating_sub(1) as u32);
+        election.saturating_sub(ctx.cfg.lease_max_clock_drift())
+    }
+
+    /// Whether this leader applied an entry of its own term: then its KV
+    /// engine holds everything earlier leaders committed.
+    pub(super) fn applied_own_term(&self) -> bool {
+        let raft = &self.raft_group.raft;
+        let applied = raft.raft_log.applied;
+        raft.state == StateRole::Leader && raft.raft_log.term(applied).ok() == Some(raft.term)
+    }
+
+    /// Whether a lease read may be served by this peer now.
+    fn lease_valid(&self, now: Duration) -> bool {
+        self.is_leader()
+            && self.raft_group.raft.lead_transferee.is_none()
+            && !self.is_asleep()
+            && self.applied_own_term()
+            && self.lease.valid_at(now, self.term())
+    }
+
+    /// Accepts a read-only command whose header asks for `mode` (see the
+    /// module docs). Checks were done by the caller, except leadership.
+    pub(super) fn propose_read<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        cmd: RaftCommand,
+        mode: ReadMode,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let term = self.term();
+        let follower = mode == ReadMode::Follower && !self.is_leader();
+        if !follower && !self.is_leader() {
+            let err = util::new_not_leader(self.region_id, self.leader_hint());
+            cmd.callback.invoke_with_error(err, term);
+            return;
+        }
+        if mode == ReadMode::Lease && self.lease_valid(ctx.local_reader.now()) {
+            let resp = read_from_engine(&ctx.engines.kv, &cmd.request, term);
+            ctx.local_reader.count_raft_thread_lease_read();
+            cmd.callback.invoke(resp);
+            return;
+        }
+        let reads = self.reads.get_or_insert_with(Default::default);
+        if follower {
+            reads.round_follower.push(cmd);
+        } else {
+            reads.round.push(cmd);
+        }
+    }
+
+    /// Turns the round's reads into read batches and asks raft for read
+    /// indexes (once per batch), then answers batches whose index is
+    /// applied. Called before the Ready is taken.
+    pub(super) fn flush_reads<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let now = ctx.local_reader.now();
+        for (follower, list) in [
+            (false, std::mem::take(&mut reads.round)),
+            (true, std::mem::take(&mut reads.round_follower)),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            reads.batches.push_back(ReadBatch {
+                id: ctx.local_reader.next_read_id(),
+                follower,
+                index: None,
+                sent: false,
+                sent_at: now,
+                age: 0,
+                reads: list,
+            });
+        }
+        self.send_read_indexes(now);
+        self.serve_reads(ctx);
+    }
+
+    /// Calls raft's `read_index` for every batch not sent yet, when raft
+    /// can take it.
+    fn send_read_indexes(&mut self, now: Duration) {
+        let is_leader = self.is_leader();
+        let raft = &self.raft_group.raft;
+        let leader_ready =
+            is_leader && raft.raft_log.term(raft.raft_log.committed).ok() == Some(raft.term);
+        let follower_ready = !is_leader && raft.leader_id != raft::INVALID_ID;
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let mut to_send = Vec::new();
+        for b in reads.batches.iter_mut().filter(|b| !b.sent) {
+            let can = if b.follower {
+                follower_ready || leader_ready
+            } else {
+                leader_ready
+            };
+            if can {
+                b.sent = true;
+                b.sent_at = now;
+                to_send.push(b.id);
+            }
+        }
+        let me = self.meta.get_id();
+        for id in to_send {
+            self.raft_group.read_index(read_context(me, id));
+        }
+    }
+
+    /// Takes the read states of a Ready: each gives its batch a read index;
+    /// a confirmed leader batch renews the lease.
+    pub(super) fn on_read_states<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        states: Vec<raft::ReadState>,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let lease = Self::lease_duration(ctx);
+        let term = self.term();
+        let is_leader = self.is_leader();
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let mut renew = None;
+        let me = self.meta.get_id();
+        for rs in states {
+            let Some(id) = read_id_of(me, &rs.request_ctx) else {
+                continue;
+            };
+            if let Some(b) = reads.batches.iter_mut().find(|b| b.id == id) {
+                b.index = Some(rs.index);
+                if is_leader && !b.follower {
+                    renew = Some(renew.map_or(b.sent_at, |t: Duration| t.max(b.sent_at)));
+                }
+            }
+        }
+        if let Some(sent_at) = renew {
+            self.lease.renew(sent_at + lease, term);
+        }
+        self.serve_reads(ctx);
+    }
+
+    /// Answers every batch whose read index is applied (data in the KV
+    /// engine), in order.
+    pub(super) fn serve_reads<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let applied = self.raft_group.raft.raft_log.applied;
+        let term = self.term();
+        let version = self.region().get_region_epoch().get_version();
+        let region = self.region().clone();
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        while reads
+            .batches
+            .front()
+            .is_some_and(|b| b.index.is_some_and(|i| i <= applied))
+        {
+            let Some(batch) = reads.batches.pop_front() else {
+                break;
+            };
+            for cmd in batch.reads {
+                let req = &cmd.request;
+                if req.get_header().get_region_epoch().get_version() != version {
+                    // A split applied since the read was accepted: its key
+                    // may have moved.
+                    let err = util::new_epoch_not_match(
+                        format!("region {} changed while the read waited", region.get_id()),
+                        vec![region.clone()],
+                    );
+                    cmd.callback.invoke_with_error(err, term);
+                    continue;
+                }
+                let resp = read_from_engine(&ctx.engines.kv, req, term);
+                cmd.callback.invoke(resp);
+            }
+        }
+        if reads.is_empty() {
+            self.reads = None;
+        }
+    }
+
+    /// On a tick: re-sends batches raft could not take yet, and answers
+    /// batches that waited two election timeouts (their request or answer
+    /// was lost) with NotLeader, a retryable refusal.
+    pub(super) fn tick_reads(&mut self, now: Duration, election_ticks: usize) {
+        self.send_read_indexes(now);
+        let hint = self.leader_hint();
+        let (region_id, term) = (self.region_id, self.term());
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let mut kept = VecDeque::with_capacity(reads.batches.len());
+        for mut b in reads.batches.drain(..) {
+            b.age += 1;
+            if b.index.is_none() && b.age > 2 * election_ticks {
+                fail_batch(b, util::new_not_leader(region_id, hint.clone()), term);
+            } else {
+                kept.push_back(b);
+            }
+        }
+        reads.batches = kept;
+        if reads.is_empty() {
+            self.reads = None;
+        }
+    }
+
+    /// A leader that stopped leading answers its own (leader-mode) batches
+    /// that have no read index yet: raft-rs forgets them.
+    pub(super) fn check_reads_after_role_change(&mut self) {
+        if self.is_leader() {
+            return;
+        }
+        let hint = self.leader_hint();
+        let (region_id, term) = (self.region_id, self.term());
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let mut round = std::mem::take(&mut reads.round);
+        let mut kept = VecDeque::with_capacity(reads.batches.len());
+        for b in reads.batches.drain(..) {
+            if !b.follower && b.index.is_none() {
+                fail_batch(b, util::new_not_leader(region_id, hint.clone()), term);
+            } else {
+                kept.push_back(b);
+            }
+        }
+        for cmd in round.drain(..) {
+            cmd.callback
+                .invoke_with_error(util::new_not_leader(region_id, hint.clone()), term);
+        }
+        reads.batches = kept;
+        if reads.is_empty() {
+            self.reads = None;
+        }
+    }
+
+    /// Answers every waiting read with `err` (the peer stops).
+    pub(crate) fn fail_pending_reads(&mut self, err: &kvproto_lite::errorpb::Error) {
+        let term = self.term();
+        if let Some(reads) = self.reads.take() {
+            for cmd in reads.round.into_iter().chain(reads.round_follower) {
+                cmd.callback.invoke_with_error(err.clone(), term);
+            }
+            for b in reads.batches {
+                fail_batch(b, err.clone(), term);
+            }
+        }
+    }
+
+    /// Publishes (or withdraws) this peer's read delegate in the store's
+    /// local reader: present while the peer is an awake leader, not handing
+    /// leadership over, that applied an entry of its own term.
+    pub(crate) fn publish_read_delegate<EK, T>(&mut self, ctx: &PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let eligible = self.applied_own_term()
+            && self.raft_group.raft.lead_transferee.is_none()
+            && !self.is_asleep()
+            && !self.is_pending_remove();
+        let epoch = self.region().get_region_epoch();
+        let want = eligible.then(|| (self.term(), epoch.get_version(), epoch.get_conf_ver()));
+        if want == self.read_delegate {
+            return;
+        }
+        self.read_delegate = want;
+        let delegate = want.map(|(term, _, _)| crate::local_reader::ReadDelegate {
+            region: self.region().clone(),
+            store_id: ctx.store_id,
+            term,
+            lease: self.lease.clone(),
+        });
+        ctx.local_reader.publish(self.region_id, delegate);
+    }
+
+    /// The lease cell shared with the store's local reader.
+    pub(crate) fn lease_cell(&self) -> &Arc<LeaseCell> {
+        &self.lease
+    }
+}
+
+/// The context of a read index request: the asking peer and the batch id
+/// (raft-rs keys a leader's pending read index requests by context, so two
+/// peers must never send the same one).
+fn read_context(peer_id: u64, id: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&peer_id.to_be_bytes());
+    ctx.extend_from_slice(&id.to_be_bytes());
+    ctx
+}
+
+/// The batch id in a read state's context, if the context is this peer's.
+fn read_id_of(peer_id: u64, ctx: &[u8]) -> Option<u64> {
+    let (peer, id) = ctx.split_at_checked(8)?;
+    if peer != peer_id.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+fn fail_batch(b: ReadBatch, err: kvproto_lite::errorpb::Error, term: u64) {
+    for cmd in b.reads {
+        let cb: Callback = cmd.callback;
+        cb.invoke_with_error(err.clone(), term);
+    }
+}
