@@ -111,6 +111,7 @@ mod context;
 mod delegate;
 mod error;
 mod fsm;
+pub mod membership;
 pub mod metrics;
 mod msg;
 mod notifier;

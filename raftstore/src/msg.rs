@@ -163,4 +163,12 @@ pub enum StoreMsg {
     Tick,
     /// Start the store FSM.
     Start,
+    /// The apply system made region `region_id`'s `Tombstone` state
+    /// durable: its destroyed peer's raft log can go (it is cleaned only
+    /// now, so a crash in between leaves a tombstone with a stale log,
+    /// which a restart cleans, and never a live region without a log).
+    PeerDestroyed {
+        /// The region whose peer was destroyed.
+        region_id: u64,
+    },
 }

@@ -12,7 +12,7 @@ use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 
-use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg};
+use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 use crate::peer_fsm::PeerFsm;
 use crate::snapshot::{IncomingSnapshot, SnapManager};
 use crate::store_fsm::{self, StoreFsm};
@@ -293,9 +293,14 @@ impl<ER: RaftLogEngine> apply::ApplyNotifier for RaftRouter<ER> {
     fn notify(&self, results: Vec<apply::ApplyRes>) {
         for res in results {
             let region_id = res.region_id;
+            let destroyed = res.destroyed;
             // force_send: apply results must never be refused for capacity.
             // A missing or closed peer (destroyed meanwhile) needs none.
             let _ = self.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
+            if destroyed {
+                // The tombstone is durable: the store may clean the log.
+                let _ = self.force_send_control(StoreMsg::PeerDestroyed { region_id });
+            }
         }
     }
 }

@@ -249,6 +249,11 @@ pub struct StoreStats {
     pub hibernations: AtomicU64,
     /// Times a hibernated peer of this store woke.
     pub wakes: AtomicU64,
+    /// Tombstone messages sent to peers that missed their own removal.
+    pub tombstones_sent: AtomicU64,
+    /// Peers of this store destroyed (removed by a conf change, or told by
+    /// a tombstone message that they were).
+    pub peers_destroyed: AtomicU64,
     /// How long each raft log write took, fsync included: the part of a
     /// poll round spent waiting for the disk.
     pub log_write_duration: DurationHistogram,

@@ -193,6 +193,18 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     ) -> Result<usize> {
         let mut count = 0usize;
         for state in engines.kv.region_states()? {
+            if state.get_state() == PeerState::Tombstone {
+                // A crash after the tombstone was written and before the
+                // destroyed peer's raft log was cleaned leaves the log.
+                let region_id = state.get_region().get_id();
+                if engines.raft.get_raft_state(region_id)?.is_some() {
+                    let mut lb = engines.raft.log_batch(0);
+                    lb.clean(region_id)?;
+                    engines.raft.consume(&mut lb, true)?;
+                    info!(logger, "cleaned the raft log of a destroyed peer"; "region_id" => region_id);
+                }
+                continue;
+            }
             if state.get_state() != PeerState::Normal {
                 continue;
             }

@@ -107,6 +107,10 @@ pub struct SimStats {
     pub sleeping_leader_faults: u64,
     /// Split commands sent to a leader.
     pub splits: u64,
+    /// Membership changes sent to a leader.
+    pub conf_changes: u64,
+    /// Membership changes answered with success (the region changed).
+    pub conf_changes_applied: u64,
     /// Planned restarts: stores told to evict their leaders, then stopped.
     pub planned_restarts: u64,
     /// Leaderships a store held when told to evict them and had handed to

@@ -18,6 +18,7 @@ mod batch;
 mod hibernate;
 mod propose;
 mod snapshot;
+mod stale;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -240,6 +241,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.pending_remove = true;
     }
 
+    /// Whether the peer has region metadata (an uninitialized peer, created
+    /// from a message, waits for a snapshot to get it).
+    pub(crate) fn is_initialized(&self) -> bool {
+        !self.region().get_peers().is_empty()
+    }
+
     fn find_peer(&self, peer_id: u64) -> Option<&metapb::Peer> {
         self.region()
             .get_peers()
@@ -410,7 +417,23 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.maybe_propose_compact_log(ctx);
         }
         if self.is_leader() {
+            self.maybe_leave_joint();
             self.maybe_hibernate(ctx);
+        }
+    }
+
+    /// A leader of a region in a joint configuration proposes to leave it
+    /// once nothing else is pending. Raft does so by itself when the leader
+    /// that entered the joint configuration applies it; this covers a
+    /// leader elected in between, which raft would leave joint for ever.
+    fn maybe_leave_joint(&mut self) {
+        if !apply::membership::is_joint(self.region()) || self.raft_group.raft.has_pending_conf() {
+            return;
+        }
+        info!(self.logger, "proposing to leave the joint configuration");
+        let leave = kvproto_lite::eraftpb::ConfChangeV2::default();
+        if let Err(e) = self.raft_group.propose_conf_change(vec![], leave) {
+            debug!(self.logger, "propose leaving the joint configuration"; "err" => %e);
         }
     }
 
@@ -801,16 +824,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         match result {
             apply::ExecResult::ChangePeer { cc, region } => {
+                // Apply checked the change against raft's rules on the same
+                // configuration, so raft accepts it; a refusal here would
+                // mean the two disagree about the configuration.
                 if let Err(e) = self.raft_group.apply_conf_change(&cc) {
-                    error!(self.logger, "apply conf change"; "err" => %e);
+                    error!(self.logger, "raft refused a membership change that apply accepted";
+                        "err" => %e, "changes" => ?cc.get_changes(),
+                        "conf_ver" => region.get_region_epoch().get_conf_ver());
                 }
                 self.pin_election_timeout();
                 let removed = !region
                     .get_peers()
                     .iter()
                     .any(|p| p.get_id() == self.meta.get_id());
+                if let Some(me) = region
+                    .get_peers()
+                    .iter()
+                    .find(|p| p.get_id() == self.meta.get_id())
+                {
+                    self.meta.set_role(me.get_role());
+                }
                 info!(self.logger, "conf change applied";
-                    "change" => ?cc.get_change_type(), "node" => cc.get_node_id(),
+                    "changes" => ?cc.get_changes(),
                     "conf_ver" => region.get_region_epoch().get_conf_ver());
                 self.peer_cache
                     .retain(|p| !region.get_peers().iter().any(|q| q.get_id() == p.get_id()));

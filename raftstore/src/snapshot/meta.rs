@@ -3,23 +3,16 @@
 //! out of band, see [`crate::snapshot`]).
 
 use kvproto_lite::eraftpb::ConfState;
-use kvproto_lite::metapb::{PeerRole, Region};
+use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::RaftApplyState;
 use protobuf::Message as _;
 
 use crate::error::{Error, Result};
 
-/// The voters and learners of a region, as raft-rs wants them.
+/// The voters and learners of a region, as raft-rs wants them, with the
+/// joint configuration its roles describe (see [`apply::membership`]).
 pub fn conf_state_from_region(region: &Region) -> ConfState {
-    let mut cs = ConfState::default();
-    for peer in region.get_peers() {
-        if peer.get_role() == PeerRole::Learner {
-            cs.mut_learners().push(peer.get_id());
-        } else {
-            cs.mut_voters().push(peer.get_id());
-        }
-    }
-    cs
+    apply::membership::conf_state_of(region)
 }
 
 /// Format version of an encoded [`SnapshotMeta`].

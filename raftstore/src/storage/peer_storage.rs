@@ -528,6 +528,30 @@ mod tests {
     }
 
     #[test]
+    fn a_region_in_a_joint_configuration_restarts_raft_in_it() {
+        let mut region = Region::default();
+        for (id, role) in [
+            (11, PeerRole::Voter),
+            (12, PeerRole::DemotingVoter),
+            (13, PeerRole::IncomingVoter),
+            (14, PeerRole::Learner),
+        ] {
+            let mut p = Peer::default();
+            p.set_id(id);
+            p.set_role(role);
+            region.mut_peers().push(p);
+        }
+        // Treating a demoting voter as a voter after a restart let two
+        // peers that were learners elect a leader (simulation, seed 50).
+        let cs = conf_state_from_region(&region);
+        assert_eq!(cs.get_voters(), &[11, 13]);
+        assert_eq!(cs.get_voters_outgoing(), &[11, 12]);
+        assert_eq!(cs.get_learners(), &[14]);
+        assert_eq!(cs.get_learners_next(), &[12]);
+        assert!(cs.get_auto_leave());
+    }
+
+    #[test]
     fn terms_and_entries_outside_the_log_are_errors_not_panics() {
         let mut s = storage();
         append(&mut s, &[entry(6, 6), entry(7, 6)]);

@@ -87,6 +87,8 @@ pub struct Simulation {
     next_peer_id: u64,
     /// Split responses waiting to be learned from.
     split_results: Arc<Mutex<Vec<RaftCmdResponse>>>,
+    /// Membership change responses waiting to be learned from.
+    membership_results: Arc<Mutex<Vec<RaftCmdResponse>>>,
     keys: Vec<Vec<u8>>,
     next_value: u64,
     phase: Phase,
@@ -145,6 +147,7 @@ impl Simulation {
             next_region_id: 1_000,
             next_peer_id: 100_000,
             split_results: Arc::new(Mutex::new(Vec::new())),
+            membership_results: Arc::new(Mutex::new(Vec::new())),
             regions: RegionCache::new(regions.clone()),
             keys,
             next_value: 1,
@@ -218,6 +221,7 @@ impl Simulation {
             || n.transfers
             || n.splits
             || n.sleeping_leaders
+            || n.membership
         {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
