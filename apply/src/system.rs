@@ -10,7 +10,7 @@ use slog::Logger;
 
 use crate::fsm::reject;
 use crate::{
-    ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
+    ApplyFsm, DiskFailure, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
     ControlMsg, Result,
 };
 
@@ -21,6 +21,7 @@ use crate::{
 pub struct ApplyRouter {
     router: BatchRouter<ApplyFsm, ControlFsm>,
     cfg: Arc<Config>,
+    disk_failure: Arc<DiskFailure>,
 }
 
 impl Deref for ApplyRouter {
@@ -32,6 +33,12 @@ impl Deref for ApplyRouter {
 }
 
 impl ApplyRouter {
+    /// The store's disk failure, shared by every clone of this router, the
+    /// apply pollers and the raft pollers of the same store.
+    pub fn disk_failure(&self) -> &Arc<DiskFailure> {
+        &self.disk_failure
+    }
+
     /// Delivers `msg` to region `region_id`'s apply FSM.
     ///
     /// Never refused for being full (committed entries must not be dropped).
@@ -100,6 +107,7 @@ pub fn create_apply_batch_system(cfg: &Config) -> (ApplyRouter, ApplyBatchSystem
     let router = ApplyRouter {
         router,
         cfg: Arc::new(cfg.clone()),
+        disk_failure: Arc::new(DiskFailure::default()),
     };
     let system = ApplyBatchSystem {
         system,

@@ -117,6 +117,7 @@ mod bootstrap;
 mod config;
 mod context;
 mod error;
+mod memory;
 pub mod metrics;
 mod msg;
 mod peer;
@@ -136,6 +137,7 @@ pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootst
 pub use config::Config;
 pub use context::PollContext;
 pub use error::{Error, Result};
+pub use memory::{default_memory_quota, MemoryGuard, MemoryQuota};
 pub use msg::{error_response, Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 pub use peer::Peer;
 pub use peer_fsm::PeerFsm;

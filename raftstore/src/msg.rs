@@ -28,6 +28,9 @@ type CallbackFn = Box<dyn FnOnce(RaftCmdResponse) + Send>;
 /// ```
 pub struct Callback {
     f: Option<CallbackFn>,
+    /// The store memory the command holds until it is answered (dropped
+    /// after the function ran).
+    memory: Option<crate::memory::MemoryGuard>,
 }
 
 impl Callback {
@@ -35,12 +38,22 @@ impl Callback {
     pub fn new(f: impl FnOnce(RaftCmdResponse) + Send + 'static) -> Callback {
         Callback {
             f: Some(Box::new(f)),
+            memory: None,
         }
     }
 
     /// A callback that ignores the response.
     pub fn none() -> Callback {
-        Callback { f: None }
+        Callback {
+            f: None,
+            memory: None,
+        }
+    }
+
+    /// Charges the command's bytes to the store's memory quota until the
+    /// callback is answered (or dropped).
+    pub(crate) fn hold_memory(&mut self, guard: crate::memory::MemoryGuard) {
+        self.memory = Some(guard);
     }
 
     /// Calls the function with `resp`.

@@ -95,6 +95,16 @@ impl StoreFsm {
         }
     }
 
+    /// Drops up to `limit` messages unhandled (the store stopped after a
+    /// failed disk write: it creates no peers and runs no store ticks).
+    pub(crate) fn discard_messages(&mut self, limit: usize) {
+        for _ in 0..limit {
+            if self.receiver.try_recv().is_err() {
+                break;
+            }
+        }
+    }
+
     fn on_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,

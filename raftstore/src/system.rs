@@ -95,7 +95,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         router: raft_router.clone(),
         cfg: cfg.clone(),
         store_meta: Arc::new(StoreMeta::default()),
-        stats: Arc::new(StoreStats::default()),
+        stats: Arc::new(StoreStats::with_memory_quota(cfg.memory_quota)),
         awake: Arc::new(AwakeRegions::new()),
         timer: None,
         running: false,
@@ -123,6 +123,14 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// Work counters and per-region progress of this store.
     pub fn stats(&self) -> Arc<StoreStats> {
         self.stats.clone()
+    }
+
+    /// Why the store stopped, if a raft-log or KV write failed: from then on
+    /// it writes nothing and answers every command with an error naming
+    /// this reason. Shut the store down and restart it (it recovers from
+    /// what is durable) once the disk is healthy.
+    pub fn disk_failure(&self) -> Option<String> {
+        self.apply_router.disk_failure().reason().map(str::to_owned)
     }
 
     /// Who leads `region_id`, as this store's peer knows it (`None` when the

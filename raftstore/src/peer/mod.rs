@@ -30,6 +30,7 @@ use slog::{debug, error, info, o, warn, Logger};
 
 use crate::config::Config;
 use crate::context::PollContext;
+use crate::memory::MemoryGuard;
 use crate::msg::Callback;
 use crate::raft_compat;
 use crate::storage::PeerStorage;
@@ -39,6 +40,22 @@ use crate::validate;
 
 use self::batch::{BatchedCommand, MAX_MERGED_ENTRY_BYTES};
 use self::propose::PendingProposal;
+
+/// Bytes charged to the memory quota per committed entry beyond its data
+/// (its index, term, type and the apply task around it).
+const ENTRY_OVERHEAD_BYTES: u64 = 64;
+
+/// Approximate bytes a raft message holds while queued: its entries' data
+/// plus a fixed part for the headers.
+fn message_bytes(rm: &RaftMessage) -> u64 {
+    let msg = rm.get_message();
+    let entries: u64 = msg
+        .get_entries()
+        .iter()
+        .map(|e| e.get_data().len() as u64 + ENTRY_OVERHEAD_BYTES)
+        .sum();
+    entries + 256
+}
 
 /// One replica of a region on this store.
 pub struct Peer<ER: RaftLogEngine> {
@@ -86,6 +103,10 @@ pub struct Peer<ER: RaftLogEngine> {
     progress: Option<Arc<ProgressCell>>,
     /// Whether the peer sleeps, and the hibernation handshake.
     hibernation: hibernate::Hibernation,
+    /// Memory-quota guards of the committed entries handed to apply, by
+    /// the last index of each task: released once the apply system reports
+    /// that index applied.
+    apply_memory: VecDeque<(u64, MemoryGuard)>,
     logger: Logger,
 }
 
@@ -131,6 +152,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             published: None,
             progress: None,
             hibernation: hibernate::Hibernation::default(),
+            apply_memory: VecDeque::new(),
             logger,
         };
         peer.pin_election_timeout();
@@ -570,11 +592,15 @@ impl<ER: RaftLogEngine> Peer<ER> {
             Ok(_) => {}
             Err(e) => {
                 // The log batch cannot take our own entries: storage is
-                // broken and raft's promises cannot be kept.
-                panic!(
-                    "region {}: cannot stage raft log write: {e}",
-                    self.region_id
-                );
+                // broken and raft's promises cannot be kept. The store
+                // stops; the poller fences this peer and the others.
+                let reason = format!("region {}: cannot stage raft log write: {e}", self.region_id);
+                if ctx.apply_router.disk_failure().record(reason) {
+                    error!(self.logger, "cannot stage raft log write: the store stops"; "err" => %e);
+                }
+                self.pending_persisted_msgs = rd.take_persisted_messages();
+                self.pending_ready = Some(Box::new(rd));
+                return;
             }
         }
         if rd.must_sync() {
@@ -583,6 +609,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.pending_persisted_msgs = rd.take_persisted_messages();
         self.pending_ready = Some(Box::new(rd));
         ctx.ready_count += 1;
+    }
+
+    /// Drops the Ready staged this round without advancing raft, and the
+    /// messages that were to leave once it was durable (the store stopped
+    /// before it became durable).
+    pub(crate) fn discard_ready(&mut self) {
+        self.pending_ready = None;
+        self.pending_persisted_msgs = Vec::new();
     }
 
     /// Whether a Ready waits for the round's log write.
@@ -640,6 +674,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
             }
         }
         ctx.committed_entries += entries.len() as u64;
+        // Until applied, the entries are held twice (the raft log's cache and
+        // the apply queue); their data is charged once, as the bulk of it.
+        let bytes: u64 = entries
+            .iter()
+            .map(|e| e.get_data().len() as u64 + ENTRY_OVERHEAD_BYTES)
+            .sum();
+        self.apply_memory
+            .push_back((last_index, ctx.stats.memory.charge(bytes)));
         let task = apply::Apply {
             region_id: self.region_id,
             term: self.term(),
@@ -684,6 +726,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 rm.set_end_key(region.get_end_key().to_vec());
             }
             rm.set_message(msg);
+            let bytes = message_bytes(&rm);
             if let Err(e) = ctx.transport.send(rm) {
                 debug!(self.logger, "send failed, report unreachable";
                     "to_peer_id" => to, "err" => %e);
@@ -691,6 +734,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     self.unreachable_leader = to;
                 }
                 self.raft_group.report_unreachable(to);
+            } else {
+                ctx.charge_outgoing(bytes);
             }
         }
     }
@@ -705,6 +750,13 @@ impl<ER: RaftLogEngine> Peer<ER> {
         T: Transport,
     {
         let applied = res.apply_state.get_applied_index();
+        while self
+            .apply_memory
+            .front()
+            .is_some_and(|(last, _)| *last <= applied)
+        {
+            self.apply_memory.pop_front();
+        }
         for result in res.exec_results {
             self.on_exec_result(ctx, result);
         }
