@@ -3,10 +3,13 @@
 //! they exceed the quota.
 //!
 //! ```text
-//!  command ──► propose: in use ≥ quota? ── yes ──► ServerIsBusy("memory quota …")
+//!  command ──► RaftRouter::send_raft_command (or, for a command put in a
+//!              mailbox directly, Peer::propose):
+//!              in use ≥ quota? ── yes ──► ServerIsBusy("memory quota …")
 //!                  │ no
 //!                  ▼
-//!  charge(request bytes) ─► guard rides in the command's Callback
+//!  charge(request bytes) ─► guard rides in the command's Callback, through
+//!                           the mailbox, the proposal and the apply queue
 //!                           (released when the command is answered)
 //!  send_to_apply(entries) ─► guard kept by the peer per apply task
 //!                           (released when the apply result reports them applied)
@@ -33,6 +36,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kvproto_lite::errorpb;
+
+/// Bytes charged to the memory quota for one accepted command beyond its
+/// encoded size: the decoded request, its callback and channel, the
+/// pending proposal and the entry's own fields.
+pub(crate) const COMMAND_OVERHEAD_BYTES: u64 = 256;
 
 /// Bytes of accepted, unfinished work of one store, against a capacity.
 ///

@@ -56,6 +56,11 @@ impl Callback {
         self.memory = Some(guard);
     }
 
+    /// Whether the command's bytes are charged to a memory quota already.
+    pub(crate) fn holds_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
     /// Calls the function with `resp`.
     pub fn invoke(mut self, resp: RaftCmdResponse) {
         if let Some(f) = self.f.take() {

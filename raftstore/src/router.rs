@@ -3,6 +3,7 @@
 //! clients and the apply system deliver through.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use batch_system::BatchRouter;
 use crossbeam_channel::TrySendError;
@@ -10,7 +11,9 @@ use engine::RaftLogEngine;
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
+use protobuf::Message as _;
 
+use crate::memory::{MemoryQuota, COMMAND_OVERHEAD_BYTES};
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg};
 use crate::peer_fsm::PeerFsm;
 use crate::store_fsm::{self, StoreFsm};
@@ -92,12 +95,16 @@ use crate::transport::RaftMessageSink;
 pub struct RaftRouter<ER: RaftLogEngine> {
     /// The batch-system router of peer FSMs and the store FSM.
     pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
+    /// The store's memory quota: commands are admitted and charged here,
+    /// at the mailbox door.
+    pub(crate) memory: Arc<MemoryQuota>,
 }
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
     fn clone(&self) -> Self {
         RaftRouter {
             router: self.router.clone(),
+            memory: self.memory.clone(),
         }
     }
 }
@@ -141,7 +148,22 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// [`answer_refused`] gives exactly those answers. Dropping the command
     /// instead would answer "outcome unknown", which is wrong here: nothing
     /// was proposed.
-    pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+    ///
+    /// While the store's memory quota is exceeded (see
+    /// [`MemoryQuota`](crate::MemoryQuota)) a normal command is not queued
+    /// at all: its callback is answered at once with `ServerIsBusy` naming
+    /// the quota, and `Ok` is returned. An admitted command holds its bytes
+    /// in the quota until it is answered.
+    pub fn send_raft_command(&self, mut cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+        if !cmd.request.has_admin_request() {
+            if let Err(err) = self.memory.check_admission() {
+                crate::metrics::command_refused(&err);
+                cmd.callback.invoke_with_error(err, 0);
+                return Ok(());
+            }
+            let bytes = u64::from(cmd.request.compute_size()) + COMMAND_OVERHEAD_BYTES;
+            cmd.callback.hold_memory(self.memory.charge(bytes));
+        }
         let region_id = cmd.request.get_header().get_region_id();
         match self.send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
             Ok(()) => Ok(()),

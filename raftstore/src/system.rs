@@ -87,7 +87,11 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         store_tx,
         store_fsm,
     );
-    let raft_router = RaftRouter { router };
+    let stats = Arc::new(StoreStats::with_memory_quota(cfg.memory_quota));
+    let raft_router = RaftRouter {
+        router,
+        memory: stats.memory.clone(),
+    };
     let system = RaftBatchSystem {
         system,
         apply_router,
@@ -95,7 +99,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         router: raft_router.clone(),
         cfg: cfg.clone(),
         store_meta: Arc::new(StoreMeta::default()),
-        stats: Arc::new(StoreStats::with_memory_quota(cfg.memory_quota)),
+        stats,
         awake: Arc::new(AwakeRegions::new()),
         timer: None,
         running: false,

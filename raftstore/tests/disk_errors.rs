@@ -24,11 +24,13 @@ fn injected() -> engine::Error {
     engine::Error::Io(std::io::Error::other("injected disk failure"))
 }
 
-/// An in-memory raft log whose writes fail while `fail` is set.
+/// An in-memory raft log whose writes fail while `fail` is set, and
+/// panic (as raft-engine does when an fsync fails) while `panic` is set.
 #[derive(Clone, Default)]
 struct FailingLog {
     inner: MemRaftLogEngine,
     fail: Arc<AtomicBool>,
+    panic: Arc<AtomicBool>,
 }
 
 impl RaftLogEngine for FailingLog {
@@ -40,6 +42,9 @@ impl RaftLogEngine for FailingLog {
     fn consume(&self, batch: &mut Self::LogBatch, sync: bool) -> engine::Result<usize> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(injected());
+        }
+        if self.panic.load(Ordering::SeqCst) {
+            panic!("injected disk failure: fsync failed");
         }
         self.inner.consume(batch, sync)
     }
@@ -176,9 +181,17 @@ fn is_disk_failure_error(resp: &RaftCmdResponse) -> bool {
         && err.get_message().contains("injected disk failure")
 }
 
-/// Fails `store`'s raft log (or KV engine), sends it commands, and checks
-/// the stop, the other stores and the restart.
-fn failed_write_stops_the_store(fail_raft_log: bool) {
+/// Which write of the leader fails.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    RaftLog,
+    RaftLogPanic,
+    Kv,
+}
+
+/// Fails the leader's raft log (or KV engine), sends it commands, and
+/// checks the stop, the other stores and the restart.
+fn failed_write_stops_the_store(fault: Fault) {
     let (mut cluster, made) = started();
     let region = cluster.regions()[0].clone();
     let before = acked_writes(&cluster, "before", 5);
@@ -186,10 +199,10 @@ fn failed_write_stops_the_store(fail_raft_log: bool) {
     let switch = {
         let made = made.lock().unwrap();
         let e = &made[&victim];
-        if fail_raft_log {
-            e.raft.fail.clone()
-        } else {
-            e.kv.fail.clone()
+        match fault {
+            Fault::RaftLog => e.raft.fail.clone(),
+            Fault::RaftLogPanic => e.raft.panic.clone(),
+            Fault::Kv => e.kv.fail.clone(),
         }
     };
     switch.store(true, Ordering::SeqCst);
@@ -208,10 +221,10 @@ fn failed_write_stops_the_store(fail_raft_log: bool) {
         assert!(is_disk_failure_error(&resp), "{resp:?}");
     }
     let reason = cluster.disk_failure(victim).expect("the store records why it stopped");
-    let expected = if fail_raft_log {
-        "raft log write failed"
-    } else {
-        "kv engine write failed"
+    let expected = match fault {
+        Fault::RaftLog => "raft log write failed",
+        Fault::RaftLogPanic => "raft log engine panicked",
+        Fault::Kv => "kv engine write failed",
     };
     assert!(reason.contains(expected) && reason.contains("injected disk failure"), "{reason}");
 
@@ -253,10 +266,15 @@ fn failed_write_stops_the_store(fail_raft_log: bool) {
 
 #[test]
 fn raft_log_write_failure_stops_the_store_answers_every_command_and_loses_nothing() {
-    failed_write_stops_the_store(true);
+    failed_write_stops_the_store(Fault::RaftLog);
+}
+
+#[test]
+fn a_panicking_raft_log_engine_stops_the_store_like_a_failed_write() {
+    failed_write_stops_the_store(Fault::RaftLogPanic);
 }
 
 #[test]
 fn kv_write_failure_stops_the_store_answers_every_command_and_loses_nothing() {
-    failed_write_stops_the_store(false);
+    failed_write_stops_the_store(Fault::Kv);
 }

@@ -19,15 +19,11 @@ use raft::RawNode;
 use super::batch::{merge_commands, MAX_MERGED_ENTRY_BYTES};
 use super::Peer;
 use crate::context::PollContext;
+use crate::memory::COMMAND_OVERHEAD_BYTES;
 use crate::msg::{Callback, RaftCommand};
 use crate::raft_compat;
 use crate::storage::PeerStorage;
 use crate::transport::Transport;
-
-/// Bytes charged to the memory quota for one accepted command beyond its
-/// encoded size: the decoded request, its callback and channel, the
-/// pending proposal and the entry's own fields.
-pub(crate) const COMMAND_OVERHEAD_BYTES: u64 = 256;
 
 /// A proposal waiting for its entry to be applied.
 pub(super) struct PendingProposal {
@@ -66,13 +62,18 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         // The memory quota: refuse new work while accepted work holds the
         // store's quota; what is accepted holds its bytes until answered.
-        if let Err(err) = ctx.stats.memory.check_admission() {
-            crate::metrics::command_refused(&err);
-            callback.invoke_with_error(err, term);
-            return;
-        }
+        // Commands that came through `RaftRouter::send_raft_command` were
+        // admitted and charged at the mailbox door already: they are
+        // accepted work and never refused here.
         let mut callback = callback;
-        callback.hold_memory(ctx.stats.memory.charge(size + COMMAND_OVERHEAD_BYTES));
+        if !callback.holds_memory() {
+            if let Err(err) = ctx.stats.memory.check_admission() {
+                crate::metrics::command_refused(&err);
+                callback.invoke_with_error(err, term);
+                return;
+            }
+            callback.hold_memory(ctx.stats.memory.charge(size + COMMAND_OVERHEAD_BYTES));
+        }
         // Proposed with the rest of this round's commands in
         // `flush_proposals` (before the peer's Ready is taken).
         self.batched_bytes_limit = ctx.cfg.raft_entry_max_size.min(MAX_MERGED_ENTRY_BYTES);
