@@ -15,6 +15,8 @@
 //!                           (released when the apply result reports them applied)
 //!  transport.send(msg)   ─► guard held by the poll round
 //!                           (released after the round's transport flush)
+//!  raft message in       ─► guard rides in PeerMsg::RaftMessage
+//!                           (released when the peer steps it)
 //! ```
 //!
 //! Accounting is one shared atomic counter ([`MemoryQuota`]) and RAII
@@ -23,8 +25,9 @@
 //! peer destroyed) gives the bytes back. Nothing is ever refused *after*
 //! it was accepted: charging never fails ([`MemoryQuota::charge`]); only
 //! the admission of new commands looks at the total
-//! ([`MemoryQuota::check_admission`]). Raft messages from other stores,
-//! ticks and apply results are never refused, so replication, elections
+//! ([`MemoryQuota::check_admission`]). Raft messages from other stores
+//! (charged while they wait in a mailbox), ticks and apply results are
+//! never refused, so replication, elections
 //! and the answers to accepted commands keep going while the store is over
 //! its quota, and the total falls back as they complete.
 //!
@@ -41,6 +44,22 @@ use kvproto_lite::errorpb;
 /// encoded size: the decoded request, its callback and channel, the
 /// pending proposal and the entry's own fields.
 pub(crate) const COMMAND_OVERHEAD_BYTES: u64 = 256;
+
+/// Bytes charged per committed entry or entry in a message beyond its data
+/// (its index, term, type and the task or message around it).
+pub(crate) const ENTRY_OVERHEAD_BYTES: u64 = 64;
+
+/// Approximate bytes a raft message holds while queued: its entries' data
+/// plus a fixed part for the headers.
+pub(crate) fn raft_message_bytes(rm: &kvproto_lite::raft_serverpb::RaftMessage) -> u64 {
+    let entries: u64 = rm
+        .get_message()
+        .get_entries()
+        .iter()
+        .map(|e| e.get_data().len() as u64 + ENTRY_OVERHEAD_BYTES)
+        .sum();
+    entries + 256
+}
 
 /// Bytes of accepted, unfinished work of one store, against a capacity.
 ///

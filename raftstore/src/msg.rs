@@ -140,12 +140,46 @@ pub enum SignificantMsg {
     },
 }
 
+/// A raft message from another store on its way to a peer, holding its
+/// bytes in the store's memory quota while it waits in the mailbox.
+#[derive(Debug)]
+pub struct InboundMessage {
+    /// The message.
+    pub msg: RaftMessage,
+    memory: Option<crate::memory::MemoryGuard>,
+}
+
+impl InboundMessage {
+    /// A message charged to no quota.
+    pub fn new(msg: RaftMessage) -> InboundMessage {
+        InboundMessage { msg, memory: None }
+    }
+
+    /// A message holding `guard` until it is taken out.
+    pub(crate) fn charged(msg: RaftMessage, guard: crate::memory::MemoryGuard) -> InboundMessage {
+        InboundMessage {
+            msg,
+            memory: Some(guard),
+        }
+    }
+
+    /// Bytes this message holds in the memory quota (0 if not charged).
+    pub fn charged_bytes(&self) -> u64 {
+        self.memory.as_ref().map_or(0, |g| g.bytes())
+    }
+
+    /// The message; its bytes leave the quota.
+    pub fn into_message(self) -> RaftMessage {
+        self.msg
+    }
+}
+
 /// A message to a peer FSM. Large variants are boxed so that a mailbox's
 /// queue blocks stay small.
 #[derive(Debug)]
 pub enum PeerMsg {
     /// A raft message from another peer of the region.
-    RaftMessage(Box<RaftMessage>),
+    RaftMessage(Box<InboundMessage>),
     /// A client command.
     RaftCommand(Box<RaftCommand>),
     /// One raft tick (time passes only through these).

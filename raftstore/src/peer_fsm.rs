@@ -114,7 +114,7 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
         msg: PeerMsg,
     ) {
         match msg {
-            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, *m),
+            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, m.into_message()),
             PeerMsg::RaftCommand(cmd) => {
                 // A command for another region (refused below) says
                 // nothing about this one: it does not wake it.

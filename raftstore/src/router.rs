@@ -127,7 +127,7 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// full, and in `TrySendError::Disconnected` when the peer (or the
     /// store) is shut down.
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
-        store_fsm::send_raft_message(&self.router, msg)
+        store_fsm::send_raft_message(&self.router, &self.memory, msg)
     }
 
     /// Sends a client command to its region's peer (named by the request

@@ -15,6 +15,8 @@
 //! These functions take the batch router of the store's FSMs themselves;
 //! [`RaftRouter`](crate::RaftRouter) wraps that router.
 
+use std::sync::Arc;
+
 use apply::ApplyRouter;
 use batch_system::mpsc::{self, LooseBoundedSender, Receiver, TrySendError};
 use batch_system::{BatchRouter, Fsm};
@@ -31,7 +33,8 @@ use slog::{debug, error, info, warn, Logger};
 use crate::awake::AwakeRegions;
 use crate::config::Config;
 use crate::context::PollContext;
-use crate::msg::{PeerMsg, StoreMsg};
+use crate::memory::MemoryQuota;
+use crate::msg::{InboundMessage, PeerMsg, StoreMsg};
 use crate::peer::Peer;
 use crate::peer_fsm::PeerFsm;
 use crate::storage::{initial_apply_state, split_raft_state, RAFT_INIT_LOG_INDEX};
@@ -140,10 +143,13 @@ impl StoreFsm {
 /// is shut down.
 pub(crate) fn send_raft_message<ER: RaftLogEngine>(
     router: &PeerRouter<ER>,
+    memory: &Arc<MemoryQuota>,
     msg: RaftMessage,
 ) -> Result<(), TrySendError<RaftMessage>> {
     let id = msg.get_region_id();
-    let msg = match router.try_send(id, PeerMsg::RaftMessage(Box::new(msg))) {
+    let guard = memory.charge(crate::memory::raft_message_bytes(&msg));
+    let inbound = InboundMessage::charged(msg, guard);
+    let msg = match router.try_send(id, PeerMsg::RaftMessage(Box::new(inbound))) {
         Either::Left(Ok(())) => return Ok(()),
         Either::Left(Err(TrySendError::Full(m))) => {
             return Err(TrySendError::Full(unwrap_raft_message(m)));
@@ -166,7 +172,7 @@ pub(crate) fn send_raft_message<ER: RaftLogEngine>(
 // back exactly the message it was handed.
 fn unwrap_raft_message(m: PeerMsg) -> RaftMessage {
     match m {
-        PeerMsg::RaftMessage(m) => *m,
+        PeerMsg::RaftMessage(m) => m.into_message(),
         other => unreachable!("router returned a different message: {other:?}"),
     }
 }
@@ -188,7 +194,7 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     let region_id = msg.get_region_id();
     // The peer may have been created since the message was routed here.
     if router.mailbox(region_id).is_some() {
-        let _ = send_raft_message(router, msg);
+        let _ = send_raft_message(router, &ctx.stats.memory, msg);
         return;
     }
     let to = msg.get_to_peer();
@@ -282,7 +288,7 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         Ok(()) => {
             info!(ctx.logger, "created uninitialized peer from message"; "region_id" => region_id,
                 "peer_id" => to.get_id());
-            let _ = send_raft_message(router, msg);
+            let _ = send_raft_message(router, &ctx.stats.memory, msg);
         }
         Err(e) => error!(ctx.logger, "create peer"; "region_id" => region_id, "err" => %e),
     }

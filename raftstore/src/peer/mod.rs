@@ -41,22 +41,6 @@ use crate::validate;
 use self::batch::{BatchedCommand, MAX_MERGED_ENTRY_BYTES};
 use self::propose::PendingProposal;
 
-/// Bytes charged to the memory quota per committed entry beyond its data
-/// (its index, term, type and the apply task around it).
-const ENTRY_OVERHEAD_BYTES: u64 = 64;
-
-/// Approximate bytes a raft message holds while queued: its entries' data
-/// plus a fixed part for the headers.
-fn message_bytes(rm: &RaftMessage) -> u64 {
-    let msg = rm.get_message();
-    let entries: u64 = msg
-        .get_entries()
-        .iter()
-        .map(|e| e.get_data().len() as u64 + ENTRY_OVERHEAD_BYTES)
-        .sum();
-    entries + 256
-}
-
 /// One replica of a region on this store.
 pub struct Peer<ER: RaftLogEngine> {
     region_id: u64,
@@ -678,7 +662,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         // the apply queue); their data is charged once, as the bulk of it.
         let bytes: u64 = entries
             .iter()
-            .map(|e| e.get_data().len() as u64 + ENTRY_OVERHEAD_BYTES)
+            .map(|e| e.get_data().len() as u64 + crate::memory::ENTRY_OVERHEAD_BYTES)
             .sum();
         self.apply_memory
             .push_back((last_index, ctx.stats.memory.charge(bytes)));
@@ -726,7 +710,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 rm.set_end_key(region.get_end_key().to_vec());
             }
             rm.set_message(msg);
-            let bytes = message_bytes(&rm);
+            let bytes = crate::memory::raft_message_bytes(&rm);
             if let Err(e) = ctx.transport.send(rm) {
                 debug!(self.logger, "send failed, report unreachable";
                     "to_peer_id" => to, "err" => %e);
