@@ -11,10 +11,10 @@
 //! `--overload` adds a phase whose clients keep `--overload-factor` times
 //! the window in flight against stores with a small memory quota
 //! (`--memory-quota-mib` each): the stores refuse what exceeds the quota
-//! with `ServerIsBusy` and the clients retry. The table compares it with
-//! the normal phase of the same invocation: writes/s, the quota and the
-//! peak RSS of each phase (the kernel's peak is reset at each phase's
-//! start).
+//! with `ServerIsBusy` and the clients retry. A last phase runs the same
+//! overload with the default quota (column `no quota`). The table compares them with the
+//! normal phase of the same invocation: writes/s, the quota and the peak
+//! RSS of each phase (the kernel's peak is reset at each phase's start).
 //!
 //! Each phase starts a fresh cluster (durable engines in a temporary
 //! directory by default), waits for every region to elect a leader, then
@@ -401,6 +401,16 @@ fn run(args: &Args) -> Result<Report, String> {
             window: args.window * args.overload_factor,
         };
         report.phases.push(run_phase(args, &plan, index)?);
+        // The same overload with the default quota (a quarter of memory
+        // per store): what the small quota saves.
+        let plan = PhasePlan {
+            name: "no quota".to_owned(),
+            regions,
+            cfg: cfg.clone(),
+            rate: None,
+            window: args.window * args.overload_factor,
+        };
+        report.phases.push(run_phase(args, &plan, index + 1)?);
     }
     finish_report(args, report)
 }

@@ -517,14 +517,17 @@ impl Report {
                 peak - before - over.memory.quota_mib
             );
         }
-        if let (Some(peak), Some(before)) =
-            (first.memory.peak_rss_mib, first.memory.rss_before_load_mib)
-        {
-            println!(
-                "{} peak RSS {peak:.0} MiB = {before:.0} MiB before load + {:.0} MiB under load",
-                first.name,
-                peak - before
-            );
+        for p in self.phases.iter().filter(|p| p.name != "overload") {
+            if let (Some(peak), Some(before)) =
+                (p.memory.peak_rss_mib, p.memory.rss_before_load_mib)
+            {
+                println!(
+                    "{} peak RSS {peak:.0} MiB = {before:.0} MiB before load + {:.0} MiB under load (quota in use, peak {:.0} MiB)",
+                    p.name,
+                    peak - before,
+                    p.memory.quota_peak_mib
+                );
+            }
         }
     }
 
