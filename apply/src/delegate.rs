@@ -172,7 +172,11 @@ impl ApplyDelegate {
     /// again from the raft log).
     pub(crate) fn fence(&mut self, failure: &errorpb::Error, rec: &mut RoundRecord) {
         for p in self.proposals.drain(..) {
-            rec.respond(p.cb, util::error_response(failure.clone(), self.term), false);
+            rec.respond(
+                p.cb,
+                util::error_response(failure.clone(), self.term),
+                false,
+            );
         }
         self.queue = VecDeque::new();
         self.proposals = VecDeque::new();

@@ -152,7 +152,11 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
         while let Ok(msg) = fsm.receiver.try_recv() {
             if let ApplyMsg::Apply(apply) = msg {
                 for p in apply.proposals {
-                    rec.respond(p.cb, util::error_response(failure.clone(), apply.term), false);
+                    rec.respond(
+                        p.cb,
+                        util::error_response(failure.clone(), apply.term),
+                        false,
+                    );
                 }
             }
         }

@@ -10,8 +10,8 @@ use slog::Logger;
 
 use crate::fsm::reject;
 use crate::{
-    ApplyFsm, DiskFailure, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
-    ControlMsg, Result,
+    ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
+    ControlMsg, DiskFailure, Result,
 };
 
 /// Routes [`ApplyMsg`]s to the regions' apply FSMs. Cheap to clone.

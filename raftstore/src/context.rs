@@ -143,9 +143,8 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         let sync = self.need_sync && self.cfg.sync_log;
         let started = Instant::now();
         let (raft, batch) = (&self.engines.raft, &mut self.log_batch);
-        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            raft.consume(batch, sync)
-        }));
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft.consume(batch, sync)));
         let took = started.elapsed();
         self.stats.log_write_duration.record(took);
         if sync {

@@ -138,7 +138,9 @@ pub use config::Config;
 pub use context::PollContext;
 pub use error::{Error, Result};
 pub use memory::{default_memory_quota, MemoryGuard, MemoryQuota};
-pub use msg::{error_response, Callback, InboundMessage, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
+pub use msg::{
+    error_response, Callback, InboundMessage, PeerMsg, RaftCommand, SignificantMsg, StoreMsg,
+};
 pub use peer::Peer;
 pub use peer_fsm::PeerFsm;
 pub use poller::{RaftPoller, RaftPollerBuilder};

@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cluster::{wait_until, Cluster, EngineFactory};
-use engine::{
-    Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine,
-};
+use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine};
 use kvproto_lite::eraftpb::Entry;
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdResponse;
@@ -155,7 +153,11 @@ fn put(region: &Region, store: u64, key: &str) -> kvproto_lite::raft_cmdpb::Raft
 
 /// Writes `count` keys through the region's current leader (retrying
 /// elsewhere while a leader is elected) and returns them.
-fn acked_writes(cluster: &Cluster<FailingKv, FailingLog>, prefix: &str, count: usize) -> Vec<String> {
+fn acked_writes(
+    cluster: &Cluster<FailingKv, FailingLog>,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
     let region = cluster.regions()[0].clone();
     let mut keys = Vec::new();
     for i in 0..count {
@@ -220,13 +222,18 @@ fn failed_write_stops_the_store(fault: Fault) {
         let resp = rx.recv_timeout(WAIT).unwrap();
         assert!(is_disk_failure_error(&resp), "{resp:?}");
     }
-    let reason = cluster.disk_failure(victim).expect("the store records why it stopped");
+    let reason = cluster
+        .disk_failure(victim)
+        .expect("the store records why it stopped");
     let expected = match fault {
         Fault::RaftLog => "raft log write failed",
         Fault::RaftLogPanic => "raft log engine panicked",
         Fault::Kv => "kv engine write failed",
     };
-    assert!(reason.contains(expected) && reason.contains("injected disk failure"), "{reason}");
+    assert!(
+        reason.contains(expected) && reason.contains("injected disk failure"),
+        "{reason}"
+    );
 
     // Stopped, not dead: later commands get the same clear error.
     let later = cluster

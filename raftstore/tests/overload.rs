@@ -39,11 +39,7 @@ fn over_the_memory_quota_new_commands_are_busy_accepted_ones_complete_and_servic
     ));
 
     let value = vec![b'v'; VALUE];
-    let last_index = || {
-        stats
-            .region_progress(region_id)
-            .map_or(0, |p| p.last_index)
-    };
+    let last_index = || stats.region_progress(region_id).map_or(0, |p| p.last_index);
     let mut accepted = Vec::new();
     let mut refusal: Option<RaftCmdResponse> = None;
     for i in 0..(4 * QUOTA as usize / VALUE) {
@@ -75,7 +71,9 @@ fn over_the_memory_quota_new_commands_are_busy_accepted_ones_complete_and_servic
     let err = refusal.get_header().get_error();
     assert!(err.has_server_is_busy(), "{err:?}");
     assert!(
-        err.get_server_is_busy().get_reason().contains("memory quota"),
+        err.get_server_is_busy()
+            .get_reason()
+            .contains("memory quota"),
         "{err:?}"
     );
     // Everything accepted is held (nothing dropped), and it is at least

@@ -785,8 +785,17 @@ fn failed_write_stops_the_store_answers_every_command_and_writes_nothing_more() 
     assert!(res.is_empty());
     let got = resps.take();
     assert_eq!(got.len(), 1);
-    assert!(got[0].1.get_header().get_error().get_message().contains("failed disk write"));
-    assert_eq!(kv.writes.load(Ordering::SeqCst), writes, "nothing written after the failure");
+    assert!(got[0]
+        .1
+        .get_header()
+        .get_error()
+        .get_message()
+        .contains("failed disk write"));
+    assert_eq!(
+        kv.writes.load(Ordering::SeqCst),
+        writes,
+        "nothing written after the failure"
+    );
     assert_eq!(kv.get(b"k").unwrap(), Some(b"1".to_vec()));
     assert_eq!(persisted_applied(&kv, 1), 1);
     assert!(kv.get_region_state(2).unwrap().is_none());

@@ -578,7 +578,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 // The log batch cannot take our own entries: storage is
                 // broken and raft's promises cannot be kept. The store
                 // stops; the poller fences this peer and the others.
-                let reason = format!("region {}: cannot stage raft log write: {e}", self.region_id);
+                let reason = format!(
+                    "region {}: cannot stage raft log write: {e}",
+                    self.region_id
+                );
                 if ctx.apply_router.disk_failure().record(reason) {
                     error!(self.logger, "cannot stage raft log write: the store stops"; "err" => %e);
                 }

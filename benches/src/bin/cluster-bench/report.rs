@@ -405,7 +405,9 @@ impl Report {
             }),
             ("retries", |p| p.retries.to_string()),
             ("given up", |p| p.given_up.to_string()),
-            ("memory quota (MiB)", |p| format!("{:.0}", p.memory.quota_mib)),
+            ("memory quota (MiB)", |p| {
+                format!("{:.0}", p.memory.quota_mib)
+            }),
             ("quota in use, peak (MiB)", |p| {
                 format!("{:.1}", p.memory.quota_peak_mib)
             }),
