@@ -139,9 +139,10 @@ impl MemoryQuota {
     /// memory quota and the bytes in use.
     ///
     /// A command is admitted while the bytes in use are below the quota,
-    /// so the total can pass the quota by at most the commands admitted
-    /// concurrently (one per raft poller thread) plus what accepted work
-    /// goes on to hold (its entries waiting to apply).
+    /// so the total can pass the quota by the commands admitted
+    /// concurrently (one per thread submitting commands) plus what
+    /// accepted work goes on to hold (committed entries and raft messages
+    /// for this store's followers, which are never refused).
     ///
     /// # Errors
     ///
