@@ -12,9 +12,9 @@
 use std::collections::VecDeque;
 
 use engine::{KvEngine, KvWriteBatch};
-use kvproto_lite::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType};
+use kvproto_lite::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
 use kvproto_lite::errorpb;
-use kvproto_lite::metapb::{Peer, PeerRole, Region};
+use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::{
     AdminCmdType, AdminRequest, AdminResponse, CmdType, RaftCmdRequest, RaftCmdResponse, Response,
 };
@@ -25,6 +25,7 @@ use kvproto_lite::util;
 use slog::{debug, error, info, warn};
 
 use crate::context::{ApplyContext, Checkpoint, RoundRecord};
+use crate::membership;
 use crate::response::err_outcome_unknown;
 use crate::{Apply, Callback, ExecResult, Proposal, Registration};
 
@@ -165,6 +166,9 @@ impl ApplyDelegate {
         self.queue.clear();
         self.stopped = true;
         rec.destroyed = true;
+        // Raftstore cleans the raft log once it hears of this round: the
+        // tombstone must be durable by then.
+        ctx.force_sync = true;
     }
 
     /// The store stopped after a failed write: pending proposals get
@@ -293,8 +297,20 @@ impl ApplyDelegate {
         let cb = self.take_callback(index, term, rec);
         let outcome = match entry.get_entry_type() {
             EntryType::EntryNormal if entry.get_data().is_empty() => {
-                // The leader's no-op of a new term.
-                Ok((self.ok_response(), None))
+                if cb.is_some() {
+                    // Nothing proposes an empty entry with a callback: raft
+                    // put this one in place of a proposed conf change that
+                    // it refused (another one was pending, or the region
+                    // is in a joint configuration). The change did not
+                    // happen and must not be answered OK.
+                    Err(util::new_error(format!(
+                        "membership change at index {index} dropped by raft: another \
+                         membership change was still pending; nothing changed, retry"
+                    )))
+                } else {
+                    // The leader's no-op of a new term.
+                    Ok((self.ok_response(), None))
+                }
             }
             EntryType::EntryNormal => {
                 match kvproto_lite::decode::<RaftCmdRequest>(entry.get_data()) {
@@ -307,13 +323,14 @@ impl ApplyDelegate {
             EntryType::EntryConfChange if entry.get_data().is_empty() => {
                 Ok((self.ok_response(), None))
             }
-            EntryType::EntryConfChange => self.exec_conf_change_entry(ctx, rec, entry),
             EntryType::EntryConfChangeV2 if entry.get_data().is_empty() => {
-                Ok((self.ok_response(), None))
+                // Raft's automatic transition out of a joint configuration
+                // (or a leader's explicit request for it).
+                self.exec_leave_joint(ctx, rec)
             }
-            EntryType::EntryConfChangeV2 => Err(util::new_error(format!(
-                "ConfChangeV2 entry at index {index} is not supported; propose a ConfChange"
-            ))),
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                self.exec_conf_change_entry(ctx, rec, entry)
+            }
         };
         self.apply_state.set_applied_index(index);
         self.applied_term = term;
@@ -354,9 +371,15 @@ impl ApplyDelegate {
         entry: &Entry,
     ) -> ExecOutcome {
         let index = entry.get_index();
-        let cc = kvproto_lite::decode::<ConfChange>(entry.get_data()).map_err(|e| {
-            util::new_error(format!("undecodable conf change at index {index}: {e}"))
-        })?;
+        let undecodable =
+            |e| util::new_error(format!("undecodable conf change at index {index}: {e}"));
+        let cc: ConfChangeV2 = if entry.get_entry_type() == EntryType::EntryConfChange {
+            membership::v1_to_v2(
+                kvproto_lite::decode::<ConfChange>(entry.get_data()).map_err(undecodable)?,
+            )
+        } else {
+            kvproto_lite::decode::<ConfChangeV2>(entry.get_data()).map_err(undecodable)?
+        };
         // RawNode::propose_conf_change puts its context in the entry; accept
         // the conf change's own context as well.
         let context = if entry.get_context().is_empty() {
@@ -380,7 +403,7 @@ impl ApplyDelegate {
         rec: &mut RoundRecord,
         mut req: RaftCmdRequest,
         index: u64,
-        cc: Option<&ConfChange>,
+        cc: Option<&ConfChangeV2>,
         respond: bool,
     ) -> ExecOutcome {
         let header = req.get_header();
@@ -518,19 +541,19 @@ impl ApplyDelegate {
         rec: &mut RoundRecord,
         req: &mut RaftCmdRequest,
         index: u64,
-        cc: Option<&ConfChange>,
+        cc: Option<&ConfChangeV2>,
     ) -> ExecOutcome {
         let cmd_type = req.get_admin_request().get_cmd_type();
         let mut admin_resp = AdminResponse::default();
         admin_resp.set_cmd_type(cmd_type);
         let result = match (cmd_type, cc) {
-            (AdminCmdType::ChangePeer, Some(cc)) => {
+            (AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2, Some(cc)) => {
                 self.exec_change_peer(ctx, rec, req, cc, &mut admin_resp)?
             }
-            (AdminCmdType::ChangePeer, None) => {
-                return Err(util::new_error(
-                    "ChangePeer must be proposed as a conf change entry",
-                ))
+            (AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2, None) => {
+                return Err(util::new_error(format!(
+                    "{cmd_type:?} must be proposed as a conf change entry"
+                )))
             }
             (_, Some(_)) => {
                 return Err(util::new_error(format!(
@@ -603,88 +626,49 @@ impl ApplyDelegate {
         ctx: &mut ApplyContext<K>,
         rec: &mut RoundRecord,
         req: &RaftCmdRequest,
-        cc: &ConfChange,
+        cc: &ConfChangeV2,
         admin_resp: &mut AdminResponse,
     ) -> Result<Option<ExecResult>, errorpb::Error> {
         self.check_epoch(req, true, false)?;
         let admin = req.get_admin_request();
-        if !admin.has_change_peer() {
-            return Err(util::new_error("ChangePeer without its request body"));
+        let requests = membership::requested_changes(admin)?;
+        let region = membership::plan_change(&self.region, cc, &requests)?;
+        if admin.get_cmd_type() == AdminCmdType::ChangePeerV2 {
+            admin_resp.mut_change_peer_v2().set_region(region.clone());
+        } else {
+            admin_resp.mut_change_peer().set_region(region.clone());
         }
-        let change = admin.get_change_peer();
-        let peer = change.get_peer();
-        if change.get_change_type() != cc.get_change_type() || peer.get_id() != cc.get_node_id() {
-            return Err(util::new_error(format!(
-                "conf change {:?} of node {} disagrees with its request {:?} of peer {}",
-                cc.get_change_type(),
-                cc.get_node_id(),
-                change.get_change_type(),
-                peer.get_id()
-            )));
-        }
-        if peer.get_id() == 0 {
-            return Err(util::new_error("ChangePeer of peer id 0"));
-        }
-        let mut region = self.region.clone();
-        let pos = region
+        Ok(Some(self.adopt_membership(ctx, rec, cc.clone(), region)))
+    }
+
+    /// Leaves a joint configuration (an empty `ConfChangeV2` entry); a
+    /// region that is not joint (the transition was applied already) stays
+    /// as it is.
+    fn exec_leave_joint<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+    ) -> ExecOutcome {
+        let Some(region) = membership::plan_leave_joint(&self.region)? else {
+            return Ok((self.ok_response(), None));
+        };
+        let result = self.adopt_membership(ctx, rec, ConfChangeV2::default(), region);
+        Ok((self.ok_response(), Some(result)))
+    }
+
+    /// Writes the region after a membership change (a `Tombstone` if this
+    /// peer is no longer in it) and makes it the delegate's region.
+    fn adopt_membership<K: KvEngine>(
+        &mut self,
+        ctx: &mut ApplyContext<K>,
+        rec: &mut RoundRecord,
+        cc: ConfChangeV2,
+        region: Region,
+    ) -> ExecResult {
+        let remove_self = !region
             .get_peers()
             .iter()
-            .position(|p| p.get_id() == peer.get_id());
-        let same_store = region.get_peers().iter().any(|p| {
-            p.get_id() != peer.get_id()
-                && peer.get_store_id() != 0
-                && p.get_store_id() == peer.get_store_id()
-        });
-        let mut remove_self = false;
-        match (cc.get_change_type(), pos) {
-            (ConfChangeType::AddNode, Some(i)) => match region.mut_peers().get_mut(i) {
-                Some(existing) if existing.get_role() != PeerRole::Voter => {
-                    existing.set_role(PeerRole::Voter);
-                }
-                _ => {
-                    return Err(util::new_error(format!(
-                        "peer {} is already a voter",
-                        peer.get_id()
-                    )))
-                }
-            },
-            (ConfChangeType::AddNode, None) | (ConfChangeType::AddLearnerNode, None) => {
-                if same_store {
-                    return Err(util::new_error(format!(
-                        "store {} already holds a peer of region {}",
-                        peer.get_store_id(),
-                        region.get_id()
-                    )));
-                }
-                let mut p: Peer = peer.clone();
-                p.set_role(if cc.get_change_type() == ConfChangeType::AddNode {
-                    PeerRole::Voter
-                } else {
-                    PeerRole::Learner
-                });
-                region.mut_peers().push(p);
-            }
-            (ConfChangeType::AddLearnerNode, Some(_)) => {
-                return Err(util::new_error(format!(
-                    "peer {} is already a member of region {}",
-                    peer.get_id(),
-                    region.get_id()
-                )));
-            }
-            (ConfChangeType::RemoveNode, Some(i)) => {
-                region.mut_peers().remove(i);
-                remove_self = peer.get_id() == self.peer_id;
-            }
-            (ConfChangeType::RemoveNode, None) => {
-                return Err(util::new_error(format!(
-                    "peer {} is not a member of region {}",
-                    peer.get_id(),
-                    region.get_id()
-                )));
-            }
-        }
-        let conf_ver = region.get_region_epoch().get_conf_ver() + 1;
-        region.mut_region_epoch().set_conf_ver(conf_ver);
+            .any(|p| p.get_id() == self.peer_id);
         self.save_region_checkpoint(rec);
         let state = if remove_self {
             PeerState::Tombstone
@@ -693,16 +677,13 @@ impl ApplyDelegate {
         };
         ctx.wb
             .put_region_state(region.get_id(), &region_local_state(state, &region));
-        info!(ctx.logger, "conf change applied";
+        info!(ctx.logger, "membership change applied";
             "region_id" => region.get_id(), "peer_id" => self.peer_id,
-            "change" => ?cc.get_change_type(), "target" => peer.get_id(), "conf_ver" => conf_ver);
+            "changes" => ?cc.get_changes(), "peers" => ?region.get_peers(),
+            "conf_ver" => region.get_region_epoch().get_conf_ver());
         self.region = region.clone();
         self.pending_remove |= remove_self;
-        admin_resp.mut_change_peer().set_region(region.clone());
-        Ok(Some(ExecResult::ChangePeer {
-            cc: cc.clone(),
-            region,
-        }))
+        ExecResult::ChangePeer { cc, region }
     }
 
     fn exec_split<K: KvEngine>(

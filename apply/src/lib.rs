@@ -115,6 +115,7 @@ mod delegate;
 mod error;
 mod failure;
 mod fsm;
+pub mod membership;
 pub mod metrics;
 mod msg;
 mod notifier;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kvproto_lite::eraftpb::{ConfChange, Entry};
+use kvproto_lite::eraftpb::{ConfChangeV2, Entry};
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdResponse;
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftTruncatedState};
@@ -131,10 +131,13 @@ pub enum ControlMsg {
 pub enum ExecResult {
     /// The configuration changed. Raftstore calls
     /// `RawNode::apply_conf_change(&cc)` and adopts `region`. A rejected
-    /// conf change produces no result and leaves raft's configuration alone.
+    /// conf change produces no result and leaves raft's configuration alone;
+    /// an accepted one was checked against raft's own rules (see
+    /// [`membership`](crate::membership)), so raft accepts it too.
     ChangePeer {
-        /// The applied conf change.
-        cc: ConfChange,
+        /// The applied conf change (a `ConfChange` converted to its V2 form;
+        /// empty when leaving a joint configuration).
+        cc: ConfChangeV2,
         /// The region after the change (peers and `conf_ver` updated).
         region: Region,
     },

@@ -108,6 +108,7 @@ mod error;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod leader_cache;
+mod membership;
 mod options;
 mod region_cache;
 mod request;
@@ -120,6 +121,7 @@ pub use crate::classify::{classify, ErrorClass};
 pub use crate::client::Client;
 pub use crate::error::{ClientError, Result};
 pub use crate::leader_cache::LeaderCache;
+pub use crate::membership::{Membership, Plan};
 pub use crate::options::ClientOptions;
 pub use crate::region_cache::RegionCache;
 pub use crate::request::{delete_request, get_request, get_value, put_request};

@@ -228,6 +228,24 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         Ok(())
     }
 
+    /// Adds a new, empty store to the cluster (the next unused store id)
+    /// and starts it. It holds no region until a membership change puts a
+    /// peer there (the peer is created by the leader's first message and
+    /// filled by a snapshot). Returns the new store's id.
+    ///
+    /// # Errors
+    ///
+    /// The store's engines cannot be opened or the store cannot start.
+    pub fn add_store(&mut self) -> Result<u64> {
+        let store_id = self.store_ids.iter().max().copied().unwrap_or(0) + 1;
+        self.store_ids.push(store_id);
+        if let Err(e) = self.start_store(store_id) {
+            self.store_ids.pop();
+            return Err(e);
+        }
+        Ok(store_id)
+    }
+
     /// Stops one store: disconnects it, shuts its systems down and closes its
     /// engines (they are reopened by the next start).
     pub fn stop_store(&mut self, store_id: u64) {
@@ -368,6 +386,13 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// A client over the running stores.
     pub fn client(&self) -> Client {
         self.client_with(ClientOptions::default())
+    }
+
+    /// A backend reaching the running stores' routers (what
+    /// [`Cluster::client`] uses), for tools built on [`client::Backend`]
+    /// such as [`client::Membership`].
+    pub fn backend(&self) -> InProcessBackend {
+        InProcessBackend::new(self.directory.clone())
     }
 
     /// A client with explicit options.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use kvproto_lite::raft_serverpb::RaftMessage;
+use raftstore::snapshot::OutgoingSnapshot;
 use raftstore::{Error, RaftMessageSink, Result, Transport};
 
 /// What a [`Filter`] decides for one message.
@@ -115,6 +116,12 @@ pub struct TransportStats {
     pub refused: u64,
     /// Messages for stores that are not connected.
     pub unreachable: u64,
+    /// Snapshots delivered whole (data and message).
+    pub snapshots: u64,
+    /// Snapshot data chunks carried.
+    pub snapshot_chunks: u64,
+    /// Snapshot sends that failed (filtered, refused, broken off).
+    pub snapshot_failures: u64,
 }
 
 #[derive(Default)]
@@ -123,6 +130,8 @@ struct Shared {
     filters: RwLock<Vec<Arc<dyn Filter>>>,
     held: Mutex<Vec<RaftMessage>>,
     stats: Mutex<TransportStats>,
+    /// Break every snapshot transfer after this many chunks.
+    snapshot_chunk_limit: Mutex<Option<usize>>,
 }
 
 /// An in-process transport: stores in one process reach each other's
@@ -130,6 +139,12 @@ struct Shared {
 ///
 /// Each handle buffers what it sends and delivers on [`Transport::flush`];
 /// filters are applied at delivery.
+///
+/// Snapshots ([`Transport::send_snapshot`]) are carried at once, chunk by
+/// chunk, into the destination's [`RaftMessageSink::receive_snapshot`];
+/// filters see the snapshot's message, and a dropped or held one fails the
+/// whole snapshot (raft sends another). A test can break transfers in the
+/// middle with [`ChannelTransport::break_snapshots_after`].
 ///
 /// # Examples
 ///
@@ -211,6 +226,50 @@ impl ChannelTransport {
     pub fn stats(&self) -> TransportStats {
         *lock(&self.shared.stats)
     }
+
+    /// Breaks every snapshot transfer after `chunks` data chunks (as a
+    /// connection lost in the middle of one); `None` lets them through.
+    pub fn break_snapshots_after(&self, chunks: Option<usize>) {
+        *lock(&self.shared.snapshot_chunk_limit) = chunks;
+    }
+
+    fn action(&self, to: u64, msg: &RaftMessage) -> FilterAction {
+        for f in read(&self.shared.filters).iter() {
+            match f.check(self.from_store, to, msg) {
+                FilterAction::Pass => {}
+                a => return a,
+            }
+        }
+        FilterAction::Pass
+    }
+
+    /// Carries one snapshot into `sink`; `true` if it was delivered.
+    fn carry_snapshot(
+        &self,
+        sink: &dyn RaftMessageSink,
+        msg: RaftMessage,
+        snap: &OutgoingSnapshot,
+        stats: &mut TransportStats,
+    ) -> bool {
+        let Ok(mut incoming) = sink.receive_snapshot(msg) else {
+            return false;
+        };
+        let limit = *lock(&self.shared.snapshot_chunk_limit);
+        for (i, chunk) in snap.chunks().iter().enumerate() {
+            if limit.is_some_and(|l| i >= l) || snap.is_cancelled() {
+                return false;
+            }
+            if incoming.push(chunk).is_err() {
+                return false;
+            }
+            snap.record_sent(chunk.len());
+            stats.snapshot_chunks += 1;
+        }
+        match incoming.finish() {
+            Ok(msg) => sink.deliver(msg).is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 fn deliver(
@@ -233,6 +292,9 @@ fn add_stats(shared: &Shared, s: TransportStats) {
     total.filtered += s.filtered;
     total.refused += s.refused;
     total.unreachable += s.unreachable;
+    total.snapshots += s.snapshots;
+    total.snapshot_chunks += s.snapshot_chunks;
+    total.snapshot_failures += s.snapshot_failures;
 }
 
 // A poisoned lock only means another thread panicked while holding it; the
@@ -255,6 +317,33 @@ impl Transport for ChannelTransport {
             return Err(Error::StoreUnreachable(to));
         }
         self.buffer.push(msg);
+        Ok(())
+    }
+
+    fn send_snapshot(&mut self, msg: RaftMessage, snap: OutgoingSnapshot) -> Result<()> {
+        let to = msg.get_to_peer().get_store_id();
+        let Some(sink) = read(&self.shared.stores).get(&to).cloned() else {
+            lock(&self.shared.stats).unreachable += 1;
+            snap.finish(false);
+            return Err(Error::StoreUnreachable(to));
+        };
+        let mut stats = TransportStats::default();
+        let delivered = match self.action(to, &msg) {
+            FilterAction::Pass | FilterAction::Duplicate => {
+                self.carry_snapshot(sink.as_ref(), msg, &snap, &mut stats)
+            }
+            FilterAction::Drop | FilterAction::Hold => {
+                stats.filtered += 1;
+                false
+            }
+        };
+        if delivered {
+            stats.snapshots += 1;
+        } else {
+            stats.snapshot_failures += 1;
+        }
+        add_stats(&self.shared, stats);
+        snap.finish(delivered);
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
 
 use crate::open::{guarded_open, prepare_dir, IfMissing};
 use crate::write_batch::WriteOp;
-use crate::{keys, KvEngine, KvSnapshot, KvWriteBatch, Result, WriteBatch};
+use crate::{keys, KvEngine, KvSnapshot, KvWriteBatch, RawVisitor, Result, WriteBatch};
 
 const ENGINE_NAME: &str = "fjall";
 
@@ -234,5 +234,22 @@ impl KvSnapshot for FjallKvSnapshot {
             }
             None => Ok(Vec::new()),
         }
+    }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snapshot.get(&self.kv, key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut RawVisitor<'_>) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        for guard in self.snapshot.range(&self.kv, start.to_vec()..end.to_vec()) {
+            let (k, v) = guard.into_inner()?;
+            if !f(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
     }
 }

@@ -4,9 +4,17 @@
 //! ```text
 //! 0x01 0x01 <region_id: u64 BE>   RaftApplyState of the region
 //! 0x01 0x02 <region_id: u64 BE>   RegionLocalState of the region
-//! 0x01 0x03 .. 0x01 0xff          reserved for future local metadata
+//! 0x01 0x03 .. 0x01 0xfe <region_id: u64 BE> <suffix>
+//!                                 further per-region state (e.g. client
+//!                                 sessions); travels in region snapshots
 //! 'z'  <user key>                 user data (DATA_PREFIX)
 //! ```
+//!
+//! A region's state is therefore: its data keys in its key range, its apply
+//! and region state, and every key of kind [`REGION_EXTRA_KIND_MIN`] ..=
+//! [`REGION_EXTRA_KIND_MAX`] that starts with its region id
+//! ([`region_extra_ranges`]). A region snapshot carries exactly that, so
+//! per-region state added later travels with it without naming it.
 //!
 //! Every local (metadata) key sorts before every data key (`0x01 < 'z'`), and
 //! every data key sorts before [`DATA_MAX_KEY`] (`'{'`, the byte after `'z'`).
@@ -31,6 +39,11 @@ pub const LOCAL_PREFIX: u8 = 0x01;
 pub const APPLY_STATE_KIND: u8 = 0x01;
 /// Second byte of a region-state key.
 pub const REGION_STATE_KIND: u8 = 0x02;
+
+/// First local kind of further per-region state (see [`region_extra_ranges`]).
+pub const REGION_EXTRA_KIND_MIN: u8 = 0x03;
+/// Last local kind of further per-region state (see [`region_extra_ranges`]).
+pub const REGION_EXTRA_KIND_MAX: u8 = 0xfe;
 
 /// Length of a local key: prefix, kind, region id.
 pub const LOCAL_KEY_LEN: usize = 2 + 8;
@@ -136,6 +149,47 @@ pub fn local_kind_range(kind: u8) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// The raw key range `[start, end)` of a region's user data: the data keys
+/// of user keys in `[start_key, end_key)` (an empty `end_key` is unbounded).
+///
+/// # Examples
+///
+/// ```
+/// use engine::keys::{region_data_range, DATA_MAX_KEY};
+/// assert_eq!(region_data_range(b"a", b""), (b"za".to_vec(), DATA_MAX_KEY.to_vec()));
+/// ```
+pub fn region_data_range(start_key: &[u8], end_key: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (data_key(start_key), data_end_key(end_key))
+}
+
+/// The raw key ranges `[start, end)` of a region's further per-region state:
+/// for every kind in [`REGION_EXTRA_KIND_MIN`] ..= [`REGION_EXTRA_KIND_MAX`],
+/// the keys `0x01 kind <region_id BE> ...`. The apply and region states are
+/// not included (a snapshot rewrites them itself).
+///
+/// # Examples
+///
+/// ```
+/// use engine::keys::{region_extra_ranges, REGION_EXTRA_KIND_MIN};
+/// let ranges = region_extra_ranges(7);
+/// let mut key = vec![0x01, REGION_EXTRA_KIND_MIN];
+/// key.extend_from_slice(&7u64.to_be_bytes());
+/// key.extend_from_slice(b"client-1");
+/// assert!(ranges.iter().any(|(s, e)| s.as_slice() <= &key[..] && &key[..] < e.as_slice()));
+/// ```
+pub fn region_extra_ranges(region_id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (REGION_EXTRA_KIND_MIN..=REGION_EXTRA_KIND_MAX)
+        .map(|kind| {
+            let start = local_key(kind, region_id).to_vec();
+            let end = match region_id.checked_add(1) {
+                Some(next) => local_key(kind, next).to_vec(),
+                None => vec![LOCAL_PREFIX, kind + 1],
+            };
+            (start, end)
+        })
+        .collect()
+}
+
 /// The region id inside a local key of the given `kind`.
 ///
 /// # Errors
@@ -183,6 +237,30 @@ mod tests {
         assert!(a_end <= r_start);
         assert!(a_start < a_end);
         assert!(region_id_of_local_key(&apply_state_key(3), REGION_STATE_KIND).is_err());
+    }
+
+    #[test]
+    fn extra_ranges_hold_only_the_regions_own_keys() {
+        let ranges = region_extra_ranges(5);
+        assert_eq!(
+            ranges.len(),
+            usize::from(REGION_EXTRA_KIND_MAX - REGION_EXTRA_KIND_MIN) + 1
+        );
+        let inside = |key: &[u8]| {
+            ranges
+                .iter()
+                .any(|(s, e)| s.as_slice() <= key && key < e.as_slice())
+        };
+        let mut own = local_key(REGION_EXTRA_KIND_MIN, 5).to_vec();
+        own.push(9);
+        assert!(inside(&own));
+        assert!(!inside(&local_key(REGION_EXTRA_KIND_MIN, 6)));
+        assert!(!inside(&local_key(REGION_EXTRA_KIND_MIN, 4)));
+        assert!(!inside(&apply_state_key(5)));
+        assert!(!inside(&region_state_key(5)));
+        assert!(!inside(&data_key(b"")));
+        let last = region_extra_ranges(u64::MAX);
+        assert_eq!(last[0].1, vec![LOCAL_PREFIX, REGION_EXTRA_KIND_MIN + 1]);
     }
 
     proptest! {

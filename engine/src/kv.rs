@@ -100,6 +100,12 @@ pub trait KvWriteBatch: Send {
     fn data_size(&self) -> usize;
     /// `true` if the batch holds no operation.
     fn is_empty(&self) -> bool;
+    /// Sets an encoded (raw) key, written as given: no data prefix. For
+    /// region snapshots, which copy a region's keys (data and per-region
+    /// state, see [`keys`](crate::keys)) as they are stored.
+    fn put_raw(&mut self, key: &[u8], value: &[u8]);
+    /// Deletes an encoded (raw) key (see [`put_raw`](KvWriteBatch::put_raw)).
+    fn delete_raw(&mut self, key: &[u8]);
     /// Removes every operation and save point.
     fn clear(&mut self);
     /// Marks the current end of the batch; save points nest.
@@ -122,6 +128,11 @@ pub trait KvWriteBatch: Send {
     fn pop_save_point(&mut self) -> Result<()>;
 }
 
+/// What [`KvSnapshot::scan_raw`] calls with each stored pair (raw key,
+/// value): `Ok(true)` to go on, `Ok(false)` to stop, an error to stop and
+/// return it.
+pub type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// A consistent, read-only view of a [`KvEngine`] (user keys, as in
 /// [`KvEngine::get`] and [`KvEngine::scan`]).
 pub trait KvSnapshot: Send + Sync + 'static {
@@ -139,4 +150,46 @@ pub trait KvSnapshot: Send + Sync + 'static {
     ///
     /// I/O errors from the underlying store.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// The value of an encoded (raw) key as of the snapshot, as stored (see
+    /// [`keys`](crate::keys)).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store.
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Calls `f` with every stored pair whose encoded key is in
+    /// `[start, end)`, ascending, as of the snapshot, until `f` returns
+    /// `Ok(false)` or an error. Streams: nothing but the current pair is
+    /// held, so a region of any size can be copied in bounded memory.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the underlying store, or the first error of `f`.
+    fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut RawVisitor<'_>) -> Result<()>;
+
+    /// The region's apply state as of the snapshot, if any.
+    ///
+    /// # Errors
+    ///
+    /// A stored state that cannot be decoded, or an I/O error.
+    fn get_apply_state(&self, region_id: u64) -> Result<Option<RaftApplyState>> {
+        decode(self.get_raw(&crate::keys::apply_state_key(region_id))?)
+    }
+
+    /// The region's region state as of the snapshot, if any.
+    ///
+    /// # Errors
+    ///
+    /// A stored state that cannot be decoded, or an I/O error.
+    fn get_region_state(&self, region_id: u64) -> Result<Option<RegionLocalState>> {
+        decode(self.get_raw(&crate::keys::region_state_key(region_id))?)
+    }
+}
+
+fn decode<M: protobuf::Message>(bytes: Option<Vec<u8>>) -> Result<Option<M>> {
+    bytes
+        .map(|b| M::parse_from_bytes(&b).map_err(Into::into))
+        .transpose()
 }

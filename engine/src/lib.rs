@@ -132,7 +132,7 @@ pub use raft_engine;
 pub use crate::engines::Engines;
 pub use crate::error::{Error, Result};
 pub use crate::fjall_kv::{FjallKvEngine, FjallKvSnapshot};
-pub use crate::kv::{KvEngine, KvSnapshot, KvWriteBatch};
+pub use crate::kv::{KvEngine, KvSnapshot, KvWriteBatch, RawVisitor};
 pub use crate::mem_kv::{MemKvEngine, MemKvSnapshot, MAX_UNSYNCED_OPS};
 pub use crate::mem_raft::{MemLogBatch, MemRaftLogEngine};
 pub use crate::raft_engine_log::{RaftEngineLogBatch, RaftEngineLogEngine};

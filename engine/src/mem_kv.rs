@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
 
 use crate::write_batch::WriteOp;
-use crate::{keys, KvEngine, KvSnapshot, Result, WriteBatch};
+use crate::{keys, KvEngine, KvSnapshot, RawVisitor, Result, WriteBatch};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -225,6 +225,25 @@ impl KvSnapshot for MemKvSnapshot {
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         scan_data(&self.map, start, end, limit)
+    }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.map.get(key).cloned())
+    }
+
+    fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut RawVisitor<'_>) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        for (k, v) in self
+            .map
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+        {
+            if !f(k, v)? {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -106,6 +106,14 @@ impl KvWriteBatch for WriteBatch {
         self.put_message(&keys::region_state_key(region_id), state);
     }
 
+    fn put_raw(&mut self, key: &[u8], value: &[u8]) {
+        self.push(WriteOp::Put(key.to_vec(), value.to_vec()));
+    }
+
+    fn delete_raw(&mut self, key: &[u8]) {
+        self.push(WriteOp::Delete(key.to_vec()));
+    }
+
     fn count(&self) -> usize {
         self.ops.len()
     }

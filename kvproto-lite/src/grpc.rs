@@ -46,7 +46,7 @@ use crate::kvrpcpb::{
     GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse,
     ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, ScanRequest, ScanResponse,
 };
-use crate::transportpb::{BatchRaftMessage, Done};
+use crate::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 
 /// Boxed error type of the transport under a client.
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -406,6 +406,32 @@ impl<T: GrpcChannel> RaftClient<T> {
             .client_streaming(
                 tonic::Request::new(batches),
                 PathAndQuery::from_static(paths::RAFT_BATCH_RAFT),
+                codec,
+            )
+            .await
+    }
+
+    /// `Raft.Snapshot`: streams one snapshot's `chunks` (the first carries
+    /// the snapshot's message); resolves when the store answers, after it
+    /// took the whole snapshot, or the call fails.
+    ///
+    /// # Errors
+    ///
+    /// A `Status` when the connection fails or the store refuses or cannot
+    /// verify the snapshot.
+    pub async fn snapshot<S>(&mut self, chunks: S) -> Result<Response<Done>, Status>
+    where
+        S: futures_core::Stream<Item = SnapshotChunk> + Send + 'static,
+    {
+        self.inner
+            .ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("connection not ready: {}", e.into())))?;
+        let codec = ProtobufCodec::<SnapshotChunk, Done>::default();
+        self.inner
+            .client_streaming(
+                tonic::Request::new(chunks),
+                PathAndQuery::from_static(paths::RAFT_SNAPSHOT),
                 codec,
             )
             .await

@@ -120,10 +120,11 @@
 //! | `raft_cmdpb.PutRequest` / `DeleteRequest` | key (1), value (2) / key (1) |
 //! | `raft_cmdpb.Request` / `Response` | cmd_type (1), get (2), put (4), delete (5) |
 //! | `raft_cmdpb.ChangePeerRequest` / `Response` | change_type (1), peer (2) / region (1) |
+//! | `raft_cmdpb.ChangePeerV2Request` / `Response` | changes (1) / region (1) |
 //! | `raft_cmdpb.SplitRequest` / `Response` | split_key (1), new_region_id (2), new_peer_ids (3) / left (1), right (2) |
 //! | `raft_cmdpb.CompactLogRequest` | compact_index (1), compact_term (2) |
 //! | `raft_cmdpb.TransferLeaderRequest` | peer (1) |
-//! | `raft_cmdpb.AdminRequest` / `AdminResponse` | cmd_type (1), change_peer (2), split (3), compact_log (4), transfer_leader (5) |
+//! | `raft_cmdpb.AdminRequest` / `AdminResponse` | cmd_type (1), change_peer (2), split (3), compact_log (4), transfer_leader (5), change_peer_v2 (6) |
 //! | `raft_cmdpb.RaftRequestHeader` | region_id (1), peer (2), region_epoch (3), term (4) |
 //! | `raft_cmdpb.RaftResponseHeader` | error (1), current_term (2) |
 //! | `raft_cmdpb.RaftCmdRequest` / `RaftCmdResponse` | header (1), requests / responses (2), admin_request / admin_response (3) |

@@ -3,9 +3,10 @@
 //! [`errorpb::Error`] constructor per error kind (each sets the human-readable
 //! `message` and the typed detail).
 
+use crate::eraftpb::ConfChangeType;
 use crate::errorpb;
 use crate::metapb::{Peer, Region, RegionEpoch};
-use crate::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use crate::raft_cmdpb::{AdminCmdType, ChangePeerRequest, RaftCmdRequest, RaftCmdResponse};
 
 /// Returns true if `key` lies in `region`'s range `[start_key, end_key)`.
 ///
@@ -177,6 +178,79 @@ pub fn new_cmd_request(region: &Region, peer: Peer) -> RaftCmdRequest {
     header.set_region_id(region.get_id());
     header.set_peer(peer);
     header.set_region_epoch(region.get_region_epoch().clone());
+    cmd
+}
+
+/// One membership change: add `peer` as a voter (`AddNode`, which also
+/// promotes a learner), as a learner (`AddLearnerNode`, which also demotes
+/// a voter), or remove it (`RemoveNode`).
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::eraftpb::ConfChangeType;
+/// use kvproto_lite::metapb::Peer;
+///
+/// let mut peer = Peer::default();
+/// peer.set_id(14);
+/// peer.set_store_id(4);
+/// let c = kvproto_lite::util::change_peer(ConfChangeType::AddLearnerNode, peer);
+/// assert_eq!(c.get_peer().get_store_id(), 4);
+/// ```
+pub fn change_peer(change_type: ConfChangeType, peer: Peer) -> ChangePeerRequest {
+    let mut c = ChangePeerRequest::default();
+    c.set_change_type(change_type);
+    c.set_peer(peer);
+    c
+}
+
+/// A membership change command for `region` (as the caller knows it: its
+/// epoch is checked), addressed to `leader`: `ChangePeer` for one change,
+/// `ChangePeerV2` (a joint configuration, left automatically) for several.
+///
+/// # Examples
+///
+/// ```
+/// use kvproto_lite::eraftpb::ConfChangeType;
+/// use kvproto_lite::metapb::{Peer, Region};
+/// use kvproto_lite::raft_cmdpb::AdminCmdType;
+/// use kvproto_lite::util::{change_peer, new_change_peer_request};
+///
+/// let peer = |id, store| {
+///     let mut p = Peer::default();
+///     p.set_id(id);
+///     p.set_store_id(store);
+///     p
+/// };
+/// let mut region = Region::default();
+/// region.set_id(1);
+/// region.mut_region_epoch().set_conf_ver(1);
+/// // Replace the peer on store 3 by one on store 4 through a joint change:
+/// // the old one is demoted (it can be removed once it is a learner).
+/// let cmd = new_change_peer_request(
+///     &region,
+///     peer(11, 1),
+///     vec![
+///         change_peer(ConfChangeType::AddNode, peer(14, 4)),
+///         change_peer(ConfChangeType::AddLearnerNode, peer(13, 3)),
+///     ],
+/// );
+/// assert_eq!(cmd.get_admin_request().get_cmd_type(), AdminCmdType::ChangePeerV2);
+/// ```
+pub fn new_change_peer_request(
+    region: &Region,
+    leader: Peer,
+    mut changes: Vec<ChangePeerRequest>,
+) -> RaftCmdRequest {
+    let mut cmd = new_cmd_request(region, leader);
+    let admin = cmd.mut_admin_request();
+    if changes.len() == 1 {
+        admin.set_cmd_type(AdminCmdType::ChangePeer);
+        admin.set_change_peer(changes.remove(0));
+    } else {
+        admin.set_cmd_type(AdminCmdType::ChangePeerV2);
+        admin.mut_change_peer_v2().set_changes(changes.into());
+    }
     cmd
 }
 

@@ -129,6 +129,22 @@ pub struct Config {
     pub raft_log_gc_threshold: u64,
     /// How often (in ticks) a leader considers log compaction.
     pub raft_log_gc_tick_interval: usize,
+    /// A leader compacts its log up to its applied index, past followers
+    /// that have not replicated it (they catch up by snapshot), once more
+    /// than this many applied entries are kept.
+    pub raft_log_gc_count_limit: u64,
+    /// The same once the kept entries are estimated at more than this many
+    /// bytes.
+    pub raft_log_gc_size_limit: u64,
+    /// The same once a lagging follower has held compaction back for this
+    /// many ticks (the age limit of the kept log).
+    pub raft_log_gc_max_ticks: u64,
+    /// Largest chunk of snapshot data in one transport message.
+    pub snap_chunk_size: usize,
+    /// Most snapshot sends under way at once on a store.
+    pub snap_max_concurrent_sends: usize,
+    /// Most snapshot receptions under way at once on a store.
+    pub snap_max_concurrent_receives: usize,
     /// How often (in store ticks) the store asks its raft log engine to
     /// reclaim space freed by compaction (`RaftLogEngine::purge_expired`).
     pub raft_engine_purge_interval_ticks: u64,
@@ -183,6 +199,12 @@ impl Default for Config {
             group_commit: true,
             raft_log_gc_threshold: 512,
             raft_log_gc_tick_interval: 30,
+            raft_log_gc_count_limit: 20_000,
+            raft_log_gc_size_limit: 64 * 1024 * 1024,
+            raft_log_gc_max_ticks: 6_000,
+            snap_chunk_size: 1024 * 1024,
+            snap_max_concurrent_sends: 4,
+            snap_max_concurrent_receives: 4,
             raft_engine_purge_interval_ticks: 300,
             hibernate_regions: true,
             hibernate_check_leader_ticks: 3000,
@@ -198,7 +220,19 @@ impl Config {
     ///
     /// [`Error::InvalidConfig`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        let positive: [(&str, u64); 11] = [
+        let positive: [(&str, u64); 17] = [
+            ("raft_log_gc_count_limit", self.raft_log_gc_count_limit),
+            ("raft_log_gc_size_limit", self.raft_log_gc_size_limit),
+            ("raft_log_gc_max_ticks", self.raft_log_gc_max_ticks),
+            ("snap_chunk_size", self.snap_chunk_size as u64),
+            (
+                "snap_max_concurrent_sends",
+                self.snap_max_concurrent_sends as u64,
+            ),
+            (
+                "snap_max_concurrent_receives",
+                self.snap_max_concurrent_receives as u64,
+            ),
             ("store_pool_size", self.store_pool_size as u64),
             ("store_max_batch_size", self.store_max_batch_size as u64),
             (

@@ -23,6 +23,7 @@ use crate::awake::AwakeRegions;
 use crate::config::Config;
 use crate::memory::MemoryGuard;
 use crate::metrics::PollerMetrics;
+use crate::snapshot::{SnapManager, SnapScheduler};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
 
@@ -60,6 +61,10 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// The store's awake regions: a peer takes itself out when it
     /// hibernates and puts itself back when it wakes.
     pub(crate) awake: Arc<AwakeRegions>,
+    /// The store's snapshots in flight.
+    pub(crate) snap_mgr: Arc<SnapManager>,
+    /// Where snapshot generations run.
+    pub(crate) snap_scheduler: SnapScheduler,
     /// Memory-quota share of the raft messages queued for the transport
     /// this round; released after the round's flush.
     pub(crate) outgoing_memory: Option<MemoryGuard>,
@@ -78,6 +83,8 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         stats: Arc<StoreStats>,
         logger: Logger,
         awake: Arc<AwakeRegions>,
+        snap_mgr: Arc<SnapManager>,
+        snap_scheduler: SnapScheduler,
     ) -> Self {
         let log_batch = engines.raft.log_batch(LOG_BATCH_ITEMS);
         PollContext {
@@ -97,6 +104,8 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             metrics: PollerMetrics::new(),
             pending_splits: Vec::new(),
             awake,
+            snap_mgr,
+            snap_scheduler,
             outgoing_memory: None,
         }
     }

@@ -45,6 +45,10 @@ pub enum Error {
     /// reach when the wait for leaders timed out.
     #[error("regions without a reachable leader: {0:?}")]
     NoLeader(Vec<u64>),
+    /// A snapshot could not be generated, sent, received or applied; the
+    /// message says which and why.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// Anything else, with a description.
     #[error("{0}")]
     Other(String),

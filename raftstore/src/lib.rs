@@ -125,6 +125,7 @@ mod peer_fsm;
 pub mod poller;
 mod raft_compat;
 mod router;
+pub mod snapshot;
 mod storage;
 mod store_fsm;
 mod store_meta;

@@ -138,6 +138,15 @@ pub enum SignificantMsg {
         /// The store that came back.
         store_id: u64,
     },
+    /// The outcome of sending a snapshot to `to_peer_id`, reported by the
+    /// transport: raft-rs's `report_snapshot` (a failure makes it probe the
+    /// follower again and, if still needed, send a new snapshot).
+    SnapshotStatus {
+        /// The follower the snapshot was for.
+        to_peer_id: u64,
+        /// Whether the follower's store took the whole snapshot.
+        delivered: bool,
+    },
 }
 
 /// A raft message from another store on its way to a peer, holding its
@@ -206,4 +215,12 @@ pub enum StoreMsg {
     Tick,
     /// Start the store FSM.
     Start,
+    /// The apply system made region `region_id`'s `Tombstone` state
+    /// durable: its destroyed peer's raft log can go (it is cleaned only
+    /// now, so a crash in between leaves a tombstone with a stale log,
+    /// which a restart cleans, and never a live region without a log).
+    PeerDestroyed {
+        /// The region whose peer was destroyed.
+        region_id: u64,
+    },
 }

@@ -162,6 +162,10 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
                     self.peer.wake(ctx);
                 }
             }
+            PeerMsg::SignificantMsg(SignificantMsg::SnapshotStatus {
+                to_peer_id,
+                delivered,
+            }) => self.peer.on_snapshot_status(to_peer_id, delivered),
             PeerMsg::CheckLeader => self.peer.check_leader(ctx),
             PeerMsg::Start => self.peer.start(),
             PeerMsg::Destroy => self.peer.mark_pending_remove(),

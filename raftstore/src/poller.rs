@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::context::PollContext;
 use crate::peer_fsm::PeerFsm;
 use crate::router::RaftRouter;
+use crate::snapshot::SnapScheduler;
 use crate::store_fsm::{self, StoreFsm};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
@@ -169,6 +170,7 @@ pub struct RaftPollerBuilder<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) stats: Arc<StoreStats>,
     pub(crate) logger: Logger,
     pub(crate) awake: Arc<AwakeRegions>,
+    pub(crate) snap_scheduler: SnapScheduler,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T> {
@@ -196,7 +198,16 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T>
             stats,
             logger,
             awake: Arc::new(AwakeRegions::new()),
+            snap_scheduler: SnapScheduler::default(),
         }
+    }
+
+    /// Generates snapshots through `scheduler` (the store's snapshot
+    /// worker); without it they are generated inline, on the poller's
+    /// thread (deterministic, for a store driven by hand).
+    pub fn with_snap_scheduler(mut self, scheduler: SnapScheduler) -> Self {
+        self.snap_scheduler = scheduler;
+        self
     }
 
     /// Shares `awake` as the store's set of awake regions (the one its tick
@@ -224,6 +235,8 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
                 self.stats.clone(),
                 self.logger.clone(),
                 self.awake.clone(),
+                self.router.snap_manager().clone(),
+                self.snap_scheduler.clone(),
             ),
             router: self.router.clone(),
         }

@@ -14,8 +14,9 @@ use kvproto_lite::util;
 use protobuf::Message as _;
 
 use crate::memory::{MemoryQuota, COMMAND_OVERHEAD_BYTES};
-use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg};
+use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 use crate::peer_fsm::PeerFsm;
+use crate::snapshot::{IncomingSnapshot, SnapManager};
 use crate::store_fsm::{self, StoreFsm};
 use crate::transport::RaftMessageSink;
 
@@ -95,6 +96,8 @@ use crate::transport::RaftMessageSink;
 pub struct RaftRouter<ER: RaftLogEngine> {
     /// The batch-system router of peer FSMs and the store FSM.
     pub router: BatchRouter<PeerFsm<ER>, StoreFsm>,
+    /// The store's snapshots in flight (receptions start here).
+    pub(crate) snap_mgr: Arc<SnapManager>,
     /// The store's memory quota: commands are admitted and charged here,
     /// at the mailbox door.
     pub(crate) memory: Arc<MemoryQuota>,
@@ -104,6 +107,7 @@ impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
     fn clone(&self) -> Self {
         RaftRouter {
             router: self.router.clone(),
+            snap_mgr: self.snap_mgr.clone(),
             memory: self.memory.clone(),
         }
     }
@@ -118,6 +122,12 @@ impl<ER: RaftLogEngine> Deref for RaftRouter<ER> {
 }
 
 impl<ER: RaftLogEngine> RaftRouter<ER> {
+    /// The store's snapshot manager (snapshots in flight, their limits and
+    /// counters).
+    pub fn snap_manager(&self) -> &Arc<SnapManager> {
+        &self.snap_mgr
+    }
+
     /// Delivers a raft message to its region's peer, or to the store FSM if
     /// the region has no peer on this store (it may create one).
     ///
@@ -223,6 +233,10 @@ impl<ER: RaftLogEngine> RaftMessageSink for RaftRouter<ER> {
     fn deliver(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
         self.send_raft_message(msg)
     }
+
+    fn receive_snapshot(&self, msg: RaftMessage) -> crate::Result<IncomingSnapshot> {
+        self.snap_mgr.begin_receive(msg)
+    }
 }
 
 /// Where a client sends commands for one store. Implemented by
@@ -300,9 +314,14 @@ impl<ER: RaftLogEngine> apply::ApplyNotifier for RaftRouter<ER> {
     fn notify(&self, results: Vec<apply::ApplyRes>) {
         for res in results {
             let region_id = res.region_id;
+            let destroyed = res.destroyed;
             // force_send: apply results must never be refused for capacity.
             // A missing or closed peer (destroyed meanwhile) needs none.
             let _ = self.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
+            if destroyed {
+                // The tombstone is durable: the store may clean the log.
+                let _ = self.force_send_control(StoreMsg::PeerDestroyed { region_id });
+            }
         }
     }
 }

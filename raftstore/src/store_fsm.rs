@@ -15,6 +15,7 @@
 //! These functions take the batch router of the store's FSMs themselves;
 //! [`RaftRouter`](crate::RaftRouter) wraps that router.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use apply::ApplyRouter;
@@ -129,6 +130,13 @@ impl StoreFsm {
                 }
             }
             StoreMsg::Start => {}
+            StoreMsg::PeerDestroyed { region_id } => {
+                // A peer created since (over the tombstone) cleaned the old
+                // log itself and owns the region's log now.
+                if router.mailbox(region_id).is_none() {
+                    clean_raft_log(ctx, region_id);
+                }
+            }
         }
     }
 }
@@ -225,6 +233,7 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
             "msg_term" => m.term);
         return;
     }
+    let mut over_tombstone = false;
     match ctx.engines.kv.get_region_state(region_id) {
         Ok(Some(state)) if state.get_state() == PeerState::Tombstone => {
             let local = state.get_region().get_region_epoch();
@@ -234,6 +243,7 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
                 debug!(ctx.logger, "drop message for a destroyed peer"; "region_id" => region_id);
                 return;
             }
+            over_tombstone = true;
         }
         Ok(Some(_)) => {
             debug!(ctx.logger, "drop message: region state exists but no peer is running";
@@ -268,6 +278,11 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     // could vote twice in one term and let two leaders share a term
     // (found by the simulation, seed 13285: two different entries at
     // index 12 of term 8).
+    if over_tombstone {
+        // What is left of the destroyed peer's log (its cleaning may still
+        // be queued) belongs to another peer id: the new one starts empty.
+        clean_raft_log(ctx, region_id);
+    }
     let raft_state = match ctx.engines.raft.get_raft_state(region_id) {
         Ok(Some(s)) if s.get_last_index() == 0 => s,
         Ok(_) => RaftLocalState::default(),
@@ -400,8 +415,25 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
     ctx.store_meta.remove(region_id);
     ctx.stats.remove_region(region_id);
-    // The apply system writes the Tombstone region state when it handles
-    // the Destroy, after whatever it still had queued for the region.
+    ctx.stats.peers_destroyed.fetch_add(1, Ordering::Relaxed);
+    if fsm.peer.is_initialized() {
+        // The apply system writes the Tombstone region state when it
+        // handles the Destroy, after whatever it still had queued for the
+        // region, and syncs it; then the store FSM cleans the raft log
+        // (`StoreMsg::PeerDestroyed`). The other order would leave, after
+        // a crash between the two, a live region state without its log.
+        return;
+    }
+    // An uninitialized peer has no region state, only (maybe) a raft state
+    // with its term and vote.
+    clean_raft_log(ctx, region_id);
+}
+
+/// Removes region `region_id`'s raft log and raft state, synced.
+fn clean_raft_log<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
+    ctx: &mut PollContext<EK, ER, T>,
+    region_id: u64,
+) {
     let mut lb = ctx.engines.raft.log_batch(0);
     let cleaned = lb
         .clean(region_id)

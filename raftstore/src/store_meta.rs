@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kvproto_lite::metapb;
 
+use crate::snapshot::SnapshotStats;
 use crate::validate::RejectedMessages;
 
 /// What a store knows about one of its regions' leadership.
@@ -248,12 +249,20 @@ pub struct StoreStats {
     pub hibernations: AtomicU64,
     /// Times a hibernated peer of this store woke.
     pub wakes: AtomicU64,
+    /// Tombstone messages sent to peers that missed their own removal.
+    pub tombstones_sent: AtomicU64,
+    /// Peers of this store destroyed (removed by a conf change, or told by
+    /// a tombstone message that they were).
+    pub peers_destroyed: AtomicU64,
     /// How long each raft log write took, fsync included: the part of a
     /// poll round spent waiting for the disk.
     pub log_write_duration: DurationHistogram,
     /// Raft messages from other stores dropped by validation, per reason
     /// (see [`crate::validate`]).
     pub rejected_messages: RejectedMessages,
+    /// Snapshots generated, sent, received and applied, bytes moved, and
+    /// sends and receptions under way (see [`crate::snapshot`]).
+    pub snapshots: Arc<SnapshotStats>,
     /// The store's memory quota and the bytes of accepted, unfinished work
     /// it accounts (see [`crate::MemoryQuota`]); its capacity is
     /// `Config::memory_quota`.

@@ -13,17 +13,18 @@ use batch_system::{create_system, BatchSystem, HandlerBuilder, ManualPoller};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb;
-use kvproto_lite::raft_serverpb::PeerState;
+use kvproto_lite::raft_serverpb::{PeerState, RaftLocalState};
 use kvproto_lite::util;
 use slog::{info, o, Logger};
 
 use crate::awake::{AwakeRegions, TICK_SLICES};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::msg::{PeerMsg, StoreMsg};
+use crate::msg::{PeerMsg, SignificantMsg, StoreMsg};
 use crate::peer_fsm::PeerFsm;
 use crate::poller::{RaftPoller, RaftPollerBuilder};
 use crate::router::RaftRouter;
+use crate::snapshot::{SnapLimits, SnapManager, SnapWorker, SnapshotReporter};
 use crate::storage::{split_raft_state, RAFT_INIT_LOG_INDEX};
 use crate::store_fsm::{start_peer, StoreFsm};
 use crate::store_meta::{LeaderInfo, RegionProgress, StoreMeta, StoreStats};
@@ -57,6 +58,9 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     store_meta: Arc<StoreMeta>,
     stats: Arc<StoreStats>,
     awake: Arc<AwakeRegions>,
+    /// Generates snapshots off the raft threads (`spawn` only; a store
+    /// driven by hand generates them inline).
+    snap_worker: Option<SnapWorker>,
     timer: Option<(Sender<()>, JoinHandle<()>)>,
     running: bool,
     _kv: PhantomData<EK>,
@@ -88,8 +92,28 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         store_fsm,
     );
     let stats = Arc::new(StoreStats::with_memory_quota(cfg.memory_quota));
+    let reporter_router = router.clone();
+    let reporter: SnapshotReporter = Arc::new(move |region_id, to_peer_id, delivered| {
+        let _ = reporter_router.force_send(
+            region_id,
+            PeerMsg::SignificantMsg(SignificantMsg::SnapshotStatus {
+                to_peer_id,
+                delivered,
+            }),
+        );
+    });
+    let snap_mgr = Arc::new(SnapManager::new(
+        SnapLimits {
+            chunk_size: cfg.snap_chunk_size,
+            max_sends: cfg.snap_max_concurrent_sends,
+            max_receives: cfg.snap_max_concurrent_receives,
+        },
+        stats.snapshots.clone(),
+        reporter,
+    ));
     let raft_router = RaftRouter {
         router,
+        snap_mgr,
         memory: stats.memory.clone(),
     };
     let system = RaftBatchSystem {
@@ -101,6 +125,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         store_meta: Arc::new(StoreMeta::default()),
         stats,
         awake: Arc::new(AwakeRegions::new()),
+        snap_worker: None,
         timer: None,
         running: false,
         _kv: PhantomData,
@@ -180,6 +205,18 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     ) -> Result<usize> {
         let mut count = 0usize;
         for state in engines.kv.region_states()? {
+            if state.get_state() == PeerState::Tombstone {
+                // A crash after the tombstone was written and before the
+                // destroyed peer's raft log was cleaned leaves the log.
+                let region_id = state.get_region().get_id();
+                if engines.raft.get_raft_state(region_id)?.is_some() {
+                    let mut lb = engines.raft.log_batch(0);
+                    lb.clean(region_id)?;
+                    engines.raft.consume(&mut lb, true)?;
+                    info!(logger, "cleaned the raft log of a destroyed peer"; "region_id" => region_id);
+                }
+                continue;
+            }
             if state.get_state() != PeerState::Normal {
                 continue;
             }
@@ -210,11 +247,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
                     state
                 }
                 Some(s) => s,
-                None => {
-                    return Err(Error::Other(format!(
-                        "region {region_id} has no raft state"
-                    )));
-                }
+                // Written by a snapshot whose raft state a crash lost (the
+                // peer was created from a message and had persisted
+                // nothing): `PeerStorage::new` restarts the log at the
+                // snapshot's position.
+                None => RaftLocalState::default(),
             };
             start_peer(
                 cfg,
@@ -321,6 +358,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             engines.kv.clone(),
             self.router.clone(),
         )?;
+        let worker = SnapWorker::start(format!("snap-gen-{store_id}"))?;
         let builder = RaftPollerBuilder::new(
             cfg.clone(),
             store_id,
@@ -332,7 +370,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             self.stats.clone(),
             logger.clone(),
         )
-        .with_awake_regions(self.awake.clone());
+        .with_awake_regions(self.awake.clone())
+        .with_snap_scheduler(worker.scheduler());
+        self.snap_worker = Some(worker);
         self.system
             .spawn(format!("raftstore-{store_id}"), builder)?;
         let _ = self.router.send_control(StoreMsg::Start);
@@ -422,6 +462,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             self.system.shutdown();
             self.apply_system.shutdown();
             self.running = false;
+        }
+        if let Some(mut worker) = self.snap_worker.take() {
+            worker.stop();
         }
     }
 }

@@ -9,6 +9,7 @@ use crossbeam_channel::TrySendError;
 use kvproto_lite::raft_serverpb::RaftMessage;
 
 use crate::error::{Error, Result};
+use crate::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 
 /// Sends raft messages to other stores.
 ///
@@ -40,6 +41,34 @@ pub trait Transport: Clone + Send + 'static {
     /// be lost silently after `Ok` (as on a real network).
     fn send(&mut self, msg: RaftMessage) -> Result<()>;
 
+    /// Sends a snapshot: `msg` (a `MsgSnapshot` carrying only the
+    /// snapshot's metadata) and the snapshot's data, out of band, in the
+    /// bounded chunks of `snap`. The data must never travel as one message
+    /// or through a mailbox: the receiving store's
+    /// [`RaftMessageSink::receive_snapshot`] takes it chunk by chunk and
+    /// gives back `msg` to deliver once the data is complete and verified.
+    ///
+    /// The transport must end `snap` with
+    /// [`OutgoingSnapshot::finish`] (or drop it, which counts as a
+    /// failure): the leader's raft learns the outcome from it. It may send
+    /// on another thread and should stop when
+    /// [`OutgoingSnapshot::is_cancelled`] says a newer snapshot superseded
+    /// this one.
+    ///
+    /// The default refuses: a transport that cannot carry snapshots keeps
+    /// every follower that needs one waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Transport::send); `snap` has been finished as failed.
+    fn send_snapshot(&mut self, msg: RaftMessage, snap: OutgoingSnapshot) -> Result<()> {
+        snap.finish(false);
+        Err(Error::Snapshot(format!(
+            "this transport cannot send snapshots (to store {})",
+            msg.get_to_peer().get_store_id()
+        )))
+    }
+
     /// Sends everything queued.
     fn flush(&mut self);
 }
@@ -53,6 +82,24 @@ pub trait RaftMessageSink: Send + Sync {
     ///
     /// Gives the message back when it cannot be accepted.
     fn deliver(&self, msg: RaftMessage) -> std::result::Result<(), TrySendError<RaftMessage>>;
+
+    /// Starts receiving the data of the snapshot `msg` announces (see
+    /// [`Transport::send_snapshot`]). Push the chunks into the returned
+    /// [`IncomingSnapshot`], then `finish` it and [`deliver`](Self::deliver)
+    /// the message it gives back.
+    ///
+    /// The default refuses (a sink that cannot take snapshots).
+    ///
+    /// # Errors
+    ///
+    /// Not a well-formed snapshot message, or too many receptions under
+    /// way.
+    fn receive_snapshot(&self, msg: RaftMessage) -> Result<IncomingSnapshot> {
+        Err(Error::Snapshot(format!(
+            "store {} cannot receive snapshots",
+            msg.get_to_peer().get_store_id()
+        )))
+    }
 }
 
 /// A transport with no other store to talk to: every message is refused

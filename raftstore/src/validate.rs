@@ -55,10 +55,12 @@ pub enum RejectReason {
     /// (index or term 0, a term above the message's, an empty or
     /// overlapping configuration, a configuration without the receiver).
     SnapshotMetadata,
-    /// A snapshot: this store cannot apply snapshots yet, and a snapshot
-    /// raft-rs accepts but the store never persists leaves the persisted
-    /// commit index past the persisted log.
-    SnapshotUnsupported,
+    /// A snapshot whose data this store does not hold (it came without it,
+    /// was delivered twice, or a newer snapshot of the region replaced the
+    /// data): raft-rs must not restore a snapshot the store cannot apply.
+    /// Data that arrived but fails its checks is refused by the transport
+    /// already.
+    SnapshotDataMissing,
     /// An append whose entries do not follow its `index` one by one
     /// (`entries[i].index != index + 1 + i`).
     AppendNotContiguous,
@@ -93,7 +95,7 @@ impl RejectReason {
         RejectReason::ZeroTerm,
         RejectReason::TermTooLarge,
         RejectReason::SnapshotMetadata,
-        RejectReason::SnapshotUnsupported,
+        RejectReason::SnapshotDataMissing,
         RejectReason::AppendNotContiguous,
         RejectReason::AppendEntryTerms,
         RejectReason::AppendZeroLogTerm,
@@ -113,7 +115,7 @@ impl RejectReason {
             RejectReason::ZeroTerm => "zero_term",
             RejectReason::TermTooLarge => "term_too_large",
             RejectReason::SnapshotMetadata => "snapshot_metadata",
-            RejectReason::SnapshotUnsupported => "snapshot_unsupported",
+            RejectReason::SnapshotDataMissing => "snapshot_data_missing",
             RejectReason::AppendNotContiguous => "append_not_contiguous",
             RejectReason::AppendEntryTerms => "append_entry_terms",
             RejectReason::AppendZeroLogTerm => "append_zero_log_term",
@@ -127,9 +129,16 @@ impl RejectReason {
     }
 
     /// Whether a correct peer never sends such a message (every reason but
-    /// [`ToPeerMismatch`](Self::ToPeerMismatch)).
+    /// [`ToPeerMismatch`](Self::ToPeerMismatch) and
+    /// [`SnapshotDataMissing`](Self::SnapshotDataMissing): a correct
+    /// leader's snapshot message arrives without its data when it is
+    /// delivered twice, or after a newer snapshot of the region replaced
+    /// the data).
     pub fn is_malformed(self) -> bool {
-        self != RejectReason::ToPeerMismatch
+        !matches!(
+            self,
+            RejectReason::ToPeerMismatch | RejectReason::SnapshotDataMissing
+        )
     }
 
     fn slot(self) -> usize {
@@ -231,10 +240,7 @@ pub fn check_message(msg: &RaftMessage) -> Result<(), RejectReason> {
         return Err(RejectReason::TermTooLarge);
     }
     match t {
-        MessageType::MsgSnapshot => {
-            check_snapshot(m)?;
-            Err(RejectReason::SnapshotUnsupported)
-        }
+        MessageType::MsgSnapshot => check_snapshot(m),
         MessageType::MsgAppend => check_append(m),
         MessageType::MsgAppendResponse if m.request_snapshot != 0 => {
             Err(RejectReason::RequestSnapshot)
@@ -370,7 +376,9 @@ mod tests {
             assert_eq!(stats.get(*r), 1, "{r}");
         }
         assert_eq!(stats.total(), RejectReason::ALL.len() as u64);
-        assert_eq!(stats.malformed(), RejectReason::ALL.len() as u64 - 1);
+        // Neither a message for another peer id nor a snapshot without its
+        // data is malformed.
+        assert_eq!(stats.malformed(), RejectReason::ALL.len() as u64 - 2);
         let labels: std::collections::HashSet<_> =
             RejectReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), RejectReason::ALL.len());
@@ -482,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_checked_then_refused() {
+    fn snapshot_metadata_is_checked() {
         let mut rm = wire(MessageType::MsgSnapshot, 3);
         let meta = rm.mut_message().mut_snapshot().mut_metadata();
         meta.index = 10;
@@ -490,7 +498,7 @@ mod tests {
         let mut cs = ConfState::default();
         cs.set_voters(vec![1, 2, 3]);
         meta.set_conf_state(cs.clone());
-        assert_eq!(check_message(&rm), Err(RejectReason::SnapshotUnsupported));
+        assert_eq!(check_message(&rm), Ok(()));
         cs.set_learners(vec![2]);
         rm.mut_message()
             .mut_snapshot()

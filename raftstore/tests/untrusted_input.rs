@@ -392,7 +392,7 @@ fn an_append_response_requesting_a_snapshot_is_dropped() {
 }
 
 #[test]
-fn a_well_formed_snapshot_is_dropped_because_snapshots_are_not_supported() {
+fn a_snapshot_message_without_its_data_is_dropped() {
     let fx = Fixture::new();
     let last = fx.progress(fx.follower_store).last_index;
     let mut msg = fx.message(
@@ -401,13 +401,26 @@ fn a_well_formed_snapshot_is_dropped_because_snapshots_are_not_supported() {
         MessageType::MsgSnapshot,
         fx.term,
     );
-    let meta = msg.mut_message().mut_snapshot().mut_metadata();
-    meta.index = last + 100;
-    meta.term = fx.term;
-    let mut cs = ConfState::default();
-    cs.set_voters(fx.region.get_peers().iter().map(|p| p.get_id()).collect());
-    meta.set_conf_state(cs);
-    fx.send_rejected(fx.follower_store, msg, RejectReason::SnapshotUnsupported);
+    // A well-formed snapshot message whose data never arrived out of band.
+    let meta = raftstore::snapshot::SnapshotMeta {
+        key: raftstore::snapshot::SnapKey {
+            region_id: fx.region.get_id(),
+            term: fx.term,
+            index: last + 100,
+        },
+        region: fx.region.clone(),
+        apply_state: {
+            let mut s = kvproto_lite::raft_serverpb::RaftApplyState::default();
+            s.set_applied_index(last + 100);
+            s
+        },
+        data_size: 0,
+        pairs: 0,
+        checksum: 0,
+    };
+    msg.mut_message()
+        .set_snapshot(raftstore::snapshot::raft_snapshot(&meta).unwrap());
+    fx.send_rejected(fx.follower_store, msg, RejectReason::SnapshotDataMissing);
     fx.assert_serving(&[1, 2, 3]);
 }
 

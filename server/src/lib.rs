@@ -25,8 +25,10 @@
 //!
 //! The services are defined in kvproto-lite's `proto/kvrpcpb.proto` and
 //! `proto/transportpb.proto`, the contract for clients in any language.
-//! Snapshot transfer (`Raft.Snapshot`) is declared there but not served:
-//! stores do not build snapshots yet.
+//! Region snapshots travel on `Raft.Snapshot`, one client stream per
+//! snapshot on a connection of its own: the first chunk carries the raft
+//! message, every chunk at most `snap_chunk_size` bytes of data
+//! (`GrpcTransport::send_snapshot`, `RaftService::snapshot`).
 //!
 //! # Example
 //!

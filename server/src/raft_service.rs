@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use batch_system::mpsc::TrySendError;
-use kvproto_lite::transportpb::{BatchRaftMessage, Done};
+use kvproto_lite::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 use metrics::counter;
 use raftstore::RaftMessageSink;
 use slog::{warn, Logger};
@@ -95,6 +95,79 @@ impl RaftService {
                 }
             }
         }
+        Ok(Done::default())
+    }
+
+    /// Serves one `Snapshot` stream: the first chunk's message starts the
+    /// reception ([`RaftMessageSink::receive_snapshot`]: limits, metadata
+    /// checks), every chunk's data is added in order, and when the sender
+    /// closes the stream the data is verified and the message delivered.
+    /// `Done` tells the sender the store took the whole snapshot.
+    ///
+    /// # Errors
+    ///
+    /// The stream's own error, `InvalidArgument` for a first chunk without
+    /// a snapshot message or one for another store, `ResourceExhausted`
+    /// when the store refuses the reception, `DataLoss` when the data does
+    /// not match its metadata, `Unavailable` when the store is shutting
+    /// down or cannot take the message.
+    pub async fn snapshot(&self, mut stream: Streaming<SnapshotChunk>) -> Result<Done, Status> {
+        let mut closed = self.closed.subscribe();
+        let mut incoming = None;
+        loop {
+            let next = tokio::select! {
+                next = stream.message() => Some(next),
+                _ = closed.wait_for(|c| *c) => None,
+            };
+            let mut chunk = match next {
+                None => {
+                    return Err(Status::unavailable(format!(
+                        "store {} is shutting down",
+                        self.store_id
+                    )))
+                }
+                Some(Err(status)) => return Err(status),
+                Some(Ok(None)) => break,
+                Some(Ok(Some(chunk))) => chunk,
+            };
+            if incoming.is_none() {
+                if !chunk.has_message() {
+                    return Err(Status::invalid_argument(
+                        "the first snapshot chunk carries no message",
+                    ));
+                }
+                let msg = chunk.take_message();
+                let to = msg.get_to_peer().get_store_id();
+                if to != self.store_id {
+                    return Err(Status::invalid_argument(format!(
+                        "this is store {}, not store {to}",
+                        self.store_id
+                    )));
+                }
+                let started = self
+                    .sink
+                    .receive_snapshot(msg)
+                    .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+                incoming = Some(started);
+            }
+            if let Some(receiving) = incoming.as_mut() {
+                if !chunk.get_data().is_empty() {
+                    receiving
+                        .push(chunk.get_data())
+                        .map_err(|e| Status::data_loss(e.to_string()))?;
+                }
+            }
+        }
+        let Some(receiving) = incoming else {
+            return Err(Status::invalid_argument("an empty snapshot stream"));
+        };
+        let msg = receiving
+            .finish()
+            .map_err(|e| Status::data_loss(e.to_string()))?;
+        counter!("raft_snapshots_received_total").increment(1);
+        self.sink
+            .deliver(msg)
+            .map_err(|_| Status::unavailable("the store cannot take the snapshot's message"))?;
         Ok(Done::default())
     }
 }

@@ -5,8 +5,7 @@
 //! This is what tonic's generated server code does, written by hand because
 //! the messages are rust-protobuf 2 types (see `kvproto_lite::grpc`): each
 //! path decodes its request with [`ProtobufCodec`], calls the handler and
-//! encodes its answer. Unknown paths, and `Raft.Snapshot` until snapshots
-//! exist, answer gRPC status `Unimplemented`.
+//! encodes its answer. Unknown paths answer gRPC status `Unimplemented`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,7 +21,7 @@ use kvproto_lite::kvrpcpb::{
     BatchCommandsResponse, BatchGetResponse, BatchPutResponse, DeleteResponse, GetRegionResponse,
     GetResponse, GetStoresResponse, ListRegionsResponse, PutResponse, ScanResponse,
 };
-use kvproto_lite::transportpb::{BatchRaftMessage, Done};
+use kvproto_lite::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 use metrics::{counter, histogram};
 use protobuf::Message;
 use tonic::server::Grpc;
@@ -163,6 +162,13 @@ impl<EK: KvEngine> StoreService<EK> {
                 let handler = Handler::new(move |s| async move { raft.batch_raft(s).await });
                 grpc.client_streaming(handler, req).await
             }
+            Route::Snapshot => {
+                let raft = self.raft.clone();
+                let mut grpc = Grpc::new(ProtobufCodec::<Done, SnapshotChunk>::default())
+                    .max_decoding_message_size(max);
+                let handler = Handler::new(move |s| async move { raft.snapshot(s).await });
+                grpc.client_streaming(handler, req).await
+            }
         }
     }
 }
@@ -239,6 +245,7 @@ enum Route {
     GetStores,
     BatchCommands,
     BatchRaft,
+    Snapshot,
 }
 
 impl Route {
@@ -256,6 +263,7 @@ impl Route {
             Route::GetStores => "get_stores",
             Route::BatchCommands => "batch_commands",
             Route::BatchRaft => "batch_raft",
+            Route::Snapshot => "snapshot",
         }
     }
 
@@ -272,6 +280,7 @@ impl Route {
             paths::KV_GET_STORES => Route::GetStores,
             paths::KV_BATCH_COMMANDS => Route::BatchCommands,
             paths::RAFT_BATCH_RAFT => Route::BatchRaft,
+            paths::RAFT_SNAPSHOT => Route::Snapshot,
             _ => return None,
         })
     }

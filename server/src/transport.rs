@@ -31,8 +31,10 @@ use std::time::Duration;
 
 use kvproto_lite::grpc::RaftClient;
 use kvproto_lite::raft_serverpb::RaftMessage;
-use kvproto_lite::transportpb::BatchRaftMessage;
+use kvproto_lite::transportpb::{BatchRaftMessage, SnapshotChunk};
+use metrics::counter;
 use protobuf::Message;
+use raftstore::snapshot::{OutgoingSnapshot, SharedChunks};
 use raftstore::Transport;
 use slog::{debug, info, o, warn, Logger};
 use tokio::runtime::Handle;
@@ -325,7 +327,101 @@ impl GrpcTransport {
     }
 }
 
+/// Streams one snapshot to `addr` on a connection of its own (so a large
+/// snapshot never holds up the raft messages of the batch stream).
+async fn stream_snapshot(
+    cfg: &Config,
+    addr: &str,
+    msg: RaftMessage,
+    chunks: SharedChunks,
+    sent_bytes: Arc<dyn Fn(usize) + Send + Sync>,
+) -> Result<(), String> {
+    let channel = connect(cfg, addr).await?;
+    let mut client = RaftClient::new(channel).max_encoding_message_size(cfg.max_message_size);
+    let stream = ChunkStream {
+        msg: Some(msg),
+        chunks,
+        next: 0,
+        sent_bytes,
+    };
+    client
+        .snapshot(stream)
+        .await
+        .map(|_| ())
+        .map_err(|s| s.to_string())
+}
+
+/// The request stream of `Raft.Snapshot`: the message with the first chunk,
+/// then the other chunks, copied into messages one at a time.
+struct ChunkStream {
+    msg: Option<RaftMessage>,
+    chunks: SharedChunks,
+    next: usize,
+    sent_bytes: Arc<dyn Fn(usize) + Send + Sync>,
+}
+
+impl futures_core::Stream for ChunkStream {
+    type Item = SnapshotChunk;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<SnapshotChunk>> {
+        let mut chunk = SnapshotChunk::default();
+        if let Some(msg) = self.msg.take() {
+            chunk.set_message(msg);
+        } else if self.next >= self.chunks.chunks().len() {
+            return Poll::Ready(None);
+        }
+        if let Some(data) = self.chunks.chunks().get(self.next) {
+            chunk.set_data(data.clone());
+            (self.sent_bytes)(data.len());
+            self.next += 1;
+        }
+        Poll::Ready(Some(chunk))
+    }
+}
+
 impl Transport for GrpcTransport {
+    /// Streams the snapshot on a connection of its own (`Raft.Snapshot`),
+    /// on the transport's runtime; the outcome is reported when the
+    /// receiving store answers. Sends are bounded by the store's
+    /// `SnapManager` (`snap_max_concurrent_sends`).
+    fn send_snapshot(&mut self, msg: RaftMessage, snap: OutgoingSnapshot) -> raftstore::Result<()> {
+        let to = msg.get_to_peer().get_store_id();
+        let addr = match self.shared.book.get(to) {
+            Some(addr) if !*self.shared.stop.borrow() && to != self.shared.store_id => addr,
+            _ => {
+                snap.finish(false);
+                return Err(self.unreachable(to));
+            }
+        };
+        let shared = self.shared.clone();
+        let chunks = snap.shared_chunks();
+        let snap = Arc::new(std::sync::Mutex::new(Some(snap)));
+        let progress = snap.clone();
+        let sent_bytes: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |n| {
+            if let Some(s) = progress.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                s.record_sent(n);
+            }
+        });
+        self.shared.handle.spawn(async move {
+            let res = stream_snapshot(&shared.cfg, &addr, msg, chunks, sent_bytes).await;
+            let taken = snap.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(snap) = taken {
+                match res {
+                    Ok(()) => {
+                        counter!("raft_snapshots_sent_total").increment(1);
+                        snap.finish(true);
+                    }
+                    Err(why) => {
+                        warn!(shared.logger, "snapshot send failed"; "to_store" => to,
+                            "snapshot" => %snap.key(), "error" => why);
+                        snap.finish(false);
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
     fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
         let to = msg.get_to_peer().get_store_id();
         let idx = (msg.get_region_id() % self.shared.cfg.raft_conns_per_store as u64) as usize;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine};
+use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine};
 use kvproto_lite::grpc::KvClient;
 use kvproto_lite::kvrpcpb::*;
 use kvproto_lite::metapb::{Region, Store};
@@ -53,6 +53,14 @@ struct GrpcCluster {
 
 impl GrpcCluster {
     fn new(stores: u64, regions: usize) -> GrpcCluster {
+        GrpcCluster::with_config(stores, regions, |_| {})
+    }
+
+    fn with_config(
+        stores: u64,
+        regions: usize,
+        tweak: impl Fn(&mut raftstore::Config),
+    ) -> GrpcCluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -66,6 +74,7 @@ impl GrpcCluster {
             ..raftstore::Config::default()
         };
         cfg.apply.pool_size = 1;
+        tweak(&mut cfg);
         let net = server::Config {
             reconnect_initial_backoff_ms: 10,
             reconnect_max_backoff_ms: 100,
@@ -376,6 +385,48 @@ fn the_kv_service_reads_writes_scans_and_looks_up_regions() {
     assert_eq!(resp.get_store_id(), store);
     let ids: Vec<u64> = resp.get_stores().iter().map(|s| s.get_id()).collect();
     assert_eq!(ids, [1, 2, 3]);
+}
+
+#[test]
+fn a_store_the_log_was_compacted_past_catches_up_by_a_snapshot_streamed_over_grpc() {
+    let mut c = GrpcCluster::with_config(3, 1, |cfg| {
+        cfg.raft_log_gc_threshold = 5;
+        cfg.raft_log_gc_tick_interval = 3;
+        cfg.raft_log_gc_count_limit = 20;
+        cfg.snap_chunk_size = 1024;
+    });
+    c.put(&key(0), b"first");
+    assert!(c.replicated(&key(0), b"first"));
+    c.stop(3);
+    let behind = c.engines[&3]
+        .raft
+        .get_raft_state(1)
+        .unwrap()
+        .map_or(0, |s| s.get_last_index());
+    let value = vec![b'v'; 300];
+    let truncated = |c: &GrpcCluster, id: u64| {
+        c.engines[&id]
+            .kv
+            .get_apply_state(1)
+            .unwrap()
+            .map_or(0, |s| s.get_truncated_state().get_index())
+    };
+    let mut n = 1;
+    while ![1, 2].iter().all(|id| truncated(&c, *id) > behind + 1) {
+        c.put(&key(n), &value);
+        n += 1;
+        assert!(n < 2_000, "the log was never compacted past store 3");
+    }
+    c.start(3);
+    for i in 1..n {
+        assert!(c.replicated(&key(i), &value), "key {i}");
+    }
+    let snaps = &c.running[&3].system.stats().snapshots;
+    assert!(snaps.applied.load(Ordering::Relaxed) >= 1);
+    assert!(
+        snaps.bytes_received.load(Ordering::Relaxed) > 1024,
+        "several chunks"
+    );
 }
 
 #[test]

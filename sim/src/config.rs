@@ -67,6 +67,16 @@ pub struct NemesisConfig {
     /// followers must notice through their liveness checks (the simulated
     /// network reports no store unreachable) and elect a new leader.
     pub sleeping_leaders: bool,
+    /// Membership changes of a region's existing peers: a follower demoted
+    /// to a learner, a learner promoted back, and joint changes doing
+    /// both at once (`ChangePeer` / `ChangePeerV2`).
+    pub membership: bool,
+    /// Crashing a store in the middle of snapshot work: while it generates
+    /// or sends one (as a leader), or receives or has just applied one.
+    /// Snapshots happen because a small `raft_log_gc_count_limit` makes
+    /// leaders compact their logs past lagging (crashed, partitioned)
+    /// followers.
+    pub snapshot_crashes: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -168,6 +178,8 @@ impl SimConfig {
             splits: false,
             planned_restarts: false,
             sleeping_leaders: false,
+            membership: false,
+            snapshot_crashes: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -215,6 +227,14 @@ impl SimConfig {
         store.hibernate_check_leader_ticks = pick(&mut rng, &[5, 20, 60]);
         nemesis.sleeping_leaders = store.hibernate_regions && rng.gen_bool(0.6);
         let report_reachability = store.hibernate_regions && rng.gen_bool(0.5);
+        // Drawn last as well: log GC past lagging followers (by entry
+        // count) in most runs, so they catch up by snapshot, and snapshot
+        // data in chunks small enough that transfers take many steps.
+        store.raft_log_gc_count_limit = pick(&mut rng, &[8, 24, 64, 20_000]);
+        store.snap_chunk_size = pick(&mut rng, &[64, 512, 1 << 20]);
+        nemesis.snapshot_crashes = nemesis.crashes && rng.gen_bool(0.6);
+        // Drawn last as well (see `transfers`).
+        nemesis.membership = rng.gen_bool(0.5);
         SimConfig {
             seed,
             stores: 3,

@@ -161,6 +161,10 @@ fn main() -> ExitCode {
     let sleeping_faults = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let corrupted = Arc::new(AtomicU64::new(0));
+    // Membership changes sent, applied.
+    let membership = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    // Snapshots applied, transfers failed, crashes during snapshot work.
+    let snapshots = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -171,6 +175,8 @@ fn main() -> ExitCode {
             let sleeping_faults = sleeping_faults.clone();
             let rejected = rejected.clone();
             let corrupted = corrupted.clone();
+            let membership = membership.clone();
+            let snapshots = snapshots.clone();
             let corrupt = args.corrupt;
             let hibernation = args.hibernation;
             let total = args.seeds;
@@ -195,6 +201,11 @@ fn main() -> ExitCode {
                 sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
                 rejected.fetch_add(report.stats.rejected_messages, Ordering::Relaxed);
                 corrupted.fetch_add(report.stats.messages_corrupted, Ordering::Relaxed);
+                membership[0].fetch_add(report.stats.conf_changes, Ordering::Relaxed);
+                membership[1].fetch_add(report.stats.conf_changes_applied, Ordering::Relaxed);
+                snapshots[0].fetch_add(report.stats.snapshots_applied, Ordering::Relaxed);
+                snapshots[1].fetch_add(report.stats.snapshot_transfers_failed, Ordering::Relaxed);
+                snapshots[2].fetch_add(report.stats.snapshot_crashes, Ordering::Relaxed);
                 ops.fetch_add(
                     report.stats.ops_ok + report.stats.ops_failed + report.stats.ops_unknown,
                     Ordering::Relaxed,
@@ -232,7 +243,8 @@ fn main() -> ExitCode {
     failed.sort_unstable();
     println!(
         "seeds {}..{}: {} run, {} failed {:?}; {} operations ({} unknown), {} store crashes \
-         ({} of them planned restarts: {} leaderships handed off, {} not); {:.1}s",
+         ({} of them planned restarts: {} leaderships handed off, {} not), {} snapshots applied \
+         ({} transfers failed, {} crashes during snapshot work); {:.1}s",
         args.start,
         end,
         done.load(Ordering::SeqCst),
@@ -244,6 +256,9 @@ fn main() -> ExitCode {
         planned[0].load(Ordering::Relaxed),
         planned[1].load(Ordering::Relaxed),
         planned[2].load(Ordering::Relaxed),
+        snapshots[0].load(Ordering::Relaxed),
+        snapshots[1].load(Ordering::Relaxed),
+        snapshots[2].load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
     println!(
@@ -258,6 +273,11 @@ fn main() -> ExitCode {
         "untrusted input: {} raft messages corrupted, {} dropped by validation",
         corrupted.load(Ordering::Relaxed),
         rejected.load(Ordering::Relaxed)
+    );
+    println!(
+        "membership: {} conf changes proposed, {} applied",
+        membership[0].load(Ordering::Relaxed),
+        membership[1].load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -6,13 +6,18 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use kvproto_lite::raft_serverpb::RaftMessage;
+use raftstore::snapshot::OutgoingSnapshot;
 use raftstore::Transport;
+
+/// A snapshot a store sent: `(from_store, message, data)`.
+pub type SentSnapshot = (u64, RaftMessage, OutgoingSnapshot);
 
 /// Messages sent by the stores' pollers and not yet picked up by the
 /// simulation, in send order: `(from_store, message)`.
 #[derive(Clone, Default)]
 pub struct Outbox {
     queue: Arc<Mutex<Vec<(u64, RaftMessage)>>>,
+    snapshots: Arc<Mutex<Vec<SentSnapshot>>>,
 }
 
 impl Outbox {
@@ -24,6 +29,11 @@ impl Outbox {
     /// Takes every queued message, in send order.
     pub fn drain(&self) -> Vec<(u64, RaftMessage)> {
         std::mem::take(&mut *self.lock())
+    }
+
+    /// Takes every queued snapshot, in send order.
+    pub fn drain_snapshots(&self) -> Vec<SentSnapshot> {
+        std::mem::take(&mut *self.snapshots.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, RaftMessage)>> {
@@ -53,6 +63,16 @@ impl Transport for SimTransport {
     fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
         // Like a real network, sending always "works"; loss happens later.
         self.outbox.lock().push((self.store_id, msg));
+        Ok(())
+    }
+
+    fn send_snapshot(&mut self, msg: RaftMessage, snap: OutgoingSnapshot) -> raftstore::Result<()> {
+        // Carried chunk by chunk by the simulation (`Event::SnapshotStep`).
+        self.outbox
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.store_id, msg, snap));
         Ok(())
     }
 

@@ -107,6 +107,10 @@ pub struct SimStats {
     pub sleeping_leader_faults: u64,
     /// Split commands sent to a leader.
     pub splits: u64,
+    /// Membership changes sent to a leader.
+    pub conf_changes: u64,
+    /// Membership changes answered with success (the region changed).
+    pub conf_changes_applied: u64,
     /// Planned restarts: stores told to evict their leaders, then stopped.
     pub planned_restarts: u64,
     /// Leaderships a store held when told to evict them and had handed to
@@ -131,6 +135,13 @@ pub struct SimStats {
     /// (`raftstore::validate::RejectedMessages::malformed`), over all
     /// stores.
     pub rejected_messages: u64,
+    /// Snapshots applied by the stores' peers, over all stores.
+    pub snapshots_applied: u64,
+    /// Snapshot transfers that did not complete (a store at either end
+    /// down, the network cut or lossy, the receiver refusing).
+    pub snapshot_transfers_failed: u64,
+    /// Stores crashed in the middle of snapshot work.
+    pub snapshot_crashes: u64,
 }
 
 /// The result of one seed.

@@ -486,10 +486,10 @@ fn change_peer_updates_peers_and_conf_ver_and_returns_the_conf_change() {
             ExecResult::ChangePeer { cc: a, region: ra },
             ExecResult::ChangePeer { cc: c, region: rc },
         ) => {
-            assert_eq!(a, &cc1);
+            assert_eq!(a, &apply::membership::v1_to_v2(cc1.clone()));
             assert_eq!(ra.get_region_epoch().get_conf_ver(), 2);
             assert_eq!(ra.get_peers()[3].get_role(), PeerRole::Learner);
-            assert_eq!(c, &cc3);
+            assert_eq!(c, &apply::membership::v1_to_v2(cc3.clone()));
             assert_eq!(rc.get_region_epoch().get_conf_ver(), 4);
             let ids: Vec<_> = rc
                 .get_peers()

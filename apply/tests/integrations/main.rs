@@ -3,5 +3,6 @@
 mod crash;
 mod exec;
 mod harness;
+mod membership;
 mod model;
 mod system;

@@ -292,3 +292,102 @@ where
     e.write(&mut wb, true).unwrap();
     assert_eq!(e.get(b"after").unwrap(), Some(b"restart".to_vec()));
 }
+
+fn raw_pairs<S: KvSnapshot>(s: &S, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    s.scan_raw(start, end, &mut |k, v| {
+        out.push(kv(k, v));
+        Ok(true)
+    })
+    .unwrap();
+    out
+}
+
+pub fn snapshot_raw_scan_sees_a_regions_keys_as_of_the_snapshot<H: Harness>()
+where
+    H::Engine: KvEngine,
+{
+    let h = H::fresh();
+    let e = h.engine();
+    let mut wb = e.write_batch();
+    for k in [&b"a"[..], b"b", b"c", b"m"] {
+        wb.put(k, k);
+    }
+    wb.put_apply_state(3, &apply_state(9, 6));
+    wb.put_region_state(3, &region_state(3, b"b", b"m"));
+    let mut extra = vec![0x01, engine::keys::REGION_EXTRA_KIND_MIN];
+    extra.extend_from_slice(&3u64.to_be_bytes());
+    extra.extend_from_slice(b"session-1");
+    wb.put_raw(&extra, b"s1");
+    e.write(&mut wb, true).unwrap();
+
+    let snap = e.snapshot();
+    // Later writes (raw and user-keyed) are invisible through the snapshot.
+    wb.put(b"bb", b"late");
+    wb.delete_raw(&extra);
+    wb.put_apply_state(3, &apply_state(12, 6));
+    e.write(&mut wb, true).unwrap();
+
+    let (start, end) = engine::keys::region_data_range(b"b", b"m");
+    assert_eq!(
+        raw_pairs(&snap, &start, &end),
+        vec![kv(b"zb", b"b"), kv(b"zc", b"c")]
+    );
+    let mut extras = Vec::new();
+    for (s, en) in engine::keys::region_extra_ranges(3) {
+        extras.extend(raw_pairs(&snap, &s, &en));
+    }
+    assert_eq!(extras, vec![(extra.clone(), b"s1".to_vec())]);
+    assert_eq!(snap.get_apply_state(3).unwrap(), Some(apply_state(9, 6)));
+    assert_eq!(
+        snap.get_region_state(3).unwrap(),
+        Some(region_state(3, b"b", b"m"))
+    );
+    assert_eq!(snap.get_raw(b"zb").unwrap(), Some(b"b".to_vec()));
+    assert_eq!(snap.get_apply_state(4).unwrap(), None);
+    // The live engine has the later state.
+    assert_eq!(e.get_apply_state(3).unwrap(), Some(apply_state(12, 6)));
+    assert_eq!(e.get(b"bb").unwrap(), Some(b"late".to_vec()));
+    let now = e.snapshot();
+    assert!(raw_pairs(&now, &extra, &[extra.clone(), vec![0]].concat()).is_empty());
+
+    // The callback can stop the scan early; an empty range yields nothing.
+    let mut seen = 0;
+    snap.scan_raw(&start, &end, &mut |_, _| {
+        seen += 1;
+        Ok(false)
+    })
+    .unwrap();
+    assert_eq!(seen, 1);
+    assert!(raw_pairs(&snap, &end, &start).is_empty());
+    // An error of the callback ends the scan and is returned.
+    let res = snap.scan_raw(&start, &end, &mut |_, _| {
+        Err(Error::Corruption("stop".into()))
+    });
+    assert!(matches!(res, Err(Error::Corruption(_))));
+}
+
+pub fn raw_puts_and_deletes_are_stored_as_given<H: Harness>()
+where
+    H::Engine: KvEngine,
+{
+    let mut h = H::fresh();
+    {
+        let e = h.engine();
+        let mut wb = e.write_batch();
+        wb.put_raw(b"zraw", b"1");
+        wb.put_raw(b"zgone", b"2");
+        e.write(&mut wb, true).unwrap();
+        wb.delete_raw(b"zgone");
+        e.write(&mut wb, true).unwrap();
+        assert_eq!(
+            e.get(b"raw").unwrap(),
+            Some(b"1".to_vec()),
+            "a raw data key is a user key"
+        );
+        assert_eq!(e.get(b"gone").unwrap(), None);
+    }
+    h.restart();
+    assert_eq!(h.engine().get(b"raw").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(h.engine().get(b"gone").unwrap(), None);
+}

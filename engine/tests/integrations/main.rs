@@ -112,6 +112,14 @@ macro_rules! kv_conformance {
                 s::clones_share_one_store::<$harness>();
             }
             #[test]
+            fn snapshot_raw_scan_sees_a_regions_keys_as_of_the_snapshot() {
+                s::snapshot_raw_scan_sees_a_regions_keys_as_of_the_snapshot::<$harness>();
+            }
+            #[test]
+            fn raw_puts_and_deletes_are_stored_as_given() {
+                s::raw_puts_and_deletes_are_stored_as_given::<$harness>();
+            }
+            #[test]
             fn restart_keeps_synced_writes() {
                 s::restart_keeps_synced_writes::<$harness>();
             }

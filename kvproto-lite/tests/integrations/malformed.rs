@@ -65,6 +65,8 @@ proptest! {
         decode_is_total::<raft_cmdpb::Response>(&bytes)?;
         decode_is_total::<raft_cmdpb::ChangePeerRequest>(&bytes)?;
         decode_is_total::<raft_cmdpb::ChangePeerResponse>(&bytes)?;
+        decode_is_total::<raft_cmdpb::ChangePeerV2Request>(&bytes)?;
+        decode_is_total::<raft_cmdpb::ChangePeerV2Response>(&bytes)?;
         decode_is_total::<raft_cmdpb::SplitRequest>(&bytes)?;
         decode_is_total::<raft_cmdpb::SplitResponse>(&bytes)?;
         decode_is_total::<raft_cmdpb::CompactLogRequest>(&bytes)?;

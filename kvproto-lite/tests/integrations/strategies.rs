@@ -42,7 +42,12 @@ prop_compose! {
 }
 
 pub fn peer_role() -> impl Strategy<Value = PeerRole> {
-    prop_oneof![Just(PeerRole::Voter), Just(PeerRole::Learner)]
+    prop_oneof![
+        Just(PeerRole::Voter),
+        Just(PeerRole::Learner),
+        Just(PeerRole::IncomingVoter),
+        Just(PeerRole::DemotingVoter),
+    ]
 }
 
 prop_compose! {
@@ -452,6 +457,7 @@ pub fn admin_cmd_type() -> impl Strategy<Value = AdminCmdType> {
         Just(AdminCmdType::Split),
         Just(AdminCmdType::CompactLog),
         Just(AdminCmdType::TransferLeader),
+        Just(AdminCmdType::ChangePeerV2),
     ]
 }
 
@@ -468,6 +474,22 @@ prop_compose! {
         let mut m = ChangePeerRequest::default();
         m.set_change_type(change_type);
         if let Some(p) = peer { m.set_peer(p); }
+        m
+    }
+}
+
+prop_compose! {
+    pub fn change_peer_v2_request()(changes in vec(change_peer_request(), 0..4)) -> ChangePeerV2Request {
+        let mut m = ChangePeerV2Request::default();
+        m.set_changes(changes.into());
+        m
+    }
+}
+
+prop_compose! {
+    pub fn change_peer_v2_response()(region in option::of(region())) -> ChangePeerV2Response {
+        let mut m = ChangePeerV2Response::default();
+        if let Some(r) = region { m.set_region(r); }
         m
     }
 }
@@ -525,6 +547,7 @@ prop_compose! {
         split in option::of(split_request()),
         compact_log in option::of(compact_log_request()),
         transfer_leader in option::of(transfer_leader_request()),
+        change_peer_v2 in option::of(change_peer_v2_request()),
     ) -> AdminRequest {
         let mut m = AdminRequest::default();
         m.set_cmd_type(cmd_type);
@@ -532,6 +555,7 @@ prop_compose! {
         if let Some(x) = split { m.set_split(x); }
         if let Some(x) = compact_log { m.set_compact_log(x); }
         if let Some(x) = transfer_leader { m.set_transfer_leader(x); }
+        if let Some(x) = change_peer_v2 { m.set_change_peer_v2(x); }
         m
     }
 }
@@ -543,6 +567,7 @@ prop_compose! {
         split in option::of(split_response()),
         compact_log in any::<bool>(),
         transfer_leader in any::<bool>(),
+        change_peer_v2 in option::of(change_peer_v2_response()),
     ) -> AdminResponse {
         let mut m = AdminResponse::default();
         m.set_cmd_type(cmd_type);
@@ -550,6 +575,7 @@ prop_compose! {
         if let Some(x) = split { m.set_split(x); }
         if compact_log { m.set_compact_log(CompactLogResponse::default()); }
         if transfer_leader { m.set_transfer_leader(TransferLeaderResponse::default()); }
+        if let Some(x) = change_peer_v2 { m.set_change_peer_v2(x); }
         m
     }
 }

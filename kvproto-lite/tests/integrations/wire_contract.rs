@@ -30,14 +30,16 @@ raft_cmdpb.Request: raft_cmdpb.CmdType cmd_type = 1; raft_cmdpb.GetRequest get =
 raft_cmdpb.Response: raft_cmdpb.CmdType cmd_type = 1; raft_cmdpb.GetResponse get = 2; raft_cmdpb.PutResponse put = 4; raft_cmdpb.DeleteResponse delete = 5;
 raft_cmdpb.ChangePeerRequest: eraftpb.ConfChangeType change_type = 1; metapb.Peer peer = 2;
 raft_cmdpb.ChangePeerResponse: metapb.Region region = 1;
+raft_cmdpb.ChangePeerV2Request: repeated raft_cmdpb.ChangePeerRequest changes = 1;
+raft_cmdpb.ChangePeerV2Response: metapb.Region region = 1;
 raft_cmdpb.SplitRequest: bytes split_key = 1; uint64 new_region_id = 2; repeated uint64 new_peer_ids = 3;
 raft_cmdpb.SplitResponse: metapb.Region left = 1; metapb.Region right = 2;
 raft_cmdpb.CompactLogRequest: uint64 compact_index = 1; uint64 compact_term = 2;
 raft_cmdpb.CompactLogResponse:
 raft_cmdpb.TransferLeaderRequest: metapb.Peer peer = 1;
 raft_cmdpb.TransferLeaderResponse:
-raft_cmdpb.AdminRequest: raft_cmdpb.AdminCmdType cmd_type = 1; raft_cmdpb.ChangePeerRequest change_peer = 2; raft_cmdpb.SplitRequest split = 3; raft_cmdpb.CompactLogRequest compact_log = 4; raft_cmdpb.TransferLeaderRequest transfer_leader = 5;
-raft_cmdpb.AdminResponse: raft_cmdpb.AdminCmdType cmd_type = 1; raft_cmdpb.ChangePeerResponse change_peer = 2; raft_cmdpb.SplitResponse split = 3; raft_cmdpb.CompactLogResponse compact_log = 4; raft_cmdpb.TransferLeaderResponse transfer_leader = 5;
+raft_cmdpb.AdminRequest: raft_cmdpb.AdminCmdType cmd_type = 1; raft_cmdpb.ChangePeerRequest change_peer = 2; raft_cmdpb.SplitRequest split = 3; raft_cmdpb.CompactLogRequest compact_log = 4; raft_cmdpb.TransferLeaderRequest transfer_leader = 5; raft_cmdpb.ChangePeerV2Request change_peer_v2 = 6;
+raft_cmdpb.AdminResponse: raft_cmdpb.AdminCmdType cmd_type = 1; raft_cmdpb.ChangePeerResponse change_peer = 2; raft_cmdpb.SplitResponse split = 3; raft_cmdpb.CompactLogResponse compact_log = 4; raft_cmdpb.TransferLeaderResponse transfer_leader = 5; raft_cmdpb.ChangePeerV2Response change_peer_v2 = 6;
 raft_cmdpb.RaftRequestHeader: uint64 region_id = 1; metapb.Peer peer = 2; metapb.RegionEpoch region_epoch = 3; uint64 term = 4;
 raft_cmdpb.RaftResponseHeader: errorpb.Error error = 1; uint64 current_term = 2;
 raft_cmdpb.RaftCmdRequest: raft_cmdpb.RaftRequestHeader header = 1; repeated raft_cmdpb.Request requests = 2; raft_cmdpb.AdminRequest admin_request = 3;
@@ -111,6 +113,8 @@ fn every_message_matches_the_field_number_contract() {
         d::<raft_cmdpb::Response>(),
         d::<raft_cmdpb::ChangePeerRequest>(),
         d::<raft_cmdpb::ChangePeerResponse>(),
+        d::<raft_cmdpb::ChangePeerV2Request>(),
+        d::<raft_cmdpb::ChangePeerV2Response>(),
         d::<raft_cmdpb::SplitRequest>(),
         d::<raft_cmdpb::SplitResponse>(),
         d::<raft_cmdpb::CompactLogRequest>(),
@@ -150,7 +154,15 @@ fn values<E: ProtobufEnum>() -> Vec<(&'static str, i32)> {
 
 #[test]
 fn enum_values_match_the_contract() {
-    assert_eq!(values::<metapb::PeerRole>(), [("Voter", 0), ("Learner", 1)]);
+    assert_eq!(
+        values::<metapb::PeerRole>(),
+        [
+            ("Voter", 0),
+            ("Learner", 1),
+            ("IncomingVoter", 2),
+            ("DemotingVoter", 3)
+        ]
+    );
     assert_eq!(
         values::<raft_serverpb::PeerState>(),
         [("Normal", 0), ("Applying", 1), ("Tombstone", 2)]
@@ -175,7 +187,8 @@ fn enum_values_match_the_contract() {
             ("ChangePeer", 1),
             ("Split", 2),
             ("CompactLog", 3),
-            ("TransferLeader", 4)
+            ("TransferLeader", 4),
+            ("ChangePeerV2", 5)
         ]
     );
 }

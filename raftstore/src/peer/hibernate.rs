@@ -86,6 +86,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if raft.state != StateRole::Leader
             || raft.lead_transferee.is_some()
             || raft.has_pending_conf()
+            || apply::membership::is_joint(self.region())
             || !self.proposals.is_empty()
             || !self.batched.is_empty()
             || self.pending_ready.is_some()
@@ -255,12 +256,17 @@ impl<ER: RaftLogEngine> Peer<ER> {
         EK: engine::KvEngine,
         T: Transport,
     {
+        // Membership news first: a removed sender or a tombstone message
+        // must not wake a sleeping region or reach raft.
+        if self.on_membership_news(ctx, &msg) {
+            return;
+        }
         if msg.get_extra() != ExtraMessageType::NoExtra {
             self.on_extra_message(ctx, &msg);
             return;
         }
         // A malformed message is dropped before it can wake the peer.
-        if !self.validate(ctx, &msg) {
+        if !self.validate(ctx, &msg) || !self.pin_snapshot_data(ctx, &msg) {
             return;
         }
         if self.hibernation.asleep && !self.no_news_while_asleep(msg.get_message()) {

@@ -7,7 +7,9 @@
 //!   for their entries to apply;
 //! - [`batch`]: merging a round's commands into as few entries as possible;
 //! - [`hibernate`]: a region whose replicas are all caught up stops
-//!   ticking, and what wakes it.
+//!   ticking, and what wakes it;
+//! - `snapshot`: generating, sending, pinning and applying region
+//!   snapshots (see [`crate::snapshot`]).
 //!
 //! Whatever reaches into raft-rs internals to correct its behaviour is in
 //! [`crate::raft_compat`], called from here.
@@ -15,6 +17,8 @@
 mod batch;
 mod hibernate;
 mod propose;
+mod snapshot;
+mod stale;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -56,6 +60,18 @@ pub struct Peer<ER: RaftLogEngine> {
     pending_persisted_msgs: Vec<eraftpb::Message>,
     /// Ticks since the leader last considered log compaction.
     gc_ticks: usize,
+    /// Ticks a lagging follower has held log compaction back.
+    gc_blocked_ticks: u64,
+    /// Estimated bytes of the entries kept in the raft log.
+    log_bytes: u64,
+    /// The last index handed to the apply system.
+    sent_to_apply: u64,
+    /// A received snapshot's data, from its message being stepped until
+    /// its Ready applies it.
+    pinned_snapshot: Option<Box<snapshot::PinnedSnapshot>>,
+    /// The index of a snapshot applied in the pending Ready; raft learns
+    /// it is applied once the Ready is advanced.
+    snapshot_applied: Option<u64>,
     /// Peers learned from messages but not (yet) in the region metadata.
     peer_cache: Vec<metapb::Peer>,
     /// Regions split off this one, returned with `EpochNotMatch` so a client
@@ -124,6 +140,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
             pending_ready: None,
             pending_persisted_msgs: Vec::new(),
             gc_ticks: 0,
+            gc_blocked_ticks: 0,
+            log_bytes: 0,
+            sent_to_apply: applied,
+            pinned_snapshot: None,
+            snapshot_applied: None,
             peer_cache: Vec::new(),
             derived_regions: Vec::new(),
             pending_remove: false,
@@ -224,6 +245,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
 
     pub(crate) fn mark_pending_remove(&mut self) {
         self.pending_remove = true;
+    }
+
+    /// Whether the peer has region metadata (an uninitialized peer, created
+    /// from a message, waits for a snapshot to get it).
+    pub(crate) fn is_initialized(&self) -> bool {
+        !self.region().get_peers().is_empty()
     }
 
     fn find_peer(&self, peer_id: u64) -> Option<&metapb::Peer> {
@@ -396,7 +423,23 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.maybe_propose_compact_log(ctx);
         }
         if self.is_leader() {
+            self.maybe_leave_joint();
             self.maybe_hibernate(ctx);
+        }
+    }
+
+    /// A leader of a region in a joint configuration proposes to leave it
+    /// once nothing else is pending. Raft does so by itself when the leader
+    /// that entered the joint configuration applies it; this covers a
+    /// leader elected in between, which raft would leave joint for ever.
+    fn maybe_leave_joint(&mut self) {
+        if !apply::membership::is_joint(self.region()) || self.raft_group.raft.has_pending_conf() {
+            return;
+        }
+        info!(self.logger, "proposing to leave the joint configuration");
+        let leave = kvproto_lite::eraftpb::ConfChangeV2::default();
+        if let Err(e) = self.raft_group.propose_conf_change(vec![], leave) {
+            debug!(self.logger, "propose leaving the joint configuration"; "err" => %e);
         }
     }
 
@@ -498,24 +541,46 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
     }
 
-    /// Proposes a CompactLog when enough applied entries are kept and every
-    /// follower already has them (snapshots do not exist yet, so the log is
-    /// never compacted past what a follower still needs).
+    /// Proposes a CompactLog when more than `raft_log_gc_threshold`
+    /// applied entries are kept: up to what every follower has, or up to
+    /// the applied index, past lagging followers (they catch up by
+    /// snapshot), once the kept log passes a count, size or age limit
+    /// (`raft_log_gc_count_limit`, `_size_limit`, `_max_ticks`).
     fn maybe_propose_compact_log<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
     where
         EK: engine::KvEngine,
         T: Transport,
     {
         if !self.is_leader() {
+            self.gc_blocked_ticks = 0;
             return;
         }
         let store = self.raft_group.store();
         let applied = store.apply_state().get_applied_index();
         let truncated = store.truncated_index();
         let min_matched = self.min_matched().unwrap_or(0);
-        let compact_idx = applied.min(min_matched);
+        let kept = applied.saturating_sub(truncated);
+        let cfg = &ctx.cfg;
+        if min_matched < applied && kept >= cfg.raft_log_gc_threshold {
+            self.gc_blocked_ticks += cfg.raft_log_gc_tick_interval as u64;
+        } else {
+            self.gc_blocked_ticks = 0;
+        }
+        let force = kept > cfg.raft_log_gc_count_limit
+            || self.log_bytes > cfg.raft_log_gc_size_limit
+            || self.gc_blocked_ticks >= cfg.raft_log_gc_max_ticks;
+        let compact_idx = if force {
+            applied
+        } else {
+            applied.min(min_matched)
+        };
         if compact_idx <= truncated || compact_idx - truncated < ctx.cfg.raft_log_gc_threshold {
             return;
+        }
+        if force && min_matched < compact_idx {
+            debug!(self.logger, "log gc past a lagging follower";
+                "kept" => kept, "bytes" => self.log_bytes, "blocked_ticks" => self.gc_blocked_ticks,
+                "min_matched" => min_matched, "compact_index" => compact_idx);
         }
         let compact_term = match self.raft_group.raft.raft_log.term(compact_idx) {
             Ok(t) => t,
@@ -552,20 +617,34 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         self.flush_proposals();
         self.publish(ctx);
-        if self.pending_ready.is_some() || !self.raft_group.has_ready() {
+        if self.is_leader() {
+            self.schedule_snapshot_generation(ctx);
+        }
+        if self.pending_ready.is_some()
+            || !self.raft_group.has_ready()
+            || self.snapshot_waits_for_apply()
+        {
             return;
         }
         let mut rd = self.raft_group.ready();
         self.send_messages(ctx, rd.take_messages());
         if !rd.snapshot().is_empty() {
-            // Storage never produces snapshots, so no leader sends one.
-            error!(self.logger, "received a snapshot, which this store cannot apply yet";
-                "index" => rd.snapshot().get_metadata().get_index());
+            let snap = rd.snapshot().clone();
+            self.apply_ready_snapshot(ctx, &snap);
+            self.log_bytes = 0;
+        } else if self.raft_group.snap().is_none() {
+            // raft-rs did not take a stepped snapshot (stale): its data goes.
+            self.pinned_snapshot = None;
         }
         let committed = rd.take_committed_entries();
         self.send_to_apply(ctx, committed);
         if !rd.entries().is_empty() {
             self.fail_overwritten_proposals(rd.entries());
+            self.log_bytes += rd
+                .entries()
+                .iter()
+                .map(|e| e.get_data().len() as u64 + 16)
+                .sum::<u64>();
         }
         let hs = rd.hs().cloned();
         match self
@@ -625,6 +704,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let msgs = std::mem::take(&mut self.pending_persisted_msgs);
         self.send_messages(ctx, msgs);
         let mut light = self.raft_group.advance_append(*rd);
+        if let Some(index) = self.snapshot_applied.take() {
+            self.raft_group.advance_apply_to(index);
+        }
         if let Some(commit) = light.commit_index() {
             self.raft_group.mut_store().set_commit_index(commit);
         }
@@ -641,6 +723,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         let Some(last) = entries.last() else { return };
         let last_index = last.get_index();
+        self.sent_to_apply = self.sent_to_apply.max(last_index);
         let mut proposals = Vec::new();
         let mut committed_at = None;
         while self
@@ -694,6 +777,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 continue;
             };
             let msg_type = msg.get_msg_type();
+            let is_snapshot = msg_type == MessageType::MsgSnapshot;
             let mut rm = RaftMessage::default();
             rm.set_region_id(self.region_id);
             rm.set_from_peer(self.meta.clone());
@@ -713,6 +797,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 rm.set_end_key(region.get_end_key().to_vec());
             }
             rm.set_message(msg);
+            if is_snapshot {
+                self.send_snapshot_message(ctx, rm);
+                continue;
+            }
             let bytes = crate::memory::raft_message_bytes(&rm);
             if let Err(e) = ctx.transport.send(rm) {
                 debug!(self.logger, "send failed, report unreachable";
@@ -737,6 +825,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
         T: Transport,
     {
         let applied = res.apply_state.get_applied_index();
+        if applied < self.raft_group.store().truncated_index() {
+            // Written before a snapshot this peer applied since: stale.
+            debug!(self.logger, "drop apply result older than the snapshot"; "applied" => applied);
+            return;
+        }
         while self
             .apply_memory
             .front()
@@ -770,16 +863,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         match result {
             apply::ExecResult::ChangePeer { cc, region } => {
+                // Apply checked the change against raft's rules on the same
+                // configuration, so raft accepts it; a refusal here would
+                // mean the two disagree about the configuration.
                 if let Err(e) = self.raft_group.apply_conf_change(&cc) {
-                    error!(self.logger, "apply conf change"; "err" => %e);
+                    error!(self.logger, "raft refused a membership change that apply accepted";
+                        "err" => %e, "changes" => ?cc.get_changes(),
+                        "conf_ver" => region.get_region_epoch().get_conf_ver());
                 }
                 self.pin_election_timeout();
                 let removed = !region
                     .get_peers()
                     .iter()
                     .any(|p| p.get_id() == self.meta.get_id());
+                if let Some(me) = region
+                    .get_peers()
+                    .iter()
+                    .find(|p| p.get_id() == self.meta.get_id())
+                {
+                    self.meta.set_role(me.get_role());
+                }
                 info!(self.logger, "conf change applied";
-                    "change" => ?cc.get_change_type(), "node" => cc.get_node_id(),
+                    "changes" => ?cc.get_changes(),
                     "conf_ver" => region.get_region_epoch().get_conf_ver());
                 self.peer_cache
                     .retain(|p| !region.get_peers().iter().any(|q| q.get_id() == p.get_id()));
@@ -791,6 +896,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
             apply::ExecResult::CompactLog { state, first_index } => {
                 let region_id = self.region_id;
                 let compact_to = state.get_index() + 1;
+                let last = self.raft_group.store().last_index();
+                let before = last.saturating_sub(first_index.saturating_sub(1)).max(1);
+                let remaining = last.saturating_sub(state.get_index());
+                self.log_bytes = self.log_bytes.saturating_mul(remaining) / before;
                 let mut apply_state = self.raft_group.store().apply_state().clone();
                 apply_state.set_truncated_state(state);
                 self.raft_group.mut_store().set_apply_state(apply_state);

@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use engine::RaftLogEngine;
-use kvproto_lite::eraftpb::{ConfChange, Entry};
+use kvproto_lite::eraftpb::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry,
+};
 use kvproto_lite::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
 use kvproto_lite::util;
 use protobuf::Message as _;
@@ -229,11 +231,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     .set_cmd_type(AdminCmdType::TransferLeader);
                 callback.invoke(resp);
             }
-            AdminCmdType::ChangePeer => {
-                let cp = admin.get_change_peer();
-                let mut cc = ConfChange::default();
-                cc.set_change_type(cp.get_change_type());
-                cc.set_node_id(cp.get_peer().get_id());
+            AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2 => {
+                let cc = match self.check_membership_change(&request) {
+                    Ok(cc) => cc,
+                    Err(err) => {
+                        callback.invoke_with_error(err, term);
+                        return;
+                    }
+                };
                 let context = match request.write_to_bytes() {
                     Ok(c) => c,
                     Err(e) => {
@@ -262,6 +267,70 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 callback.invoke_with_error(util::new_error("invalid admin command type"), term);
             }
         }
+    }
+
+    /// The checks a membership change passes before it is proposed, and
+    /// the raft conf change it becomes. Refused here: a change while
+    /// another one is still pending or the region is in a joint
+    /// configuration (raft would silently drop it), and removing or
+    /// demoting the leader itself (transfer leadership first). What raft
+    /// itself would refuse is checked again when the change is applied.
+    fn check_membership_change(
+        &self,
+        request: &RaftCmdRequest,
+    ) -> Result<ConfChangeV2, kvproto_lite::errorpb::Error> {
+        let admin = request.get_admin_request();
+        let changes = apply::membership::requested_changes(admin)?;
+        if changes.is_empty() {
+            return Err(util::new_error("membership change without any change"));
+        }
+        let raft = &self.raft_group.raft;
+        // Both refusals are transient: `ServerIsBusy` tells a client the
+        // command did not run and to try again later.
+        if raft.has_pending_conf() {
+            return Err(util::new_server_is_busy(&format!(
+                "region {}: another membership change (index {}) is not applied yet",
+                self.region_id, raft.pending_conf_index
+            )));
+        }
+        if apply::membership::is_joint(self.region()) {
+            return Err(util::new_server_is_busy(&format!(
+                "region {} is in a joint configuration until it leaves it",
+                self.region_id
+            )));
+        }
+        let me = self.meta.get_id();
+        for c in &changes {
+            let target = c.get_peer().get_id();
+            let demotes_or_removes = matches!(
+                c.get_change_type(),
+                ConfChangeType::RemoveNode | ConfChangeType::AddLearnerNode
+            );
+            if target == me && demotes_or_removes {
+                return Err(util::new_error(format!(
+                    "peer {me} is the leader of region {}: transfer leadership before \
+                     removing or demoting it",
+                    self.region_id
+                )));
+            }
+        }
+        let mut cc = ConfChangeV2::default();
+        if changes.len() > 1 {
+            cc.set_transition(ConfChangeTransition::Auto);
+        }
+        cc.set_changes(
+            changes
+                .iter()
+                .map(|c| {
+                    let mut single = ConfChangeSingle::default();
+                    single.set_change_type(c.get_change_type());
+                    single.set_node_id(c.get_peer().get_id());
+                    single
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        Ok(cc)
     }
 
     fn pre_propose_check<EK, T>(

@@ -1,28 +1,19 @@
 //! `PeerStorage`: raft-rs's `Storage` over the store's raft log engine.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use engine::{RaftLogBatch, RaftLogEngine};
-use kvproto_lite::eraftpb::{ConfState, Entry, HardState, Snapshot};
-use kvproto_lite::metapb::{PeerRole, Region};
+use kvproto_lite::eraftpb::{Entry, HardState, Snapshot};
+use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+pub use crate::snapshot::conf_state_from_region;
+use crate::snapshot::{GenSlot, SnapshotMeta};
+
 /// Most entries kept in the in-memory entry cache of one peer.
 const MAX_CACHED_ENTRIES: usize = 1024;
-
-/// The voters and learners of a region, as raft-rs wants them.
-pub fn conf_state_from_region(region: &Region) -> ConfState {
-    let mut cs = ConfState::default();
-    for peer in region.get_peers() {
-        if peer.get_role() == PeerRole::Learner {
-            cs.mut_learners().push(peer.get_id());
-        } else {
-            cs.mut_voters().push(peer.get_id());
-        }
-    }
-    cs
-}
 
 /// A peer's raft log and state as raft-rs sees it.
 ///
@@ -33,11 +24,22 @@ pub fn conf_state_from_region(region: &Region) -> ConfState {
 /// advancing raft. Until then raft keeps those entries in its own unstable
 /// log, so they are always readable.
 ///
-/// Snapshots are not built yet: [`Storage::snapshot`] returns
-/// `SnapshotTemporarilyUnavailable`. Log compaction therefore never goes past
-/// what every follower has (see the peer's log GC), so an existing follower
-/// never needs one; a peer added to a region later cannot catch up until
-/// snapshots exist.
+/// # Snapshots
+///
+/// [`Storage::snapshot`] never builds a snapshot on the raft thread: the
+/// first call records a request and answers
+/// `SnapshotTemporarilyUnavailable`; the peer then hands the request to the
+/// store's snapshot worker (`PeerStorage::take_snapshot_request`), which
+/// fills a [`GenSlot`]; a later call (raft retries on every heartbeat
+/// response) returns the finished snapshot. See [`crate::snapshot`].
+///
+/// # Recovery
+///
+/// A received snapshot is written to the KV engine (data, apply state,
+/// region state: one synced batch) before the raft log is rewritten. If a
+/// crash falls between the two, [`PeerStorage::new`] finds an apply state
+/// whose truncated position the raft log does not continue and restarts the
+/// log at that position (see `reconcile_raft_state`).
 pub struct PeerStorage<ER: RaftLogEngine> {
     engine: ER,
     region: Region,
@@ -45,6 +47,62 @@ pub struct PeerStorage<ER: RaftLogEngine> {
     apply_state: RaftApplyState,
     /// A contiguous suffix of the log, most recent entries.
     cache: VecDeque<Entry>,
+    /// Snapshot generation for raft-rs's `Storage::snapshot` (which takes
+    /// `&self`).
+    gen: RefCell<GenState>,
+}
+
+/// Where a leader's snapshot generation stands.
+#[derive(Default)]
+enum GenState {
+    /// Nothing asked for.
+    #[default]
+    Idle,
+    /// raft-rs asked; the peer has not scheduled the generation yet.
+    Requested,
+    /// The worker builds it into this slot.
+    Generating(GenSlot),
+}
+
+/// Whether the persisted raft log continues the persisted apply state: the
+/// log must reach the truncated index, and an entry it holds at that index
+/// must have the truncated term. A snapshot written to the KV engine whose
+/// raft state write was lost by a crash breaks this; the raft state is then
+/// restarted at the truncated position (an empty log whose last index is
+/// the truncated index; term at least the truncated term; commit raised to
+/// it), which `Some` returns. The entries of the old log are stale: the
+/// caller cleans them.
+///
+/// # Errors
+///
+/// An engine error reading the entry at the truncated index.
+pub fn reconcile_raft_state<ER: RaftLogEngine>(
+    engine: &ER,
+    region_id: u64,
+    raft_state: &RaftLocalState,
+    apply_state: &RaftApplyState,
+) -> crate::Result<Option<RaftLocalState>> {
+    let truncated = apply_state.get_truncated_state();
+    let (t_index, t_term) = (truncated.get_index(), truncated.get_term());
+    let behind = raft_state.get_last_index() < t_index;
+    let diverged = !behind
+        && engine
+            .get_entry(region_id, t_index)?
+            .is_some_and(|e| e.get_term() != t_term);
+    if !behind && !diverged {
+        return Ok(None);
+    }
+    let mut state = raft_state.clone();
+    state.set_last_index(t_index);
+    let hs = state.mut_hard_state();
+    if hs.get_term() < t_term {
+        hs.set_term(t_term);
+        hs.set_vote(0);
+    }
+    if hs.get_commit() < t_index {
+        hs.set_commit(t_index);
+    }
+    Ok(Some(state))
 }
 
 impl<ER: RaftLogEngine> PeerStorage<ER> {
@@ -60,14 +118,15 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         mut raft_state: RaftLocalState,
         apply_state: RaftApplyState,
     ) -> crate::Result<PeerStorage<ER>> {
-        let truncated = apply_state.get_truncated_state().get_index();
-        if raft_state.get_last_index() < truncated {
-            return Err(crate::Error::Other(format!(
-                "region {}: raft last index {} is below truncated index {}",
-                region.get_id(),
-                raft_state.get_last_index(),
-                truncated
-            )));
+        let region_id = region.get_id();
+        if let Some(fixed) = reconcile_raft_state(&engine, region_id, &raft_state, &apply_state)? {
+            // A snapshot reached the KV engine but its raft state did not
+            // reach the log: restart the log where the snapshot ends.
+            let mut lb = engine.log_batch(0);
+            lb.clean(region_id)?;
+            lb.put_raft_state(region_id, &fixed)?;
+            engine.consume(&mut lb, true)?;
+            raft_state = fixed;
         }
         // Applied entries are committed even if the persisted commit index
         // lagged behind (it is written lazily), and raft-rs refuses an
@@ -82,7 +141,56 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             raft_state,
             apply_state,
             cache: VecDeque::new(),
+            gen: RefCell::new(GenState::Idle),
         })
+    }
+
+    /// A snapshot generation raft-rs asked for and nobody scheduled yet:
+    /// returns the slot the worker must fill (the storage now waits for it).
+    pub(crate) fn take_snapshot_request(&mut self) -> Option<GenSlot> {
+        let state = self.gen.get_mut();
+        if !matches!(state, GenState::Requested) {
+            return None;
+        }
+        let slot = GenSlot::default();
+        *state = GenState::Generating(slot.clone());
+        Some(slot)
+    }
+
+    /// Takes a received snapshot into memory: the region, apply state and
+    /// raft state it restores (the raft log restarts after its index), and
+    /// stages in `batch` the log's removal and the new raft state. The KV
+    /// engine must already hold the snapshot's data and states (written
+    /// synced), so a crash before `batch` is written is repaired by
+    /// `reconcile_raft_state` at the next start.
+    ///
+    /// # Errors
+    ///
+    /// An engine error from the batch; nothing in memory changes then.
+    pub(crate) fn apply_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        apply_state: RaftApplyState,
+        batch: &mut ER::LogBatch,
+    ) -> crate::Result<()> {
+        let region_id = self.region.get_id();
+        let index = meta.key.index;
+        let mut state = self.raft_state.clone();
+        state.set_last_index(index);
+        let hs = state.mut_hard_state();
+        if hs.get_commit() < index {
+            hs.set_commit(index);
+        }
+        if hs.get_term() < meta.key.term {
+            hs.set_term(meta.key.term);
+        }
+        batch.clean(region_id)?;
+        batch.put_raft_state(region_id, &state)?;
+        self.raft_state = state;
+        self.apply_state = apply_state;
+        self.region = meta.region.clone();
+        self.cache = VecDeque::new();
+        Ok(())
     }
 
     /// The region this peer belongs to, as last known.
@@ -329,7 +437,28 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
         Ok(self.last_index())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // raft-rs treats any other error as fatal: only a finished snapshot
+        // or "temporarily unavailable" may come back.
+        let mut state = self.gen.borrow_mut();
+        match &*state {
+            GenState::Idle => *state = GenState::Requested,
+            GenState::Requested => {}
+            GenState::Generating(slot) => {
+                if let Some(res) = slot.take() {
+                    // Finished: use it if it is recent enough, otherwise
+                    // (or after a failure) ask for another.
+                    *state = GenState::Requested;
+                    if let Ok(snap) = res {
+                        let index = snap.get_metadata().get_index();
+                        if index >= request_index && index >= self.truncated_index() {
+                            *state = GenState::Idle;
+                            return Ok(snap);
+                        }
+                    }
+                }
+            }
+        }
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))
@@ -343,7 +472,7 @@ mod tests {
         initial_apply_state, initial_raft_state, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
     };
     use engine::MemRaftLogEngine;
-    use kvproto_lite::metapb::Peer;
+    use kvproto_lite::metapb::{Peer, PeerRole};
 
     fn region() -> Region {
         let mut r = Region::default();
@@ -396,6 +525,30 @@ mod tests {
         assert_eq!(Storage::first_index(&s).unwrap(), RAFT_INIT_LOG_INDEX + 1);
         assert_eq!(Storage::last_index(&s).unwrap(), RAFT_INIT_LOG_INDEX);
         assert_eq!(s.term(RAFT_INIT_LOG_INDEX).unwrap(), RAFT_INIT_LOG_TERM);
+    }
+
+    #[test]
+    fn a_region_in_a_joint_configuration_restarts_raft_in_it() {
+        let mut region = Region::default();
+        for (id, role) in [
+            (11, PeerRole::Voter),
+            (12, PeerRole::DemotingVoter),
+            (13, PeerRole::IncomingVoter),
+            (14, PeerRole::Learner),
+        ] {
+            let mut p = Peer::default();
+            p.set_id(id);
+            p.set_role(role);
+            region.mut_peers().push(p);
+        }
+        // Treating a demoting voter as a voter after a restart let two
+        // peers that were learners elect a leader (simulation, seed 50).
+        let cs = conf_state_from_region(&region);
+        assert_eq!(cs.get_voters(), &[11, 13]);
+        assert_eq!(cs.get_voters_outgoing(), &[11, 12]);
+        assert_eq!(cs.get_learners(), &[14]);
+        assert_eq!(cs.get_learners_next(), &[12]);
+        assert!(cs.get_auto_leave());
     }
 
     #[test]
@@ -457,16 +610,187 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_persisted_state_is_an_error() {
+    fn a_log_that_ends_before_the_truncated_index_restarts_at_it() {
         let mut raft_state = initial_raft_state();
         raft_state.set_last_index(2);
-        let res = PeerStorage::new(
+        let s = PeerStorage::new(
             MemRaftLogEngine::new(),
             region(),
             raft_state,
             initial_apply_state(),
+        )
+        .unwrap();
+        assert_eq!(s.last_index(), RAFT_INIT_LOG_INDEX);
+        assert_eq!(
+            s.engine()
+                .get_raft_state(1)
+                .unwrap()
+                .unwrap()
+                .get_last_index(),
+            RAFT_INIT_LOG_INDEX,
+            "the repaired state is persisted"
         );
-        assert!(res.is_err());
+    }
+
+    mod snapshot_crash {
+        use super::*;
+        use crate::snapshot::{generate, restored_apply_state, write_to_kv, GeneratedSnapshot};
+        use engine::{KvEngine, KvWriteBatch, MemKvEngine, RaftLogBatch};
+        use kvproto_lite::raft_serverpb::RegionLocalState;
+
+        /// A receiver whose peer has a log 6..=last (term 6), applied 15.
+        fn receiver(last: u64) -> (MemKvEngine, MemRaftLogEngine) {
+            let (kv, raft) = (MemKvEngine::new(), MemRaftLogEngine::new());
+            let mut lb = raft.log_batch(0);
+            lb.append(1, (6..=last).map(|i| entry(i, 6)).collect())
+                .unwrap();
+            let mut rs = initial_raft_state();
+            rs.set_last_index(last);
+            rs.mut_hard_state().set_term(6);
+            rs.mut_hard_state().set_commit(15);
+            lb.put_raft_state(1, &rs).unwrap();
+            raft.consume(&mut lb, true).unwrap();
+            let mut wb = kv.write_batch();
+            wb.put(b"a", b"old");
+            wb.put(b"stale", b"old");
+            let mut applied = initial_apply_state();
+            applied.set_applied_index(15);
+            applied.set_commit_index(15);
+            applied.set_commit_term(6);
+            wb.put_apply_state(1, &applied);
+            let mut state = RegionLocalState::default();
+            state.set_region(region());
+            wb.put_region_state(1, &state);
+            kv.write(&mut wb, true).unwrap();
+            (kv, raft)
+        }
+
+        /// A snapshot of region 1 at index 40, term 7.
+        fn snapshot() -> GeneratedSnapshot {
+            let kv = MemKvEngine::new();
+            let mut wb = kv.write_batch();
+            wb.put(b"a", b"new");
+            wb.put(b"b", b"new");
+            let mut applied = initial_apply_state();
+            applied.set_applied_index(40);
+            applied.set_commit_index(40);
+            applied.set_commit_term(7);
+            wb.put_apply_state(1, &applied);
+            let mut state = RegionLocalState::default();
+            state.set_region(region());
+            wb.put_region_state(1, &state);
+            kv.write(&mut wb, true).unwrap();
+            generate(&kv.snapshot(), 1, 16).unwrap()
+        }
+
+        /// Restarts the peer from what survived, as the store does.
+        fn restart(kv: &MemKvEngine, raft: &MemRaftLogEngine) -> PeerStorage<MemRaftLogEngine> {
+            kv.crash();
+            raft.crash();
+            let raft_state = raft.get_raft_state(1).unwrap().unwrap_or_default();
+            let apply_state = kv.get_apply_state(1).unwrap().unwrap();
+            let region = kv
+                .get_region_state(1)
+                .unwrap()
+                .unwrap()
+                .get_region()
+                .clone();
+            PeerStorage::new(raft.clone(), region, raft_state, apply_state).unwrap()
+        }
+
+        fn assert_old(s: &PeerStorage<MemRaftLogEngine>, kv: &MemKvEngine, last: u64) {
+            assert_eq!(s.last_index(), last);
+            assert_eq!(s.apply_state().get_applied_index(), 15);
+            assert_eq!(s.term(last).unwrap(), 6);
+            assert_eq!(kv.get(b"a").unwrap(), Some(b"old".to_vec()));
+            assert_eq!(kv.get(b"b").unwrap(), None);
+        }
+
+        fn assert_new(s: &PeerStorage<MemRaftLogEngine>, kv: &MemKvEngine) {
+            assert_eq!(s.last_index(), 40);
+            assert_eq!(Storage::first_index(s).unwrap(), 41);
+            assert_eq!(s.term(40).unwrap(), 7);
+            assert!(s.raft_state().get_hard_state().get_term() >= 7);
+            assert_eq!(s.raft_state().get_hard_state().get_commit(), 40);
+            assert_eq!(s.engine().first_index(1), None, "the old log is gone");
+            assert_eq!(kv.get(b"a").unwrap(), Some(b"new".to_vec()));
+            assert_eq!(kv.get(b"b").unwrap(), Some(b"new".to_vec()));
+            assert_eq!(kv.get(b"stale").unwrap(), None);
+            // raft-rs accepts the state (a commit past the log would panic).
+            let cfg = raft::Config {
+                id: 11,
+                applied: 40,
+                ..Default::default()
+            };
+            let logger = slog::Logger::root(slog::Discard, slog::o!());
+            assert!(raft::RawNode::new(&cfg, restart_clone(s), &logger).is_ok());
+        }
+
+        fn restart_clone(s: &PeerStorage<MemRaftLogEngine>) -> PeerStorage<MemRaftLogEngine> {
+            PeerStorage::new(
+                s.engine().clone(),
+                s.region().clone(),
+                s.raft_state().clone(),
+                s.apply_state().clone(),
+            )
+            .unwrap()
+        }
+
+        /// Applies the snapshot as a peer does, crashing after `steps` of
+        /// its two writes (0: none, 1: the KV batch, 2: both).
+        fn apply_and_crash(
+            last: u64,
+            steps: usize,
+        ) -> (MemKvEngine, PeerStorage<MemRaftLogEngine>) {
+            let (kv, raft) = receiver(last);
+            let g = snapshot();
+            let data = g.chunks.concat();
+            let mut s = restart(&kv, &raft);
+            if steps >= 1 {
+                write_to_kv(&kv, &g.meta, &data).unwrap();
+            }
+            if steps >= 2 {
+                let mut lb = raft.log_batch(0);
+                s.apply_snapshot(&g.meta, restored_apply_state(&g.meta), &mut lb)
+                    .unwrap();
+                raft.consume(&mut lb, true).unwrap();
+            }
+            let s = restart(&kv, &raft);
+            (kv, s)
+        }
+
+        #[test]
+        fn a_crash_at_any_step_of_applying_a_snapshot_restarts_into_the_old_or_the_new_state() {
+            for last in [20, 60] {
+                let (kv, s) = apply_and_crash(last, 0);
+                assert_old(&s, &kv, last);
+                for steps in [1, 2] {
+                    let (kv, s) = apply_and_crash(last, steps);
+                    assert_new(&s, &kv);
+                }
+            }
+        }
+
+        #[test]
+        fn a_log_that_diverges_at_the_snapshot_index_is_replaced() {
+            // The old log has index 40 with term 6; the snapshot says 7.
+            let (kv, raft) = receiver(60);
+            let g = snapshot();
+            write_to_kv(&kv, &g.meta, &g.chunks.concat()).unwrap();
+            let s = restart(&kv, &raft);
+            assert_new(&s, &kv);
+            // A log that continues the truncated position is kept.
+            let (kv, raft) = receiver(60);
+            let mut wb = kv.write_batch();
+            let mut applied = initial_apply_state();
+            applied.set_applied_index(30);
+            applied.mut_truncated_state().set_index(20);
+            applied.mut_truncated_state().set_term(6);
+            wb.put_apply_state(1, &applied);
+            kv.write(&mut wb, true).unwrap();
+            let s = restart(&kv, &raft);
+            assert_eq!(s.last_index(), 60);
+        }
     }
 
     #[test]

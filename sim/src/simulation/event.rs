@@ -40,6 +40,10 @@ pub(super) enum Event {
     EndWorkload,
     StartFinalReads,
     Converge,
+    /// The next chunk of snapshot transfer `id` arrives.
+    SnapshotStep {
+        id: u64,
+    },
 }
 
 impl Event {
@@ -57,6 +61,7 @@ impl Event {
             Event::StartFinalReads => 10,
             Event::Converge => 11,
             Event::PlannedStop { .. } => 12,
+            Event::SnapshotStep { .. } => 13,
         }
     }
 }

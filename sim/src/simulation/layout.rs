@@ -43,5 +43,33 @@ impl Simulation {
                 self.regions.update(r);
             }
         }
+        let changed = std::mem::take(
+            &mut *self
+                .membership_results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for resp in changed {
+            let header = resp.get_header();
+            if header.has_error() {
+                // A stale layout: learn the current one.
+                for r in header
+                    .get_error()
+                    .get_epoch_not_match()
+                    .get_current_regions()
+                {
+                    self.regions.update(r.clone());
+                }
+                continue;
+            }
+            let admin = resp.get_admin_response();
+            let region = if admin.has_change_peer_v2() {
+                admin.get_change_peer_v2().get_region()
+            } else {
+                admin.get_change_peer().get_region()
+            };
+            self.stats.conf_changes_applied += 1;
+            self.regions.update(region.clone());
+        }
     }
 }

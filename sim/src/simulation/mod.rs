@@ -87,6 +87,8 @@ pub struct Simulation {
     next_peer_id: u64,
     /// Split responses waiting to be learned from.
     split_results: Arc<Mutex<Vec<RaftCmdResponse>>>,
+    /// Membership change responses waiting to be learned from.
+    membership_results: Arc<Mutex<Vec<RaftCmdResponse>>>,
     keys: Vec<Vec<u8>>,
     next_value: u64,
     phase: Phase,
@@ -99,6 +101,9 @@ pub struct Simulation {
     verbose: bool,
     /// `SIM_LOG=trace` with `verbose`: print every delivered message.
     trace_messages: bool,
+    /// Snapshot transfers under way, by id.
+    transfers: BTreeMap<u64, stores::Transfer>,
+    next_transfer: u64,
 }
 
 impl Simulation {
@@ -142,6 +147,7 @@ impl Simulation {
             next_region_id: 1_000,
             next_peer_id: 100_000,
             split_results: Arc::new(Mutex::new(Vec::new())),
+            membership_results: Arc::new(Mutex::new(Vec::new())),
             regions: RegionCache::new(regions.clone()),
             keys,
             next_value: 1,
@@ -154,6 +160,8 @@ impl Simulation {
             logger,
             verbose,
             trace_messages: verbose && std::env::var("SIM_LOG").as_deref() == Ok("trace"),
+            transfers: BTreeMap::new(),
+            next_transfer: 1,
             cfg,
         };
         for &id in &store_ids {
@@ -213,6 +221,7 @@ impl Simulation {
             || n.transfers
             || n.splits
             || n.sleeping_leaders
+            || n.membership
         {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);
@@ -285,6 +294,7 @@ impl Simulation {
                 self.net.heal(fault);
             }
             Event::Restart { store } => self.restart(store),
+            Event::SnapshotStep { id } => self.snapshot_step(id),
             Event::PlannedStop {
                 store,
                 led,

@@ -1,10 +1,11 @@
 //! The nemesis: every fault the simulation injects while the workload
 //! runs (partitions, one-way cuts, leader isolation, crashes, pauses,
-//! leader transfers, splits).
+//! leader transfers, splits, membership changes).
 
 use std::collections::BTreeSet;
 
-use kvproto_lite::metapb::{self, Region};
+use kvproto_lite::eraftpb::ConfChangeType;
+use kvproto_lite::metapb::{self, PeerRole, Region};
 use kvproto_lite::raft_cmdpb::AdminCmdType;
 use kvproto_lite::util;
 use raftstore::{Callback, RaftCommand};
@@ -32,6 +33,8 @@ impl Simulation {
             n.splits,
             n.planned_restarts,
             n.sleeping_leaders,
+            n.snapshot_crashes,
+            n.membership,
         ]
         .into_iter()
         .zip(0u32..)
@@ -101,6 +104,8 @@ impl Simulation {
                     }
                 }
                 8 => self.fault_sleeping_leader(duration),
+                9 => self.crash_during_snapshot(duration),
+                10 => self.change_membership(),
                 5 => {
                     let regions = self.regions.regions();
                     let region = regions[self.rng.gen_range(0..regions.len())].clone();
@@ -139,6 +144,43 @@ impl Simulation {
         }
         let next = self.rng.gen_range(n.min_interval..=n.max_interval);
         self.schedule(self.now + next, Event::Nemesis);
+    }
+
+    /// Crashes a store in the middle of snapshot work, if one is: sending
+    /// or receiving a transfer, or holding a generated snapshot not sent
+    /// yet, or having applied one (in its last poll rounds).
+    fn crash_during_snapshot(&mut self, duration: u64) {
+        let mut busy: BTreeSet<u64> = self
+            .transfers
+            .values()
+            .flat_map(|t| [t.from, t.to])
+            .collect();
+        for id in self.running_stores() {
+            if let Some(router) = self.router_of(id) {
+                let s = router.snap_manager().stats();
+                if s.generated.load(std::sync::atomic::Ordering::Relaxed)
+                    > s.sent.load(std::sync::atomic::Ordering::Relaxed)
+                        + s.send_failures.load(std::sync::atomic::Ordering::Relaxed)
+                    || s.applied.load(std::sync::atomic::Ordering::Relaxed) > 0
+                {
+                    busy.insert(id);
+                }
+            }
+        }
+        let busy: Vec<u64> = busy
+            .into_iter()
+            .filter(|id| self.router_of(*id).is_some())
+            .collect();
+        let Some(&victim) = busy.choose(&mut self.rng) else {
+            return;
+        };
+        self.trace(&format!(
+            "crash store {victim} during snapshot work for {duration}"
+        ));
+        self.stats.snapshot_crashes += 1;
+        self.crash_store(victim);
+        self.paused.remove(&victim);
+        self.schedule(self.now + duration, Event::Restart { store: victim });
     }
 
     /// Asks the leader of a random region to split it at one of the keys
@@ -188,6 +230,74 @@ impl Simulation {
         if let Some(router) = router {
             if router.send_raft_command(RaftCommand::new(req, cb)).is_ok() {
                 self.stats.splits += 1;
+                self.wake(leader, 0);
+            }
+        }
+    }
+
+    /// Asks the leader of a random region to change the roles of its
+    /// followers: demote a voter to a learner, promote a learner, or both
+    /// at once through a joint configuration (or demote two voters at once
+    /// when there is no learner). The leader itself is never changed (it
+    /// would refuse).
+    pub(super) fn change_membership(&mut self) {
+        let regions = self.regions.regions();
+        let region = regions[self.rng.gen_range(0..regions.len())].clone();
+        let Some(leader) = self.leader_store(region.get_id()) else {
+            return;
+        };
+        let Some(leader_peer) = util::find_peer(&region, leader).cloned() else {
+            return;
+        };
+        let of_role = |role: PeerRole| -> Vec<metapb::Peer> {
+            region
+                .get_peers()
+                .iter()
+                .filter(|p| p.get_store_id() != leader && p.get_role() == role)
+                .cloned()
+                .collect()
+        };
+        let (voters, learners) = (of_role(PeerRole::Voter), of_role(PeerRole::Learner));
+        let demote =
+            |p: &metapb::Peer| util::change_peer(ConfChangeType::AddLearnerNode, p.clone());
+        let promote = |p: &metapb::Peer| util::change_peer(ConfChangeType::AddNode, p.clone());
+        let changes = match self.rng.gen_range(0..3) {
+            0 => voters
+                .choose(&mut self.rng)
+                .map(demote)
+                .into_iter()
+                .collect(),
+            1 => learners
+                .choose(&mut self.rng)
+                .map(promote)
+                .into_iter()
+                .collect(),
+            _ => match (voters.choose(&mut self.rng), learners.choose(&mut self.rng)) {
+                (Some(v), Some(l)) => vec![demote(v), promote(l)],
+                (None, Some(_)) => learners.iter().map(promote).collect(),
+                _ => voters.iter().map(demote).collect(),
+            },
+        };
+        let changes: Vec<_> = changes;
+        if changes.is_empty() {
+            return;
+        }
+        self.trace(&format!(
+            "membership change of region {} (leader store {leader}): {:?}",
+            region.get_id(),
+            changes
+                .iter()
+                .map(|c| (c.get_change_type(), c.get_peer().get_store_id()))
+                .collect::<Vec<_>>()
+        ));
+        let req = util::new_change_peer_request(&region, leader_peer, changes);
+        let sink = self.membership_results.clone();
+        let cb = Callback::new(move |resp| {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(resp);
+        });
+        if let Some(router) = self.router_of(leader) {
+            if router.send_raft_command(RaftCommand::new(req, cb)).is_ok() {
+                self.stats.conf_changes += 1;
                 self.wake(leader, 0);
             }
         }

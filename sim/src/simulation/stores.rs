@@ -8,8 +8,10 @@ use kvproto_lite::eraftpb::MessageType;
 use kvproto_lite::metapb;
 use kvproto_lite::raft_serverpb::{ExtraMessageType, RaftMessage};
 use protobuf::Message as _;
+use raftstore::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use raftstore::{
-    create_raft_batch_system, ManualPollers, PeerMsg, RaftBatchSystem, RaftRouter, StoreMsg,
+    create_raft_batch_system, ManualPollers, PeerMsg, RaftBatchSystem, RaftMessageSink, RaftRouter,
+    StoreMsg,
 };
 use rand::Rng;
 
@@ -31,6 +33,17 @@ pub(super) struct Running {
     pub(super) pollers: ManualPollers<MemKvEngine, MemRaftLogEngine, SimTransport>,
     pub(super) system: RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
     pub(super) router: RaftRouter<MemRaftLogEngine>,
+}
+
+/// A snapshot on its way from one store to another, one chunk per step.
+pub(super) struct Transfer {
+    pub(super) from: u64,
+    pub(super) to: u64,
+    /// The snapshot's message, until the receiver starts taking it.
+    msg: Option<RaftMessage>,
+    out: OutgoingSnapshot,
+    incoming: Option<IncomingSnapshot>,
+    next_chunk: usize,
 }
 
 pub(super) struct StoreSlot {
@@ -85,6 +98,18 @@ impl Simulation {
             slot.engines.kv.crash();
             slot.engines.raft.crash();
             self.stats.crashes += 1;
+            // Its snapshot connections break with it.
+            let broken: Vec<u64> = self
+                .transfers
+                .iter()
+                .filter(|(_, t)| t.from == id || t.to == id)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in broken {
+                if let Some(t) = self.transfers.remove(&k) {
+                    self.fail_transfer(t);
+                }
+            }
             if self.cfg.report_reachability {
                 for other in self.running_stores() {
                     if let Some(router) = self.router_of(other) {
@@ -271,9 +296,106 @@ impl Simulation {
         self.wake(id, 1);
     }
 
+    /// Ends a transfer that did not complete: both ends forget it, the
+    /// sender's leader is told (`report_snapshot` failure).
+    fn fail_transfer(&mut self, t: Transfer) {
+        self.stats.snapshot_transfers_failed += 1;
+        drop(t.incoming);
+        t.out.finish(false);
+        self.wake(t.from, 0);
+    }
+
+    /// Carries the next chunk of transfer `id` (or starts or completes it).
+    pub(super) fn snapshot_step(&mut self, id: u64) {
+        let Some(mut t) = self.transfers.remove(&id) else {
+            return;
+        };
+        let lossy = !self.calm && self.cfg.messages.drop > 0.0;
+        if self.net.blocked(t.from, t.to)
+            || (lossy && self.rng.gen_bool(self.cfg.messages.drop))
+            || t.out.is_cancelled()
+        {
+            self.fail_transfer(t);
+            return;
+        }
+        let Some(router) = self.router_of(t.to) else {
+            self.fail_transfer(t);
+            return;
+        };
+        if t.incoming.is_none() {
+            let Some(msg) = t.msg.take() else {
+                self.fail_transfer(t);
+                return;
+            };
+            match router.receive_snapshot(msg) {
+                Ok(incoming) => t.incoming = Some(incoming),
+                Err(_) => {
+                    self.fail_transfer(t);
+                    return;
+                }
+            }
+        }
+        let chunks = t.out.chunks().len();
+        if t.next_chunk < chunks {
+            let chunk = &t.out.chunks()[t.next_chunk];
+            let pushed = t.incoming.as_mut().map(|i| i.push(chunk));
+            if !matches!(pushed, Some(Ok(()))) {
+                self.fail_transfer(t);
+                return;
+            }
+            t.out.record_sent(chunk.len());
+            t.next_chunk += 1;
+        }
+        if t.next_chunk < chunks {
+            let f = &self.cfg.messages;
+            let latency = self.rng.gen_range(f.min_latency..=f.max_latency);
+            self.transfers.insert(id, t);
+            self.schedule(self.now + latency, Event::SnapshotStep { id });
+            return;
+        }
+        let delivered = match t.incoming.take().map(IncomingSnapshot::finish) {
+            Some(Ok(msg)) => router.send_raft_message(msg).is_ok(),
+            _ => false,
+        };
+        if !delivered {
+            self.fail_transfer(t);
+            return;
+        }
+        t.out.finish(true);
+        self.wake(t.to, 0);
+        self.wake(t.from, 0);
+    }
+
     /// Puts every message the stores sent through the fault model into the
     /// event queue.
     pub(super) fn route_outbox(&mut self) {
+        for (from, msg, out) in self.outbox.drain_snapshots() {
+            let to = msg.get_to_peer().get_store_id();
+            if let Ok(bytes) = msg.write_to_bytes() {
+                self.digest.write(&bytes);
+            }
+            let id = self.next_transfer;
+            self.next_transfer += 1;
+            self.trace(&format!(
+                "snapshot {} from store {from} to store {to} ({} chunks)",
+                out.key(),
+                out.chunks().len()
+            ));
+            self.transfers.insert(
+                id,
+                Transfer {
+                    from,
+                    to,
+                    msg: Some(msg),
+                    out,
+                    incoming: None,
+                    next_chunk: 0,
+                },
+            );
+            let f = &self.cfg.messages;
+            let latency = self.rng.gen_range(f.min_latency..=f.max_latency);
+            self.schedule(self.now + latency, Event::SnapshotStep { id });
+        }
         for (from, msg) in self.outbox.drain() {
             self.stats.messages_sent += 1;
             let to = msg.get_to_peer().get_store_id();
@@ -336,6 +458,10 @@ pub(super) fn add_store_counts(
     stats.hibernations += s.hibernations.load(std::sync::atomic::Ordering::Relaxed);
     stats.wakes += s.wakes.load(std::sync::atomic::Ordering::Relaxed);
     stats.rejected_messages += s.rejected_messages.malformed();
+    stats.snapshots_applied += s
+        .snapshots
+        .applied
+        .load(std::sync::atomic::Ordering::Relaxed);
 }
 
 /// How many ways [`corrupt`] knows.

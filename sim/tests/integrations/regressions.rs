@@ -147,3 +147,29 @@ fn seed_4675_store_restarts_after_crashing_in_the_middle_of_a_split() {
 fn seed_13285_uninitialized_peer_keeps_its_vote_across_a_restart() {
     assert_seed_passes(13285, Profile::Full);
 }
+
+/// Seed 50 (full profile, with the membership nemesis): a store restarted
+/// while region 3 was in a joint configuration rebuilt raft's configuration
+/// from the region's peers, taking the demoting voters for voters; two
+/// peers that were learners by then elected a leader of their own, and the
+/// replicas diverged. Fixed in raftstore: the configuration comes from the
+/// roles, joint included (`storage::peer_storage::tests::
+/// a_region_in_a_joint_configuration_restarts_raft_in_it`).
+#[test]
+fn seed_50_a_store_restarted_in_a_joint_configuration_keeps_it() {
+    assert_seed_passes(50, Profile::Full);
+}
+
+/// Seeds 497 and 709 (full; also 1009, 1137, 1320, 1412, 1737, 1748),
+/// found when snapshots arrived: a store whose peer of a region had not
+/// applied a split yet took a snapshot of the split-off region; the old
+/// peer then applied its pre-split commands over the snapshot's newer data
+/// (replicas diverged). Fixed in raftstore: a snapshot whose range
+/// overlaps another region on the store is refused until that region
+/// applied the split (`peer::snapshot::tests::a_snapshot_overlapping_another_region_is_refused`).
+#[test]
+fn seed_709_a_snapshot_never_lands_on_a_range_another_peer_still_owns() {
+    for seed in [497, 709, 1009, 1137] {
+        assert_seed_passes(seed, Profile::Full);
+    }
+}

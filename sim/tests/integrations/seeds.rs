@@ -78,6 +78,7 @@ fn runs_exercise_every_fault_kind_across_seeds() {
     let mut duplicated = 0;
     let mut unknown = 0;
     let mut splits = 0;
+    let mut conf_changes = 0;
     for seed in 200..215 {
         let r = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
         assert!(r.failure.is_none(), "seed {seed}: {:?}", r.failure);
@@ -87,7 +88,9 @@ fn runs_exercise_every_fault_kind_across_seeds() {
         duplicated += r.stats.messages_duplicated;
         unknown += r.stats.ops_unknown;
         splits += r.stats.splits;
+        conf_changes += r.stats.conf_changes_applied;
     }
     assert!(crashes > 0 && net_faults > 0 && lost > 0 && duplicated > 0 && unknown > 0);
     assert!(splits > 0, "no seed split a region");
+    assert!(conf_changes > 0, "no seed changed a region's membership");
 }

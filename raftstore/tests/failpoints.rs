@@ -1,0 +1,216 @@
+//! Snapshot tests driven by fail points (the `fail` crate, compiled in for
+//! this crate's tests). Each test holds a `FailScenario`, so they run one
+//! at a time: fail points are process-wide.
+//!
+//! The crash tests copy a durable store's directory at the chosen step of
+//! applying a snapshot, while the store is stopped there: the copy is what a
+//! process killed at that step leaves on disk (every synced write, nothing
+//! after it). A cluster restarted from the copies must recover every
+//! acknowledged write.
+
+mod common;
+
+use common::{fast_config, WAIT};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use cluster::Cluster;
+use engine::{FjallKvEngine, KvEngine, RaftEngineLogEngine, RaftLogEngine};
+use raftstore::Config;
+
+fn gc_config() -> Config {
+    Config {
+        raft_log_gc_threshold: 5,
+        raft_log_gc_tick_interval: 3,
+        raft_log_gc_count_limit: 30,
+        snap_chunk_size: 4 * 1024,
+        ..fast_config()
+    }
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key-{i:06}").into_bytes()
+}
+
+fn value(i: u64) -> Vec<u8> {
+    format!("value-{i:06}-{}", "x".repeat(200)).into_bytes()
+}
+
+fn truncated_index<EK: KvEngine, ER: RaftLogEngine>(c: &Cluster<EK, ER>, store: u64) -> u64 {
+    c.engines(store)
+        .and_then(|e| e.kv.get_apply_state(1).ok().flatten())
+        .map_or(0, |s| s.get_truncated_state().get_index())
+}
+
+/// Stops `lagging` and writes until the other stores compacted their logs
+/// past it; returns the number of keys written.
+fn write_past<EK: KvEngine, ER: RaftLogEngine>(c: &mut Cluster<EK, ER>, lagging: u64) -> u64 {
+    let last_before = c
+        .stats(lagging)
+        .and_then(|s| s.region_progress(1))
+        .map_or(0, |p| p.last_index);
+    c.stop_store(lagging);
+    let live: Vec<u64> = c
+        .store_ids()
+        .iter()
+        .copied()
+        .filter(|s| *s != lagging)
+        .collect();
+    let mut client = c.client();
+    let mut n = 0;
+    while !live
+        .iter()
+        .all(|s| truncated_index(c, *s) > last_before + 1)
+    {
+        client.put(&key(n), &value(n)).unwrap();
+        n += 1;
+        assert!(
+            n < 5_000,
+            "the log was never compacted past store {lagging}"
+        );
+    }
+    n
+}
+
+#[test]
+fn a_failed_snapshot_generation_is_retried() {
+    let scenario = fail::FailScenario::setup();
+    fail::cfg("snapshot_generate", "2*return").unwrap();
+    let mut cluster = Cluster::memory(3, 1, gc_config()).unwrap();
+    cluster.start().unwrap();
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let n = write_past(&mut cluster, 3);
+    cluster.start_store(3).unwrap();
+    for i in 0..n {
+        cluster
+            .wait_for_kv(3, &key(i), Some(&value(i)), WAIT)
+            .unwrap();
+    }
+    let failures: u64 = cluster
+        .store_ids()
+        .iter()
+        .filter_map(|s| cluster.stats(*s))
+        .map(|s| s.snapshots.generate_failures.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(failures, 2);
+    scenario.teardown();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            // A file the engine deletes meanwhile (an obsolete segment) is
+            // not needed by a restart.
+            let _ = std::fs::copy(&path, &target);
+        }
+    }
+}
+
+/// Kills store 3 (by copying its directory) at `fail_point` while it
+/// applies a snapshot, restarts the whole cluster from the copies, and
+/// checks that store 3 recovers every acknowledged write. Returns the
+/// crashed store's (KV truncated index, raft last index) as found on disk.
+fn crash_while_applying_a_snapshot(fail_point: &str) -> (u64, u64) {
+    let scenario = fail::FailScenario::setup();
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("run");
+    let image = root.path().join("image");
+    let mut cluster = Cluster::durable_in(&run, 3, 1, gc_config()).unwrap();
+    cluster.start().unwrap();
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let n = write_past(&mut cluster, 3);
+
+    let copied = Arc::new(Mutex::new(false));
+    {
+        let (copied, from, to) = (copied.clone(), run.join("store-3"), image.join("store-3"));
+        fail::cfg_callback(fail_point, move || {
+            let mut done = copied.lock().unwrap();
+            if !*done {
+                copy_dir(&from, &to);
+                *done = true;
+            }
+        })
+        .unwrap();
+    }
+    cluster.start_store(3).unwrap();
+    assert!(
+        cluster::wait_until(WAIT, || *copied.lock().unwrap()),
+        "no snapshot was applied"
+    );
+    fail::remove(fail_point);
+    for i in 0..n {
+        cluster
+            .wait_for_kv(3, &key(i), Some(&value(i)), WAIT)
+            .unwrap();
+    }
+    cluster.shutdown();
+    drop(cluster);
+    for s in [1, 2] {
+        copy_dir(
+            &run.join(format!("store-{s}")),
+            &image.join(format!("store-{s}")),
+        );
+    }
+
+    let on_disk = {
+        let base: PathBuf = image.join("store-3");
+        let kv = FjallKvEngine::open(base.join("kv")).unwrap();
+        let raft = RaftEngineLogEngine::open(base.join("raft")).unwrap();
+        let truncated = kv
+            .get_apply_state(1)
+            .unwrap()
+            .map_or(0, |s| s.get_truncated_state().get_index());
+        let last = raft
+            .get_raft_state(1)
+            .unwrap()
+            .map_or(0, |s| s.get_last_index());
+        (truncated, last)
+    };
+
+    let mut restarted = Cluster::durable_in(&image, 3, 1, gc_config()).unwrap();
+    restarted.start().unwrap();
+    restarted.wait_for_leaders(WAIT).unwrap();
+    for i in 0..n {
+        restarted
+            .wait_for_kv(3, &key(i), Some(&value(i)), WAIT)
+            .unwrap();
+    }
+    let mut client = restarted.client();
+    client.put(b"after", b"restart").unwrap();
+    restarted
+        .wait_for_kv(3, b"after", Some(b"restart"), WAIT)
+        .unwrap();
+    restarted.shutdown();
+    scenario.teardown();
+    on_disk
+}
+
+#[test]
+fn a_store_killed_before_the_snapshot_kv_write_restarts_in_the_old_state_and_catches_up() {
+    let (truncated, last) = crash_while_applying_a_snapshot("snapshot_apply_before_kv_write");
+    assert!(
+        truncated <= last,
+        "old state: truncated {truncated}, last {last}"
+    );
+}
+
+#[test]
+fn a_store_killed_between_the_snapshot_kv_write_and_its_raft_state_restarts_in_the_new_state() {
+    let (truncated, last) = crash_while_applying_a_snapshot("snapshot_apply_after_kv_write");
+    // The KV engine has the snapshot, the raft log does not: the restart
+    // repairs the log (see PeerStorage::new) instead of refusing to start.
+    assert!(
+        truncated > last,
+        "new KV state: truncated {truncated}, last {last}"
+    );
+}
