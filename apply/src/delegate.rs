@@ -174,6 +174,21 @@ impl ApplyDelegate {
         ctx.force_sync = true;
     }
 
+    /// The store stopped after a failed write: pending proposals get
+    /// `failure` and queued entries are dropped (a restart applies them
+    /// again from the raft log).
+    pub(crate) fn fence(&mut self, failure: &errorpb::Error, rec: &mut RoundRecord) {
+        for p in self.proposals.drain(..) {
+            rec.respond(
+                p.cb,
+                util::error_response(failure.clone(), self.term),
+                false,
+            );
+        }
+        self.queue = VecDeque::new();
+        self.proposals = VecDeque::new();
+    }
+
     /// Queues an `Apply` message's entries and proposals (merging messages).
     pub(crate) fn enqueue(&mut self, apply: Apply, rec: &mut RoundRecord) {
         self.term = self.term.max(apply.term);

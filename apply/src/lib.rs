@@ -100,9 +100,12 @@
 //! [`Config::max_entries_per_round`] entries / [`Config::max_bytes_per_round`]
 //! bytes per round and stays in the batch for the next round if more wait,
 //! so one big region cannot stall the others. If the engine write fails, the
-//! round's callbacks are answered with an error, no progress is reported,
-//! and the regions' in-memory state is restored so the entries are applied
-//! again in a later round.
+//! store stops: the failure is recorded in the [`DiskFailure`] its raft and
+//! apply pollers share, the round's callbacks are answered with an error
+//! naming it (outcome unknown), no progress is reported, the regions'
+//! in-memory state is restored to what is durable, and nothing is written
+//! again; every later command gets the same error. A restart recovers
+//! from the durable state and applies the entries again.
 
 #![deny(missing_docs)]
 
@@ -110,6 +113,7 @@ mod config;
 mod context;
 mod delegate;
 mod error;
+mod failure;
 mod fsm;
 pub mod membership;
 pub mod metrics;
@@ -124,6 +128,7 @@ mod user_cmd;
 pub use crate::config::Config;
 pub use crate::delegate::{initial_apply_state, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use crate::error::{Error, Result};
+pub use crate::failure::DiskFailure;
 pub use crate::fsm::{ApplyFsm, ControlFsm};
 pub use crate::msg::{
     Apply, ApplyMsg, ApplyRes, Callback, ControlMsg, ExecResult, Proposal, Registration,

@@ -14,7 +14,7 @@ use crate::fsm::reject;
 use crate::metrics::ApplyMetrics;
 use crate::user_cmd::CommandHandlers;
 use crate::{
-    Apply, ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
+    ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
 };
 
 /// The apply system's [`PollHandler`]: executes committed entries of every
@@ -29,8 +29,11 @@ use crate::{
 ///                  the shared write batch (+ the region's RaftApplyState)
 /// end              write the batch once (sync per config / admin command);
 ///                  ok   -> run callbacks in order, notify(Vec<ApplyRes>)
-///                  fail -> answer callbacks with an error, restore the
-///                          regions' state, re-queue their entries
+///                  fail -> record the store's DiskFailure, answer the
+///                          callbacks with an error naming it, restore the
+///                          regions' state to what is durable; from then
+///                          on nothing is written and every region's
+///                          pending and new callbacks get that error
 /// ```
 ///
 /// It never reads the clock or spawns threads, so a simulation can build
@@ -146,6 +149,28 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
         }
     }
 
+    /// Answers everything a region of a stopped store holds or receives
+    /// with `failure`: its mailbox, its pending proposals, its queue.
+    fn fence(
+        &mut self,
+        fsm: &mut ApplyFsm,
+        failure: &kvproto_lite::errorpb::Error,
+        rec: &mut RoundRecord,
+    ) {
+        while let Ok(msg) = fsm.receiver.try_recv() {
+            if let ApplyMsg::Apply(apply) = msg {
+                for p in apply.proposals {
+                    rec.respond(
+                        p.cb,
+                        util::error_response(failure.clone(), apply.term),
+                        false,
+                    );
+                }
+            }
+        }
+        fsm.delegate.fence(failure, rec);
+    }
+
     /// Handles one message of a region.
     fn handle_msg(&mut self, fsm: &mut ApplyFsm, rec: &mut RoundRecord, msg: ApplyMsg) {
         match msg {
@@ -232,24 +257,23 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
         }
     }
 
+    /// The store stopped (this round's write failed, or an earlier one of
+    /// this store): nothing of the round is written. Callbacks whose
+    /// response depended on the write get `failure`, the regions' state goes
+    /// back to the round's start (what is durable), and no progress is
+    /// reported.
     fn finish_round_failed(
         &mut self,
-        err: engine::Error,
+        failure: &kvproto_lite::errorpb::Error,
         batch: &mut [Option<impl DerefMut<Target = ApplyFsm>>],
     ) {
-        error!(self.ctx.logger, "apply write failed; the round's entries will be applied again";
-            "regions" => self.ctx.records.len(), "error" => %err);
+        self.ctx.wb.clear();
         let mut results = Vec::new();
         for mut rec in std::mem::take(&mut self.ctx.records) {
             for pending in rec.callbacks.drain(..) {
                 let resp = if pending.needs_write {
                     let term = pending.resp.get_header().get_current_term();
-                    util::error_response(
-                        util::new_error(format!(
-                            "applying the command failed to write ({err}); outcome unknown"
-                        )),
-                        term,
-                    )
+                    util::error_response(failure.clone(), term)
                 } else {
                     pending.resp
                 };
@@ -264,10 +288,16 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
             });
             if let Some(fsm) = fsm {
                 fsm.delegate.restore(&mut rec);
-                if !fsm.delegate.queue.is_empty() {
-                    // Make sure the FSM is polled again to retry.
-                    let wake = Apply::new(rec.region_id, fsm.delegate.term, Vec::new());
-                    let _ = self.router.force_send(rec.region_id, ApplyMsg::apply(wake));
+                // Not retried: the store writes nothing more. What is queued
+                // is answered by `fence` when the region is next polled.
+                let mut fenced = RoundRecord::new(
+                    rec.region_id,
+                    fsm.delegate.generation,
+                    fsm.delegate.checkpoint(),
+                );
+                fsm.delegate.fence(failure, &mut fenced);
+                for pending in fenced.callbacks {
+                    (pending.cb)(pending.resp);
                 }
             }
         }
@@ -304,6 +334,13 @@ impl<K: KvEngine, N: ApplyNotifier> PollHandler<ApplyFsm, ControlFsm> for ApplyP
             fsm.delegate.generation,
             fsm.delegate.checkpoint(),
         );
+        if let Some(failure) = self.router.disk_failure().outcome_unknown_error() {
+            // The store stopped after a failed write: answer everything,
+            // apply nothing.
+            self.fence(fsm, &failure, &mut rec);
+            self.push_record(rec);
+            return HandleResult::stop_at(0, false);
+        }
         for _ in 0..self.cfg.messages_per_round {
             if fsm.delegate.stopped {
                 break;
@@ -331,6 +368,12 @@ impl<K: KvEngine, N: ApplyNotifier> PollHandler<ApplyFsm, ControlFsm> for ApplyP
         if self.ctx.records.is_empty() && self.ctx.wb.is_empty() {
             return;
         }
+        if let Some(failure) = self.router.disk_failure().outcome_unknown_error() {
+            // Another poller of the store failed a write meanwhile.
+            self.finish_round_failed(&failure, batch);
+            self.ctx.reset_round();
+            return;
+        }
         let sync = self.cfg.sync_write || self.ctx.force_sync;
         let written = if self.ctx.wb.is_empty() {
             Ok(())
@@ -354,7 +397,15 @@ impl<K: KvEngine, N: ApplyNotifier> PollHandler<ApplyFsm, ControlFsm> for ApplyP
             }
             Err(e) => {
                 self.metrics.write_failures.increment(1);
-                self.finish_round_failed(e, batch)
+                let disk_failure = self.router.disk_failure().clone();
+                if disk_failure.record(format!("kv engine write failed: {e}")) {
+                    error!(self.ctx.logger, "kv engine write failed: the store stops; nothing more is written or applied, pending commands are answered with this error";
+                        "regions" => self.ctx.records.len(), "error" => %e);
+                }
+                let failure = disk_failure.outcome_unknown_error().unwrap_or_else(|| {
+                    util::new_error(format!("kv engine write failed ({e}): outcome unknown"))
+                });
+                self.finish_round_failed(&failure, batch)
             }
         }
         self.ctx.reset_round();

@@ -12,7 +12,7 @@ use crate::fsm::reject;
 use crate::user_cmd::CommandHandlers;
 use crate::{
     ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
-    ControlMsg, Result,
+    ControlMsg, DiskFailure, Result,
 };
 
 /// Routes [`ApplyMsg`]s to the regions' apply FSMs. Cheap to clone.
@@ -22,6 +22,7 @@ use crate::{
 pub struct ApplyRouter {
     router: BatchRouter<ApplyFsm, ControlFsm>,
     cfg: Arc<Config>,
+    disk_failure: Arc<DiskFailure>,
 }
 
 impl Deref for ApplyRouter {
@@ -33,6 +34,12 @@ impl Deref for ApplyRouter {
 }
 
 impl ApplyRouter {
+    /// The store's disk failure, shared by every clone of this router, the
+    /// apply pollers and the raft pollers of the same store.
+    pub fn disk_failure(&self) -> &Arc<DiskFailure> {
+        &self.disk_failure
+    }
+
     /// Delivers `msg` to region `region_id`'s apply FSM.
     ///
     /// Never refused for being full (committed entries must not be dropped).
@@ -102,6 +109,7 @@ pub fn create_apply_batch_system(cfg: &Config) -> (ApplyRouter, ApplyBatchSystem
     let router = ApplyRouter {
         router,
         cfg: Arc::new(cfg.clone()),
+        disk_failure: Arc::new(DiskFailure::default()),
     };
     let system = ApplyBatchSystem {
         system,

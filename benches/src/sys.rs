@@ -39,6 +39,13 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Resets the kernel's peak resident set size (`VmHWM`) to the current
+/// one, so that [`peak_rss_kib`] measures from here (Linux: writes `5` to
+/// `/proc/self/clear_refs`). Returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Current resident set size of the process (`VmRSS`), in KiB, if the
 /// kernel reports it.
 pub fn rss_kib() -> Option<u64> {
@@ -68,6 +75,20 @@ mod tests {
     #[test]
     fn peak_rss_is_reported_on_linux() {
         assert!(peak_rss_kib().is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn peak_rss_resets_to_the_current_rss() {
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        drop(block);
+        if reset_peak_rss() {
+            let peak = peak_rss_kib().unwrap_or(0);
+            let now = rss_kib().unwrap_or(0);
+            // The 64 MiB block is gone from the peak (a little slack for
+            // what was allocated between the two reads).
+            assert!(peak < now + 32 * 1024, "peak {peak} KiB, now {now} KiB");
+        }
     }
 
     #[test]

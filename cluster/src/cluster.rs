@@ -324,6 +324,14 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
         self.engines.get(&store_id)
     }
 
+    /// Why a running store stopped after a failed disk write, if it did
+    /// (see `RaftBatchSystem::disk_failure`).
+    pub fn disk_failure(&self, store_id: u64) -> Option<String> {
+        self.nodes
+            .get(&store_id)
+            .and_then(|n| n.system.disk_failure())
+    }
+
     /// A running store's awake (ticked, not hibernated) regions.
     pub fn awake_regions(&self, store_id: u64) -> Option<Arc<AwakeRegions>> {
         self.nodes.get(&store_id).map(|n| n.system.awake_regions())

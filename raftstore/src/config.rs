@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(cfg.raft_log_gc_threshold, 512);
 /// assert_eq!(cfg.raft_log_gc_tick_interval, 30);
 /// assert_eq!(cfg.raft_engine_purge_interval_ticks, 300);
+/// assert_eq!(cfg.memory_quota, raftstore::default_memory_quota());
 /// // The apply system's part.
 /// assert_eq!(cfg.apply.pool_size, 2);
 /// assert_eq!(cfg.apply.max_batch_size, 256);
@@ -168,6 +169,18 @@ pub struct Config {
     /// raft_base_tick_interval_ms` the lease is empty and every lease read
     /// falls back to ReadIndex.
     pub raft_lease_max_drift_ms: u64,
+    /// Bytes of accepted, unfinished work the store may hold before it
+    /// refuses new commands with `ServerIsBusy` (reason: memory quota):
+    /// commands waiting to be proposed, committed or applied, committed
+    /// entries waiting for the apply system, and raft messages a poll
+    /// round queued for the transport. Accepted work is never dropped;
+    /// once it completes and the total falls below the quota, commands are
+    /// accepted again. See [`MemoryQuota`](crate::MemoryQuota).
+    ///
+    /// Default: [`default_memory_quota`](crate::default_memory_quota), a
+    /// quarter of the memory the process may use (machine total or cgroup
+    /// limit). Several stores in one process should split it.
+    pub memory_quota: u64,
 }
 
 impl Default for Config {
@@ -203,6 +216,7 @@ impl Default for Config {
             hibernate_regions: true,
             hibernate_check_leader_ticks: 3000,
             raft_lease_max_drift_ms: 100,
+            memory_quota: crate::memory::default_memory_quota(),
         }
     }
 }
@@ -266,6 +280,11 @@ impl Config {
         if self.hibernate_check_leader_ticks == 0 {
             return Err(Error::InvalidConfig(
                 "hibernate_check_leader_ticks must be greater than 0".to_owned(),
+            ));
+        }
+        if self.memory_quota == 0 {
+            return Err(Error::InvalidConfig(
+                "memory_quota must be greater than 0".to_owned(),
             ));
         }
         if self.raft_log_gc_tick_interval == 0 {

@@ -17,10 +17,11 @@ use std::time::Instant;
 use apply::ApplyRouter;
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb::Region;
-use slog::Logger;
+use slog::{error, Logger};
 
 use crate::awake::AwakeRegions;
 use crate::config::Config;
+use crate::memory::MemoryGuard;
 use crate::metrics::PollerMetrics;
 use crate::snapshot::{SnapManager, SnapScheduler};
 use crate::store_meta::{StoreMeta, StoreStats};
@@ -67,6 +68,9 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// The store's lease-read fast path: peers publish their read
     /// delegates here and measure leases with its clock.
     pub(crate) local_reader: Arc<crate::local_reader::LocalReader>,
+    /// Memory-quota share of the raft messages queued for the transport
+    /// this round; released after the round's flush.
+    pub(crate) outgoing_memory: Option<MemoryGuard>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -106,7 +110,24 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             snap_mgr,
             snap_scheduler,
             local_reader: Arc::default(),
+            outgoing_memory: None,
         }
+    }
+
+    /// Charges `bytes` of a message handed to the transport to the store's
+    /// memory quota until the round's transport flush.
+    pub(crate) fn charge_outgoing(&mut self, bytes: u64) {
+        match &mut self.outgoing_memory {
+            Some(guard) => guard.grow(bytes),
+            None => self.outgoing_memory = Some(self.stats.memory.charge(bytes)),
+        }
+    }
+
+    /// Flushes the transport and releases the memory its queued messages
+    /// were charged.
+    pub(crate) fn flush_transport(&mut self) {
+        self.transport.flush();
+        self.outgoing_memory = None;
     }
 
     /// Starts a round: nothing staged, counters at zero.
@@ -118,13 +139,25 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
     }
 
     /// Writes the round's log batch, with one fsync if any Ready needs it.
+    ///
+    /// A failed write (or a panic inside the log engine, which raft-engine
+    /// raises when an fsync fails) stops the store: the failure is recorded
+    /// in the store's [`DiskFailure`](apply::DiskFailure), logged, and the
+    /// batch is discarded. Once the store has stopped nothing is written;
+    /// the caller checks [`PollContext::disk_failed`] and fences its peers.
     pub(crate) fn write_log_batch(&mut self) {
         if self.log_batch.is_empty() {
             return;
         }
+        if self.disk_failed() {
+            self.discard_log_batch();
+            return;
+        }
         let sync = self.need_sync && self.cfg.sync_log;
         let started = Instant::now();
-        let written = self.engines.raft.consume(&mut self.log_batch, sync);
+        let (raft, batch) = (&self.engines.raft, &mut self.log_batch);
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft.consume(batch, sync)));
         let took = started.elapsed();
         self.stats.log_write_duration.record(took);
         if sync {
@@ -132,10 +165,28 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         } else {
             self.metrics.log_write_unsynced.record(took.as_secs_f64());
         }
-        if let Err(e) = written {
+        let failed = match written {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(format!(
+                "the raft log engine panicked: {}",
+                panic_message(panic.as_ref())
+            )),
+        };
+        if let Some(e) = failed {
             // Raft promised peers these entries are durable; without the
-            // log there is no safe way on.
-            panic!("store {}: raft log write failed: {e}", self.store_id);
+            // log there is no safe way on, so the store stops (and never
+            // advances the Readies staged in this batch).
+            self.discard_log_batch();
+            if self
+                .apply_router
+                .disk_failure()
+                .record(format!("raft log write failed: {e}"))
+            {
+                error!(self.logger, "raft log write failed: the store stops; nothing more is written, every pending and new command is answered with this error";
+                    "store_id" => self.store_id, "error" => %e);
+            }
+            return;
         }
         self.stats.log_writes.fetch_add(1, Ordering::Relaxed);
         self.metrics.log_writes.increment(1);
@@ -143,6 +194,19 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
             self.metrics.log_syncs.increment(1);
         }
+        self.need_sync = false;
+    }
+
+    /// Whether the store stopped after a failed disk write (its own raft
+    /// log or its apply system's KV engine).
+    pub(crate) fn disk_failed(&self) -> bool {
+        self.apply_router.disk_failure().is_failed()
+    }
+
+    /// Drops whatever the round staged: after a failure it must never be
+    /// written (a later write would persist half of a round).
+    fn discard_log_batch(&mut self) {
+        self.log_batch = self.engines.raft.log_batch(LOG_BATCH_ITEMS);
         self.need_sync = false;
     }
 
@@ -160,5 +224,16 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         m.readies.increment(self.ready_count);
         m.committed_entries.increment(self.committed_entries);
         m.mailbox_depth.set(self.max_mailbox_depth as f64);
+    }
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
     }
 }

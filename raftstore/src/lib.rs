@@ -118,6 +118,7 @@ mod config;
 mod context;
 mod error;
 mod local_reader;
+mod memory;
 pub mod metrics;
 mod msg;
 mod peer;
@@ -140,7 +141,10 @@ pub use config::Config;
 pub use context::PollContext;
 pub use error::{Error, Result};
 pub use local_reader::{Clock, LeaseCell, LocalReader, MonotonicClock};
-pub use msg::{error_response, Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
+pub use memory::{default_memory_quota, MemoryGuard, MemoryQuota};
+pub use msg::{
+    error_response, Callback, InboundMessage, PeerMsg, RaftCommand, SignificantMsg, StoreMsg,
+};
 pub use peer::Peer;
 pub use peer_fsm::PeerFsm;
 pub use poller::{RaftPoller, RaftPollerBuilder};

@@ -28,6 +28,9 @@ type CallbackFn = Box<dyn FnOnce(RaftCmdResponse) + Send>;
 /// ```
 pub struct Callback {
     f: Option<CallbackFn>,
+    /// The store memory the command holds until it is answered (dropped
+    /// after the function ran).
+    memory: Option<crate::memory::MemoryGuard>,
 }
 
 impl Callback {
@@ -35,12 +38,27 @@ impl Callback {
     pub fn new(f: impl FnOnce(RaftCmdResponse) + Send + 'static) -> Callback {
         Callback {
             f: Some(Box::new(f)),
+            memory: None,
         }
     }
 
     /// A callback that ignores the response.
     pub fn none() -> Callback {
-        Callback { f: None }
+        Callback {
+            f: None,
+            memory: None,
+        }
+    }
+
+    /// Charges the command's bytes to the store's memory quota until the
+    /// callback is answered (or dropped).
+    pub(crate) fn hold_memory(&mut self, guard: crate::memory::MemoryGuard) {
+        self.memory = Some(guard);
+    }
+
+    /// Whether the command's bytes are charged to a memory quota already.
+    pub(crate) fn holds_memory(&self) -> bool {
+        self.memory.is_some()
     }
 
     /// Calls the function with `resp`.
@@ -131,12 +149,46 @@ pub enum SignificantMsg {
     },
 }
 
+/// A raft message from another store on its way to a peer, holding its
+/// bytes in the store's memory quota while it waits in the mailbox.
+#[derive(Debug)]
+pub struct InboundMessage {
+    /// The message.
+    pub msg: RaftMessage,
+    memory: Option<crate::memory::MemoryGuard>,
+}
+
+impl InboundMessage {
+    /// A message charged to no quota.
+    pub fn new(msg: RaftMessage) -> InboundMessage {
+        InboundMessage { msg, memory: None }
+    }
+
+    /// A message holding `guard` until it is taken out.
+    pub(crate) fn charged(msg: RaftMessage, guard: crate::memory::MemoryGuard) -> InboundMessage {
+        InboundMessage {
+            msg,
+            memory: Some(guard),
+        }
+    }
+
+    /// Bytes this message holds in the memory quota (0 if not charged).
+    pub fn charged_bytes(&self) -> u64 {
+        self.memory.as_ref().map_or(0, |g| g.bytes())
+    }
+
+    /// The message; its bytes leave the quota.
+    pub fn into_message(self) -> RaftMessage {
+        self.msg
+    }
+}
+
 /// A message to a peer FSM. Large variants are boxed so that a mailbox's
 /// queue blocks stay small.
 #[derive(Debug)]
 pub enum PeerMsg {
     /// A raft message from another peer of the region.
-    RaftMessage(Box<RaftMessage>),
+    RaftMessage(Box<InboundMessage>),
     /// A client command.
     RaftCommand(Box<RaftCommand>),
     /// One raft tick (time passes only through these).

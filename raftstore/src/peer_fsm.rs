@@ -66,13 +66,55 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
         handled
     }
 
+    /// The store stopped after a failed disk write: the Ready staged this
+    /// round (if any) is dropped without being advanced or its waiting
+    /// messages sent, pending proposals are answered with the failure
+    /// (outcome unknown: their entries may still commit on other stores),
+    /// and up to `limit` queued messages are drained, each command refused
+    /// as not served here (it was never proposed). The peer stays
+    /// registered, so every later command is refused the same way.
+    pub(crate) fn fence<EK: KvEngine, T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        limit: usize,
+    ) {
+        let region_id = self.peer.region_id();
+        let reason = ctx
+            .apply_router
+            .disk_failure()
+            .reason()
+            .unwrap_or("unknown")
+            .to_owned();
+        self.peer.discard_ready();
+        ctx.awake.remove(region_id);
+        let unknown = kvproto_lite::util::new_error(format!(
+            "store {} stopped after a failed disk write ({reason}): outcome unknown",
+            ctx.store_id
+        ));
+        self.peer.fail_pending_proposals(unknown);
+        let term = self.peer.term();
+        for _ in 0..limit {
+            let Ok(msg) = self.receiver.try_recv() else {
+                break;
+            };
+            if let PeerMsg::RaftCommand(cmd) = msg {
+                let mut err = kvproto_lite::util::new_region_not_found(region_id);
+                err.set_message(format!(
+                    "store {} stopped after a failed disk write ({reason}); region {region_id} is not served here",
+                    ctx.store_id
+                ));
+                cmd.callback.invoke_with_error(err, term);
+            }
+        }
+    }
+
     fn on_message<EK: KvEngine, T: Transport>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
         msg: PeerMsg,
     ) {
         match msg {
-            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, *m),
+            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, m.into_message()),
             PeerMsg::RaftCommand(cmd) => {
                 // A command for another region (refused below) says
                 // nothing about this one: it does not wake it.

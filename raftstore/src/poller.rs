@@ -8,7 +8,9 @@
 //!                          hand committed entries to apply, stage entries and
 //!                          hard state in the round's ONE log batch
 //! end
-//!   write the log batch    one fsync for every peer in the round (group commit)
+//!   write the log batch    one fsync for every peer in the round (group commit);
+//!                          if it fails the store stops: every peer is fenced
+//!                          (see `PeerFsm::fence`), nothing is written again
 //!   post_ready(peer)*      advance raft, send messages that had to wait for
 //!                          persistence, hand newly committed entries to apply
 //!   flush transport
@@ -63,6 +65,11 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
 
     fn handle_control(&mut self, store: &mut StoreFsm) -> Option<usize> {
         let limit = self.ctx.cfg.messages_per_round;
+        if self.ctx.disk_failed() {
+            // A stopped store creates no peers.
+            store.discard_messages(limit);
+            return Some(0);
+        }
         store.handle_messages(&mut self.ctx, &self.router, limit);
         Some(0)
     }
@@ -73,6 +80,10 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
             return HandleResult::stop_at(0, false);
         }
         let limit = self.ctx.cfg.messages_per_round;
+        if self.ctx.disk_failed() {
+            fsm.fence(&mut self.ctx, limit);
+            return HandleResult::stop_at(0, false);
+        }
         self.ctx.max_mailbox_depth = self.ctx.max_mailbox_depth.max(fsm.receiver.len());
         let handled = fsm.handle_messages(&mut self.ctx, limit);
         if fsm.peer.is_pending_remove() {
@@ -84,6 +95,10 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
             // One write (and fsync) per peer Ready: only to measure what
             // group commit saves.
             self.ctx.write_log_batch();
+            if self.ctx.disk_failed() {
+                fsm.fence(&mut self.ctx, 0);
+                return HandleResult::stop_at(0, false);
+            }
             fsm.peer.post_ready(&mut self.ctx);
         }
         if handled >= limit {
@@ -102,6 +117,15 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
         let mut passes = 0;
         loop {
             self.ctx.write_log_batch();
+            if self.ctx.disk_failed() {
+                // Nothing staged this round became durable: no Ready is
+                // advanced, no message that waited for persistence leaves.
+                for fsm in batch.iter_mut().flatten() {
+                    let fsm: &mut PeerFsm<ER> = fsm;
+                    fsm.fence(&mut self.ctx, 0);
+                }
+                break;
+            }
             for fsm in batch.iter_mut().flatten() {
                 let fsm: &mut PeerFsm<ER> = fsm;
                 if fsm.peer.has_pending_ready() {
@@ -126,7 +150,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
                 break;
             }
         }
-        self.ctx.transport.flush();
+        self.ctx.flush_transport();
         self.ctx.record_round();
         if !self.ctx.pending_splits.is_empty() {
             store_fsm::create_split_peers(&mut self.ctx, &self.router);

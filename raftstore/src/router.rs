@@ -11,8 +11,10 @@ use engine::RaftLogEngine;
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ReadMode};
 use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
+use protobuf::Message as _;
 
 use crate::local_reader::LocalReader;
+use crate::memory::{MemoryQuota, COMMAND_OVERHEAD_BYTES};
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
 use crate::peer_fsm::PeerFsm;
 use crate::snapshot::{IncomingSnapshot, SnapManager};
@@ -99,6 +101,9 @@ pub struct RaftRouter<ER: RaftLogEngine> {
     pub(crate) snap_mgr: Arc<SnapManager>,
     /// Serves lease reads on the sender's thread when it can.
     pub(crate) local: Arc<LocalReader>,
+    /// The store's memory quota: commands are admitted and charged here,
+    /// at the mailbox door.
+    pub(crate) memory: Arc<MemoryQuota>,
 }
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
@@ -107,6 +112,7 @@ impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
             router: self.router.clone(),
             snap_mgr: self.snap_mgr.clone(),
             local: self.local.clone(),
+            memory: self.memory.clone(),
         }
     }
 }
@@ -135,7 +141,7 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// full, and in `TrySendError::Disconnected` when the peer (or the
     /// store) is shut down.
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
-        store_fsm::send_raft_message(&self.router, msg)
+        store_fsm::send_raft_message(&self.router, &self.memory, msg)
     }
 
     /// Sends a client command to its region's peer (named by the request
@@ -156,12 +162,29 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// [`answer_refused`] gives exactly those answers. Dropping the command
     /// instead would answer "outcome unknown", which is wrong here: nothing
     /// was proposed.
-    pub fn send_raft_command(&self, cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
+    ///
+    /// While the store's memory quota is exceeded (see
+    /// [`MemoryQuota`](crate::MemoryQuota)) a normal command is not queued
+    /// at all: its callback is answered at once with `ServerIsBusy` naming
+    /// the quota, and `Ok` is returned. An admitted command holds its bytes
+    /// in the quota until it is answered. A lease read served on the
+    /// caller's thread (see [`LocalReader`]) is answered before that and
+    /// costs the quota nothing.
+    pub fn send_raft_command(&self, mut cmd: RaftCommand) -> Result<(), TrySendError<RaftCommand>> {
         if crate::local_reader::fast_read_mode(&cmd.request) == Some(ReadMode::Lease) {
             if let Some(resp) = self.local.try_read(&cmd.request) {
                 cmd.callback.invoke(resp);
                 return Ok(());
             }
+        }
+        if !cmd.request.has_admin_request() {
+            if let Err(err) = self.memory.check_admission() {
+                crate::metrics::command_refused(&err);
+                cmd.callback.invoke_with_error(err, 0);
+                return Ok(());
+            }
+            let bytes = u64::from(cmd.request.compute_size()) + COMMAND_OVERHEAD_BYTES;
+            cmd.callback.hold_memory(self.memory.charge(bytes));
         }
         let region_id = cmd.request.get_header().get_region_id();
         match self.send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {

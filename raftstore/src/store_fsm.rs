@@ -16,6 +16,7 @@
 //! [`RaftRouter`](crate::RaftRouter) wraps that router.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use apply::ApplyRouter;
 use batch_system::mpsc::{self, LooseBoundedSender, Receiver, TrySendError};
@@ -33,7 +34,8 @@ use slog::{debug, error, info, warn, Logger};
 use crate::awake::AwakeRegions;
 use crate::config::Config;
 use crate::context::PollContext;
-use crate::msg::{PeerMsg, StoreMsg};
+use crate::memory::MemoryQuota;
+use crate::msg::{InboundMessage, PeerMsg, StoreMsg};
 use crate::peer::Peer;
 use crate::peer_fsm::PeerFsm;
 use crate::storage::{initial_apply_state, split_raft_state, RAFT_INIT_LOG_INDEX};
@@ -97,6 +99,16 @@ impl StoreFsm {
         }
     }
 
+    /// Drops up to `limit` messages unhandled (the store stopped after a
+    /// failed disk write: it creates no peers and runs no store ticks).
+    pub(crate) fn discard_messages(&mut self, limit: usize) {
+        for _ in 0..limit {
+            if self.receiver.try_recv().is_err() {
+                break;
+            }
+        }
+    }
+
     fn on_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
@@ -139,10 +151,13 @@ impl StoreFsm {
 /// is shut down.
 pub(crate) fn send_raft_message<ER: RaftLogEngine>(
     router: &PeerRouter<ER>,
+    memory: &Arc<MemoryQuota>,
     msg: RaftMessage,
 ) -> Result<(), TrySendError<RaftMessage>> {
     let id = msg.get_region_id();
-    let msg = match router.try_send(id, PeerMsg::RaftMessage(Box::new(msg))) {
+    let guard = memory.charge(crate::memory::raft_message_bytes(&msg));
+    let inbound = InboundMessage::charged(msg, guard);
+    let msg = match router.try_send(id, PeerMsg::RaftMessage(Box::new(inbound))) {
         Either::Left(Ok(())) => return Ok(()),
         Either::Left(Err(TrySendError::Full(m))) => {
             return Err(TrySendError::Full(unwrap_raft_message(m)));
@@ -165,7 +180,7 @@ pub(crate) fn send_raft_message<ER: RaftLogEngine>(
 // back exactly the message it was handed.
 fn unwrap_raft_message(m: PeerMsg) -> RaftMessage {
     match m {
-        PeerMsg::RaftMessage(m) => *m,
+        PeerMsg::RaftMessage(m) => m.into_message(),
         other => unreachable!("router returned a different message: {other:?}"),
     }
 }
@@ -187,7 +202,7 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     let region_id = msg.get_region_id();
     // The peer may have been created since the message was routed here.
     if router.mailbox(region_id).is_some() {
-        let _ = send_raft_message(router, msg);
+        let _ = send_raft_message(router, &ctx.stats.memory, msg);
         return;
     }
     let to = msg.get_to_peer();
@@ -288,7 +303,7 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
         Ok(()) => {
             info!(ctx.logger, "created uninitialized peer from message"; "region_id" => region_id,
                 "peer_id" => to.get_id());
-            let _ = send_raft_message(router, msg);
+            let _ = send_raft_message(router, &ctx.stats.memory, msg);
         }
         Err(e) => error!(ctx.logger, "create peer"; "region_id" => region_id, "err" => %e),
     }

@@ -263,12 +263,23 @@ pub struct StoreStats {
     /// Snapshots generated, sent, received and applied, bytes moved, and
     /// sends and receptions under way (see [`crate::snapshot`]).
     pub snapshots: Arc<SnapshotStats>,
+    /// The store's memory quota and the bytes of accepted, unfinished work
+    /// it accounts (see [`crate::MemoryQuota`]); its capacity is
+    /// `Config::memory_quota`.
+    pub memory: Arc<crate::memory::MemoryQuota>,
     /// Per-region progress; each peer holds its own cell and writes it
     /// without taking this lock.
     progress: Mutex<HashMap<u64, Arc<ProgressCell>>>,
 }
 
 impl StoreStats {
+    /// Empty statistics with a memory quota of `bytes`.
+    pub fn with_memory_quota(bytes: u64) -> StoreStats {
+        let stats = StoreStats::default();
+        stats.memory.set_capacity(bytes);
+        stats
+    }
+
     fn progress_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<ProgressCell>>> {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -91,7 +91,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         store_tx,
         store_fsm,
     );
-    let stats = Arc::new(StoreStats::default());
+    let stats = Arc::new(StoreStats::with_memory_quota(cfg.memory_quota));
     let reporter_router = router.clone();
     let reporter: SnapshotReporter = Arc::new(move |region_id, to_peer_id, delivered| {
         let _ = reporter_router.force_send(
@@ -115,6 +115,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         router,
         snap_mgr,
         local: Arc::default(),
+        memory: stats.memory.clone(),
     };
     let system = RaftBatchSystem {
         system,
@@ -170,6 +171,14 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// Work counters and per-region progress of this store.
     pub fn stats(&self) -> Arc<StoreStats> {
         self.stats.clone()
+    }
+
+    /// Why the store stopped, if a raft-log or KV write failed: from then on
+    /// it writes nothing and answers every command with an error naming
+    /// this reason. Shut the store down and restart it (it recovers from
+    /// what is durable) once the disk is healthy.
+    pub fn disk_failure(&self) -> Option<String> {
+        self.apply_router.disk_failure().reason().map(str::to_owned)
     }
 
     /// Who leads `region_id`, as this store's peer knows it (`None` when the

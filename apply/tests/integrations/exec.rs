@@ -734,7 +734,7 @@ fn wrong_region_id_and_mixed_commands_are_refused() {
 }
 
 #[test]
-fn failed_write_answers_with_errors_reports_nothing_and_retries_later() {
+fn failed_write_stops_the_store_answers_every_command_and_writes_nothing_more() {
     let kv = TestKv::default();
     let mut d = Driver::new(kv.clone(), Config::default());
     let r = region(1, b"", b"");
@@ -756,24 +756,49 @@ fn failed_write_answers_with_errors_reports_nothing_and_retries_later() {
     assert!(res.is_empty(), "no progress reported");
     let got = resps.take();
     assert_eq!(got.len(), 2);
-    assert!(got.iter().all(|(_, resp)| resp.get_header().has_error()));
-    // In-memory state is back to before the round.
+    for (_, resp) in &got {
+        let err = resp.get_header().get_error();
+        assert!(
+            err.get_message().contains("failed disk write")
+                && err.get_message().contains("injected write failure")
+                && err.get_message().contains("outcome unknown"),
+            "{err:?}"
+        );
+    }
+    let reason = d.poller_router().disk_failure().reason().map(str::to_owned);
+    assert!(reason.is_some_and(|r| r.contains("injected write failure")));
+    // In-memory state is what is durable; nothing stays queued.
     assert_eq!(d.fsm(1).apply_state().get_applied_index(), 1);
     assert_eq!(d.fsm(1).region(), &r);
-    assert_eq!(d.fsm(1).pending_entries(), 2);
+    assert_eq!(d.fsm(1).pending_entries(), 0);
+    // The disk recovers, but the store stays stopped: later entries are
+    // answered with the same error and nothing is written.
     kv.fail.store(false, Ordering::SeqCst);
-    let res = d.run();
-    assert_eq!(res.last().unwrap().apply_state.get_applied_index(), 3);
-    assert_eq!(kv.get(b"k").unwrap(), Some(b"2".to_vec()));
-    assert_eq!(
-        kv.get_region_state(2)
-            .unwrap()
-            .unwrap()
-            .get_region()
-            .get_start_key(),
-        b"m"
+    let writes = kv.writes.load(Ordering::SeqCst);
+    d.apply(
+        &r,
+        1,
+        vec![put_entry(&r, 4, 1, b"k", b"4")],
+        vec![resps.proposal(4, 1)],
     );
-    assert_eq!(d.fsm(1).region().get_end_key(), b"m");
+    let res = d.run();
+    assert!(res.is_empty());
+    let got = resps.take();
+    assert_eq!(got.len(), 1);
+    assert!(got[0]
+        .1
+        .get_header()
+        .get_error()
+        .get_message()
+        .contains("failed disk write"));
+    assert_eq!(
+        kv.writes.load(Ordering::SeqCst),
+        writes,
+        "nothing written after the failure"
+    );
+    assert_eq!(kv.get(b"k").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(persisted_applied(&kv, 1), 1);
+    assert!(kv.get_region_state(2).unwrap().is_none());
 }
 
 #[test]

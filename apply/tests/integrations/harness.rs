@@ -350,6 +350,11 @@ impl<K: KvEngine> Driver<K> {
     }
 
     /// Rounds until no FSM has queued work; all notifications.
+    /// The router the poller uses (its disk failure is the store's).
+    pub fn poller_router(&self) -> &apply::ApplyRouter {
+        self._system.router()
+    }
+
     pub fn run(&mut self) -> Vec<ApplyRes> {
         let mut all = Vec::new();
         for _ in 0..10_000 {

@@ -35,6 +35,7 @@ use slog::{debug, error, info, o, warn, Logger};
 
 use crate::config::Config;
 use crate::context::PollContext;
+use crate::memory::MemoryGuard;
 use crate::msg::Callback;
 use crate::raft_compat;
 use crate::storage::PeerStorage;
@@ -113,6 +114,10 @@ pub struct Peer<ER: RaftLogEngine> {
     /// `(term, version, conf_ver)` of the read delegate published to the
     /// local reader, if one is.
     read_delegate: Option<(u64, u64, u64)>,
+    /// Memory-quota guards of the committed entries handed to apply, by
+    /// the last index of each task: released once the apply system reports
+    /// that index applied.
+    apply_memory: VecDeque<(u64, MemoryGuard)>,
     logger: Logger,
 }
 
@@ -167,6 +172,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             reads: None,
             lease: Arc::default(),
             read_delegate: None,
+            apply_memory: VecDeque::new(),
             logger,
         };
         peer.pin_election_timeout();
@@ -686,11 +692,18 @@ impl<ER: RaftLogEngine> Peer<ER> {
             Ok(_) => {}
             Err(e) => {
                 // The log batch cannot take our own entries: storage is
-                // broken and raft's promises cannot be kept.
-                panic!(
+                // broken and raft's promises cannot be kept. The store
+                // stops; the poller fences this peer and the others.
+                let reason = format!(
                     "region {}: cannot stage raft log write: {e}",
                     self.region_id
                 );
+                if ctx.apply_router.disk_failure().record(reason) {
+                    error!(self.logger, "cannot stage raft log write: the store stops"; "err" => %e);
+                }
+                self.pending_persisted_msgs = rd.take_persisted_messages();
+                self.pending_ready = Some(Box::new(rd));
+                return;
             }
         }
         if rd.must_sync() {
@@ -699,6 +712,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.pending_persisted_msgs = rd.take_persisted_messages();
         self.pending_ready = Some(Box::new(rd));
         ctx.ready_count += 1;
+    }
+
+    /// Drops the Ready staged this round without advancing raft, and the
+    /// messages that were to leave once it was durable (the store stopped
+    /// before it became durable).
+    pub(crate) fn discard_ready(&mut self) {
+        self.pending_ready = None;
+        self.pending_persisted_msgs = Vec::new();
     }
 
     /// Whether a Ready waits for the round's log write.
@@ -760,6 +781,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
             }
         }
         ctx.committed_entries += entries.len() as u64;
+        // Until applied, the entries are held twice (the raft log's cache and
+        // the apply queue); their data is charged once, as the bulk of it.
+        let bytes: u64 = entries
+            .iter()
+            .map(|e| e.get_data().len() as u64 + crate::memory::ENTRY_OVERHEAD_BYTES)
+            .sum();
+        self.apply_memory
+            .push_back((last_index, ctx.stats.memory.charge(bytes)));
         let task = apply::Apply {
             region_id: self.region_id,
             term: self.term(),
@@ -809,6 +838,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 self.send_snapshot_message(ctx, rm);
                 continue;
             }
+            let bytes = crate::memory::raft_message_bytes(&rm);
             if let Err(e) = ctx.transport.send(rm) {
                 debug!(self.logger, "send failed, report unreachable";
                     "to_peer_id" => to, "err" => %e);
@@ -816,6 +846,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     self.unreachable_leader = to;
                 }
                 self.raft_group.report_unreachable(to);
+            } else {
+                ctx.charge_outgoing(bytes);
             }
         }
     }
@@ -834,6 +866,13 @@ impl<ER: RaftLogEngine> Peer<ER> {
             // Written before a snapshot this peer applied since: stale.
             debug!(self.logger, "drop apply result older than the snapshot"; "applied" => applied);
             return;
+        }
+        while self
+            .apply_memory
+            .front()
+            .is_some_and(|(last, _)| *last <= applied)
+        {
+            self.apply_memory.pop_front();
         }
         for result in res.exec_results {
             self.on_exec_result(ctx, result);

@@ -21,6 +21,7 @@ use raft::RawNode;
 use super::batch::{merge_commands, MAX_MERGED_ENTRY_BYTES};
 use super::Peer;
 use crate::context::PollContext;
+use crate::memory::COMMAND_OVERHEAD_BYTES;
 use crate::msg::{Callback, RaftCommand};
 use crate::raft_compat;
 use crate::storage::PeerStorage;
@@ -64,6 +65,20 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if size > ctx.cfg.raft_entry_max_size {
             callback.invoke_with_error(util::new_raft_entry_too_large(self.region_id, size), term);
             return;
+        }
+        // The memory quota: refuse new work while accepted work holds the
+        // store's quota; what is accepted holds its bytes until answered.
+        // Commands that came through `RaftRouter::send_raft_command` were
+        // admitted and charged at the mailbox door already: they are
+        // accepted work and never refused here.
+        let mut callback = callback;
+        if !callback.holds_memory() {
+            if let Err(err) = ctx.stats.memory.check_admission() {
+                crate::metrics::command_refused(&err);
+                callback.invoke_with_error(err, term);
+                return;
+            }
+            callback.hold_memory(ctx.stats.memory.charge(size + COMMAND_OVERHEAD_BYTES));
         }
         // Proposed with the rest of this round's commands in
         // `flush_proposals` (before the peer's Ready is taken).

@@ -5,7 +5,16 @@
 //! cargo run --release -p benches --bin cluster-bench             # 3 stores, 1,000 regions, ~30 s
 //! cargo run --release -p benches --bin cluster-bench -- --quick  # under 20 s
 //! cargo run --release -p benches --bin cluster-bench -- --compare  # + group commit off
+//! cargo run --release -p benches --bin cluster-bench -- --overload # + clients far above capacity
 //! ```
+//!
+//! `--overload` adds a phase whose clients keep `--overload-factor` times
+//! the window in flight against stores with a small memory quota
+//! (`--memory-quota-mib` each): the stores refuse what exceeds the quota
+//! with `ServerIsBusy` and the clients retry. A last phase runs the same
+//! overload with the default quota (column `no quota`). The table compares them with the
+//! normal phase of the same invocation: writes/s, the quota and the peak
+//! RSS of each phase (the kernel's peak is reset at each phase's start).
 //!
 //! Each phase starts a fresh cluster (durable engines in a temporary
 //! directory by default), waits for every region to elect a leader, then
@@ -185,6 +194,17 @@ struct Args {
     /// tail comes from the disk.
     #[arg(long)]
     probe_disk: bool,
+    /// Also run a phase with `--overload-factor` times the window in flight
+    /// (far above what the stores can serve) against stores limited to
+    /// `--memory-quota-mib` each, and compare it with the normal phase.
+    #[arg(long)]
+    overload: bool,
+    /// Window multiplier of the `--overload` phase.
+    #[arg(long, default_value_t = 16)]
+    overload_factor: usize,
+    /// Memory quota of each store in the `--overload` phase, MiB.
+    #[arg(long, default_value_t = 32)]
+    memory_quota_mib: u64,
     /// Count the raft messages between stores by type (a pass-through
     /// transport filter; costs a little) and print the mix per write.
     #[arg(long)]
@@ -220,6 +240,8 @@ struct PhasePlan {
     cfg: Config,
     rate: Option<f64>,
     read_mode: ReadModeArg,
+    /// Commands each client keeps in flight.
+    window: usize,
 }
 
 fn main() -> ExitCode {
@@ -310,11 +332,14 @@ fn run(args: &Args) -> Result<Report, String> {
                 .to_owned(),
         );
     }
-    if by_regions && (args.compare || args.half_load) {
+    if by_regions && (args.compare || args.half_load || args.overload) {
         return Err(
-            "--compare and --half-load run with one region count; give --regions one value"
+            "--compare, --half-load and --overload run with one region count; give --regions one value"
                 .to_owned(),
         );
+    }
+    if args.overload && (args.overload_factor == 0 || args.memory_quota_mib == 0) {
+        return Err("--overload-factor and --memory-quota-mib must be positive".to_owned());
     }
     let cfg = base_config(args)?;
     let mut report = Report::new(
@@ -379,6 +404,7 @@ fn run(args: &Args) -> Result<Report, String> {
                 cfg: cfg.clone(),
                 rate: args.rate,
                 read_mode,
+                window: args.window,
             };
             report.phases.push(run_phase(args, &plan, index)?);
         }
@@ -392,6 +418,7 @@ fn run(args: &Args) -> Result<Report, String> {
                 cfg: cfg.clone(),
                 rate: args.rate,
                 read_mode: mode,
+                window: args.window,
             };
             report.phases.push(run_phase(args, &plan, index)?);
         }
@@ -418,6 +445,7 @@ fn run(args: &Args) -> Result<Report, String> {
         cfg: cfg.clone(),
         rate: args.rate,
         read_mode,
+        window: args.window,
     };
     let first = run_phase(args, &main_phase, 0)?;
     let peak_ops = first.writes_per_sec + first.reads_per_sec;
@@ -430,6 +458,7 @@ fn run(args: &Args) -> Result<Report, String> {
             cfg: cfg.clone(),
             rate: Some((peak_ops / 2.0).max(1.0)),
             read_mode,
+            window: args.window,
         };
         report.phases.push(run_phase(args, &plan, index)?);
         index += 1;
@@ -443,15 +472,46 @@ fn run(args: &Args) -> Result<Report, String> {
             cfg: off,
             rate: args.rate,
             read_mode,
+            window: args.window,
         };
         report.phases.push(run_phase(args, &plan, index)?);
+        index += 1;
+    }
+    if args.overload {
+        let mut limited = cfg.clone();
+        limited.memory_quota = args.memory_quota_mib << 20;
+        let plan = PhasePlan {
+            name: "overload".to_owned(),
+            regions,
+            cfg: limited,
+            rate: None,
+            read_mode,
+            window: args.window * args.overload_factor,
+        };
+        report.phases.push(run_phase(args, &plan, index)?);
+        // The same overload with the default quota (a quarter of memory
+        // per store): what the small quota saves.
+        let plan = PhasePlan {
+            name: "no quota".to_owned(),
+            regions,
+            cfg: cfg.clone(),
+            rate: None,
+            read_mode,
+            window: args.window * args.overload_factor,
+        };
+        report.phases.push(run_phase(args, &plan, index + 1)?);
     }
     finish_report(args, report)
 }
 
 /// Prints the table, writes the plot and the JSON.
 fn finish_report(args: &Args, mut report: Report) -> Result<Report, String> {
-    report.peak_rss_mib = sys::peak_rss_kib().map(|k| k as f64 / 1024.0);
+    report.peak_rss_mib = report
+        .phases
+        .iter()
+        .filter_map(|p| p.memory.peak_rss_mib)
+        .reduce(f64::max)
+        .or_else(|| sys::peak_rss_kib().map(|k| k as f64 / 1024.0));
     report.print_table();
     if args.svg != "none" {
         let path = Path::new(&args.svg);
@@ -473,6 +533,10 @@ fn finish_report(args: &Args, mut report: Report) -> Result<Report, String> {
 }
 
 fn run_phase(args: &Args, plan: &PhasePlan, index: usize) -> Result<PhaseReport, String> {
+    // Each phase's peak RSS is its own (the previous phase's cluster is
+    // gone; its freed memory may stay resident, which only raises this
+    // phase's figures).
+    sys::reset_peak_rss();
     let fail = |e: cluster::Error| format!("phase '{}': {e}", plan.name);
     match args.engine {
         EngineKind::Memory => {
@@ -523,6 +587,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         .wait_for_leaders(Duration::from_secs(120))
         .map_err(|e| format!("leaders: {e}"))?;
     let setup = started.elapsed();
+    let rss_before_load = sys::rss_kib();
     let mix = Arc::new(MessageMix::default());
     if args.message_mix {
         let m = mix.clone();
@@ -560,7 +625,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     });
     let spec = LoadSpec {
         clients: args.clients,
-        window: args.window,
+        window: plan.window,
         value_size: args.value_size as usize,
         read_ratio: args.read_ratio,
         read_mode: plan.read_mode.mode(),
@@ -649,6 +714,19 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
                 .map_err(|_| "a client thread panicked".to_owned())?,
         );
     }
+    let peak_rss = sys::peak_rss_kib();
+    let mut memory = report::MemoryFigures {
+        rss_before_load_mib: rss_before_load.map(|k| k as f64 / 1024.0),
+        peak_rss_mib: peak_rss.map(|k| k as f64 / 1024.0),
+        ..Default::default()
+    };
+    for id in &store_ids {
+        if let Some(s) = cluster.stats(*id) {
+            memory.quota_mib += s.memory.capacity() as f64 / (1 << 20) as f64;
+            memory.quota_peak_mib += s.memory.peak() as f64 / (1 << 20) as f64;
+            memory.quota_refusals += s.memory.refused();
+        }
+    }
     let mut phase = PhaseReport::new(
         &plan.name,
         (regions.len(), active_count),
@@ -662,6 +740,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     for r in &results {
         phase.add_client(r);
     }
+    phase.memory = memory;
     phase.raft_messages = msgs;
     phase.message_mix = mix_counts;
     phase.finish(store_ids.len());

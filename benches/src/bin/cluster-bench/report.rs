@@ -61,6 +61,23 @@ impl Latency {
     }
 }
 
+/// A phase's memory: the stores' quotas and the process's resident set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemoryFigures {
+    /// The memory quotas of all stores, added up (MiB).
+    pub quota_mib: f64,
+    /// The stores' peaks of accounted bytes, added up (MiB; an upper
+    /// bound of the peak of their sum).
+    pub quota_peak_mib: f64,
+    /// Commands refused because a store was over its quota.
+    pub quota_refusals: u64,
+    /// Resident set after the stores started, before the load (MiB).
+    pub rss_before_load_mib: Option<f64>,
+    /// Peak resident set from the phase's start to the end of its load
+    /// (MiB).
+    pub peak_rss_mib: Option<f64>,
+}
+
 /// One phase: a fresh cluster under one load.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseReport {
@@ -141,6 +158,9 @@ pub struct PhaseReport {
     pub verify_secs: f64,
     /// Throughput per second over the phase.
     pub timeline: Vec<Sample>,
+    /// The memory quota and the process's resident memory.
+    #[serde(flatten)]
+    pub memory: MemoryFigures,
     #[serde(skip)]
     write_hist: Option<Histogram<u64>>,
     #[serde(skip)]
@@ -198,6 +218,7 @@ impl PhaseReport {
             verify_errors: Vec::new(),
             verify_secs: 0.0,
             timeline,
+            memory: MemoryFigures::default(),
             write_hist: None,
             read_hist: None,
         }
@@ -383,6 +404,26 @@ impl Report {
                 format!("{:.2}", p.raft_messages_per_write)
             }),
             ("retries", |p| p.retries.to_string()),
+            ("given up", |p| p.given_up.to_string()),
+            ("memory quota (MiB)", |p| {
+                format!("{:.0}", p.memory.quota_mib)
+            }),
+            ("quota in use, peak (MiB)", |p| {
+                format!("{:.1}", p.memory.quota_peak_mib)
+            }),
+            ("refused: memory quota", |p| {
+                p.memory.quota_refusals.to_string()
+            }),
+            ("RSS before load (MiB)", |p| {
+                p.memory
+                    .rss_before_load_mib
+                    .map_or("n/a".to_owned(), |m| format!("{m:.0}"))
+            }),
+            ("peak RSS (MiB)", |p| {
+                p.memory
+                    .peak_rss_mib
+                    .map_or("n/a".to_owned(), |m| format!("{m:.0}"))
+            }),
             ("verified (store x key)", |p| {
                 format!(
                     "{}/{}",
@@ -415,12 +456,6 @@ impl Report {
             }
             println!("{line}");
         }
-        println!(
-            "{:<width$}{:>col$}",
-            "peak RSS (MiB)",
-            self.peak_rss_mib
-                .map_or("n/a".to_owned(), |m| format!("{m:.0}"))
-        );
         if let Some(first) = self.phases.first() {
             println!(
                 "core-time per write: {:.1} µs here ({} replicas in one process, clients included) vs Dragonboat ≈ {DRAGONBOAT_CORE_US_PER_WRITE} µs",
@@ -448,11 +483,53 @@ impl Report {
                 mix.join(", ")
             );
         }
+        self.print_overload();
         if let Some(r) = self.group_commit_ratio {
             println!("group commit / no group commit (writes/s, same run): {r:.2}x");
         }
         if self.regions.len() > 1 {
             self.print_by_regions();
+        }
+    }
+
+    /// With an overload phase: its throughput as a ratio to the first
+    /// phase's, and its peak RSS against the RSS before load plus the
+    /// stores' quotas (what is left is the overhead the quota does not
+    /// account).
+    fn print_overload(&self) {
+        let (Some(first), Some(over)) = (
+            self.phases.first(),
+            self.phases.iter().find(|p| p.name == "overload"),
+        ) else {
+            return;
+        };
+        println!(
+            "overload / {} (writes/s, same run): {:.2}x; refused by the memory quota: {}",
+            first.name,
+            over.writes_per_sec / first.writes_per_sec.max(1e-9),
+            over.memory.quota_refusals
+        );
+        if let (Some(peak), Some(before)) =
+            (over.memory.peak_rss_mib, over.memory.rss_before_load_mib)
+        {
+            println!(
+                "overload peak RSS {peak:.0} MiB = {before:.0} MiB before load + {:.0} MiB under load, against a memory quota of {:.0} MiB (all stores): {:.0} MiB above RSS-before-load + quota",
+                peak - before,
+                over.memory.quota_mib,
+                peak - before - over.memory.quota_mib
+            );
+        }
+        for p in self.phases.iter().filter(|p| p.name != "overload") {
+            if let (Some(peak), Some(before)) =
+                (p.memory.peak_rss_mib, p.memory.rss_before_load_mib)
+            {
+                println!(
+                    "{} peak RSS {peak:.0} MiB = {before:.0} MiB before load + {:.0} MiB under load (quota in use, peak {:.0} MiB)",
+                    p.name,
+                    peak - before,
+                    p.memory.quota_peak_mib
+                );
+            }
         }
     }
 
