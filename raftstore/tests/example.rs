@@ -1,5 +1,7 @@
-//! The `three_stores` example runs to the end: three hand-wired durable
-//! stores, writes, a planned restart with catch-up, a graceful shutdown.
+//! The examples run to the end: `three_stores` (three hand-wired durable
+//! stores, writes, a planned restart with catch-up, a graceful shutdown) and
+//! `replace_dead_store` (a store lost for good, the logs compacted past it,
+//! its replicas moved to a new store, every acknowledged write kept).
 
 #[path = "../examples/three_stores.rs"]
 mod three_stores;
@@ -7,4 +9,12 @@ mod three_stores;
 #[test]
 fn three_stores_example_runs_to_the_end() {
     three_stores::main().unwrap();
+}
+
+#[path = "../examples/replace_dead_store.rs"]
+mod replace_dead_store;
+
+#[test]
+fn replace_dead_store_example_moves_every_replica_and_loses_nothing() {
+    replace_dead_store::run(200).unwrap();
 }
