@@ -79,8 +79,13 @@ fn runs_exercise_every_fault_kind_across_seeds() {
     let mut unknown = 0;
     let mut splits = 0;
     let mut conf_changes = 0;
-    for seed in 200..215 {
-        let r = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+    // Quick runs draw few nemesis actions; seed 53 (full) changes
+    // memberships.
+    let runs = (200..215)
+        .map(|seed| (seed, Profile::Quick))
+        .chain([(53, Profile::Full)]);
+    for (seed, profile) in runs {
+        let r = run_seed(SimConfig::from_seed(seed, profile), false);
         assert!(r.failure.is_none(), "seed {seed}: {:?}", r.failure);
         crashes += r.stats.crashes;
         net_faults += r.stats.net_faults;
