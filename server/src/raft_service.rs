@@ -46,6 +46,22 @@ impl RaftService {
         let _ = self.closed.send(true);
     }
 
+    /// The next item of a stream (`None` once the sender closed it), or
+    /// `Unavailable` as soon as the store starts shutting down.
+    async fn next_or_shutdown<M>(
+        &self,
+        stream: &mut Streaming<M>,
+        closed: &mut watch::Receiver<bool>,
+    ) -> Result<Option<M>, Status> {
+        tokio::select! {
+            next = stream.message() => next,
+            _ = closed.wait_for(|c| *c) => Err(Status::unavailable(format!(
+                "store {} is shutting down",
+                self.store_id
+            ))),
+        }
+    }
+
     /// Serves one `BatchRaft` stream until its sender closes it.
     ///
     /// # Errors
@@ -61,20 +77,8 @@ impl RaftService {
         let stopped = counter!("raft_messages_received_dropped_total", "reason" => "not_running");
         let mut closed = self.closed.subscribe();
         loop {
-            let next = tokio::select! {
-                next = stream.message() => Some(next),
-                _ = closed.wait_for(|c| *c) => None,
-            };
-            let mut batch = match next {
-                None => {
-                    return Err(Status::unavailable(format!(
-                        "store {} is shutting down",
-                        self.store_id
-                    )))
-                }
-                Some(Err(status)) => return Err(status),
-                Some(Ok(None)) => break,
-                Some(Ok(Some(batch))) => batch,
+            let Some(mut batch) = self.next_or_shutdown(&mut stream, &mut closed).await? else {
+                break;
             };
             received.increment(batch.get_msgs().len() as u64);
             for msg in batch.take_msgs() {
@@ -115,20 +119,8 @@ impl RaftService {
         let mut closed = self.closed.subscribe();
         let mut incoming = None;
         loop {
-            let next = tokio::select! {
-                next = stream.message() => Some(next),
-                _ = closed.wait_for(|c| *c) => None,
-            };
-            let mut chunk = match next {
-                None => {
-                    return Err(Status::unavailable(format!(
-                        "store {} is shutting down",
-                        self.store_id
-                    )))
-                }
-                Some(Err(status)) => return Err(status),
-                Some(Ok(None)) => break,
-                Some(Ok(Some(chunk))) => chunk,
+            let Some(mut chunk) = self.next_or_shutdown(&mut stream, &mut closed).await? else {
+                break;
             };
             if incoming.is_none() {
                 if !chunk.has_message() {
