@@ -959,6 +959,12 @@ impl ApplyDelegate {
                 warn!(ctx.logger, "split target region already exists, its state is kept";
                     "region_id" => self.region_id(), "peer_id" => self.peer_id,
                     "new_region_id" => new_id, "state" => ?existing.get_state());
+                if existing.get_state() == PeerState::Tombstone {
+                    // The new region's peer here was removed before this
+                    // store applied the split: the keys the split hands it
+                    // belong to no peer of this store any more.
+                    delete_region_data(ctx, &right);
+                }
             }
             Ok(None) | Err(_) => {
                 self.copy_sessions_to(ctx, key)?;

@@ -110,7 +110,7 @@ fn snapshot_path(src: &FjallKvEngine, dst: &FjallKvEngine) {
     incoming.finish().unwrap();
     out.finish(true);
     let data = receiver.take_received(&meta.key).unwrap();
-    write_to_kv(dst, &meta, &data).unwrap();
+    write_to_kv(dst, &meta, &data, None).unwrap();
 }
 
 /// The baseline: scan the range, write the pairs.

@@ -64,6 +64,11 @@ impl Clock for MonotonicClock {
 pub struct LeaseCell {
     expiry_nanos: AtomicU64,
     term: AtomicU64,
+    /// Whether the leader has applied everything it knows committed. A
+    /// follower can apply (and a follower read observe) a committed entry
+    /// before the leader applies it; a lease read served from a leader that
+    /// lags its commit index could then go back in time.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl LeaseCell {
@@ -79,6 +84,18 @@ impl LeaseCell {
         } else {
             self.expiry_nanos.fetch_max(nanos, Ordering::SeqCst);
         }
+    }
+
+    /// Records whether the leader has applied all it knows committed;
+    /// updated before the commit index can reach the followers.
+    pub(crate) fn set_caught_up(&self, caught_up: bool) {
+        self.caught_up.store(caught_up, Ordering::SeqCst);
+    }
+
+    /// Whether the leader had applied all it knew committed when it last
+    /// said so (see [`LeaseCell::set_caught_up`]).
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::SeqCst)
     }
 
     /// Ends the lease at once.
@@ -241,7 +258,7 @@ impl LocalReader {
         {
             return None;
         }
-        if !d.lease.valid_at(self.now(), d.term) {
+        if !d.lease.valid_at(self.now(), d.term) || !d.lease.caught_up() {
             return None;
         }
         let resp = read_with(|k| kv(k), req, d.term);

@@ -262,6 +262,13 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.pending_remove = true;
     }
 
+    /// Tells the local reader whether this peer has applied everything it
+    /// knows committed (lease reads are served only then).
+    fn note_caught_up(&self) {
+        let log = &self.raft_group.raft.raft_log;
+        self.lease.set_caught_up(log.applied >= log.committed);
+    }
+
     /// Whether the peer has region metadata (an uninitialized peer, created
     /// from a message, waits for a snapshot to get it).
     pub(crate) fn is_initialized(&self) -> bool {
@@ -649,6 +656,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.check_reads_after_role_change();
             self.flush_reads(ctx);
         }
+        // Before this round's messages (which may carry a new commit index
+        // to the followers) leave: a lease read needs the leader caught up.
+        self.note_caught_up();
         self.publish(ctx);
         if self.is_leader() {
             self.schedule_snapshot_generation(ctx);
@@ -747,6 +757,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if let Some(commit) = light.commit_index() {
             self.raft_group.mut_store().set_commit_index(commit);
         }
+        // The leader's own append may have advanced the commit index, which
+        // these messages tell the followers.
+        self.note_caught_up();
         self.send_messages(ctx, light.take_messages());
         let committed = light.take_committed_entries();
         self.send_to_apply(ctx, committed);
@@ -879,6 +892,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
+        self.note_caught_up();
         if self.reads.is_some() {
             self.serve_reads(ctx);
         }

@@ -99,6 +99,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             && self.raft_group.raft.lead_transferee.is_none()
             && !self.is_asleep()
             && self.applied_own_term()
+            && self.raft_group.raft.raft_log.applied >= self.raft_group.raft.raft_log.committed
             && self.lease.valid_at(now, self.term())
     }
 

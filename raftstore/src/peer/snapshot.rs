@@ -183,7 +183,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let meta = &pinned.meta;
         // Crash tests stop the world at these two points (fail points).
         fail::fail_point!("snapshot_apply_before_kv_write");
-        if let Err(e) = write_to_kv(&ctx.engines.kv, meta, &pinned.data) {
+        let previous = self.is_initialized().then(|| self.region().clone());
+        if let Err(e) = write_to_kv(&ctx.engines.kv, meta, &pinned.data, previous.as_ref()) {
             panic!(
                 "region {}: cannot write snapshot {key}: {e}",
                 self.region_id

@@ -225,7 +225,8 @@ pub fn restored_apply_state(meta: &SnapshotMeta) -> RaftApplyState {
 }
 
 /// Writes a verified snapshot into `kv` in **one** synced write batch: every
-/// key of the region's ranges that the engine holds now is deleted, the
+/// key of the region's ranges (and of `previous`, the peer's region before
+/// the snapshot, if it had one) that the engine holds now is deleted, the
 /// snapshot's pairs are put, and the restored apply state and the region
 /// state (`Normal`, the snapshot's region) are stored. A crash leaves the
 /// engine entirely before or entirely after it.
@@ -234,13 +235,29 @@ pub fn restored_apply_state(meta: &SnapshotMeta) -> RaftApplyState {
 ///
 /// A checksum or size mismatch, a record outside the region's ranges
 /// (nothing is written then), or an engine error.
-pub fn write_to_kv<E: KvEngine>(kv: &E, meta: &SnapshotMeta, data: &[u8]) -> Result<()> {
+pub fn write_to_kv<E: KvEngine>(
+    kv: &E,
+    meta: &SnapshotMeta,
+    data: &[u8],
+    previous: Option<&Region>,
+) -> Result<()> {
     check(meta, data)?;
     let region_id = meta.key.region_id;
     let ranges = region_ranges(&meta.region);
     let mut wb = kv.write_batch();
     let view = kv.snapshot();
-    for (start, end) in &ranges {
+    // The peer's range before the snapshot may be wider (the snapshot comes
+    // after a split this store never applied): what lies outside the new
+    // range belongs to no peer of this store (no other region could take a
+    // snapshot overlapping it), so it goes too.
+    let mut cleared = ranges.clone();
+    if let Some(prev) = previous {
+        cleared.push(keys::region_data_range(
+            prev.get_start_key(),
+            prev.get_end_key(),
+        ));
+    }
+    for (start, end) in &cleared {
         view.scan_raw(start, end, &mut |k, _| {
             wb.delete_raw(k);
             Ok(true)
@@ -342,7 +359,7 @@ mod tests {
         wb.put(b"z", b"neighbour");
         dst.write(&mut wb, true).unwrap();
         let data = g.chunks.concat();
-        write_to_kv(&dst, &g.meta, &data).unwrap();
+        write_to_kv(&dst, &g.meta, &data, None).unwrap();
         assert_eq!(
             dst.get(b"bb").unwrap(),
             None,
@@ -373,12 +390,12 @@ mod tests {
         let dst = MemKvEngine::new();
         let mut flipped = data.clone();
         flipped[6] ^= 1;
-        assert!(write_to_kv(&dst, &g.meta, &flipped).is_err());
-        assert!(write_to_kv(&dst, &g.meta, &data[..data.len() - 1]).is_err());
+        assert!(write_to_kv(&dst, &g.meta, &flipped, None).is_err());
+        assert!(write_to_kv(&dst, &g.meta, &data[..data.len() - 1], None).is_err());
         // A record outside the region, with a matching checksum.
         let mut narrow = g.meta.clone();
         narrow.region = region(2, b"b", b"");
-        assert!(write_to_kv(&dst, &narrow, &data).is_err());
+        assert!(write_to_kv(&dst, &narrow, &data, None).is_err());
         assert_eq!(dst.get_apply_state(2).unwrap(), None);
         assert_eq!(dst.get(b"b").unwrap(), None);
     }

@@ -747,7 +747,7 @@ mod tests {
             let data = g.chunks.concat();
             let mut s = restart(&kv, &raft);
             if steps >= 1 {
-                write_to_kv(&kv, &g.meta, &data).unwrap();
+                write_to_kv(&kv, &g.meta, &data, None).unwrap();
             }
             if steps >= 2 {
                 let mut lb = raft.log_batch(0);
@@ -776,7 +776,7 @@ mod tests {
             // The old log has index 40 with term 6; the snapshot says 7.
             let (kv, raft) = receiver(60);
             let g = snapshot();
-            write_to_kv(&kv, &g.meta, &g.chunks.concat()).unwrap();
+            write_to_kv(&kv, &g.meta, &g.chunks.concat(), None).unwrap();
             let s = restart(&kv, &raft);
             assert_new(&s, &kv);
             // A log that continues the truncated position is kept.
