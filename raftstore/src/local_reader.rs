@@ -93,7 +93,8 @@ impl LeaseCell {
     }
 
     /// Whether the leader had applied all it knew committed when it last
-    /// said so (see [`LeaseCell::set_caught_up`]).
+    /// said so (the peer updates it before a new commit index can reach
+    /// the followers).
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Ordering::SeqCst)
     }
