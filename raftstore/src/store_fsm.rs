@@ -131,6 +131,9 @@ impl StoreFsm {
             }
             StoreMsg::Start => {}
             StoreMsg::PeerDestroyed { region_id } => {
+                // Crash tests stop here: the tombstone is durable, the log
+                // is not cleaned yet.
+                fail::fail_point!("peer_destroyed_before_log_clean", |_| {});
                 // A peer created since (over the tombstone) cleaned the old
                 // log itself and owns the region's log now.
                 if router.mailbox(region_id).is_none() {

@@ -2,6 +2,9 @@
 //! this crate's tests). Each test holds a `FailScenario`, so they run one
 //! at a time: fail points are process-wide.
 //!
+//! Destroying a removed peer is tested the same way: the store stops after
+//! the tombstone is durable and before the peer's raft log is cleaned.
+//!
 //! The crash tests copy a durable store's directory at the chosen step of
 //! applying a snapshot, while the store is stopped there: the copy is what a
 //! process killed at that step leaves on disk (every synced write, nothing
@@ -213,4 +216,65 @@ fn a_store_killed_between_the_snapshot_kv_write_and_its_raft_state_restarts_in_t
         truncated > last,
         "new KV state: truncated {truncated}, last {last}"
     );
+}
+
+/// A store crashed after a removed peer's tombstone was synced and before
+/// its raft log was cleaned restarts: the peer stays destroyed, its data
+/// gone, and the leftover log is cleaned at the start.
+#[test]
+fn a_store_crashed_between_a_tombstone_and_the_log_cleaning_restarts_clean() {
+    use kvproto_lite::eraftpb::ConfChangeType;
+    use kvproto_lite::raft_serverpb::PeerState;
+    use kvproto_lite::util;
+
+    let scenario = fail::FailScenario::setup();
+    fail::cfg("peer_destroyed_before_log_clean", "return").unwrap();
+    let mut cluster = Cluster::memory(3, 1, fast_config()).unwrap();
+    cluster.start().unwrap();
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let region_id = cluster.regions()[0].get_id();
+    let leader = cluster.leader_store(region_id).unwrap();
+    let victim = *cluster.store_ids().iter().find(|s| **s != leader).unwrap();
+    let mut client = cluster.client();
+    client.put(&key(1), &value(1)).unwrap();
+    cluster
+        .wait_for_kv(victim, &key(1), Some(&value(1)), WAIT)
+        .unwrap();
+    let region = cluster
+        .engines(leader)
+        .unwrap()
+        .kv
+        .get_region_state(region_id)
+        .unwrap()
+        .unwrap()
+        .get_region()
+        .clone();
+    let leader_peer = util::find_peer(&region, leader).unwrap().clone();
+    let victim_peer = util::find_peer(&region, victim).unwrap().clone();
+    let cmd = util::new_change_peer_request(
+        &region,
+        leader_peer,
+        vec![util::change_peer(ConfChangeType::RemoveNode, victim_peer)],
+    );
+    let resp = cluster.call(leader, cmd, WAIT).unwrap();
+    assert!(!resp.get_header().has_error(), "{resp:?}");
+    let engines = cluster.engines(victim).unwrap().clone();
+    let tombstoned = || {
+        matches!(engines.kv.get_region_state(region_id),
+            Ok(Some(s)) if s.get_state() == PeerState::Tombstone)
+    };
+    assert!(cluster::wait_until(WAIT, tombstoned));
+    // Stopped at the fail point: the log is still there.
+    assert!(engines.raft.get_raft_state(region_id).unwrap().is_some());
+    cluster.stop_store(victim);
+    engines.kv.crash();
+    engines.raft.crash();
+    fail::remove("peer_destroyed_before_log_clean");
+    cluster.start_store(victim).unwrap();
+    assert!(tombstoned());
+    assert!(engines.raft.get_raft_state(region_id).unwrap().is_none());
+    assert_eq!(engines.kv.get(&key(1)).unwrap(), None);
+    assert!(cluster.router(victim).unwrap().mailbox(region_id).is_none());
+    cluster.shutdown();
+    scenario.teardown();
 }
