@@ -220,8 +220,14 @@ fn planned_restart_costs_no_election_timeout_and_an_unplanned_stop_does() {
             let err = resp.get_header().get_error();
             assert!(err.has_not_leader(), "{err:?}");
             assert!(!err.get_not_leader().has_leader(), "{err:?}");
-            let info = cluster.store_meta(*s).unwrap().leader_info(*r).unwrap();
-            assert!(!info.has_leader(), "{info:?}");
+            // The answer comes from the command's handling; the store's
+            // published view follows at the end of the same poll round.
+            let meta = cluster.store_meta(*s).unwrap();
+            assert!(
+                wait_until(WAIT, || !meta.leader_info(*r).unwrap().has_leader()),
+                "{:?}",
+                meta.leader_info(*r)
+            );
         }
     }
     let unplanned_gap = ticks_until(&cluster, &others, &led, 500, || {
