@@ -80,7 +80,7 @@ impl<'a> Membership<'a> {
     pub fn change(&self, known: &Region, mut plan: impl FnMut(&Region) -> Plan) -> Result<Region> {
         let started = Instant::now();
         let mut region = known.clone();
-        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+        let mut backoff = fresh_backoff();
         let mut attempts = 0usize;
         let mut last_error = String::from("no attempt made");
         // The store to try next: the last known leader, else each peer's.
@@ -130,7 +130,7 @@ impl<'a> Membership<'a> {
             match answer(&resp) {
                 Answer::Changed(r) => {
                     region = r;
-                    backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+                    backoff = fresh_backoff();
                     leader_hint = Some(store);
                 }
                 Answer::Refused(err) => {
@@ -238,6 +238,12 @@ impl<'a> Membership<'a> {
             Some(o) => Plan::Change(vec![change(ConfChangeType::RemoveNode, o)]),
         })
     }
+}
+
+/// The wait between attempts of one change: from 10 ms, doubling, at most
+/// 500 ms.
+fn fresh_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(10), Duration::from_millis(500))
 }
 
 enum Answer {

@@ -98,7 +98,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             return true;
         }
         let to = msg.get_to_peer().get_id();
-        if to != self.meta.get_id() && to > self.meta.get_id() && theirs > ours {
+        if to > self.meta.get_id() && theirs > ours {
             // A newer peer of this region lives on this store now (peer ids
             // only grow): this one was removed without learning it. It
             // makes way; the next message creates the new peer.
