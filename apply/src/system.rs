@@ -140,6 +140,12 @@ impl ApplyBatchSystem {
         &self.router
     }
 
+    /// The state of the poller threads: see [`batch_system::Health`]
+    /// (`is_idle` says no apply work is running or queued).
+    pub fn health(&self) -> batch_system::Health {
+        self.system.health()
+    }
+
     /// Starts `cfg.pool_size` poller threads named `{name_prefix}-{i}`,
     /// applying to `engine` and reporting through `notifier`.
     ///

@@ -524,6 +524,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     pub fn health(&self) -> Health {
         Health {
             parked: self.injector.idle.parked(),
+            queued: self.injector.queued(),
             ..self.injector.lifecycle.health()
         }
     }

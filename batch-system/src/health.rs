@@ -50,12 +50,26 @@ pub struct Health {
     /// Poller threads parked right now, waiting to be woken by a send (an
     /// idle system parks all of them after a short search).
     pub parked: usize,
+    /// FSMs scheduled (they have messages, or asked to be polled again)
+    /// and not yet taken by a poller.
+    pub queued: usize,
 }
 
 impl Health {
     /// No poller has panicked and the system still accepts messages.
     pub fn is_healthy(&self) -> bool {
         self.panicked == 0 && !self.refusing_sends
+    }
+
+    /// Every running poller is parked and no FSM waits for one: nothing is
+    /// being handled and nothing queued, at the moment the health was
+    /// read. A send right after changes that, so a caller that wants a
+    /// quiet system (a test letting messages settle) checks it together
+    /// with whatever else can send. A system without poller threads (not
+    /// spawned, or driven by [`ManualPoller`](crate::ManualPoller)s) is
+    /// idle when nothing is queued.
+    pub fn is_idle(&self) -> bool {
+        self.queued == 0 && self.parked >= self.running
     }
 }
 
@@ -129,6 +143,7 @@ impl Lifecycle {
             first_panic,
             refusing_sends: self.is_stopped(),
             parked: 0,
+            queued: 0,
         }
     }
 }

@@ -58,6 +58,11 @@ impl<N: Fsm, C: Fsm> Injector<N, C> {
         self.receiver.try_recv().ok()
     }
 
+    /// FSMs waiting for a poller.
+    pub(crate) fn queued(&self) -> usize {
+        self.receiver.len()
+    }
+
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.receiver.is_empty()

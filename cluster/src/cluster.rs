@@ -369,6 +369,33 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             .map(|(store, _)| store)
     }
 
+    /// Waits until the running stores have settled: every store
+    /// [idle](RaftBatchSystem::is_idle) twice in a row with no poll round
+    /// run anywhere in between, so no message is in flight between them
+    /// (the channel transport delivers at send time). `false` if that did
+    /// not happen within `timeout`.
+    ///
+    /// Tests that drive raft time by hand call it after each tick, so that
+    /// a tick's heartbeats and their answers are handled before the next
+    /// tick (otherwise a burst of ticks can expire election timeouts before
+    /// any message had a chance to arrive).
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let rounds = || -> u64 {
+            self.stats
+                .values()
+                .map(|s| s.rounds.load(std::sync::atomic::Ordering::SeqCst))
+                .sum()
+        };
+        let all_idle = || self.nodes.values().all(|n| n.system.is_idle());
+        wait_until(timeout, || {
+            if !all_idle() {
+                return false;
+            }
+            let before = rounds();
+            all_idle() && rounds() == before
+        })
+    }
+
     /// Waits until every region has a leader on a running store.
     ///
     /// # Errors

@@ -189,6 +189,19 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         self.store_meta.leader_info(region_id)
     }
 
+    /// Whether the store has nothing to do right now: every raft and apply
+    /// poller thread is parked, no FSM is queued for one, and no snapshot
+    /// generation runs. A moment's answer: a message from another store or
+    /// a client, or a tick, ends it. Tests that drive time by hand use it
+    /// to let a cluster settle (check every store, twice, until nothing
+    /// changed in between); snapshot chunks still travelling in a
+    /// transport are the transport's to account for.
+    pub fn is_idle(&self) -> bool {
+        self.system.health().is_idle()
+            && self.apply_system.health().is_idle()
+            && self.snap_worker.as_ref().map_or(0, |w| w.pending()) == 0
+    }
+
     /// Waits until every region on this store knows a reachable leader; see
     /// [`StoreMeta::wait_for_leaders`].
     ///

@@ -76,3 +76,27 @@ fn when_the_last_poller_panics_every_send_is_refused() {
     assert!(result.is_err());
     assert!(system.health().refusing_sends);
 }
+
+#[test]
+fn a_system_is_idle_only_when_nothing_is_queued_and_every_poller_is_parked() {
+    // Not spawned: idle exactly while nothing is scheduled.
+    let (control_tx, control) = Runner::new(16);
+    let (router, mut system) =
+        batch_system::create_system::<Runner, Runner>(2, 4, control_tx, control);
+    assert!(system.health().is_idle());
+    let (tx, runner) = Runner::new(16);
+    router.register(1, BasicMailbox::new(tx, runner));
+    router.send(1, Message::Count(1)).unwrap();
+    let health = system.health();
+    assert_eq!(health.queued, 1);
+    assert!(!health.is_idle());
+
+    // Spawned: the queued FSM is handled, then every poller parks.
+    let builder = Builder::new();
+    let metrics = builder.metrics();
+    system.spawn("idle".to_owned(), builder).unwrap();
+    wait_until("idle", || system.health().is_idle());
+    assert_eq!(metrics.handled(), 1);
+    assert_eq!(system.health().parked, 2);
+    system.shutdown();
+}

@@ -2,6 +2,7 @@
 //! generation to the store's snapshot worker thread, or runs it at once
 //! where no worker runs (a store driven by hand, as in the simulation).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -54,6 +55,8 @@ type Task = Box<dyn FnOnce() + Send>;
 #[derive(Clone, Default)]
 pub struct SnapScheduler {
     tx: Option<Sender<Task>>,
+    /// Generations handed to the worker and not finished.
+    pending: Arc<AtomicUsize>,
 }
 
 impl SnapScheduler {
@@ -89,7 +92,13 @@ impl SnapScheduler {
         };
         match &self.tx {
             Some(tx) => {
-                if let Err(e) = tx.send(Box::new(task)) {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+                let pending = Arc::clone(&self.pending);
+                let counted = move || {
+                    task();
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                };
+                if let Err(e) = tx.send(Box::new(counted)) {
                     // The worker is gone (shutting down): generate here.
                     (e.into_inner())();
                 }
@@ -103,6 +112,7 @@ impl SnapScheduler {
 pub(crate) struct SnapWorker {
     tx: Option<Sender<Task>>,
     handle: Option<JoinHandle<()>>,
+    pending: Arc<AtomicUsize>,
 }
 
 impl SnapWorker {
@@ -120,6 +130,7 @@ impl SnapWorker {
         Ok(SnapWorker {
             tx: Some(tx),
             handle: Some(handle),
+            pending: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -127,7 +138,13 @@ impl SnapWorker {
     pub(crate) fn scheduler(&self) -> SnapScheduler {
         SnapScheduler {
             tx: self.tx.clone(),
+            pending: Arc::clone(&self.pending),
         }
+    }
+
+    /// Generations scheduled and not finished.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Stops the thread after the generations already queued.
