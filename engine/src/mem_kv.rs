@@ -14,12 +14,31 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 fn apply(map: &mut Map, op: &WriteOp) {
     match op {
         WriteOp::Put(k, v) => {
-            map.insert(k.clone(), v.clone());
+            // An overwrite reuses the key and the old value's buffer.
+            if let Some(old) = map.get_mut(k.as_slice()) {
+                old.clear();
+                old.extend_from_slice(v);
+            } else {
+                map.insert(k.clone(), v.clone());
+            }
         }
         WriteOp::Delete(k) => {
             map.remove(k);
         }
         WriteOp::DeleteRange(start, end) => remove_range(map, start, end),
+    }
+}
+
+/// [`apply`] for an operation the caller gives away: nothing is copied.
+fn apply_owned(map: &mut Map, op: WriteOp) {
+    match op {
+        WriteOp::Put(k, v) => {
+            map.insert(k, v);
+        }
+        WriteOp::Delete(k) => {
+            map.remove(&k);
+        }
+        WriteOp::DeleteRange(start, end) => remove_range(map, &start, &end),
     }
 }
 
@@ -79,15 +98,7 @@ impl Inner {
 
     fn make_oldest_durable(&mut self, n: usize) {
         for op in self.pending.drain(..n) {
-            match op {
-                WriteOp::Put(k, v) => {
-                    self.durable.insert(k, v);
-                }
-                WriteOp::Delete(k) => {
-                    self.durable.remove(&k);
-                }
-                WriteOp::DeleteRange(start, end) => remove_range(&mut self.durable, &start, &end),
-            }
+            apply_owned(&mut self.durable, op);
         }
     }
 }
@@ -168,14 +179,18 @@ impl KvEngine for MemKvEngine {
         for op in ops {
             apply(live, op);
         }
+        // The batch's operations move on (to the durable map or the log of
+        // unsynced writes) instead of being copied a second time; the
+        // batch keeps its capacity for the next round.
+        let ops = batch.drain_ops();
         if sync {
             inner.make_durable();
             // Durable as they are: no need to log them first.
             for op in ops {
-                apply(&mut inner.durable, op);
+                apply_owned(&mut inner.durable, op);
             }
         } else {
-            inner.pending.extend(ops.iter().cloned());
+            inner.pending.extend(ops);
             if inner.pending.len() > MAX_UNSYNCED_OPS {
                 let excess = inner.pending.len() - MAX_UNSYNCED_OPS / 2;
                 inner.make_oldest_durable(excess);

@@ -128,6 +128,12 @@ impl WriteBatch {
         }
     }
 
+    /// Moves the operations out (the batch keeps its capacity); size and
+    /// save points are left for `clear`.
+    pub(crate) fn drain_ops(&mut self) -> std::vec::Drain<'_, WriteOp> {
+        self.ops.drain(..)
+    }
+
     fn push(&mut self, op: WriteOp) {
         self.data_size += op.size();
         self.ops.push(op);
