@@ -1,6 +1,7 @@
 //! Per-round state shared by every region a poller handles in one round:
 //! the KV write batch, reads through it, and what to report afterwards.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use engine::{KvEngine, KvWriteBatch};
@@ -112,16 +113,28 @@ impl RoundRecord {
 /// A write staged by the command being executed.
 pub(crate) type StagedWrite = (Vec<u8>, Option<Vec<u8>>);
 
-/// Overlay capacity kept between rounds; a larger table is freed.
+/// Capacity of the round's write list and index kept between rounds; a
+/// larger one is freed.
 const OVERLAY_KEEP_CAPACITY: usize = 4096;
+
+/// Where each key was last written in [`ApplyContext`]'s `round` list,
+/// covering its first `indexed` entries. Built only when a command reads:
+/// a round of plain writes never hashes a key.
+#[derive(Default)]
+struct RoundIndex {
+    indexed: usize,
+    last_write: HashMap<Vec<u8>, usize>,
+}
 
 /// The round's KV write batch plus reads through it.
 pub(crate) struct ApplyContext<K: KvEngine> {
     pub engine: K,
     pub wb: K::WriteBatch,
-    /// Values written earlier in this round (not yet in the engine): a Get
-    /// must see them. `None` = deleted.
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of earlier commands this round (not yet in the engine), in
+    /// log order: a read must see them. `None` = deleted.
+    round: Vec<StagedWrite>,
+    /// Finds a key's last write in `round`, caught up lazily by reads.
+    index: RefCell<RoundIndex>,
     /// Writes of the command being executed, moved into `overlay` when it
     /// succeeds and dropped when it is rolled back.
     pub staged: Vec<StagedWrite>,
@@ -165,7 +178,8 @@ impl<K: KvEngine> ApplyContext<K> {
         ApplyContext {
             engine,
             wb,
-            overlay: HashMap::new(),
+            round: Vec::new(),
+            index: RefCell::new(RoundIndex::default()),
             staged: Vec::new(),
             records: Vec::new(),
             force_sync: false,
@@ -186,12 +200,7 @@ impl<K: KvEngine> ApplyContext<K> {
             .map(|(k, v)| (k, Some(v)))
             .collect();
         let inside = |k: &[u8]| k >= start && (end.is_empty() || k < end);
-        for (k, v) in &self.overlay {
-            if inside(k) {
-                merged.insert(k.clone(), v.clone());
-            }
-        }
-        for (k, v) in &self.staged {
+        for (k, v) in self.round.iter().chain(&self.staged) {
             if inside(k) {
                 merged.insert(k.clone(), v.clone());
             }
@@ -224,9 +233,19 @@ impl<K: KvEngine> ApplyContext<K> {
         if let Some((_, v)) = self.staged.iter().rev().find(|(k, _)| k.as_slice() == key) {
             return Ok(v.clone());
         }
-        if let Some(v) = self.overlay.get(key) {
+        let mut index = self.index.borrow_mut();
+        let RoundIndex {
+            indexed,
+            last_write,
+        } = &mut *index;
+        for (pos, (k, _)) in self.round.iter().enumerate().skip(*indexed) {
+            last_write.insert(k.clone(), pos);
+        }
+        *indexed = self.round.len();
+        if let Some((_, v)) = last_write.get(key).and_then(|pos| self.round.get(*pos)) {
             return Ok(v.clone());
         }
+        drop(index);
         self.engine.get(key)
     }
 
@@ -250,9 +269,7 @@ impl<K: KvEngine> ApplyContext<K> {
     pub(crate) fn end_command(&mut self, commit: bool) -> engine::Result<()> {
         if commit {
             self.wb.pop_save_point()?;
-            for (k, v) in self.staged.drain(..) {
-                self.overlay.insert(k, v);
-            }
+            self.round.append(&mut self.staged);
         } else {
             self.staged.clear();
             self.wb.rollback_to_save_point()?;
@@ -263,11 +280,17 @@ impl<K: KvEngine> ApplyContext<K> {
     /// Forgets the round's writes (after the batch was written or failed).
     pub(crate) fn reset_round(&mut self) {
         self.wb.clear();
-        if self.overlay.capacity() > OVERLAY_KEEP_CAPACITY {
-            // Do not keep a huge round's table around while idle.
-            self.overlay = HashMap::new();
+        let index = self.index.get_mut();
+        index.indexed = 0;
+        if self.round.capacity() > OVERLAY_KEEP_CAPACITY
+            || index.last_write.capacity() > OVERLAY_KEEP_CAPACITY
+        {
+            // Do not keep a huge round's lists around while idle.
+            self.round = Vec::new();
+            index.last_write = HashMap::new();
         } else {
-            self.overlay.clear();
+            self.round.clear();
+            index.last_write.clear();
         }
         self.staged.clear();
         self.force_sync = false;
