@@ -153,7 +153,7 @@ pub use storage::{conf_state_from_region, PeerStorage, RAFT_INIT_LOG_INDEX, RAFT
 pub use store_fsm::StoreFsm;
 pub use store_meta::{
     DurationHistogram, HistogramSnapshot, LeaderInfo, RegionProgress, StoreMeta, StoreStats,
-    StoreStatsSnapshot, HISTOGRAM_BUCKETS,
+    StoreStatsSnapshot, WriteStages, HISTOGRAM_BUCKETS,
 };
 pub use system::{create_raft_batch_system, GracefulShutdown, ManualPollers, RaftBatchSystem};
 pub use transport::{NoTransport, RaftMessageSink, Transport};

@@ -1,6 +1,8 @@
 //! Messages of the raft batch system: what peers and the store receive.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
 
 use kvproto_lite::errorpb;
 use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
@@ -28,6 +30,8 @@ type CallbackFn = Box<dyn FnOnce(RaftCmdResponse) + Send>;
 /// ```
 pub struct Callback {
     f: Option<CallbackFn>,
+    /// When the command was handed over (for the propose-wait stage).
+    created_at: Instant,
     /// The store memory the command holds until it is answered (dropped
     /// after the function ran).
     memory: Option<crate::memory::MemoryGuard>,
@@ -38,6 +42,7 @@ impl Callback {
     pub fn new(f: impl FnOnce(RaftCmdResponse) + Send + 'static) -> Callback {
         Callback {
             f: Some(Box::new(f)),
+            created_at: Instant::now(),
             memory: None,
         }
     }
@@ -46,6 +51,7 @@ impl Callback {
     pub fn none() -> Callback {
         Callback {
             f: None,
+            created_at: Instant::now(),
             memory: None,
         }
     }
@@ -73,10 +79,24 @@ impl Callback {
         self.invoke(error_response(err, current_term));
     }
 
+    /// When the callback was made: the moment the command was handed over.
+    pub(crate) fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
     /// Converts into the boxed closure the apply system takes; dropping that
-    /// closure uncalled still answers the command.
-    pub(crate) fn into_apply_callback(self) -> apply::Callback {
-        Box::new(move |resp| self.invoke(resp))
+    /// closure uncalled still answers the command. The time from now to
+    /// the answer is recorded in `stages.apply`.
+    pub(crate) fn into_apply_callback(
+        self,
+        stats: &Arc<crate::StoreStats>,
+        handed_at: Instant,
+    ) -> apply::Callback {
+        let stats = Arc::clone(stats);
+        Box::new(move |resp| {
+            stats.stages.apply.record(handed_at.elapsed());
+            self.invoke(resp)
+        })
     }
 }
 

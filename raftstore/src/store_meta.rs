@@ -257,6 +257,8 @@ pub struct StoreStats {
     /// How long each raft log write took, fsync included: the part of a
     /// poll round spent waiting for the disk.
     pub log_write_duration: DurationHistogram,
+    /// The stages of a write on its leader (see [`WriteStages`]).
+    pub stages: WriteStages,
     /// Raft messages from other stores dropped by validation, per reason
     /// (see [`crate::validate`]).
     pub rejected_messages: RejectedMessages,
@@ -321,8 +323,39 @@ impl StoreStats {
             committed_entries: self.committed_entries.load(Ordering::Relaxed),
             rounds: self.rounds.load(Ordering::Relaxed),
             log_write_duration: self.log_write_duration.snapshot(),
+            propose_wait: self.stages.propose_wait.snapshot(),
+            commit: self.stages.commit.snapshot(),
+            apply: self.stages.apply.snapshot(),
         }
     }
+}
+
+/// Where a write spends its time on the leader's store, one histogram per
+/// stage, so the next bottleneck is visible. The stages follow each other:
+///
+/// 1. `propose_wait`: from the command's [`Callback`](crate::Callback)
+///    being made (the client handing the command over) to the peer taking
+///    it from its mailbox, to be proposed at the end of that round: the
+///    mailbox and the wait for the peer's turn in a poll round (one sample
+///    per command that passed the leader's checks, reads included);
+/// 2. `commit`: from the proposal to the leader handing the committed
+///    entry to apply: its own log write (also in
+///    [`StoreStats::log_write_duration`]), replication and a quorum's
+///    acknowledgements (one sample per entry; commands of one round share
+///    an entry);
+/// 3. `apply`: from there to the response being sent: the apply queue,
+///    execution, the KV write and the callback (one sample per entry).
+///
+/// Followers record nothing here. The clock is read only for these
+/// histograms: no decision depends on them.
+#[derive(Debug, Default)]
+pub struct WriteStages {
+    /// Command handed over → proposed.
+    pub propose_wait: DurationHistogram,
+    /// Proposed → committed and handed to apply.
+    pub commit: DurationHistogram,
+    /// Handed to apply → answered.
+    pub apply: DurationHistogram,
 }
 
 /// Plain values of [`StoreStats`] at one moment.
@@ -340,6 +373,12 @@ pub struct StoreStatsSnapshot {
     pub rounds: u64,
     /// Durations of the raft log writes, fsync included.
     pub log_write_duration: HistogramSnapshot,
+    /// [`WriteStages::propose_wait`].
+    pub propose_wait: HistogramSnapshot,
+    /// [`WriteStages::commit`].
+    pub commit: HistogramSnapshot,
+    /// [`WriteStages::apply`].
+    pub apply: HistogramSnapshot,
 }
 
 impl StoreStatsSnapshot {
@@ -355,6 +394,9 @@ impl StoreStatsSnapshot {
                 .saturating_sub(earlier.committed_entries),
             rounds: self.rounds.saturating_sub(earlier.rounds),
             log_write_duration: self.log_write_duration.since(&earlier.log_write_duration),
+            propose_wait: self.propose_wait.since(&earlier.propose_wait),
+            commit: self.commit.since(&earlier.commit),
+            apply: self.apply.since(&earlier.apply),
         }
     }
 
@@ -366,6 +408,9 @@ impl StoreStatsSnapshot {
         self.committed_entries += other.committed_entries;
         self.rounds += other.rounds;
         self.log_write_duration.add(&other.log_write_duration);
+        self.propose_wait.add(&other.propose_wait);
+        self.commit.add(&other.commit);
+        self.apply.add(&other.apply);
     }
 }
 

@@ -354,3 +354,62 @@ fn destroyed_peer_leaves_a_tombstone_and_its_mailbox() {
     // The other two stores still form a quorum.
     client.put(b"k2", b"v2").unwrap();
 }
+
+#[test]
+fn the_leader_records_each_stage_of_its_writes_and_followers_record_none() {
+    let mut cluster = Cluster::memory(3, 1, fast_config()).unwrap();
+    cluster.start().unwrap();
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let mut client = cluster.client();
+    // One write first, so the leader is settled and known to the client.
+    client.put(&key_in(0, 1, 0), b"warm-up").unwrap();
+    let leader = cluster.leader_store(1).unwrap();
+    let term = cluster
+        .stats(leader)
+        .unwrap()
+        .region_progress(1)
+        .unwrap()
+        .term;
+    let before: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|s| cluster.stats(*s).unwrap().snapshot())
+        .collect();
+    for i in 1u64..=20 {
+        client.put(&key_in(0, 1, i), b"v").unwrap();
+    }
+    let deltas: Vec<_> = [1u64, 2, 3]
+        .iter()
+        .zip(&before)
+        .map(|(s, b)| cluster.stats(*s).unwrap().snapshot().since(b))
+        .collect();
+    // Whatever happened to leadership: every put passed some leader's
+    // checks, and every entry handed to apply was answered (a put returns
+    // only after its answer).
+    let sum =
+        |f: &dyn Fn(&raftstore::StoreStatsSnapshot) -> u64| -> u64 { deltas.iter().map(f).sum() };
+    assert!(sum(&|d| d.propose_wait.count()) >= 20);
+    assert!(sum(&|d| d.commit.count()) >= 20);
+    assert_eq!(sum(&|d| d.commit.count()), sum(&|d| d.apply.count()));
+    // With one leader throughout (the usual case), it recorded exactly one
+    // sample per put and stage (one at a time: one entry each), the
+    // followers none.
+    let same_term = cluster
+        .stats(leader)
+        .unwrap()
+        .region_progress(1)
+        .unwrap()
+        .term
+        == term;
+    if same_term && cluster.leader_store(1) == Some(leader) {
+        for (store, d) in [1u64, 2, 3].iter().zip(&deltas) {
+            let counts = (d.propose_wait.count(), d.commit.count(), d.apply.count());
+            let want = if *store == leader {
+                (20, 20, 20)
+            } else {
+                (0, 0, 0)
+            };
+            assert_eq!(counts, want, "store {store} (leader {leader})");
+        }
+    }
+    cluster.shutdown();
+}

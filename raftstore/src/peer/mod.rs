@@ -783,13 +783,13 @@ impl<ER: RaftLogEngine> Peer<ER> {
         {
             if let Some(p) = self.proposals.pop_front() {
                 let now = *committed_at.get_or_insert_with(std::time::Instant::now);
-                ctx.metrics
-                    .commit_duration
-                    .record(now.saturating_duration_since(p.proposed_at).as_secs_f64());
+                let commit = now.saturating_duration_since(p.proposed_at);
+                ctx.metrics.commit_duration.record(commit.as_secs_f64());
+                ctx.stats.stages.commit.record(commit);
                 proposals.push(apply::Proposal {
                     index: p.index,
                     term: p.term,
-                    cb: p.cb.into_apply_callback(),
+                    cb: p.cb.into_apply_callback(&ctx.stats, now),
                 });
             }
         }

@@ -51,6 +51,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
             callback.invoke_with_error(err, term);
             return;
         }
+        // The command left its mailbox; what is batched this round is
+        // proposed before the round ends.
+        ctx.stats
+            .stages
+            .propose_wait
+            .record(callback.created_at().elapsed());
         if request.has_admin_request() {
             self.propose_admin(ctx, request, callback);
             return;
