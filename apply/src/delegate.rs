@@ -29,7 +29,7 @@ use crate::membership;
 use crate::response::err_outcome_unknown;
 use crate::session::{self, SessionCmd, SessionRecord};
 use crate::user_cmd::KeyAccess;
-use crate::{Apply, Callback, ExecResult, Proposal, Registration};
+use crate::{Apply, ExecResult, Proposal, Registration};
 
 /// Log index a region created by a split starts at: its initial
 /// `RaftApplyState` has `applied_index == truncated_state.index ==
@@ -269,9 +269,9 @@ impl ApplyDelegate {
         !self.queue.is_empty() && !self.pending_remove && !self.stopped
     }
 
-    /// Takes the callback of the proposal for (`index`, `term`), answering
-    /// superseded proposals on the way.
-    fn take_callback(&mut self, index: u64, term: u64, rec: &mut RoundRecord) -> Option<Callback> {
+    /// Takes the proposal for (`index`, `term`), answering superseded
+    /// proposals on the way.
+    fn take_proposal(&mut self, index: u64, term: u64, rec: &mut RoundRecord) -> Option<Proposal> {
         while let Some(p) = self.proposals.front() {
             if p.index > index {
                 return None;
@@ -279,7 +279,7 @@ impl ApplyDelegate {
             let matches = p.index == index && p.term == term;
             let p = self.proposals.pop_front()?;
             if matches {
-                return Some(p.cb);
+                return Some(p);
             }
             rec.respond(
                 p.cb,
@@ -297,7 +297,10 @@ impl ApplyDelegate {
         entry: &Entry,
     ) {
         let (index, term) = (entry.get_index(), entry.get_term());
-        let cb = self.take_callback(index, term, rec);
+        let (cb, request) = match self.take_proposal(index, term, rec) {
+            Some(p) => (Some(p.cb), p.request),
+            None => (None, None),
+        };
         let outcome = match entry.get_entry_type() {
             EntryType::EntryNormal if entry.get_data().is_empty() => {
                 if cb.is_some() {
@@ -316,7 +319,13 @@ impl ApplyDelegate {
                 }
             }
             EntryType::EntryNormal => {
-                match kvproto_lite::decode::<RaftCmdRequest>(entry.get_data()) {
+                // The proposer's own copy saves a decode; otherwise the
+                // entry is decoded, as every follower does.
+                let req = match request {
+                    Some(req) => Ok(*req),
+                    None => kvproto_lite::decode::<RaftCmdRequest>(entry.get_data()),
+                };
+                match req {
                     Ok(req) => self.exec_command(ctx, rec, req, index, None, cb.is_some()),
                     Err(e) => Err(util::new_error(format!(
                         "undecodable entry at index {index}: {e}"

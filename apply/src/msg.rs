@@ -4,7 +4,7 @@ use std::fmt;
 
 use kvproto_lite::eraftpb::{ConfChangeV2, Entry};
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::RaftCmdResponse;
+use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftTruncatedState};
 
 /// The function a proposed command's response is delivered through, called
@@ -20,12 +20,32 @@ pub struct Proposal {
     pub term: u64,
     /// Receives the response.
     pub cb: Callback,
+    /// The command the entry holds, as the proposer still has it: applied
+    /// in place of decoding the entry's data (a normal entry's data is this
+    /// request, encoded). `None`: the entry is decoded, as on a follower.
+    pub request: Option<Box<RaftCmdRequest>>,
 }
 
 impl Proposal {
     /// Pairs a log position with a callback.
     pub fn new(index: u64, term: u64, cb: Callback) -> Proposal {
-        Proposal { index, term, cb }
+        Proposal {
+            index,
+            term,
+            cb,
+            request: None,
+        }
+    }
+
+    /// The same proposal carrying the command its entry encodes, which
+    /// apply then uses instead of decoding the entry: the proposer saves a
+    /// decode of every command it proposed. The caller guarantees that the
+    /// entry's data is exactly `request` encoded; if the entry at `index`
+    /// turns out to be another one (another term), the request is dropped
+    /// with the superseded proposal and never applied.
+    pub fn with_request(mut self, request: Box<RaftCmdRequest>) -> Proposal {
+        self.request = Some(request);
+        self
     }
 }
 

@@ -864,3 +864,41 @@ fn re_registration_resets_state_and_answers_pending_proposals() {
     assert_eq!(d.kv.get(b"k").unwrap(), Some(b"w".to_vec()));
     assert_eq!(persisted_applied(&d.kv, 1), 11);
 }
+
+#[test]
+fn a_proposal_carrying_its_request_is_applied_without_decoding_the_entry() {
+    let (mut d, r) = setup();
+    let resps = Responses::default();
+    let request = cmd(&r, vec![put_req(b"k", b"from the proposer")]);
+    // The entry's bytes do not decode: only the proposer's copy can have
+    // been applied (a proposer guarantees they are the same command).
+    d.apply(
+        &r,
+        1,
+        vec![raw_entry(1, 1, vec![0xff, 0xff, 0xff])],
+        vec![resps.proposal(1, 1).with_request(Box::new(request))],
+    );
+    d.round();
+    let got = resps.take();
+    assert!(!got[0].1.get_header().has_error(), "{:?}", got[0].1);
+    assert_eq!(d.kv.get(b"k").unwrap(), Some(b"from the proposer".to_vec()));
+}
+
+#[test]
+fn a_superseded_proposal_request_is_never_applied() {
+    let (mut d, r) = setup();
+    let resps = Responses::default();
+    // Proposed at (1, term 1); the log holds another command at index 1,
+    // from term 2: that one is applied, the proposal answered stale.
+    let mine = cmd(&r, vec![put_req(b"k", b"superseded")]);
+    d.apply(
+        &r,
+        2,
+        vec![put_entry(&r, 1, 2, b"k", b"winner")],
+        vec![resps.proposal(1, 1).with_request(Box::new(mine))],
+    );
+    d.round();
+    let got = resps.take();
+    assert!(got[0].1.get_header().get_error().has_stale_command());
+    assert_eq!(d.kv.get(b"k").unwrap(), Some(b"winner".to_vec()));
+}

@@ -790,6 +790,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     index: p.index,
                     term: p.term,
                     cb: p.cb.into_apply_callback(&ctx.stats, now),
+                    request: p.request,
                 });
             }
         }

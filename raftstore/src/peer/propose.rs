@@ -34,6 +34,9 @@ pub(super) struct PendingProposal {
     pub(super) cb: Callback,
     /// When it was proposed: only for the commit-duration metric.
     pub(super) proposed_at: Instant,
+    /// The command the entry encodes (normal commands): apply uses it
+    /// instead of decoding the entry again.
+    pub(super) request: Option<Box<RaftCmdRequest>>,
 }
 
 impl<ER: RaftLogEngine> Peer<ER> {
@@ -121,7 +124,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                         data: data.into(),
                         ..Default::default()
                     });
-                    callbacks.push(cb);
+                    callbacks.push((cb, Box::new(request)));
                 }
                 Err(e) => cb.invoke_with_error(
                     util::new_error(format!("encode request: {e}")),
@@ -142,31 +145,32 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 if last != last_before + count {
                     // raft-rs appends all or nothing; anything else leaves
                     // the outcome of each command unknown.
-                    for cb in callbacks {
+                    for (cb, _) in callbacks {
                         cb.invoke_with_error(util::new_error("proposal dropped by raft"), term);
                     }
                     return;
                 }
                 let proposed_at = Instant::now();
                 crate::metrics::proposed(count);
-                for (i, cb) in callbacks.into_iter().enumerate() {
+                for (i, (cb, request)) in callbacks.into_iter().enumerate() {
                     self.proposals.push_back(PendingProposal {
                         index: last_before + 1 + i as u64,
                         term,
                         cb,
                         proposed_at,
+                        request: Some(request),
                     });
                 }
             }
             Err(raft::Error::ProposalDropped) => {
                 let err = util::new_not_leader(self.region_id, self.leader_hint());
-                for cb in callbacks {
+                for (cb, _) in callbacks {
                     cb.invoke_with_error(err.clone(), term);
                 }
             }
             Err(e) => {
                 let err = util::new_error(format!("propose: {e}"));
-                for cb in callbacks {
+                for (cb, _) in callbacks {
                     cb.invoke_with_error(err.clone(), term);
                 }
             }
@@ -199,6 +203,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     term,
                     cb: callback,
                     proposed_at: Instant::now(),
+                    request: None,
                 });
             }
             Err(raft::Error::ProposalDropped) => {
