@@ -8,8 +8,12 @@ use engine::{KvEngine, KvWriteBatch};
 use kvproto_lite::eraftpb::Entry;
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdResponse;
-use kvproto_lite::raft_serverpb::{RaftApplyState, RaftTruncatedState};
+use kvproto_lite::raft_serverpb::{
+    PeerState, RaftApplyState, RaftTruncatedState, RegionLocalState,
+};
+use std::sync::Arc;
 
+use crate::ranges::{RangeUpdate, RegionRanges};
 use crate::user_cmd::{CommandHandlers, KeyStore};
 use crate::{Callback, ExecResult};
 
@@ -144,6 +148,13 @@ pub(crate) struct ApplyContext<K: KvEngine> {
     pub logger: slog::Logger,
     /// User command handlers, by name.
     pub handlers: CommandHandlers,
+    /// The store's region ranges, told about the region states this round
+    /// wrote once the write succeeded (none: nobody is told).
+    pub ranges: Option<Arc<RegionRanges>>,
+    /// Region states written this round, in order (see [`RegionRanges`]).
+    range_updates: Vec<RangeUpdate>,
+    /// `range_updates.len()` when the current command began.
+    range_mark: usize,
     /// Session expiry settings (from the apply config).
     pub sessions: SessionLimits,
 }
@@ -186,6 +197,9 @@ impl<K: KvEngine> ApplyContext<K> {
             logger,
             handlers: CommandHandlers::default(),
             sessions: SessionLimits::default(),
+            ranges: None,
+            range_updates: Vec::new(),
+            range_mark: 0,
         }
     }
 
@@ -259,8 +273,30 @@ impl<K: KvEngine> ApplyContext<K> {
         self.staged.push((key, None));
     }
 
+    /// Writes a region's state into the round's batch, noting it for the
+    /// store's [`RegionRanges`]: `Normal` holds the region's range, any
+    /// other state none. Rolled back with the command it belongs to.
+    pub(crate) fn put_region_state(&mut self, state: &RegionLocalState) {
+        let region = state.get_region();
+        self.wb.put_region_state(region.get_id(), state);
+        let range = (state.get_state() == PeerState::Normal).then(|| region.clone());
+        self.range_updates.push((region.get_id(), range));
+    }
+
+    /// Tells the store's [`RegionRanges`] about the region states of a
+    /// round whose write succeeded.
+    pub(crate) fn publish_ranges(&mut self) {
+        if let Some(ranges) = &self.ranges {
+            if !self.range_updates.is_empty() {
+                ranges.publish(self.range_updates.drain(..));
+            }
+        }
+        self.range_updates.clear();
+    }
+
     /// Starts a command: its writes can be rolled back until it ends.
     pub(crate) fn begin_command(&mut self) {
+        self.range_mark = self.range_updates.len();
         self.staged.clear();
         self.wb.set_save_point();
     }
@@ -272,6 +308,7 @@ impl<K: KvEngine> ApplyContext<K> {
             self.round.append(&mut self.staged);
         } else {
             self.staged.clear();
+            self.range_updates.truncate(self.range_mark);
             self.wb.rollback_to_save_point()?;
         }
         Ok(())
@@ -293,6 +330,8 @@ impl<K: KvEngine> ApplyContext<K> {
             index.last_write.clear();
         }
         self.staged.clear();
+        self.range_updates.clear();
+        self.range_mark = 0;
         self.force_sync = false;
     }
 }

@@ -154,10 +154,7 @@ impl ApplyDelegate {
         rec: &mut RoundRecord,
     ) {
         let region_id = self.region_id();
-        ctx.wb.put_region_state(
-            region_id,
-            &region_local_state(PeerState::Tombstone, &self.region),
-        );
+        ctx.put_region_state(&region_local_state(PeerState::Tombstone, &self.region));
         delete_region_data(ctx, &self.region);
         for p in self.proposals.drain(..) {
             rec.respond(
@@ -891,8 +888,7 @@ impl ApplyDelegate {
         } else {
             PeerState::Normal
         };
-        ctx.wb
-            .put_region_state(region.get_id(), &region_local_state(state, &region));
+        ctx.put_region_state(&region_local_state(state, &region));
         if remove_self {
             delete_region_data(ctx, &region);
         }
@@ -959,8 +955,7 @@ impl ApplyDelegate {
             p.set_id(*id);
         }
         self.save_region_checkpoint(rec);
-        ctx.wb
-            .put_region_state(left.get_id(), &region_local_state(PeerState::Normal, &left));
+        ctx.put_region_state(&region_local_state(PeerState::Normal, &left));
         match ctx.engine.get_region_state(new_id) {
             Ok(Some(existing)) => {
                 // Created earlier by a message from the new region's leader,
@@ -977,8 +972,7 @@ impl ApplyDelegate {
             }
             Ok(None) | Err(_) => {
                 self.copy_sessions_to(ctx, key)?;
-                ctx.wb
-                    .put_region_state(new_id, &region_local_state(PeerState::Normal, &right));
+                ctx.put_region_state(&region_local_state(PeerState::Normal, &right));
                 ctx.wb.put_apply_state(new_id, &initial_apply_state());
             }
         }

@@ -120,6 +120,7 @@ pub mod metrics;
 mod msg;
 mod notifier;
 mod poller;
+mod ranges;
 mod response;
 mod session;
 mod system;
@@ -135,6 +136,7 @@ pub use crate::msg::{
 };
 pub use crate::notifier::ApplyNotifier;
 pub use crate::poller::{ApplyPoller, ApplyPollerBuilder};
+pub use crate::ranges::{RangeReservation, RangeUpdate, RegionRanges};
 pub use crate::session::{is_reserved_key, session_key, split_keeps_sessions, SESSION_MARK};
 pub use crate::system::{create_apply_batch_system, ApplyBatchSystem, ApplyRouter};
 pub use crate::user_cmd::{CommandHandler, CommandHandlers, KeyAccess, KeyStore};

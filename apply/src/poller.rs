@@ -1,6 +1,7 @@
 //! The poll handler: one KV write batch per round for every region in it.
 
 use std::ops::DerefMut;
+use std::sync::Arc;
 use std::time::Instant;
 
 use batch_system::{BasicMailbox, HandleResult, HandlerBuilder, PollHandler};
@@ -12,6 +13,7 @@ use crate::context::{ApplyContext, Checkpoint, RoundRecord, SessionLimits};
 use crate::delegate::Budget;
 use crate::fsm::reject;
 use crate::metrics::ApplyMetrics;
+use crate::ranges::RegionRanges;
 use crate::user_cmd::CommandHandlers;
 use crate::{
     ApplyFsm, ApplyMsg, ApplyNotifier, ApplyRes, ApplyRouter, Config, ControlFsm, ControlMsg,
@@ -110,6 +112,12 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPoller<K, N> {
     /// Sets the user command handlers this poller runs (none by default).
     pub fn set_command_handlers(&mut self, handlers: CommandHandlers) {
         self.ctx.handlers = handlers;
+    }
+
+    /// Tells `ranges` about every region state this poller writes, once
+    /// the round's write succeeded (by default nobody is told).
+    pub fn set_region_ranges(&mut self, ranges: Arc<RegionRanges>) {
+        self.ctx.ranges = Some(ranges);
     }
 
     fn budget(&self) -> Budget {
@@ -391,6 +399,7 @@ impl<K: KvEngine, N: ApplyNotifier> PollHandler<ApplyFsm, ControlFsm> for ApplyP
         self.metrics.rounds.increment(1);
         match written {
             Ok(()) => {
+                self.ctx.publish_ranges();
                 let entries: usize = self.ctx.records.iter().map(|r| r.applied.len()).sum();
                 self.metrics.entries.increment(entries as u64);
                 self.finish_round_ok()
@@ -420,6 +429,7 @@ pub struct ApplyPollerBuilder<K: KvEngine, N: ApplyNotifier> {
     cfg: Config,
     logger: Logger,
     handlers: CommandHandlers,
+    ranges: Option<Arc<RegionRanges>>,
     built: usize,
 }
 
@@ -433,6 +443,7 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPollerBuilder<K, N> {
             cfg: cfg.clone(),
             logger,
             handlers: CommandHandlers::default(),
+            ranges: None,
             built: 0,
         }
     }
@@ -440,6 +451,12 @@ impl<K: KvEngine, N: ApplyNotifier> ApplyPollerBuilder<K, N> {
     /// Sets the user command handlers every built poller runs.
     pub fn set_command_handlers(&mut self, handlers: CommandHandlers) {
         self.handlers = handlers;
+    }
+
+    /// Every built poller publishes the region states it writes to
+    /// `ranges` (see [`ApplyPoller::set_region_ranges`]).
+    pub fn set_region_ranges(&mut self, ranges: Arc<RegionRanges>) {
+        self.ranges = Some(ranges);
     }
 }
 
@@ -459,6 +476,9 @@ impl<K: KvEngine, N: ApplyNotifier> HandlerBuilder<ApplyFsm, ControlFsm>
             logger,
         );
         poller.set_command_handlers(self.handlers.clone());
+        if let Some(ranges) = &self.ranges {
+            poller.set_region_ranges(Arc::clone(ranges));
+        }
         poller
     }
 }

@@ -9,6 +9,7 @@ use engine::KvEngine;
 use slog::Logger;
 
 use crate::fsm::reject;
+use crate::ranges::RegionRanges;
 use crate::user_cmd::CommandHandlers;
 use crate::{
     ApplyFsm, ApplyMsg, ApplyNotifier, ApplyPoller, ApplyPollerBuilder, Config, ControlFsm,
@@ -91,6 +92,7 @@ pub struct ApplyBatchSystem {
     cfg: Config,
     logger: Logger,
     handlers: CommandHandlers,
+    ranges: Option<Arc<RegionRanges>>,
 }
 
 /// Creates the apply batch system (not started) and its router.
@@ -117,6 +119,7 @@ pub fn create_apply_batch_system(cfg: &Config) -> (ApplyRouter, ApplyBatchSystem
         cfg: cfg.clone(),
         logger: Logger::root(slog::Discard, slog::o!()),
         handlers: CommandHandlers::default(),
+        ranges: None,
     };
     (router, system)
 }
@@ -133,6 +136,13 @@ impl ApplyBatchSystem {
     /// Every store of a cluster must register the same handlers.
     pub fn set_command_handlers(&mut self, handlers: CommandHandlers) {
         self.handlers = handlers;
+    }
+
+    /// The pollers (started later) publish every region state they write to
+    /// `ranges` once written: the store's in-memory view of which region
+    /// holds which keys (see [`RegionRanges`]).
+    pub fn set_region_ranges(&mut self, ranges: Arc<RegionRanges>) {
+        self.ranges = Some(ranges);
     }
 
     /// The router of this system.
@@ -169,6 +179,9 @@ impl ApplyBatchSystem {
             self.logger.clone(),
         );
         builder.set_command_handlers(self.handlers.clone());
+        if let Some(ranges) = &self.ranges {
+            builder.set_region_ranges(Arc::clone(ranges));
+        }
         self.system.spawn(name_prefix, builder)?;
         Ok(())
     }
@@ -196,6 +209,9 @@ impl ApplyBatchSystem {
             self.logger.clone(),
         );
         handler.set_command_handlers(self.handlers.clone());
+        if let Some(ranges) = &self.ranges {
+            handler.set_region_ranges(Arc::clone(ranges));
+        }
         Ok(self.system.manual_poller(handler))
     }
 

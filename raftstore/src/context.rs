@@ -71,6 +71,9 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// Memory-quota share of the raft messages queued for the transport
     /// this round; released after the round's flush.
     pub(crate) outgoing_memory: Option<MemoryGuard>,
+    /// Which region holds which keys on this store (snapshots reserve
+    /// their range here before raft sees them).
+    pub(crate) ranges: Arc<apply::RegionRanges>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -111,6 +114,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             snap_scheduler,
             local_reader: Arc::default(),
             outgoing_memory: None,
+            ranges: Arc::default(),
         }
     }
 

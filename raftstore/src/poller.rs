@@ -171,6 +171,7 @@ pub struct RaftPollerBuilder<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) logger: Logger,
     pub(crate) awake: Arc<AwakeRegions>,
     pub(crate) snap_scheduler: SnapScheduler,
+    pub(crate) ranges: Arc<apply::RegionRanges>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T> {
@@ -199,7 +200,16 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T>
             logger,
             awake: Arc::new(AwakeRegions::new()),
             snap_scheduler: SnapScheduler::default(),
+            ranges: Arc::default(),
         }
+    }
+
+    /// Shares `ranges` as the store's view of which region holds which
+    /// keys (the one its apply system publishes to, filled from the engine
+    /// at start); without it the builder has its own, empty one.
+    pub fn with_region_ranges(mut self, ranges: Arc<apply::RegionRanges>) -> Self {
+        self.ranges = ranges;
+        self
     }
 
     /// Generates snapshots through `scheduler` (the store's snapshot
@@ -238,6 +248,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
             self.snap_scheduler.clone(),
         );
         ctx.local_reader = self.router.local.clone();
+        ctx.ranges = self.ranges.clone();
         RaftPoller {
             ctx,
             router: self.router.clone(),

@@ -58,6 +58,9 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     store_meta: Arc<StoreMeta>,
     stats: Arc<StoreStats>,
     awake: Arc<AwakeRegions>,
+    /// Which region holds which keys here: filled from the engine at
+    /// start, then kept by apply and snapshot application.
+    ranges: Arc<apply::RegionRanges>,
     /// Generates snapshots off the raft threads (`spawn` only; a store
     /// driven by hand generates them inline).
     snap_worker: Option<SnapWorker>,
@@ -126,6 +129,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         store_meta: Arc::new(StoreMeta::default()),
         stats,
         awake: Arc::new(AwakeRegions::new()),
+        ranges: Arc::default(),
         snap_worker: None,
         timer: None,
         running: false,
@@ -236,7 +240,14 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         logger: &Logger,
     ) -> Result<usize> {
         let mut count = 0usize;
-        for state in engines.kv.region_states()? {
+        let states = engines.kv.region_states()?;
+        self.ranges.publish(
+            states
+                .iter()
+                .filter(|s| s.get_state() == PeerState::Normal)
+                .map(|s| (s.get_region().get_id(), Some(s.get_region().clone()))),
+        );
+        for state in states {
             if state.get_state() == PeerState::Tombstone {
                 // A crash after the tombstone was written and before the
                 // destroyed peer's raft log was cleaned leaves the log.
@@ -325,6 +336,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             .set_kv(Arc::new(move |k: &[u8]| kv.get(k)));
         self.router.local.start_read_ids();
         let count = self.load_peers(store_id, &cfg, engines, &logger)?;
+        self.apply_system.set_region_ranges(self.ranges.clone());
         info!(logger, "loaded regions"; "count" => count);
         Ok((store_id, cfg, logger))
     }
@@ -365,7 +377,8 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             self.stats.clone(),
             logger,
         )
-        .with_awake_regions(self.awake.clone());
+        .with_awake_regions(self.awake.clone())
+        .with_region_ranges(self.ranges.clone());
         let raft = self.system.manual_poller(builder.build());
         let _ = self.router.send_control(StoreMsg::Start);
         self.running = true;
@@ -408,6 +421,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             logger.clone(),
         )
         .with_awake_regions(self.awake.clone())
+        .with_region_ranges(self.ranges.clone())
         .with_snap_scheduler(worker.scheduler());
         self.snap_worker = Some(worker);
         self.system

@@ -902,3 +902,50 @@ fn a_superseded_proposal_request_is_never_applied() {
     assert!(got[0].1.get_header().get_error().has_stale_command());
     assert_eq!(d.kv.get(b"k").unwrap(), Some(b"winner".to_vec()));
 }
+
+#[test]
+fn the_store_region_ranges_follow_what_apply_wrote() {
+    let kv = TestKv::default();
+    let mut d = Driver::new(kv.clone(), Config::default());
+    let ranges = std::sync::Arc::new(apply::RegionRanges::default());
+    d.poller.set_region_ranges(ranges.clone());
+    let r = region(1, b"b", b"y");
+    ranges.publish([(1, Some(r.clone()))]);
+    d.register(registration(&r));
+    // A refused split (no new peer ids) changes nothing.
+    d.apply(
+        &r,
+        1,
+        vec![entry(1, 1, &admin_cmd(&r, split(b"m", 2, vec![])))],
+        vec![],
+    );
+    d.round();
+    assert_eq!(
+        (ranges.region_at(b"c"), ranges.region_at(b"n")),
+        (Some(1), Some(1))
+    );
+    // A split: both halves appear once the round is written.
+    d.apply(
+        &r,
+        1,
+        vec![entry(
+            2,
+            1,
+            &admin_cmd(&r, split(b"m", 2, vec![21, 22, 23])),
+        )],
+        vec![],
+    );
+    d.round();
+    assert_eq!(
+        (ranges.region_at(b"c"), ranges.region_at(b"n")),
+        (Some(1), Some(2))
+    );
+    assert_eq!(ranges.len(), 2);
+    // Destroying region 1's peer here leaves only region 2.
+    d.send(1, ApplyMsg::Destroy { region_id: 1 });
+    d.round();
+    assert_eq!(
+        (ranges.region_at(b"c"), ranges.region_at(b"n")),
+        (None, Some(2))
+    );
+}

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use engine::RaftLogEngine;
 use kvproto_lite::eraftpb::{MessageType, Snapshot};
-use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_serverpb::{PeerState, RaftMessage};
+use kvproto_lite::raft_serverpb::RaftMessage;
 use raft::SnapshotStatus;
 use slog::{debug, info, warn};
 
@@ -24,36 +23,9 @@ use crate::validate::RejectReason;
 pub(super) struct PinnedSnapshot {
     meta: SnapshotMeta,
     data: Arc<Vec<u8>>,
-}
-
-/// Whether two regions' key ranges share a key (an empty end key is
-/// unbounded).
-fn ranges_overlap(a: &Region, b: &Region) -> bool {
-    let before_end = |start: &[u8], end: &[u8]| end.is_empty() || start < end;
-    before_end(a.get_start_key(), b.get_end_key()) && before_end(b.get_start_key(), a.get_end_key())
-}
-
-/// Refuses a snapshot whose key range overlaps another region this store
-/// holds (as last applied here). Such a region has not applied the split
-/// (or merge) that moved the range yet; if the snapshot went in, that
-/// region's older commands for the range would later be applied over the
-/// snapshot's newer data. Once it applies the split, the leader's next
-/// snapshot goes in (TiKV refuses the same snapshots).
-fn check_no_overlap<EK: engine::KvEngine>(kv: &EK, meta: &SnapshotMeta) -> crate::Result<()> {
-    for state in kv.region_states()? {
-        let other = state.get_region();
-        if state.get_state() == PeerState::Normal
-            && other.get_id() != meta.key.region_id
-            && ranges_overlap(other, &meta.region)
-        {
-            return Err(crate::Error::Snapshot(format!(
-                "snapshot {} overlaps region {} on this store",
-                meta.key,
-                other.get_id()
-            )));
-        }
-    }
-    Ok(())
+    /// The snapshot's key range, reserved on the store until it is
+    /// written or given up.
+    _range: apply::RangeReservation,
 }
 
 impl<ER: RaftLogEngine> Peer<ER> {
@@ -91,7 +63,21 @@ impl<ER: RaftLogEngine> Peer<ER> {
                         meta.key, self.region_id
                     ))));
                 }
-                check_no_overlap(&ctx.engines.kv, &meta)?;
+                // Refuse a snapshot whose key range overlaps another region
+                // this store holds (as last written here), or another
+                // snapshot about to go in. Such a region has not applied
+                // the split that moved the range yet; if the snapshot went
+                // in, that region's older commands for the range would
+                // later be applied over the snapshot's newer data. Once it
+                // applies the split, the leader's next snapshot goes in
+                // (TiKV refuses the same snapshots). A lookup in the
+                // store's region ranges, not a scan of every region state.
+                let range = ctx.ranges.reserve(&meta.region).map_err(|other| {
+                    crate::Error::Snapshot(format!(
+                        "snapshot {} overlaps region {other} on this store",
+                        meta.key
+                    ))
+                })?;
                 let Some(data) = ctx.snap_mgr.take_received(&meta.key) else {
                     ctx.stats
                         .rejected_messages
@@ -102,7 +88,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     )));
                 };
                 check(&meta, &data).map_err(malformed)?;
-                Ok(PinnedSnapshot { meta, data })
+                Ok(PinnedSnapshot {
+                    meta,
+                    data,
+                    _range: range,
+                })
             });
         match res {
             Ok(pinned) => {
@@ -190,6 +180,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 self.region_id
             );
         }
+        // The region now holds the snapshot's range here (and no longer
+        // its previous one); the reservation ends with `pinned`.
+        ctx.ranges
+            .publish([(self.region_id, Some(meta.region.clone()))]);
         fail::fail_point!("snapshot_apply_after_kv_write");
         let apply_state = restored_apply_state(meta);
         if let Err(e) = self.raft_group.mut_store().apply_snapshot(
@@ -267,79 +261,5 @@ impl<ER: RaftLogEngine> Peer<ER> {
         };
         debug!(self.logger, "snapshot status"; "to_peer_id" => to_peer_id, "delivered" => delivered);
         self.raft_group.report_snapshot(to_peer_id, status);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::snapshot::SnapKey;
-    use engine::{KvEngine, KvWriteBatch, MemKvEngine};
-    use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
-
-    fn region(id: u64, start: &[u8], end: &[u8]) -> Region {
-        let mut r = Region::default();
-        r.set_id(id);
-        r.set_start_key(start.to_vec());
-        r.set_end_key(end.to_vec());
-        r
-    }
-
-    fn meta(r: Region) -> SnapshotMeta {
-        SnapshotMeta {
-            key: SnapKey {
-                region_id: r.get_id(),
-                term: 6,
-                index: 10,
-            },
-            region: r,
-            apply_state: RaftApplyState::default(),
-            data_size: 0,
-            pairs: 0,
-            checksum: 0,
-        }
-    }
-
-    #[test]
-    fn ranges_overlap_with_unbounded_ends() {
-        assert!(ranges_overlap(&region(1, b"", b""), &region(2, b"m", b"n")));
-        assert!(ranges_overlap(
-            &region(1, b"a", b"m"),
-            &region(2, b"l", b"")
-        ));
-        assert!(!ranges_overlap(
-            &region(1, b"a", b"m"),
-            &region(2, b"m", b"")
-        ));
-        assert!(!ranges_overlap(
-            &region(1, b"m", b""),
-            &region(2, b"a", b"m")
-        ));
-    }
-
-    /// Seeds 497/709 of the simulation: the peer of region 3 on this store
-    /// still owns [a, "") because it has not applied the split that created
-    /// region 1000 = [m, ""); a snapshot of region 1000 must wait.
-    #[test]
-    fn a_snapshot_overlapping_another_region_is_refused() {
-        let kv = MemKvEngine::new();
-        let mut wb = kv.write_batch();
-        let mut state = RegionLocalState::default();
-        state.set_region(region(3, b"a", b""));
-        wb.put_region_state(3, &state);
-        let mut gone = RegionLocalState::default();
-        gone.set_state(PeerState::Tombstone);
-        gone.set_region(region(4, b"", b"a"));
-        wb.put_region_state(4, &gone);
-        kv.write(&mut wb, true).unwrap();
-        assert!(check_no_overlap(&kv, &meta(region(1000, b"m", b""))).is_err());
-        // The region itself and tombstones do not count.
-        assert!(check_no_overlap(&kv, &meta(region(3, b"a", b""))).is_ok());
-        assert!(check_no_overlap(&kv, &meta(region(1001, b"", b"a"))).is_ok());
-        // After the split is applied here, region 3 ends at m.
-        state.set_region(region(3, b"a", b"m"));
-        wb.put_region_state(3, &state);
-        kv.write(&mut wb, true).unwrap();
-        assert!(check_no_overlap(&kv, &meta(region(1000, b"m", b""))).is_ok());
     }
 }
