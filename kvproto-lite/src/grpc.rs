@@ -41,10 +41,12 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{IntoRequest, Response, Status};
 
 use crate::kvrpcpb::{
-    BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
-    BatchPutRequest, BatchPutResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
-    GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse,
-    ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, ScanRequest, ScanResponse,
+    AddStoreRequest, AddStoreResponse, BatchCommandsRequest, BatchCommandsResponse,
+    BatchGetRequest, BatchGetResponse, BatchPutRequest, BatchPutResponse, CompareAndSwapRequest,
+    CompareAndSwapResponse, DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest,
+    DeleteResponse, GetRegionRequest, GetRegionResponse, GetRequest, GetResponse, GetStoresRequest,
+    GetStoresResponse, ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse,
+    ScanRequest, ScanResponse,
 };
 use crate::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 
@@ -73,6 +75,12 @@ pub mod paths {
     pub const KV_GET_STORES: &str = "/kvrpcpb.Kv/GetStores";
     /// `Kv.BatchCommands`: several commands for one store's regions.
     pub const KV_BATCH_COMMANDS: &str = "/kvrpcpb.Kv/BatchCommands";
+    /// `Kv.CompareAndSwap`: write a key if it holds an expected value.
+    pub const KV_COMPARE_AND_SWAP: &str = "/kvrpcpb.Kv/CompareAndSwap";
+    /// `Kv.DeleteIfEqual`: remove a key if it holds an expected value.
+    pub const KV_DELETE_IF_EQUAL: &str = "/kvrpcpb.Kv/DeleteIfEqual";
+    /// `Kv.AddStore`: register a store joining the cluster.
+    pub const KV_ADD_STORE: &str = "/kvrpcpb.Kv/AddStore";
     /// `Raft.BatchRaft`: the store-to-store stream of message batches.
     pub const RAFT_BATCH_RAFT: &str = "/transportpb.Raft/BatchRaft";
     /// `Raft.Snapshot`: the stream of one snapshot's chunks.
@@ -144,6 +152,21 @@ pub const METHODS: &[MethodDesc] = &[
         paths::KV_BATCH_COMMANDS,
         "kvrpcpb.BatchCommandsRequest",
         "kvrpcpb.BatchCommandsResponse",
+    ),
+    unary(
+        paths::KV_COMPARE_AND_SWAP,
+        "kvrpcpb.CompareAndSwapRequest",
+        "kvrpcpb.CompareAndSwapResponse",
+    ),
+    unary(
+        paths::KV_DELETE_IF_EQUAL,
+        "kvrpcpb.DeleteIfEqualRequest",
+        "kvrpcpb.DeleteIfEqualResponse",
+    ),
+    unary(
+        paths::KV_ADD_STORE,
+        "kvrpcpb.AddStoreRequest",
+        "kvrpcpb.AddStoreResponse",
     ),
     MethodDesc {
         path: paths::RAFT_BATCH_RAFT,
@@ -362,6 +385,12 @@ impl<T: GrpcChannel> KvClient<T> {
         get_stores(GetStoresRequest) -> GetStoresResponse = paths::KV_GET_STORES;
         /// `Kv.BatchCommands`: several commands for the store's regions.
         batch_commands(BatchCommandsRequest) -> BatchCommandsResponse = paths::KV_BATCH_COMMANDS;
+        /// `Kv.CompareAndSwap`: writes a key if it holds an expected value.
+        compare_and_swap(CompareAndSwapRequest) -> CompareAndSwapResponse = paths::KV_COMPARE_AND_SWAP;
+        /// `Kv.DeleteIfEqual`: removes a key if it holds an expected value.
+        delete_if_equal(DeleteIfEqualRequest) -> DeleteIfEqualResponse = paths::KV_DELETE_IF_EQUAL;
+        /// `Kv.AddStore`: registers a store joining the cluster.
+        add_store(AddStoreRequest) -> AddStoreResponse = paths::KV_ADD_STORE;
     }
 }
 

@@ -555,3 +555,333 @@ fn batch_commands_answer_each_command_in_order() {
         r[3]
     );
 }
+
+/// A Put request of `ctx`'s region.
+fn put_request(ctx: &Context, k: &[u8], v: &[u8]) -> PutRequest {
+    let mut req = PutRequest::default();
+    req.set_context(ctx.clone());
+    req.set_key(k.to_vec());
+    req.set_value(v.to_vec());
+    req
+}
+
+#[test]
+fn a_put_repeated_with_its_session_after_an_unknown_outcome_applies_once() {
+    let c = GrpcCluster::new(3, 1);
+    let (store, ctx) = c.context_for(b"k");
+    let mut client = c.client(store);
+    let rt = &c.rt;
+    let mut session = ctx.clone();
+    session.set_client_id(77);
+    session.set_sequence(1);
+    // The client's put; say its answer is lost (the client cannot tell
+    // whether it applied).
+    let first = put_request(&session, b"k", b"mine");
+    assert!(!rt
+        .block_on(client.put(first.clone()))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    // Another writer goes next.
+    let other = put_request(&ctx, b"k", b"theirs");
+    assert!(!rt
+        .block_on(client.put(other))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    // The retry carries the same session: answered from the saved response,
+    // not applied again over the later write.
+    let retry = rt.block_on(client.put(first)).unwrap().into_inner();
+    assert!(!retry.has_region_error(), "{retry:?}");
+    assert!(c.replicated(b"k", b"theirs"));
+    // An older sequence of the session is refused, and changes nothing.
+    session.set_sequence(2);
+    assert!(!rt
+        .block_on(client.put(put_request(&session, b"k", b"second")))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    session.set_sequence(1);
+    let stale = rt
+        .block_on(client.put(put_request(&session, b"k", b"stale")))
+        .unwrap()
+        .into_inner();
+    assert!(stale.get_region_error().has_stale_sequence(), "{stale:?}");
+    assert!(c.replicated(b"k", b"second"));
+    // Without a session the same repeat is applied again: what sessions
+    // prevent.
+    let plain = put_request(&ctx, b"k", b"mine");
+    assert!(!rt
+        .block_on(client.put(plain.clone()))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    assert!(!rt
+        .block_on(client.put(put_request(&ctx, b"k", b"theirs")))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    assert!(!rt
+        .block_on(client.put(plain))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    assert!(c.replicated(b"k", b"mine"));
+}
+
+#[test]
+fn compare_and_swap_and_delete_if_equal_write_only_on_a_match() {
+    let c = GrpcCluster::new(3, 1);
+    let (store, ctx) = c.context_for(b"k");
+    let mut client = c.client(store);
+    let rt = &c.rt;
+    let cas = |expected: Option<&[u8]>, value: &[u8], session: u64| {
+        let mut req = CompareAndSwapRequest::default();
+        let mut ctx = ctx.clone();
+        if session != 0 {
+            ctx.set_client_id(5);
+            ctx.set_sequence(session);
+        }
+        req.set_context(ctx);
+        req.set_key(b"k".to_vec());
+        match expected {
+            Some(e) => req.set_expected(e.to_vec()),
+            None => req.set_expected_absent(true),
+        }
+        req.set_value(value.to_vec());
+        req
+    };
+    let r = rt
+        .block_on(client.compare_and_swap(cas(None, b"v1", 1)))
+        .unwrap()
+        .into_inner();
+    assert!(!r.has_region_error(), "{r:?}");
+    assert!(r.get_succeeded() && r.get_previous_not_found());
+    // Retried with its session: the saved answer (succeeded), not a failure
+    // against its own write.
+    let again = rt
+        .block_on(client.compare_and_swap(cas(None, b"v1", 1)))
+        .unwrap()
+        .into_inner();
+    assert!(again.get_succeeded(), "{again:?}");
+    let miss = rt
+        .block_on(client.compare_and_swap(cas(Some(b"nope"), b"v2", 0)))
+        .unwrap()
+        .into_inner();
+    assert!(!miss.get_succeeded());
+    assert_eq!(miss.get_previous(), b"v1");
+    assert!(c.replicated(b"k", b"v1"));
+    let hit = rt
+        .block_on(client.compare_and_swap(cas(Some(b"v1"), b"v2", 2)))
+        .unwrap()
+        .into_inner();
+    assert!(
+        hit.get_succeeded() && hit.get_previous() == b"v1",
+        "{hit:?}"
+    );
+    assert!(c.replicated(b"k", b"v2"));
+
+    let del = |expected: &[u8]| {
+        let mut req = DeleteIfEqualRequest::default();
+        req.set_context(ctx.clone());
+        req.set_key(b"k".to_vec());
+        req.set_expected(expected.to_vec());
+        req
+    };
+    let miss = rt
+        .block_on(client.delete_if_equal(del(b"v1")))
+        .unwrap()
+        .into_inner();
+    assert!(
+        !miss.get_succeeded() && miss.get_previous() == b"v2",
+        "{miss:?}"
+    );
+    let hit = rt
+        .block_on(client.delete_if_equal(del(b"v2")))
+        .unwrap()
+        .into_inner();
+    assert!(hit.get_succeeded(), "{hit:?}");
+    assert!(eventually(Duration::from_secs(20), || c
+        .running
+        .keys()
+        .all(|id| c.engines[id].kv.get(b"k").unwrap().is_none())));
+    // A key outside the region travels back as a region error.
+    let mut outside = ctx.clone();
+    outside.mut_region_epoch().set_version(99);
+    let mut req = cas(None, b"x", 0);
+    req.set_context(outside);
+    let r = rt
+        .block_on(client.compare_and_swap(req))
+        .unwrap()
+        .into_inner();
+    assert!(r.has_region_error() && !r.get_succeeded(), "{r:?}");
+}
+
+#[test]
+fn every_read_mode_over_grpc_sees_the_last_acknowledged_write() {
+    use kvproto_lite::raft_cmdpb::ReadMode;
+    let c = GrpcCluster::new(3, 1);
+    c.put(b"k", b"v");
+    let (store, ctx) = c.context_for(b"k");
+    let rt = &c.rt;
+    let follower = (1..=3).find(|&s| s != store).unwrap();
+    let mut fctx = ctx.clone();
+    fctx.set_peer(
+        kvproto_lite::util::find_peer(&c.regions[0], follower)
+            .unwrap()
+            .clone(),
+    );
+    for mode in [
+        ReadMode::Log,
+        ReadMode::ReadIndex,
+        ReadMode::Lease,
+        ReadMode::Follower,
+    ] {
+        let (to, ctx) = if mode == ReadMode::Follower {
+            (follower, fctx.clone())
+        } else {
+            (store, ctx.clone())
+        };
+        let mut client = c.client(to);
+        let mut get = GetRequest::default();
+        get.set_context(ctx.clone());
+        get.set_key(b"k".to_vec());
+        get.set_read_mode(mode);
+        let r = rt.block_on(client.get(get)).unwrap().into_inner();
+        assert_eq!(
+            (r.get_region_error(), r.get_value()),
+            (&Default::default(), &b"v"[..]),
+            "{mode:?}"
+        );
+
+        let mut bg = BatchGetRequest::default();
+        bg.set_context(ctx.clone());
+        bg.set_keys(vec![b"k".to_vec(), b"missing".to_vec()].into());
+        bg.set_read_mode(mode);
+        let r = rt.block_on(client.batch_get(bg)).unwrap().into_inner();
+        assert!(!r.has_region_error(), "{mode:?}: {r:?}");
+        assert_eq!(r.get_pairs().len(), 1, "{mode:?}");
+
+        let mut scan = ScanRequest::default();
+        scan.set_context(ctx);
+        scan.set_read_mode(mode);
+        let r = rt.block_on(client.scan(scan)).unwrap().into_inner();
+        assert!(!r.has_region_error(), "{mode:?}: {r:?}");
+        let keys: Vec<&[u8]> = r.get_pairs().iter().map(|p| p.get_key()).collect();
+        assert_eq!(keys, [&b"k"[..]], "{mode:?}");
+    }
+    // A follower asked for a leader read answers NotLeader.
+    let mut get = GetRequest::default();
+    get.set_context(fctx);
+    get.set_key(b"k".to_vec());
+    get.set_read_mode(ReadMode::ReadIndex);
+    let r = rt
+        .block_on(c.client(follower).get(get))
+        .unwrap()
+        .into_inner();
+    assert!(r.get_region_error().has_not_leader(), "{r:?}");
+}
+
+#[test]
+fn a_store_registers_once_and_a_taken_id_is_refused() {
+    let c = GrpcCluster::new(3, 1);
+    let mut client = c.client(1);
+    let add = |id: u64, addr: &str| {
+        let mut req = AddStoreRequest::default();
+        req.mut_store().set_id(id);
+        req.mut_store().set_address(addr.to_owned());
+        req
+    };
+    let r =
+        c.rt.block_on(client.add_store(add(4, "127.0.0.1:1")))
+            .unwrap()
+            .into_inner();
+    assert!(!r.has_error(), "{r:?}");
+    let ids: Vec<u64> = r.get_stores().iter().map(|s| s.get_id()).collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    // The same registration again is accepted (a retry) ...
+    let r =
+        c.rt.block_on(client.add_store(add(4, "127.0.0.1:1")))
+            .unwrap()
+            .into_inner();
+    assert!(!r.has_error(), "{r:?}");
+    // ... an id already taken at another address is not.
+    let taken = c.addrs[&2].to_string();
+    let r =
+        c.rt.block_on(client.add_store(add(2, "127.0.0.1:9")))
+            .unwrap()
+            .into_inner();
+    assert!(
+        r.get_error()
+            .get_message()
+            .contains("store 2 is already a member"),
+        "{r:?}"
+    );
+    assert_eq!(c.book.get(2), Some(taken));
+    let r =
+        c.rt.block_on(client.add_store(add(0, "127.0.0.1:9")))
+            .unwrap()
+            .into_inner();
+    assert!(r.has_error(), "store id 0 is refused: {r:?}");
+}
+
+#[test]
+fn the_async_client_writes_concurrently_with_sessions_and_reads_in_every_mode() {
+    use client::grpc::{AsyncClient, GrpcOptions};
+    use kvproto_lite::raft_cmdpb::ReadMode;
+    let c = GrpcCluster::new(3, 4);
+    let endpoints: Vec<String> = c.addrs.values().map(|a| a.to_string()).collect();
+    c.rt.block_on(async {
+        let kv = AsyncClient::connect(&endpoints, Default::default(), GrpcOptions::default())
+            .await
+            .unwrap();
+        // Many writes in flight at once: each borrows its own session, so
+        // none is refused as stale.
+        let writes = (0..40u64).map(|i| {
+            let kv = kv.clone();
+            tokio::spawn(async move { kv.put(&key(i), format!("v{i}").as_bytes()).await })
+        });
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        let swapped = kv
+            .compare_and_swap(&key(0), Some(b"v0"), b"w0")
+            .await
+            .unwrap();
+        assert!(swapped.succeeded);
+        let kept = kv
+            .compare_and_swap(&key(1), Some(b"other"), b"w1")
+            .await
+            .unwrap();
+        assert!(!kept.succeeded);
+        assert_eq!(kept.previous.as_deref(), Some(&b"v1"[..]));
+        assert!(kv.delete_if_equal(&key(2), b"v2").await.unwrap().succeeded);
+        for mode in [
+            ReadMode::Log,
+            ReadMode::ReadIndex,
+            ReadMode::Lease,
+            ReadMode::Follower,
+        ] {
+            assert_eq!(
+                kv.get_with(&key(0), mode).await.unwrap().as_deref(),
+                Some(&b"w0"[..]),
+                "{mode:?}"
+            );
+            assert_eq!(kv.get_with(&key(2), mode).await.unwrap(), None, "{mode:?}");
+            let all = kv.scan_with(b"", b"", 0, mode).await.unwrap();
+            assert_eq!(all.len(), 39, "{mode:?}");
+        }
+    });
+    // The writes carried sessions: the leaders hold session records.
+    use engine::KvSnapshot;
+    let records = c.running.keys().any(|id| {
+        c.engines[id]
+            .kv
+            .snapshot()
+            .scan(b"", b"", usize::MAX)
+            .unwrap()
+            .iter()
+            .any(|(k, _)| raftstore::is_reserved_key(k))
+    });
+    assert!(records, "no session record was written");
+}
