@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use kvproto_lite::grpc::KvClient;
 use kvproto_lite::kvrpcpb::{
-    BatchCommandsRequest, Context, GetStoresRequest, KvPair, ListRegionsRequest, RegionInfo,
-    ScanRequest,
+    AdminCommandRequest, BatchCommandsRequest, Context, GetStoresRequest, KvPair,
+    ListRegionsRequest, RegionInfo, ScanRequest,
 };
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::{
@@ -270,8 +270,9 @@ impl GrpcBackend {
         Ok(tx)
     }
 
-    /// Sends `command` to store `store_id` (in the next batch to it) and
-    /// waits at most `timeout` for its response.
+    /// Sends `command` to store `store_id` (in the next batch to it; an
+    /// administrative command on its own `Kv.AdminCommand` call) and waits
+    /// at most `timeout` for its response.
     ///
     /// # Errors
     ///
@@ -284,8 +285,18 @@ impl GrpcBackend {
         command: RaftCmdRequest,
         timeout: Duration,
     ) -> std::result::Result<RaftCmdResponse, BackendError> {
+        let addr = self.resolve(store_id).await?;
+        if command.has_admin_request() {
+            let mut client = kv_client(&addr, &self.inner.opts)?;
+            let mut req = AdminCommandRequest::default();
+            req.set_command(command);
+            return match tokio::time::timeout(timeout, client.admin_command(req)).await {
+                Ok(Ok(resp)) => Ok(resp.into_inner().take_response()),
+                Ok(Err(status)) => Err(status_error(&addr, &status)),
+                Err(_) => Err(BackendError::Timeout),
+            };
+        }
         let (reply, answer) = oneshot::channel();
-        self.resolve(store_id).await?;
         self.queue(store_id)?
             .send(Queued { command, reply })
             .map_err(|_| {

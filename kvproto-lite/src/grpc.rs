@@ -41,12 +41,12 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{IntoRequest, Response, Status};
 
 use crate::kvrpcpb::{
-    AddStoreRequest, AddStoreResponse, BatchCommandsRequest, BatchCommandsResponse,
-    BatchGetRequest, BatchGetResponse, BatchPutRequest, BatchPutResponse, CompareAndSwapRequest,
-    CompareAndSwapResponse, DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest,
-    DeleteResponse, GetRegionRequest, GetRegionResponse, GetRequest, GetResponse, GetStoresRequest,
-    GetStoresResponse, ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse,
-    ScanRequest, ScanResponse,
+    AddStoreRequest, AddStoreResponse, AdminCommandRequest, AdminCommandResponse,
+    BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
+    BatchPutRequest, BatchPutResponse, CompareAndSwapRequest, CompareAndSwapResponse,
+    DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
+    GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse,
+    ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, ScanRequest, ScanResponse,
 };
 use crate::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 
@@ -81,6 +81,8 @@ pub mod paths {
     pub const KV_DELETE_IF_EQUAL: &str = "/kvrpcpb.Kv/DeleteIfEqual";
     /// `Kv.AddStore`: register a store joining the cluster.
     pub const KV_ADD_STORE: &str = "/kvrpcpb.Kv/AddStore";
+    /// `Kv.AdminCommand`: change a region's membership or leader.
+    pub const KV_ADMIN_COMMAND: &str = "/kvrpcpb.Kv/AdminCommand";
     /// `Raft.BatchRaft`: the store-to-store stream of message batches.
     pub const RAFT_BATCH_RAFT: &str = "/transportpb.Raft/BatchRaft";
     /// `Raft.Snapshot`: the stream of one snapshot's chunks.
@@ -167,6 +169,11 @@ pub const METHODS: &[MethodDesc] = &[
         paths::KV_ADD_STORE,
         "kvrpcpb.AddStoreRequest",
         "kvrpcpb.AddStoreResponse",
+    ),
+    unary(
+        paths::KV_ADMIN_COMMAND,
+        "kvrpcpb.AdminCommandRequest",
+        "kvrpcpb.AdminCommandResponse",
     ),
     MethodDesc {
         path: paths::RAFT_BATCH_RAFT,
@@ -391,6 +398,8 @@ impl<T: GrpcChannel> KvClient<T> {
         delete_if_equal(DeleteIfEqualRequest) -> DeleteIfEqualResponse = paths::KV_DELETE_IF_EQUAL;
         /// `Kv.AddStore`: registers a store joining the cluster.
         add_store(AddStoreRequest) -> AddStoreResponse = paths::KV_ADD_STORE;
+        /// `Kv.AdminCommand`: changes a region's membership or leader.
+        admin_command(AdminCommandRequest) -> AdminCommandResponse = paths::KV_ADMIN_COMMAND;
     }
 }
 

@@ -156,6 +156,13 @@ pub struct NodeConfig {
     /// Number of regions the key space is split into at the first start
     /// (every node of a cluster must use the same number).
     pub regions: usize,
+    /// Address (`host:port`) of a store of a running cluster this node
+    /// joins at its first start, instead of bootstrapping a new cluster
+    /// (see [`crate::join`]). Not with `initial_cluster`. A restart reads
+    /// the cluster from the data dir; a joined node that restarts carries
+    /// on taking its share of replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
     /// Least severe log level written: `trace`, `debug`, `info`, `warning`,
     /// `error` or `critical`.
     pub log_level: String,
@@ -180,6 +187,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::new(),
             initial_cluster: InitialCluster::default(),
             regions: 16,
+            join: None,
             log_level: "info".to_owned(),
             grpc_threads: 2,
             shutdown_grace_ms: 2_000,
@@ -276,6 +284,17 @@ impl NodeConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("data-dir is required".to_owned());
+        }
+        if let Some(join) = &self.join {
+            if !self.initial_cluster.is_empty() {
+                return bad(
+                    "give either initial-cluster (a new cluster) or join (a running one), not both"
+                        .to_owned(),
+                );
+            }
+            if let Err(e) = server::AddressBook::new([(self.store_id, join.clone())]) {
+                return bad(format!("join: {e}"));
+            }
         }
         if !self.initial_cluster.is_empty()
             && !self.initial_cluster.stores().contains_key(&self.store_id)

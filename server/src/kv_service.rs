@@ -43,17 +43,18 @@ use batch_system::mpsc::TrySendError;
 use engine::{KvEngine, KvSnapshot};
 use kvproto_lite::errorpb;
 use kvproto_lite::kvrpcpb::{
-    AddStoreRequest, AddStoreResponse, BatchCommandsRequest, BatchCommandsResponse,
-    BatchGetRequest, BatchGetResponse, BatchPutRequest, BatchPutResponse, CompareAndSwapRequest,
-    CompareAndSwapResponse, Context, DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest,
-    DeleteResponse, GetRegionRequest, GetRegionResponse, GetRequest, GetResponse, GetStoresRequest,
-    GetStoresResponse, KvPair, ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse,
-    RegionInfo, ScanRequest, ScanResponse,
+    AddStoreRequest, AddStoreResponse, AdminCommandRequest, AdminCommandResponse,
+    BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
+    BatchPutRequest, BatchPutResponse, CompareAndSwapRequest, CompareAndSwapResponse, Context,
+    DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
+    GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse, KvPair,
+    ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, RegionInfo, ScanRequest,
+    ScanResponse,
 };
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::{
-    CmdType, CompareAndSwapResponse as CasResult, RaftCmdRequest, RaftCmdResponse, ReadMode,
-    Request, Response,
+    AdminCmdType, CmdType, CompareAndSwapResponse as CasResult, RaftCmdRequest, RaftCmdResponse,
+    ReadMode, Request, Response,
 };
 use kvproto_lite::raft_serverpb::PeerState;
 use kvproto_lite::util;
@@ -477,6 +478,33 @@ impl<EK: KvEngine> KvService<EK> {
         resp.set_store_id(self.store_id);
         resp.set_stores(self.book.stores().into());
         resp.set_cluster_id(self.cluster_id);
+        resp
+    }
+
+    /// `Kv.AdminCommand`: a membership change (`ChangePeer`,
+    /// `ChangePeerV2`) or a leadership transfer, sent to the region's peer
+    /// on this store; any other command is refused without being sent.
+    pub async fn admin_command(&self, mut req: AdminCommandRequest) -> AdminCommandResponse {
+        let mut resp = AdminCommandResponse::default();
+        let cmd = req.take_command();
+        let allowed = cmd.has_admin_request()
+            && cmd.get_requests().is_empty()
+            && matches!(
+                cmd.get_admin_request().get_cmd_type(),
+                AdminCmdType::ChangePeer
+                    | AdminCmdType::ChangePeerV2
+                    | AdminCmdType::TransferLeader
+            );
+        resp.set_response(if allowed {
+            answer(self.send(cmd)).await
+        } else {
+            util::error_response(
+                util::new_error(
+                    "AdminCommand accepts ChangePeer, ChangePeerV2 and TransferLeader commands only",
+                ),
+                0,
+            )
+        });
         resp
     }
 

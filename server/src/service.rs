@@ -18,9 +18,10 @@ use engine::KvEngine;
 use kvproto_lite::errorpb;
 use kvproto_lite::grpc::{paths, ProtobufCodec};
 use kvproto_lite::kvrpcpb::{
-    AddStoreResponse, BatchCommandsResponse, BatchGetResponse, BatchPutResponse,
-    CompareAndSwapResponse, DeleteIfEqualResponse, DeleteResponse, GetRegionResponse, GetResponse,
-    GetStoresResponse, ListRegionsResponse, PutResponse, ScanResponse,
+    AddStoreResponse, AdminCommandResponse, BatchCommandsResponse, BatchGetResponse,
+    BatchPutResponse, CompareAndSwapResponse, DeleteIfEqualResponse, DeleteResponse,
+    GetRegionResponse, GetResponse, GetStoresResponse, ListRegionsResponse, PutResponse,
+    ScanResponse,
 };
 use kvproto_lite::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 use metrics::{counter, histogram};
@@ -177,6 +178,12 @@ impl<EK: KvEngine> StoreService<EK> {
                 )
                 .await
             }
+            Route::AdminCommand => {
+                unary(max, route, req, move |r| async move {
+                    kv.admin_command(r).await
+                })
+                .await
+            }
             Route::BatchRaft => {
                 let raft = self.raft.clone();
                 let mut grpc = Grpc::new(ProtobufCodec::<Done, BatchRaftMessage>::default())
@@ -269,6 +276,7 @@ enum Route {
     CompareAndSwap,
     DeleteIfEqual,
     AddStore,
+    AdminCommand,
     BatchRaft,
     Snapshot,
 }
@@ -290,6 +298,7 @@ impl Route {
             Route::CompareAndSwap => "compare_and_swap",
             Route::DeleteIfEqual => "delete_if_equal",
             Route::AddStore => "add_store",
+            Route::AdminCommand => "admin_command",
             Route::BatchRaft => "batch_raft",
             Route::Snapshot => "snapshot",
         }
@@ -310,6 +319,7 @@ impl Route {
             paths::KV_COMPARE_AND_SWAP => Route::CompareAndSwap,
             paths::KV_DELETE_IF_EQUAL => Route::DeleteIfEqual,
             paths::KV_ADD_STORE => Route::AddStore,
+            paths::KV_ADMIN_COMMAND => Route::AdminCommand,
             paths::RAFT_BATCH_RAFT => Route::BatchRaft,
             paths::RAFT_SNAPSHOT => Route::Snapshot,
             _ => return None,
@@ -378,6 +388,13 @@ region_error_field!(
     CompareAndSwapResponse,
     DeleteIfEqualResponse
 );
+
+impl RegionError for AdminCommandResponse {
+    fn region_errors(&self) -> Vec<&errorpb::Error> {
+        let h = self.get_response().get_header();
+        h.has_error().then(|| h.get_error()).into_iter().collect()
+    }
+}
 
 impl RegionError for AddStoreResponse {
     fn region_errors(&self) -> Vec<&errorpb::Error> {

@@ -42,6 +42,8 @@ kvrpcpb.GetStoresRequest:
 kvrpcpb.GetStoresResponse: uint64 store_id = 1; repeated metapb.Store stores = 2; uint64 cluster_id = 3;
 kvrpcpb.AddStoreRequest: metapb.Store store = 1;
 kvrpcpb.AddStoreResponse: errorpb.Error error = 1; repeated metapb.Store stores = 2;
+kvrpcpb.AdminCommandRequest: raft_cmdpb.RaftCmdRequest command = 1;
+kvrpcpb.AdminCommandResponse: raft_cmdpb.RaftCmdResponse response = 1;
 kvrpcpb.BatchCommandsRequest: repeated raft_cmdpb.RaftCmdRequest commands = 1;
 kvrpcpb.BatchCommandsResponse: repeated raft_cmdpb.RaftCmdResponse responses = 1;
 transportpb.BatchRaftMessage: repeated raft_serverpb.RaftMessage msgs = 1;
@@ -79,6 +81,8 @@ fn service_messages_match_the_field_number_contract() {
         d::<kvrpcpb::GetStoresResponse>(),
         d::<kvrpcpb::AddStoreRequest>(),
         d::<kvrpcpb::AddStoreResponse>(),
+        d::<kvrpcpb::AdminCommandRequest>(),
+        d::<kvrpcpb::AdminCommandResponse>(),
         d::<kvrpcpb::BatchCommandsRequest>(),
         d::<kvrpcpb::BatchCommandsResponse>(),
         d::<transportpb::BatchRaftMessage>(),

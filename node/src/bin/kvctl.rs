@@ -1,16 +1,17 @@
 //! `kvctl`: a command-line client of a multi-raft cluster. See
 //! `kvctl --help`.
 //!
-//! Exit codes: 0 on success, 1 when `get` finds no value, 2 on any error
-//! (with a one-line message on stderr).
+//! Exit codes: 0 on success; 1 when `get` finds no value, and when `cas` or
+//! `delete-if-equal` does not write (the key's current value is printed);
+//! 2 on any error (with a one-line message on stderr).
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use client::grpc::{AsyncClient, GrpcOptions};
-use client::ClientOptions;
+use client::{CasOutcome, ClientOptions, ReadMode};
 
 #[derive(Parser)]
 #[command(
@@ -29,14 +30,60 @@ struct Cli {
     command: Command,
 }
 
+/// How a read is served (every mode is linearizable).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    /// Through the raft log, like a write.
+    Log,
+    /// By the leader, after a heartbeat round confirms its leadership.
+    ReadIndex,
+    /// By the leader under its lease (falls back to read-index).
+    Lease,
+    /// By any replica, once it has caught up with the leader's commit index.
+    Follower,
+}
+
+impl From<Mode> for ReadMode {
+    fn from(m: Mode) -> ReadMode {
+        match m {
+            Mode::Log => ReadMode::Log,
+            Mode::ReadIndex => ReadMode::ReadIndex,
+            Mode::Lease => ReadMode::Lease,
+            Mode::Follower => ReadMode::Follower,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Writes VALUE under KEY.
     Put { key: String, value: String },
     /// Prints the value of KEY and a newline; exits 1 if KEY has none.
-    Get { key: String },
+    Get {
+        key: String,
+        /// How the read is served.
+        #[arg(long, value_enum, default_value = "log")]
+        read_mode: Mode,
+    },
     /// Removes KEY.
     Delete { key: String },
+    /// Writes NEW under KEY if KEY holds EXPECTED (with --absent: if KEY has
+    /// no value; then give KEY NEW only). Exits 0 when it wrote, 1 when not
+    /// (printing KEY's current value and a newline; nothing when KEY has
+    /// none), 2 on an error.
+    #[command(
+        override_usage = "kvctl --endpoints LIST cas KEY EXPECTED NEW\n       kvctl --endpoints LIST cas --absent KEY NEW"
+    )]
+    Cas {
+        /// KEY EXPECTED NEW, or KEY NEW with --absent.
+        #[arg(num_args = 2..=3, value_name = "ARGS", required = true)]
+        args: Vec<String>,
+        /// Swap only if KEY has no value.
+        #[arg(long)]
+        absent: bool,
+    },
+    /// Removes KEY if it holds EXPECTED. Exit codes as for cas.
+    DeleteIfEqual { key: String, expected: String },
     /// Prints KEY, a tab and VALUE for every key in [START, END) ("" = unbounded).
     Scan {
         start: String,
@@ -44,9 +91,14 @@ enum Command {
         /// Most pairs to print (0 = all).
         #[arg(long, default_value_t = 0)]
         limit: usize,
+        /// How each region's part is read.
+        #[arg(long, value_enum, default_value = "log")]
+        read_mode: Mode,
     },
     /// Prints every region: id, key range, epoch, peers' stores, leader.
     Regions,
+    /// Prints every store of the cluster: id and address.
+    Stores,
 }
 
 fn main() -> ExitCode {
@@ -80,16 +132,47 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| None),
             Command::Delete { key } => kv.delete(key.as_bytes()).await.map(|()| None),
-            Command::Get { key } => match kv.get(key.as_bytes()).await {
-                Ok(Some(v)) => {
-                    let _ = out.write_all(&v).and_then(|()| out.write_all(b"\n"));
-                    Ok(None)
+            Command::Get { key, read_mode } => {
+                match kv.get_with(key.as_bytes(), read_mode.into()).await {
+                    Ok(Some(v)) => {
+                        let _ = out.write_all(&v).and_then(|()| out.write_all(b"\n"));
+                        Ok(None)
+                    }
+                    Ok(None) => Ok(Some(format!("{key}: not found"))),
+                    Err(e) => Err(e),
                 }
-                Ok(None) => Ok(Some(format!("{key}: not found"))),
-                Err(e) => Err(e),
-            },
-            Command::Scan { start, end, limit } => kv
-                .scan(start.as_bytes(), end.as_bytes(), limit)
+            }
+            Command::Cas { args, absent } => {
+                let (key, expected, new) = match (absent, args.as_slice()) {
+                    (false, [k, e, n]) => (k, Some(e.as_bytes()), n),
+                    (true, [k, n]) => (k, None, n),
+                    (false, _) => return fail("cas takes KEY EXPECTED NEW".to_owned()),
+                    (true, _) => return fail("cas --absent takes KEY NEW".to_owned()),
+                };
+                kv.compare_and_swap(key.as_bytes(), expected, new.as_bytes())
+                    .await
+                    .map(|outcome| not_written(&mut out, key, outcome))
+            }
+            Command::DeleteIfEqual { key, expected } => kv
+                .delete_if_equal(key.as_bytes(), expected.as_bytes())
+                .await
+                .map(|outcome| not_written(&mut out, &key, outcome)),
+            Command::Stores => {
+                // The stores every reachable store knows, joined ones included.
+                let _ = kv.backend().refresh_stores().await;
+                let _ = writeln!(out, "id\taddress");
+                for (id, addr) in kv.backend().stores() {
+                    let _ = writeln!(out, "{id}\t{addr}");
+                }
+                Ok(None)
+            }
+            Command::Scan {
+                start,
+                end,
+                limit,
+                read_mode,
+            } => kv
+                .scan_with(start.as_bytes(), end.as_bytes(), limit, read_mode.into())
                 .await
                 .map(|pairs| {
                     for (k, v) in pairs {
@@ -139,6 +222,21 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e.to_string()),
         }
+    })
+}
+
+/// For a conditional write: `None` when it wrote; otherwise prints the
+/// key's current value (nothing when it has none) and says why it did not.
+fn not_written(out: &mut impl Write, key: &str, outcome: CasOutcome) -> Option<String> {
+    if outcome.succeeded {
+        return None;
+    }
+    Some(match outcome.previous {
+        Some(v) => {
+            let _ = out.write_all(&v).and_then(|()| out.write_all(b"\n"));
+            format!("{key}: not written, it holds another value")
+        }
+        None => format!("{key}: not written, it has no value"),
     })
 }
 
