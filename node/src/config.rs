@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn each_mistake_gets_its_own_message() {
         type Breaker = fn(&mut NodeConfig);
-        let cases: [(Breaker, &str); 9] = [
+        let cases: [(Breaker, &str); 11] = [
             (|c| c.store_id = 0, "store-id is required"),
             (|c| c.listen = "nowhere".into(), "listen address"),
             (|c| c.status = c.listen.clone(), "same address"),
@@ -409,6 +409,17 @@ mod tests {
             (|c| c.log_level = "loud".into(), "log-level \"loud\""),
             (|c| c.raftstore.raft_heartbeat_ticks = 0, "[raftstore]"),
             (|c| c.server.raft_msg_max_batch_size = 0, "[server]"),
+            (
+                |c| c.join = Some("127.0.0.1:20161".into()),
+                "either initial-cluster (a new cluster) or join",
+            ),
+            (
+                |c| {
+                    c.initial_cluster = InitialCluster::default();
+                    c.join = Some("nowhere".into());
+                },
+                "join: bad address \"nowhere\"",
+            ),
         ];
         for (break_it, expected) in cases {
             let mut cfg = valid();
@@ -416,6 +427,17 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn a_joining_node_needs_no_initial_cluster() {
+        let mut cfg = valid();
+        cfg.initial_cluster = InitialCluster::default();
+        cfg.join = Some("127.0.0.1:20161".into());
+        cfg.validate().unwrap();
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("join = \"127.0.0.1:20161\""), "{text}");
+        assert_eq!(NodeConfig::from_toml_str(&text).unwrap(), cfg);
     }
 
     #[test]

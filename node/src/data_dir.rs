@@ -477,6 +477,55 @@ mod tests {
     }
 
     #[test]
+    fn a_joined_store_starts_without_regions_and_restarts_as_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = cfg(4, tmp.path());
+        c.initial_cluster = InitialCluster::default();
+        c.join = Some("127.0.0.1:1".to_owned());
+        let stores = [(1, "127.0.0.1:1".to_owned()), (4, "127.0.0.1:4".to_owned())]
+            .into_iter()
+            .collect();
+        let record = ClusterRecord::joined(4, 77, stores);
+        {
+            let dir = DataDir::open(tmp.path()).unwrap();
+            let p = prepare_joined(&dir, &c, record.clone(), &quiet()).unwrap();
+            assert_eq!((p.regions, p.bootstrapped), (0, false));
+            assert_eq!(dir.record().unwrap(), Some(record.clone()));
+        }
+        // A restart reads the record; the join settings are not used again.
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let other = ClusterRecord::joined(4, 99, Default::default());
+        let p = prepare_joined(&dir, &c, other, &quiet()).unwrap();
+        assert_eq!(p.record, record);
+        // Another store id is refused, as for any data dir.
+        drop(dir);
+        let dir = DataDir::open(tmp.path()).unwrap();
+        assert!(prepare(&dir, &cfg(5, tmp.path()), &quiet()).is_err());
+        // An ordinary record does not say `joined` at all.
+        let plain = toml::to_string(&ClusterRecord::new(1, Default::default(), 1)).unwrap();
+        assert!(!plain.contains("joined"), "{plain}");
+    }
+
+    #[test]
+    fn the_address_book_round_trips_through_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        assert!(dir.stores().unwrap().is_empty());
+        let book = server::AddressBook::new([
+            (1, "127.0.0.1:1".to_owned()),
+            (4, "127.0.0.1:4".to_owned()),
+        ])
+        .unwrap();
+        dir.write_stores(&book.stores()).unwrap();
+        let back = dir.stores().unwrap();
+        assert_eq!(back.get(&4).map(String::as_str), Some("127.0.0.1:4"));
+        assert_eq!(back.len(), 2);
+        std::fs::write(tmp.path().join(STORES_FILE), "[[store]]\nid = 1\n").unwrap();
+        let err = dir.stores().unwrap_err().to_string();
+        assert!(err.contains("stores.toml is damaged"), "{err}");
+    }
+
+    #[test]
     fn first_start_bootstraps_and_restart_recovers() {
         let tmp = tempfile::tempdir().unwrap();
         let c = cfg(2, tmp.path());

@@ -885,3 +885,67 @@ fn the_async_client_writes_concurrently_with_sessions_and_reads_in_every_mode() 
     });
     assert!(records, "no session record was written");
 }
+
+#[test]
+fn admin_commands_change_membership_and_nothing_else() {
+    use kvproto_lite::eraftpb::ConfChangeType;
+    use kvproto_lite::raft_cmdpb::AdminCmdType;
+    let c = GrpcCluster::new(3, 1);
+    let (store, ctx) = c.context_for(b"k");
+    let mut client = c.client(store);
+    let region = c.regions[0].clone();
+    let leader = ctx.get_peer().clone();
+    // A leadership transfer to another voter is accepted.
+    let target = region
+        .get_peers()
+        .iter()
+        .find(|p| p.get_store_id() != store)
+        .unwrap()
+        .clone();
+    let mut cmd = kvproto_lite::util::new_cmd_request(&region, leader.clone());
+    cmd.mut_admin_request()
+        .set_cmd_type(AdminCmdType::TransferLeader);
+    cmd.mut_admin_request()
+        .mut_transfer_leader()
+        .set_peer(target.clone());
+    let mut req = AdminCommandRequest::default();
+    req.set_command(cmd);
+    let resp =
+        c.rt.block_on(client.admin_command(req))
+            .unwrap()
+            .into_inner();
+    assert!(!resp.get_response().get_header().has_error(), "{resp:?}");
+    assert!(eventually(Duration::from_secs(20), || c.leader_of(1)
+        == Some(target.get_store_id())));
+    // A compaction is not an operator's membership command: refused, not sent.
+    let mut cmd = kvproto_lite::util::new_cmd_request(&region, leader.clone());
+    cmd.mut_admin_request()
+        .set_cmd_type(AdminCmdType::CompactLog);
+    let mut req = AdminCommandRequest::default();
+    req.set_command(cmd);
+    let resp =
+        c.rt.block_on(client.admin_command(req))
+            .unwrap()
+            .into_inner();
+    let err = resp.get_response().get_header().get_error();
+    assert!(err.get_message().contains("accepts ChangePeer"), "{resp:?}");
+    // A membership change sent to the old leader is redirected.
+    let mut learner = kvproto_lite::metapb::Peer::default();
+    learner.set_id(1_000);
+    learner.set_store_id(9);
+    let change = kvproto_lite::util::change_peer(ConfChangeType::AddLearnerNode, learner);
+    let cmd = kvproto_lite::util::new_change_peer_request(&region, leader, vec![change]);
+    let mut req = AdminCommandRequest::default();
+    req.set_command(cmd);
+    let resp =
+        c.rt.block_on(client.admin_command(req))
+            .unwrap()
+            .into_inner();
+    assert!(
+        resp.get_response()
+            .get_header()
+            .get_error()
+            .has_not_leader(),
+        "{resp:?}"
+    );
+}
