@@ -13,7 +13,8 @@ use kvproto_lite::grpc::KvClient;
 use kvproto_lite::kvrpcpb::*;
 use kvproto_lite::metapb::{Region, Store};
 use raftstore::{bootstrap_store, create_raft_batch_system, initial_regions, RaftBatchSystem};
-use server::{AddressBook, GrpcTransport, Server, StoreService};
+use raftstore::{Callback, CommandSink, RaftCommand};
+use server::{AddressBook, GrpcTransport, KvService, RaftService, Server, StoreService};
 use tonic::transport::Channel;
 
 type Sys = RaftBatchSystem<MemKvEngine, MemRaftLogEngine>;
@@ -49,7 +50,12 @@ struct GrpcCluster {
     regions: Vec<Region>,
     cfg: raftstore::Config,
     net: server::Config,
+    /// Wraps each store's command sink before its KV service gets it (fault
+    /// injection between the service and the raft store).
+    wrap: Option<Wrap>,
 }
+
+type Wrap = Arc<dyn Fn(Arc<dyn CommandSink>) -> Arc<dyn CommandSink> + Send + Sync>;
 
 impl GrpcCluster {
     fn new(stores: u64, regions: usize) -> GrpcCluster {
@@ -102,6 +108,7 @@ impl GrpcCluster {
             regions,
             cfg,
             net,
+            wrap: None,
         };
         for id in ids {
             c.start(id);
@@ -139,15 +146,21 @@ impl GrpcCluster {
         system
             .spawn(store, engines.clone(), transport.clone(), &logger)
             .unwrap();
-        let service = StoreService::for_store(
+        let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
+        let sink = match &self.wrap {
+            Some(wrap) => wrap(sink),
+            None => sink,
+        };
+        let kv = KvService::new(
             id,
-            &router,
-            system.store_meta(),
+            sink,
             engines.kv.clone(),
+            system.store_meta(),
             self.book.clone(),
             &self.net,
-            &logger,
         );
+        let raft = RaftService::new(id, Arc::new(router.clone()), &logger);
+        let service = StoreService::new(kv, raft, self.net.max_message_size);
         let server = Server::start(self.rt.handle(), listener, service, &self.net).unwrap();
         self.running.insert(
             id,
@@ -948,4 +961,99 @@ fn admin_commands_change_membership_and_nothing_else() {
             .has_not_leader(),
         "{resp:?}"
     );
+}
+
+/// A command sink that loses the answer of one write: the first Put of
+/// `mine` applied while armed is followed by another writer's put of
+/// `theirs`, then the client is told "outcome unknown", as when a
+/// connection breaks after the store applied the write.
+struct LosesOneAnswer {
+    inner: Arc<dyn CommandSink>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommandSink for LosesOneAnswer {
+    fn send_command(
+        &self,
+        cmd: RaftCommand,
+    ) -> Result<(), batch_system::mpsc::TrySendError<RaftCommand>> {
+        use kvproto_lite::raft_cmdpb::CmdType;
+        let target = cmd.request.get_requests().first().is_some_and(|r| {
+            r.get_cmd_type() == CmdType::Put && r.get_put().get_value() == b"mine"
+        });
+        if !target || !self.armed.swap(false, Ordering::SeqCst) {
+            return self.inner.send_command(cmd);
+        }
+        let RaftCommand { request, callback } = cmd;
+        let mut theirs = request.clone();
+        theirs.mut_header().set_client_id(0);
+        theirs.mut_header().set_sequence(0);
+        theirs.mut_requests()[0]
+            .mut_put()
+            .set_value(b"theirs".to_vec());
+        let inner = self.inner.clone();
+        let armed = self.armed.clone();
+        let lost = Callback::new(move |applied: kvproto_lite::raft_cmdpb::RaftCmdResponse| {
+            if applied.get_header().has_error() {
+                // Refused (a follower, say): nothing applied, nothing lost.
+                armed.store(true, Ordering::SeqCst);
+                callback.invoke(applied);
+                return;
+            }
+            // Off the raft store's thread: the other write must apply.
+            std::thread::spawn(move || {
+                let other = inner.submit(theirs).recv_timeout(Duration::from_secs(20));
+                assert!(other.is_ok_and(|r| !r.get_header().has_error()));
+                callback.invoke(kvproto_lite::util::error_response(
+                    kvproto_lite::util::new_error("connection lost: outcome unknown"),
+                    0,
+                ));
+            });
+        });
+        self.inner.send_command(RaftCommand::new(request, lost))
+    }
+}
+
+#[test]
+fn the_async_client_retries_a_write_whose_answer_was_lost_and_it_applies_once() {
+    use client::grpc::{AsyncClient, GrpcOptions};
+    use client::ClientOptions;
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut c = GrpcCluster::new(3, 1);
+    let ids: Vec<u64> = c.running.keys().copied().collect();
+    for &id in &ids {
+        c.stop(id);
+    }
+    let a = armed.clone();
+    c.wrap = Some(Arc::new(move |inner| {
+        Arc::new(LosesOneAnswer {
+            inner,
+            armed: a.clone(),
+        })
+    }));
+    for id in ids {
+        c.start(id);
+    }
+    let endpoints: Vec<String> = c.addrs.values().map(|a| a.to_string()).collect();
+    let put_mine = |sessions: bool| {
+        armed.store(true, Ordering::SeqCst);
+        let opts = ClientOptions {
+            sessions,
+            ..ClientOptions::default()
+        };
+        c.rt.block_on(async {
+            let kv = AsyncClient::connect(&endpoints, opts, GrpcOptions::default())
+                .await
+                .unwrap();
+            kv.put(b"k", b"mine").await.unwrap();
+        });
+        assert!(!armed.load(Ordering::SeqCst), "the answer was not lost");
+    };
+    // With a session the retry is answered from the saved response: the
+    // other writer's later value stays.
+    put_mine(true);
+    assert!(c.replicated(b"k", b"theirs"));
+    // Without one, the retry applies the write a second time, over it.
+    put_mine(false);
+    assert!(c.replicated(b"k", b"mine"));
 }
