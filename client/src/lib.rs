@@ -34,7 +34,9 @@
 //! gRPC (commands to one store batched into `Kv.BatchCommands` calls) and
 //! `grpc::AsyncClient` drives the same [`Call`] on tokio, with scans and
 //! region lookup besides: the in-process and the remote client share every
-//! routing and retry decision.
+//! routing and retry decision, and both make their writes exactly-once
+//! with sessions (the async client lends each write in flight its own
+//! session from a [`SessionPool`]).
 //!
 //! # Example
 //!

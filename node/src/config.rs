@@ -295,6 +295,12 @@ impl NodeConfig {
             if let Err(e) = server::AddressBook::new([(self.store_id, join.clone())]) {
                 return bad(format!("join: {e}"));
             }
+            if listen.ip().is_unspecified() {
+                return bad(format!(
+                    "a joining node is known to the others by its listen address; {listen} is \
+                     not one they can reach"
+                ));
+            }
         }
         if !self.initial_cluster.is_empty()
             && !self.initial_cluster.stores().contains_key(&self.store_id)
@@ -399,7 +405,7 @@ mod tests {
     #[test]
     fn each_mistake_gets_its_own_message() {
         type Breaker = fn(&mut NodeConfig);
-        let cases: [(Breaker, &str); 11] = [
+        let cases: [(Breaker, &str); 12] = [
             (|c| c.store_id = 0, "store-id is required"),
             (|c| c.listen = "nowhere".into(), "listen address"),
             (|c| c.status = c.listen.clone(), "same address"),
@@ -419,6 +425,14 @@ mod tests {
                     c.join = Some("nowhere".into());
                 },
                 "join: bad address \"nowhere\"",
+            ),
+            (
+                |c| {
+                    c.initial_cluster = InitialCluster::default();
+                    c.join = Some("127.0.0.1:1".into());
+                    c.listen = "0.0.0.0:20164".into();
+                },
+                "0.0.0.0:20164 is not one they can reach",
             ),
         ];
         for (break_it, expected) in cases {

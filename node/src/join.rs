@@ -380,23 +380,24 @@ impl Balancer {
         *backoff = (*backoff * 2).min(Duration::from_secs(2));
     }
 
-    /// `AddStore` with every store of the book but this one, each retried
-    /// until it answers (or the node stops).
+    /// `AddStore` with every store of the book but this one, each tried a
+    /// few times: a store that is down now learns of this one from the
+    /// others' books when it comes back (see [`sync_addresses`]).
     fn register_everywhere(&self, handle: &tokio::runtime::Handle, address: &str) {
         for store in self.book.stores() {
             if store.get_id() == self.store_id {
                 continue;
             }
-            let deadline = Instant::now() + Duration::from_secs(60);
             let mut backoff = Duration::from_millis(100);
-            while !self.stopped() {
+            for attempt in 1..=3 {
+                if self.stopped() {
+                    return;
+                }
                 match handle.block_on(register(store.get_address(), self.store_id, address)) {
                     Ok(()) => break,
-                    Err(e) if Instant::now() >= deadline => {
-                        // The address sync of that store will learn of this
-                        // one from the others.
-                        warn!(self.logger, "could not register with a store"; "store" => store.get_id(), "error" => %e);
-                        break;
+                    Err(e) if attempt == 3 => {
+                        warn!(self.logger, "could not register with a store; it will learn of this one from the others";
+                              "store" => store.get_id(), "error" => %e);
                     }
                     Err(_) => self.sleep(&mut backoff),
                 }

@@ -547,6 +547,15 @@ fn follower_scan_of(rt: &tokio::runtime::Runtime, addr: &str, store: u64) -> Opt
     })
 }
 
+/// `kvctl stores` as node `i` knows them.
+fn stores_of(c: &Cluster, i: u64) -> String {
+    let out = Command::new(KVCTL)
+        .args(["--endpoints", &c.grpc[&i], "stores"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn a_fourth_node_joins_takes_its_share_of_replicas_and_serves_them() {
     let mut c = Cluster::new(3);
@@ -587,22 +596,38 @@ fn a_fourth_node_joins_takes_its_share_of_replicas_and_serves_them() {
     );
     assert!(!taken.join("cluster.toml").exists());
 
-    // Node 4 joins through node 1 while writes go on.
+    // Node 4 joins through node 1 while writes go on, and while node 3 is
+    // down: node 3 learns of it from the others when it comes back.
+    drop(c.procs.remove(&3));
     c.add_joining(4);
     c.start(4);
+    assert!(
+        eventually(Duration::from_secs(30), || c
+            .log(4)
+            .contains("could not register with a store")),
+        "{}",
+        c.log(4)
+    );
+    c.start(3);
     let fair = (REGIONS * 3 / 4) as u64;
     let mut i = 40;
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !(c.regions_of(4) == Some(fair) && c.log(4).contains("holds its share of the replicas")) {
         rt.block_on(kv.put(&key(i), b"during")).unwrap();
         acked.insert(key(i), b"during".to_vec());
         i += 1;
         assert!(
-            i < 5_000,
+            Instant::now() < deadline,
             "node 4 did not take its share: {:?}\n{}",
             c.regions_of(4),
             c.log(4)
         );
     }
+    assert!(
+        c.log(4).contains("joined a running cluster"),
+        "{}",
+        c.log(4)
+    );
     assert!(
         c.log(4).contains("joined a running cluster"),
         "{}",
@@ -650,17 +675,22 @@ fn a_fourth_node_joins_takes_its_share_of_replicas_and_serves_them() {
         "node 4's replicas: {seen:?}"
     );
 
-    // Every node knows the new store; a restarted node still does (its
-    // address book is saved in its data dir).
+    // Every node knows the new store (node 3 from the others' books); a
+    // restarted node still does (its address book is saved in its data
+    // dir).
+    let row = format!("4\t{}", c.grpc[&4]);
+    assert!(
+        eventually(Duration::from_secs(30), || stores_of(&c, 3).contains(&row)),
+        "{}\n{}",
+        stores_of(&c, 3),
+        c.log(3)
+    );
+    assert!(c.log(3).contains("learned of a store"), "{}", c.log(3));
     drop(c.procs.remove(&2));
     c.start(2);
     c.wait_ready();
-    let out = Command::new(KVCTL)
-        .args(["--endpoints", &c.grpc[&2], "stores"])
-        .output()
-        .unwrap();
-    let stores = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(stores.contains(&format!("4\t{}", c.grpc[&4])), "{stores}");
+    let stores = stores_of(&c, 2);
+    assert!(stores.contains(&row), "{stores}");
     let saved = std::fs::read_to_string(c.data_dir(2).join("stores.toml")).unwrap();
     assert!(saved.contains(&c.grpc[&4]), "{saved}");
 
