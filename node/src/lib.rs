@@ -30,7 +30,12 @@
 //!
 //! `kvctl` runs on the `client` crate's remote client
 //! (`client::grpc::AsyncClient`): the same routing and retries as the
-//! in-process client, over gRPC.
+//! in-process client, over gRPC, with exactly-once writes (client
+//! sessions). Its commands: `put`, `get [--read-mode log|read-index|lease|follower]`,
+//! `delete`, `cas KEY EXPECTED NEW` / `cas --absent KEY NEW` and
+//! `delete-if-equal KEY EXPECTED` (exit 0: written; 1: not written, the
+//! current value printed; 2: an error), `scan START END [--limit N]
+//! [--read-mode ...]`, `regions`, `stores`.
 //!
 //! - [`join`]: `--join ADDR` adds a node to a running cluster: it
 //!   registers its store with every store (address books are saved in the
