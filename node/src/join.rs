@@ -195,6 +195,12 @@ pub async fn sync_addresses(store_id: u64, book: AddressBook, logger: Logger) {
     }
 }
 
+/// A region's epoch as an ordered pair (version, conf_ver).
+fn epoch_of(region: &Region) -> (u64, u64) {
+    let e = region.get_region_epoch();
+    (e.get_version(), e.get_conf_ver())
+}
+
 /// The id of the replica of region `region_id` moved onto store
 /// `store_id` by a join (see the module docs); `None` when the ids are too
 /// large for the scheme.
@@ -343,9 +349,22 @@ impl Balancer {
         self.register_everywhere(&handle, &address);
         let mut backoff = Duration::from_millis(100);
         let mut moved = 0;
+        // The regions as this balancer's own changes left them: a listing
+        // in which the store that applied a change did not answer in time
+        // would show an older layout, and plan from stale counts.
+        let mut changed: BTreeMap<u64, Region> = BTreeMap::new();
         while !self.stopped() {
             let regions = match handle.block_on(self.backend.list_regions(RPC_TIMEOUT)) {
-                Ok(r) => r,
+                Ok(mut r) => {
+                    for info in &mut r {
+                        if let Some(newer) = changed.get(&info.get_region().get_id()) {
+                            if epoch_of(newer) > epoch_of(info.get_region()) {
+                                info.set_region(newer.clone());
+                            }
+                        }
+                    }
+                    r
+                }
                 Err(e) => {
                     warn!(self.logger, "cannot list the regions"; "error" => %e);
                     self.sleep(&mut backoff);
@@ -359,7 +378,8 @@ impl Balancer {
                 return;
             };
             match self.execute(&m, &handle) {
-                Ok(()) => {
+                Ok(region) => {
+                    changed.insert(region.get_id(), region);
                     moved += 1;
                     backoff = Duration::from_millis(100);
                     info!(self.logger, "moved a replica onto this store";
@@ -405,7 +425,8 @@ impl Balancer {
         }
     }
 
-    fn execute(&self, m: &Move, handle: &tokio::runtime::Handle) -> Result<()> {
+    /// Carries out `m`; the region after the move.
+    fn execute(&self, m: &Move, handle: &tokio::runtime::Handle) -> Result<Region> {
         let region_id = m.region.get_id();
         if let Some(to) = m.transfer_to {
             self.transfer_leader(&m.region, m.from_store, to)?;
@@ -440,8 +461,7 @@ impl Balancer {
         let membership = Membership::new(&self.backend, RPC_TIMEOUT, Duration::from_secs(60));
         membership
             .move_replica(&m.region, m.from_store, self.store_id, peer_id)
-            .map_err(|e| Error::Join(e.to_string()))?;
-        Ok(())
+            .map_err(|e| Error::Join(e.to_string()))
     }
 
     /// Asks `from_store`'s peer (the leader) to hand leadership of `region`

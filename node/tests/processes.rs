@@ -652,7 +652,8 @@ fn a_fourth_node_joins_takes_its_share_of_replicas_and_serves_them() {
             held = replicas_by_store(&rt, &c);
             held.values().all(|&n| n == fair as usize) && held.len() == 4
         }),
-        "replicas by store: {held:?}"
+        "replicas by store: {held:?}\nnode 4:\n{}",
+        c.log(4)
     );
 
     // Every acknowledged write is readable through the cluster ...
