@@ -428,71 +428,107 @@ impl Balancer {
     /// Carries out `m`; the region after the move.
     fn execute(&self, m: &Move, handle: &tokio::runtime::Handle) -> Result<Region> {
         let region_id = m.region.get_id();
-        if let Some(to) = m.transfer_to {
-            self.transfer_leader(&m.region, m.from_store, to)?;
-            // Wait until the stores report another leader.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let regions = handle
-                    .block_on(self.backend.list_regions(RPC_TIMEOUT))
-                    .map_err(|e| Error::Join(e.to_string()))?;
-                let led = regions
-                    .iter()
-                    .find(|i| i.get_region().get_id() == region_id)
-                    .map(|i| i.has_leader() && i.get_leader().get_store_id() != m.from_store);
-                if led == Some(true) {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(Error::Join(format!(
-                        "leadership of region {region_id} did not leave store {}",
-                        m.from_store
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
         let peer_id = joined_peer_id(self.store_id, region_id).ok_or_else(|| {
             Error::Join(format!(
                 "no peer id for region {region_id} on store {}",
                 self.store_id
             ))
         })?;
-        let membership = Membership::new(&self.backend, RPC_TIMEOUT, Duration::from_secs(60));
-        membership
-            .move_replica(&m.region, m.from_store, self.store_id, peer_id)
-            .map_err(|e| Error::Join(e.to_string()))
+        move_replica(
+            &self.backend,
+            handle,
+            &m.region,
+            m.from_store,
+            self.store_id,
+            peer_id,
+            m.transfer_to,
+        )
     }
+}
 
-    /// Asks `from_store`'s peer (the leader) to hand leadership of `region`
-    /// to the peer on `to_store`.
-    fn transfer_leader(&self, region: &Region, from_store: u64, to_store: u64) -> Result<()> {
-        let (Some(leader), Some(target)) = (
-            util::find_peer(region, from_store),
-            util::find_peer(region, to_store),
-        ) else {
-            return Err(Error::Join(format!(
-                "region {} has no peer on store {from_store} or {to_store}",
-                region.get_id()
-            )));
-        };
-        let mut cmd = util::new_cmd_request(region, leader.clone());
-        let admin = cmd.mut_admin_request();
-        admin.set_cmd_type(AdminCmdType::TransferLeader);
-        admin.mut_transfer_leader().set_peer(target.clone());
-        let resp = self
-            .backend
-            .call(from_store, cmd, RPC_TIMEOUT)
-            .map_err(|e| Error::Join(e.to_string()))?;
-        if resp.get_header().has_error() {
-            return Err(Error::Join(format!(
-                "transfer of region {}'s leadership refused: {}",
-                region.get_id(),
-                resp.get_header().get_error().get_message()
-            )));
+/// Moves the replica of `region` on `from_store` to `to_store`, as the new
+/// peer `peer_id` (an id never used in the cluster): when `transfer_to` is
+/// given (`from_store` leads the region), leadership is first handed to
+/// that store's peer and the move waits until the stores report another
+/// leader; then `client::Membership::move_replica` (learner, joint change,
+/// removal). Blocking: call it from a thread outside `handle`'s runtime,
+/// while that runtime is running.
+///
+/// # Errors
+///
+/// [`Error::Join`] with the refusal or timeout of a step; each step is
+/// planned from the region as its leader reports it, so calling again
+/// continues where it stopped.
+pub fn move_replica(
+    backend: &GrpcBackend,
+    handle: &tokio::runtime::Handle,
+    region: &Region,
+    from_store: u64,
+    to_store: u64,
+    peer_id: u64,
+    transfer_to: Option<u64>,
+) -> Result<Region> {
+    let region_id = region.get_id();
+    if let Some(to) = transfer_to {
+        transfer_leader(backend, region, from_store, to)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let regions = handle
+                .block_on(backend.list_regions(RPC_TIMEOUT))
+                .map_err(|e| Error::Join(e.to_string()))?;
+            let moved = regions
+                .iter()
+                .find(|i| i.get_region().get_id() == region_id)
+                .map(|i| i.has_leader() && i.get_leader().get_store_id() != from_store);
+            if moved == Some(true) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Join(format!(
+                    "leadership of region {region_id} did not leave store {from_store}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
     }
+    let membership = Membership::new(backend, RPC_TIMEOUT, Duration::from_secs(60));
+    membership
+        .move_replica(region, from_store, to_store, peer_id)
+        .map_err(|e| Error::Join(e.to_string()))
+}
+
+/// Asks `from_store`'s peer (the leader) to hand leadership of `region` to
+/// the peer on `to_store`.
+fn transfer_leader(
+    backend: &GrpcBackend,
+    region: &Region,
+    from_store: u64,
+    to_store: u64,
+) -> Result<()> {
+    let (Some(leader), Some(target)) = (
+        util::find_peer(region, from_store),
+        util::find_peer(region, to_store),
+    ) else {
+        return Err(Error::Join(format!(
+            "region {} has no peer on store {from_store} or {to_store}",
+            region.get_id()
+        )));
+    };
+    let mut cmd = util::new_cmd_request(region, leader.clone());
+    let admin = cmd.mut_admin_request();
+    admin.set_cmd_type(AdminCmdType::TransferLeader);
+    admin.mut_transfer_leader().set_peer(target.clone());
+    let resp = backend
+        .call(from_store, cmd, RPC_TIMEOUT)
+        .map_err(|e| Error::Join(e.to_string()))?;
+    if resp.get_header().has_error() {
+        return Err(Error::Join(format!(
+            "transfer of region {}'s leadership refused: {}",
+            region.get_id(),
+            resp.get_header().get_error().get_message()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

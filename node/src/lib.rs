@@ -35,7 +35,8 @@
 //! `delete`, `cas KEY EXPECTED NEW` / `cas --absent KEY NEW` and
 //! `delete-if-equal KEY EXPECTED` (exit 0: written; 1: not written, the
 //! current value printed; 2: an error), `scan START END [--limit N]
-//! [--read-mode ...]`, `regions`, `stores`.
+//! [--read-mode ...]`, `regions`, `stores`, `move-replica REGION FROM TO
+//! --peer-id ID`.
 //!
 //! - [`join`]: `--join ADDR` adds a node to a running cluster: it
 //!   registers its store with every store (address books are saved in the

@@ -719,6 +719,38 @@ fn a_fourth_node_joins_takes_its_share_of_replicas_and_serves_them() {
     );
     assert!(eventually(Duration::from_secs(30), || c.regions_of(4) == Some(fair)));
 
+    // kvctl moves a replica by hand: region 8's from store 1 to a store
+    // without one.
+    let regions = rt.block_on(client(&rt, &c).regions()).unwrap();
+    let r8 = regions
+        .iter()
+        .find(|i| i.get_region().get_id() == 8)
+        .unwrap()
+        .get_region();
+    let stores: Vec<u64> = r8.get_peers().iter().map(|p| p.get_store_id()).collect();
+    let from = stores[0];
+    let to = (1..=4).find(|s| !stores.contains(s)).unwrap();
+    let (code, out, err) = c.kvctl(&[
+        "move-replica",
+        "8",
+        &from.to_string(),
+        &to.to_string(),
+        "--peer-id",
+        "900001",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut after: Vec<u64> = out.trim().split(',').map(|s| s.parse().unwrap()).collect();
+    after.sort_unstable();
+    let mut expected: Vec<u64> = stores
+        .iter()
+        .map(|&s| if s == from { to } else { s })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(after, expected, "{out}");
+    let (code, _, err) = c.kvctl(&["move-replica", "99", "1", "2", "--peer-id", "900002"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no region 99"), "{err}");
+
     // kvctl: compare-and-swap and its exit codes ...
     let (code, _, err) = c.kvctl(&["put", "k0", "before"]);
     assert_eq!(code, 0, "{err}");

@@ -100,6 +100,19 @@ enum Command {
     /// Prints every store of the cluster as the first endpoint that answers
     /// knows them: id and address.
     Stores,
+    /// Moves REGION's replica on store FROM to store TO (a learner filled by
+    /// a snapshot, then a joint change, then the old replica's removal;
+    /// leadership is handed over first if FROM leads the region) and prints
+    /// the region's stores afterwards.
+    MoveReplica {
+        region: u64,
+        from: u64,
+        to: u64,
+        /// Id of the new peer: it must never have been used in the cluster
+        /// (a removed peer's id included).
+        #[arg(long, value_name = "ID")]
+        peer_id: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -158,6 +171,17 @@ fn main() -> ExitCode {
                 .delete_if_equal(key.as_bytes(), expected.as_bytes())
                 .await
                 .map(|outcome| not_written(&mut out, &key, outcome)),
+            Command::MoveReplica {
+                region,
+                from,
+                to,
+                peer_id,
+            } => move_replica(&kv, region, from, to, peer_id)
+                .await
+                .map(|stores| {
+                    let _ = writeln!(out, "{stores}");
+                    None
+                }),
             Command::Stores => {
                 // As the first endpoint that answered knows them.
                 let _ = writeln!(out, "id\taddress");
@@ -223,6 +247,56 @@ fn main() -> ExitCode {
             Err(e) => fail(e.to_string()),
         }
     })
+}
+
+/// `kvctl move-replica`: runs the blocking move on a thread of its own
+/// (it drives this runtime's I/O through its handle while `main` waits);
+/// the region's stores afterwards, comma-separated.
+async fn move_replica(
+    kv: &AsyncClient,
+    region_id: u64,
+    from: u64,
+    to: u64,
+    peer_id: u64,
+) -> client::Result<String> {
+    let bad = client::ClientError::Command;
+    if peer_id == 0 {
+        return Err(bad("--peer-id must not be 0".to_owned()));
+    }
+    let info = kv
+        .regions()
+        .await?
+        .into_iter()
+        .find(|i| i.get_region().get_id() == region_id)
+        .ok_or_else(|| bad(format!("no region {region_id}")))?;
+    let region = info.get_region().clone();
+    let transfer_to = if info.has_leader() && info.get_leader().get_store_id() == from {
+        region
+            .get_peers()
+            .iter()
+            .map(|p| p.get_store_id())
+            .find(|&s| s != from && s != to)
+    } else {
+        None
+    };
+    let backend = kv.backend().clone();
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let moved =
+            node::join::move_replica(&backend, &handle, &region, from, to, peer_id, transfer_to);
+        let _ = tx.send(moved);
+    });
+    let moved = rx
+        .await
+        .map_err(|_| bad("the move stopped without an answer".to_owned()))?
+        .map_err(|e| bad(e.to_string()))?;
+    let stores: Vec<String> = moved
+        .get_peers()
+        .iter()
+        .map(|p| p.get_store_id().to_string())
+        .collect();
+    Ok(stores.join(","))
 }
 
 /// For a conditional write: `None` when it wrote; otherwise prints the
