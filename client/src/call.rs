@@ -33,7 +33,9 @@
 
 use std::time::Duration;
 
-use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, ReadMode, Request, Response};
+use kvproto_lite::raft_cmdpb::{
+    CmdType, RaftCmdRequest, RaftCmdResponse, ReadMode, Request, Response,
+};
 
 use crate::backend::BackendError;
 use crate::backoff::{Backoff, Deadline};
@@ -41,6 +43,7 @@ use crate::classify::ErrorClass;
 use crate::error::{ClientError, Result};
 use crate::options::ClientOptions;
 use crate::routing::{Route, RouteError, Routing, Verdict};
+use crate::session::Session;
 
 /// What the driver of a [`Call`] does next.
 #[derive(Debug)]
@@ -130,6 +133,33 @@ impl Call {
             session: None,
             read_mode: ReadMode::Log,
             spread: 0,
+        }
+    }
+
+    /// The call every driver makes for `request` on `key`: a Get is served
+    /// as `mode` says (a `Follower` read starts at peer `spread`, see
+    /// [`Call::with_read_mode`]); any other request is a write and, when
+    /// `opts.sessions` is on, carries `session`'s next sequence number (see
+    /// [`Call::with_session`]). `session` must not be numbering another
+    /// write in flight.
+    pub fn for_request(
+        key: Vec<u8>,
+        request: Request,
+        mode: ReadMode,
+        spread: usize,
+        session: &mut Session,
+        now: Duration,
+        opts: &ClientOptions,
+    ) -> Call {
+        let is_read = request.get_cmd_type() == CmdType::Get;
+        let call = Call::new(key, request, now, opts);
+        if is_read {
+            call.with_read_mode(mode, spread)
+        } else if opts.sessions {
+            let sequence = session.next_sequence();
+            call.with_session(session.client_id(), sequence)
+        } else {
+            call
         }
     }
 
@@ -449,6 +479,69 @@ mod tests {
                 other => panic!("an unknown outcome is retried, got {other:?}"),
             };
         }
+    }
+
+    #[test]
+    fn writes_number_their_session_and_reads_leave_it_alone() {
+        let mut r = routing();
+        let mut session = Session::new(9);
+        let put = crate::put_request(b"k".to_vec(), b"v".to_vec());
+        let mut sequences = Vec::new();
+        for _ in 0..2 {
+            let mut call = Call::for_request(
+                b"k".to_vec(),
+                put.clone(),
+                ReadMode::Lease,
+                0,
+                &mut session,
+                ms(0),
+                &opts(),
+            );
+            let Step::Send { command, .. } = call.start(&mut r, ms(0)) else {
+                panic!("expected a send");
+            };
+            let h = command.get_header();
+            assert_eq!(h.get_client_id(), 9);
+            assert_eq!(
+                h.get_read_mode(),
+                ReadMode::Log,
+                "writes go through the log"
+            );
+            sequences.push(h.get_sequence());
+        }
+        assert_eq!(sequences, [1, 2]);
+        let mut call = Call::for_request(
+            b"k".to_vec(),
+            get_request(b"k".to_vec()),
+            ReadMode::Lease,
+            0,
+            &mut session,
+            ms(0),
+            &opts(),
+        );
+        let Step::Send { command, .. } = call.start(&mut r, ms(0)) else {
+            panic!("expected a send");
+        };
+        assert_eq!(command.get_header().get_client_id(), 0);
+        assert_eq!(command.get_header().get_read_mode(), ReadMode::Lease);
+        assert_eq!(session.sequence(), 2, "a read numbers nothing");
+        let no_sessions = ClientOptions {
+            sessions: false,
+            ..opts()
+        };
+        let mut call = Call::for_request(
+            b"k".to_vec(),
+            put,
+            ReadMode::Log,
+            0,
+            &mut session,
+            ms(0),
+            &no_sessions,
+        );
+        let Step::Send { command, .. } = call.start(&mut r, ms(0)) else {
+            panic!("expected a send");
+        };
+        assert_eq!(command.get_header().get_client_id(), 0);
     }
 
     #[test]

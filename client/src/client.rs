@@ -1,13 +1,11 @@
 //! `Client`: a blocking key-value client, a thin driver of [`Call`] over a
 //! [`Backend`].
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{CmdType, ReadMode, Request, Response};
+use kvproto_lite::raft_cmdpb::{ReadMode, Request, Response};
 
 use crate::backend::Backend;
 use crate::call::{Call, Step};
@@ -19,6 +17,7 @@ use crate::request::{
     get_value, put_request, user_output, user_request, CasOutcome,
 };
 use crate::routing::Routing;
+use crate::session::Session;
 
 /// A key-value client of a cluster.
 ///
@@ -39,17 +38,9 @@ pub struct Client {
     routing: Routing,
     opts: ClientOptions,
     epoch: Instant,
-    client_id: u64,
-    sequence: u64,
+    session: Session,
     /// Reads issued (spreads follower reads over the peers).
     reads: usize,
-}
-
-/// A random, non-zero client id (std's per-process random hash keys).
-pub(crate) fn random_client_id() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(0x5e55_1015);
-    h.finish().max(1)
 }
 
 impl Client {
@@ -60,8 +51,7 @@ impl Client {
             routing: Routing::new(RegionCache::new(regions)),
             opts,
             epoch: Instant::now(),
-            client_id: random_client_id(),
-            sequence: 0,
+            session: Session::random(),
             reads: 0,
         }
     }
@@ -69,17 +59,13 @@ impl Client {
     /// The same client with the given session id (non-zero; 0 picks a
     /// random one). Two live clients must never share an id.
     pub fn with_client_id(mut self, client_id: u64) -> Client {
-        self.client_id = if client_id == 0 {
-            random_client_id()
-        } else {
-            client_id
-        };
+        self.session = Session::new(client_id);
         self
     }
 
     /// The id this client's writes carry in their session.
     pub fn client_id(&self) -> u64 {
-        self.client_id
+        self.session.client_id()
     }
 
     /// Writes `value` under `key`.
@@ -184,15 +170,18 @@ impl Client {
 
     fn run(&mut self, key: &[u8], request: Request, mode: ReadMode) -> Result<Response> {
         let started = self.now();
-        let is_read = request.get_cmd_type() == CmdType::Get;
-        let mut call = Call::new(key.to_vec(), request, started, &self.opts);
-        if is_read {
+        if request.get_cmd_type() == kvproto_lite::raft_cmdpb::CmdType::Get {
             self.reads = self.reads.wrapping_add(1);
-            call = call.with_read_mode(mode, self.reads);
-        } else if self.opts.sessions {
-            self.sequence += 1;
-            call = call.with_session(self.client_id, self.sequence);
         }
+        let mut call = Call::for_request(
+            key.to_vec(),
+            request,
+            mode,
+            self.reads,
+            &mut self.session,
+            started,
+            &self.opts,
+        );
         let mut step = call.start(&mut self.routing, started);
         loop {
             step = match step {

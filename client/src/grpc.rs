@@ -21,16 +21,19 @@
 //! runs over the network unchanged (from threads outside the runtime).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use kvproto_lite::grpc::KvClient;
 use kvproto_lite::kvrpcpb::{
-    BatchCommandsRequest, Context, GetStoresRequest, KvPair, ListRegionsRequest, RegionInfo,
-    ScanRequest,
+    AdminCommandRequest, BatchCommandsRequest, Context, GetStoresRequest, KvPair,
+    ListRegionsRequest, RegionInfo, ScanRequest,
 };
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse, Request, Response};
+use kvproto_lite::raft_cmdpb::{
+    CmdType, RaftCmdRequest, RaftCmdResponse, ReadMode, Request, Response,
+};
 use kvproto_lite::util;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -42,8 +45,12 @@ use crate::classify::ErrorClass;
 use crate::error::{ClientError, Result};
 use crate::options::ClientOptions;
 use crate::region_cache::RegionCache;
-use crate::request::{delete_request, get_request, get_value, put_request};
+use crate::request::{
+    cas_outcome, compare_and_swap_request, delete_if_equal_request, delete_request, get_request,
+    get_value, put_request, CasOutcome,
+};
 use crate::routing::{Routing, Verdict};
+use crate::session::{Session, SessionPool};
 
 /// Settings of a [`GrpcBackend`].
 #[derive(Debug, Clone)]
@@ -184,6 +191,52 @@ impl GrpcBackend {
             .clone()
     }
 
+    /// Asks the stores the backend knows for the stores they know
+    /// (`Kv.GetStores`) and adds what is new: how the backend learns of a
+    /// store that joined the cluster after it connected. The first store
+    /// that answers is enough.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unreachable`] when no store answers.
+    pub async fn refresh_stores(&self) -> std::result::Result<(), BackendError> {
+        let mut last = String::from("no store known");
+        for (_, addr) in self.stores() {
+            let mut client = kv_client(&addr, &self.inner.opts)?;
+            match tokio::time::timeout(
+                self.inner.opts.connect_timeout,
+                client.get_stores(GetStoresRequest::default()),
+            )
+            .await
+            {
+                Ok(Ok(resp)) => {
+                    let mut stores = self.inner.stores.write().unwrap_or_else(|e| e.into_inner());
+                    for s in resp.get_ref().get_stores() {
+                        stores.insert(s.get_id(), s.get_address().to_owned());
+                    }
+                    return Ok(());
+                }
+                Ok(Err(status)) => last = format!("{addr}: {}", status.message()),
+                Err(_) => last = format!("{addr}: no answer"),
+            }
+        }
+        Err(BackendError::Unreachable(last))
+    }
+
+    /// The address of `store_id`, asking the known stores once when it is
+    /// unknown (a store that joined later).
+    async fn resolve(&self, store_id: u64) -> std::result::Result<String, BackendError> {
+        match self.address(store_id) {
+            Ok(addr) => Ok(addr),
+            Err(e) => {
+                if self.refresh_stores().await.is_err() {
+                    return Err(e);
+                }
+                self.address(store_id)
+            }
+        }
+    }
+
     fn address(&self, store_id: u64) -> std::result::Result<String, BackendError> {
         self.inner
             .stores
@@ -217,8 +270,9 @@ impl GrpcBackend {
         Ok(tx)
     }
 
-    /// Sends `command` to store `store_id` (in the next batch to it) and
-    /// waits at most `timeout` for its response.
+    /// Sends `command` to store `store_id` (in the next batch to it; an
+    /// administrative command on its own `Kv.AdminCommand` call) and waits
+    /// at most `timeout` for its response.
     ///
     /// # Errors
     ///
@@ -231,6 +285,17 @@ impl GrpcBackend {
         command: RaftCmdRequest,
         timeout: Duration,
     ) -> std::result::Result<RaftCmdResponse, BackendError> {
+        let addr = self.resolve(store_id).await?;
+        if command.has_admin_request() {
+            let mut client = kv_client(&addr, &self.inner.opts)?;
+            let mut req = AdminCommandRequest::default();
+            req.set_command(command);
+            return match tokio::time::timeout(timeout, client.admin_command(req)).await {
+                Ok(Ok(resp)) => Ok(resp.into_inner().take_response()),
+                Ok(Err(status)) => Err(status_error(&addr, &status)),
+                Err(_) => Err(BackendError::Timeout),
+            };
+        }
         let (reply, answer) = oneshot::channel();
         self.queue(store_id)?
             .send(Queued { command, reply })
@@ -255,7 +320,7 @@ impl GrpcBackend {
         request: ScanRequest,
         timeout: Duration,
     ) -> std::result::Result<kvproto_lite::kvrpcpb::ScanResponse, BackendError> {
-        let addr = self.address(store_id)?;
+        let addr = self.resolve(store_id).await?;
         let mut client = kv_client(&addr, &self.inner.opts)?;
         match tokio::time::timeout(timeout, client.scan(request)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
@@ -421,6 +486,13 @@ impl Backend for GrpcBackend {
 /// lock only while the call's state machine takes a step, never across an
 /// await).
 ///
+/// Writes are exactly-once: each carries a client session (client id and
+/// sequence number, see [`Session`]) that every retry of it repeats, so a
+/// write retried after a timeout or a lost answer is applied at most once.
+/// Since a session numbers one write at a time, each write borrows a
+/// session no other write in flight holds, from a [`SessionPool`] shared by
+/// the clones (as many sessions as the most writes ever in flight at once).
+///
 /// # Examples
 ///
 /// ```no_run
@@ -441,8 +513,30 @@ impl Backend for GrpcBackend {
 pub struct AsyncClient {
     backend: GrpcBackend,
     routing: Arc<Mutex<Routing>>,
+    sessions: Arc<Mutex<SessionPool>>,
+    /// Reads issued (spreads follower reads over the peers).
+    reads: Arc<AtomicUsize>,
     opts: ClientOptions,
     started: Instant,
+}
+
+/// A session borrowed from the pool for one write, given back when dropped
+/// (also when the write's future is dropped mid-flight: a later write
+/// numbered higher is safe, see [`SessionPool::release`]).
+struct Lease {
+    pool: Arc<Mutex<SessionPool>>,
+    session: Option<Session>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(s);
+        }
+    }
 }
 
 /// One region's part of a scan.
@@ -480,6 +574,8 @@ impl AsyncClient {
         let client = AsyncClient {
             backend,
             routing: Arc::new(Mutex::new(Routing::default())),
+            sessions: Arc::new(Mutex::new(SessionPool::new())),
+            reads: Arc::new(AtomicUsize::new(0)),
             opts,
             started: Instant::now(),
         };
@@ -553,7 +649,47 @@ impl AsyncClient {
     ///
     /// See [`ClientError`].
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        get_value(self.execute(key, get_request(key.to_vec())).await?)
+        self.get_with(key, ReadMode::Log).await
+    }
+
+    /// Reads `key` served as `mode` says (every mode is linearizable; see
+    /// [`ReadMode`]; a `Follower` read goes to any peer of the region).
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`].
+    pub async fn get_with(&self, key: &[u8], mode: ReadMode) -> Result<Option<Vec<u8>>> {
+        get_value(self.run(key, get_request(key.to_vec()), mode).await?)
+    }
+
+    /// Writes `value` under `key` if the key holds `expected` (`None`: if it
+    /// has no value); reports whether it did and the previous value. A
+    /// retried swap that succeeded reports success (its saved answer), not
+    /// a failure against its own write.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`].
+    pub async fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<CasOutcome> {
+        let req =
+            compare_and_swap_request(key.to_vec(), expected.map(<[u8]>::to_vec), value.to_vec());
+        cas_outcome(self.execute(key, req).await?)
+    }
+
+    /// Deletes `key` if it holds `expected`; reports whether it did and the
+    /// previous value.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`].
+    pub async fn delete_if_equal(&self, key: &[u8], expected: &[u8]) -> Result<CasOutcome> {
+        let req = delete_if_equal_request(key.to_vec(), expected.to_vec());
+        cas_outcome(self.execute(key, req).await?)
     }
 
     /// Deletes `key`.
@@ -573,24 +709,65 @@ impl AsyncClient {
 
     /// Runs one request on the region of `key`, with the retries of
     /// [`Call`]; a key no cached region covers refreshes the regions once.
+    /// A write (anything but a Get) carries a session with a new sequence
+    /// number, which all its attempts repeat.
     ///
     /// # Errors
     ///
     /// See [`ClientError`].
     pub async fn execute(&self, key: &[u8], request: Request) -> Result<Response> {
-        match self.execute_once(key, request.clone()).await {
+        self.run(key, request, ReadMode::Log).await
+    }
+
+    async fn run(&self, key: &[u8], request: Request, mode: ReadMode) -> Result<Response> {
+        let started = self.now();
+        let is_read = request.get_cmd_type() == CmdType::Get;
+        // A read numbers nothing: a throwaway session, not one of the pool.
+        let mut lease = Lease {
+            pool: self.sessions.clone(),
+            session: None,
+        };
+        let mut unused = Session::new(u64::MAX);
+        let session = if is_read {
+            &mut unused
+        } else {
+            let s = self
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .acquire();
+            lease.session.insert(s)
+        };
+        let spread = if is_read {
+            self.reads.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let mut call = Call::for_request(
+            key.to_vec(),
+            request,
+            mode,
+            spread,
+            session,
+            started,
+            &self.opts,
+        );
+        let first = call.start(&mut self.lock(), started);
+        match self.drive(&mut call, first).await {
+            // Nothing was sent for a key no cached region covers: learn the
+            // regions and route the same call (same session sequence) again.
             Err(ClientError::NoRegion(_)) => {
                 self.refresh_regions().await?;
-                self.execute_once(key, request).await
+                let now = self.now();
+                let step = call.on_wake(&mut self.lock(), now);
+                self.drive(&mut call, step).await
             }
             other => other,
         }
     }
 
-    async fn execute_once(&self, key: &[u8], request: Request) -> Result<Response> {
-        let started = self.now();
-        let mut call = Call::new(key.to_vec(), request, started, &self.opts);
-        let mut step = call.start(&mut self.lock(), started);
+    /// Steps `call` from `step` until it is done.
+    async fn drive(&self, call: &mut Call, mut step: Step) -> Result<Response> {
         loop {
             step = match step {
                 Step::Send {
@@ -628,6 +805,22 @@ impl AsyncClient {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_with(start, end, limit, ReadMode::Log).await
+    }
+
+    /// [`AsyncClient::scan`] with each region's part served as `mode` says
+    /// (a `Follower` scan asks any peer of each region).
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`].
+    pub async fn scan_with(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        mode: ReadMode,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         let mut cursor = start.to_vec();
         loop {
@@ -636,7 +829,7 @@ impl AsyncClient {
             } else {
                 u32::try_from(limit - out.len()).unwrap_or(u32::MAX)
             };
-            let part = self.scan_region(&cursor, end, want).await?;
+            let part = self.scan_region(&cursor, end, want, mode).await?;
             let full = part.cap > 0 && part.pairs.len() >= part.cap;
             let last = part.pairs.last().map(|p| p.get_key().to_vec());
             out.extend(
@@ -668,7 +861,14 @@ impl AsyncClient {
 
     /// One `Kv.Scan` on the region holding `cursor`, routed and retried like
     /// a [`Call`]: the same routing, learning and backoff.
-    async fn scan_region(&self, cursor: &[u8], end: &[u8], limit: u32) -> Result<ScanPart> {
+    async fn scan_region(
+        &self,
+        cursor: &[u8],
+        end: &[u8],
+        limit: u32,
+        mode: ReadMode,
+    ) -> Result<ScanPart> {
+        let spread = self.reads.fetch_add(1, Ordering::Relaxed);
         let started = self.now();
         let deadline = self.opts.deadline(started);
         let mut backoff = self.opts.backoff();
@@ -683,7 +883,12 @@ impl AsyncClient {
                     last_error,
                 });
             }
-            let routed = self.lock().route(cursor, |n| attempts % n);
+            let routed = if mode == ReadMode::Follower {
+                self.lock()
+                    .route_any_peer(cursor, |n| (spread + attempts) % n)
+            } else {
+                self.lock().route(cursor, |n| attempts % n)
+            };
             let route = match routed {
                 Ok(r) => r,
                 Err(e) if !refreshed => {
@@ -707,6 +912,7 @@ impl AsyncClient {
             req.set_start_key(cursor.to_vec());
             req.set_end_key(end.to_vec());
             req.set_limit(limit);
+            req.set_read_mode(mode);
             let answer = self
                 .backend
                 .scan(route.store_id(), req, self.opts.attempt_timeout)
@@ -725,7 +931,13 @@ impl AsyncClient {
                 true => util::error_response(resp.take_region_error(), 0),
                 false => RaftCmdResponse::default(),
             };
-            let verdict = self.lock().learn(&route, &as_cmd);
+            let verdict = if mode == ReadMode::Follower && !as_cmd.get_header().has_error() {
+                // Any peer answers a follower scan: it says nothing of the
+                // leader.
+                Verdict::Succeeded
+            } else {
+                self.lock().learn(&route, &as_cmd)
+            };
             match verdict {
                 Verdict::Succeeded => {
                     return Ok(ScanPart {

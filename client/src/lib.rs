@@ -18,7 +18,11 @@
 //! - [`Backoff`] and [`Deadline`] compute waits from the time they are
 //!   given.
 //! - [`Call`]: one operation with its retries, a state machine a driver
-//!   steps with what its transport reports.
+//!   steps with what its transport reports; [`Call::for_request`] is how
+//!   every driver starts one (read mode for reads, session for writes).
+//! - [`Session`] and [`SessionPool`]: the client id and sequence numbers
+//!   that make retried writes exactly-once (one session per write in
+//!   flight).
 //!
 //! [`Client`] is a blocking driver of [`Call`] over a [`Backend`] (one
 //! method: send this command to that store, wait for the answer). The
@@ -30,7 +34,9 @@
 //! gRPC (commands to one store batched into `Kv.BatchCommands` calls) and
 //! `grpc::AsyncClient` drives the same [`Call`] on tokio, with scans and
 //! region lookup besides: the in-process and the remote client share every
-//! routing and retry decision.
+//! routing and retry decision, and both make their writes exactly-once
+//! with sessions (the async client lends each write in flight its own
+//! session from a [`SessionPool`]).
 //!
 //! # Example
 //!
@@ -113,6 +119,7 @@ mod options;
 mod region_cache;
 mod request;
 mod routing;
+mod session;
 
 pub use crate::backend::{Backend, BackendError};
 pub use crate::backoff::{Backoff, Deadline};
@@ -129,4 +136,5 @@ pub use crate::request::{
     get_value, put_request, user_output, user_request, CasOutcome,
 };
 pub use crate::routing::{learn, route, route_any_peer, Route, RouteError, Routing, Verdict};
+pub use crate::session::{random_client_id, Session, SessionPool};
 pub use kvproto_lite::raft_cmdpb::ReadMode;

@@ -41,8 +41,10 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{IntoRequest, Response, Status};
 
 use crate::kvrpcpb::{
+    AddStoreRequest, AddStoreResponse, AdminCommandRequest, AdminCommandResponse,
     BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
-    BatchPutRequest, BatchPutResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
+    BatchPutRequest, BatchPutResponse, CompareAndSwapRequest, CompareAndSwapResponse,
+    DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
     GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse,
     ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, ScanRequest, ScanResponse,
 };
@@ -73,6 +75,14 @@ pub mod paths {
     pub const KV_GET_STORES: &str = "/kvrpcpb.Kv/GetStores";
     /// `Kv.BatchCommands`: several commands for one store's regions.
     pub const KV_BATCH_COMMANDS: &str = "/kvrpcpb.Kv/BatchCommands";
+    /// `Kv.CompareAndSwap`: write a key if it holds an expected value.
+    pub const KV_COMPARE_AND_SWAP: &str = "/kvrpcpb.Kv/CompareAndSwap";
+    /// `Kv.DeleteIfEqual`: remove a key if it holds an expected value.
+    pub const KV_DELETE_IF_EQUAL: &str = "/kvrpcpb.Kv/DeleteIfEqual";
+    /// `Kv.AddStore`: register a store joining the cluster.
+    pub const KV_ADD_STORE: &str = "/kvrpcpb.Kv/AddStore";
+    /// `Kv.AdminCommand`: change a region's membership or leader.
+    pub const KV_ADMIN_COMMAND: &str = "/kvrpcpb.Kv/AdminCommand";
     /// `Raft.BatchRaft`: the store-to-store stream of message batches.
     pub const RAFT_BATCH_RAFT: &str = "/transportpb.Raft/BatchRaft";
     /// `Raft.Snapshot`: the stream of one snapshot's chunks.
@@ -144,6 +154,26 @@ pub const METHODS: &[MethodDesc] = &[
         paths::KV_BATCH_COMMANDS,
         "kvrpcpb.BatchCommandsRequest",
         "kvrpcpb.BatchCommandsResponse",
+    ),
+    unary(
+        paths::KV_COMPARE_AND_SWAP,
+        "kvrpcpb.CompareAndSwapRequest",
+        "kvrpcpb.CompareAndSwapResponse",
+    ),
+    unary(
+        paths::KV_DELETE_IF_EQUAL,
+        "kvrpcpb.DeleteIfEqualRequest",
+        "kvrpcpb.DeleteIfEqualResponse",
+    ),
+    unary(
+        paths::KV_ADD_STORE,
+        "kvrpcpb.AddStoreRequest",
+        "kvrpcpb.AddStoreResponse",
+    ),
+    unary(
+        paths::KV_ADMIN_COMMAND,
+        "kvrpcpb.AdminCommandRequest",
+        "kvrpcpb.AdminCommandResponse",
     ),
     MethodDesc {
         path: paths::RAFT_BATCH_RAFT,
@@ -362,6 +392,14 @@ impl<T: GrpcChannel> KvClient<T> {
         get_stores(GetStoresRequest) -> GetStoresResponse = paths::KV_GET_STORES;
         /// `Kv.BatchCommands`: several commands for the store's regions.
         batch_commands(BatchCommandsRequest) -> BatchCommandsResponse = paths::KV_BATCH_COMMANDS;
+        /// `Kv.CompareAndSwap`: writes a key if it holds an expected value.
+        compare_and_swap(CompareAndSwapRequest) -> CompareAndSwapResponse = paths::KV_COMPARE_AND_SWAP;
+        /// `Kv.DeleteIfEqual`: removes a key if it holds an expected value.
+        delete_if_equal(DeleteIfEqualRequest) -> DeleteIfEqualResponse = paths::KV_DELETE_IF_EQUAL;
+        /// `Kv.AddStore`: registers a store joining the cluster.
+        add_store(AddStoreRequest) -> AddStoreResponse = paths::KV_ADD_STORE;
+        /// `Kv.AdminCommand`: changes a region's membership or leader.
+        admin_command(AdminCommandRequest) -> AdminCommandResponse = paths::KV_ADMIN_COMMAND;
     }
 }
 

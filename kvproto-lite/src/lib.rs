@@ -16,7 +16,7 @@
 //! | [`raft_serverpb`] | `RaftMessage` (store to store), the persisted `RaftLocalState`, `RaftApplyState`, `RaftTruncatedState`, `RegionLocalState`, `PeerState`, `ExtraMessageType` and `StoreIdent` |
 //! | [`raft_cmdpb`] | Client commands: `RaftCmdRequest` with normal `Request`s (Get, Put, Delete) or one `AdminRequest` (ChangePeer, Split, CompactLog, TransferLeader), and the matching responses |
 //! | [`errorpb`] | `Error`, the client-visible error, with one typed detail per kind (`NotLeader`, `EpochNotMatch`, ...) |
-//! | [`kvrpcpb`] | Client to store: `Get`, `Put`, `Delete`, `Scan`, `BatchGet`, `BatchPut` requests addressed to a region (`Context`), responses carrying an `errorpb::Error` on failure, region lookup (`GetRegion`, `ListRegions`), the store list (`GetStores`) and `BatchCommands` (many `raft_cmdpb` commands in one call); the `Kv` service |
+//! | [`kvrpcpb`] | Client to store: `Get`, `Put`, `Delete`, `Scan`, `BatchGet`, `BatchPut`, `CompareAndSwap`, `DeleteIfEqual` requests addressed to a region (`Context`, which also carries a write's client session), reads with a read mode, responses carrying an `errorpb::Error` on failure, region lookup (`GetRegion`, `ListRegions`), the store list (`GetStores`), `BatchCommands` (many `raft_cmdpb` commands in one call), store registration (`AddStore`) and membership changes (`AdminCommand`); the `Kv` service |
 //! | [`transportpb`] | Store to store: `BatchRaftMessage`, `SnapshotChunk`, `Done`; the `Raft` service |
 //! | `grpc` (feature `grpc`) | A `tonic::codec::Codec` for these messages, the method table of both services and typed clients |
 //! | [`eraftpb`] | Raft's own messages: this *is* `raft::eraftpb`, re-exported, never a second generated copy |
@@ -140,19 +140,23 @@
 //! | `errorpb.RaftEntryTooLarge` | region_id (1), entry_size (2) |
 //! | `errorpb.Error` | message (1), not_leader (2), region_not_found (3), key_not_in_region (4), epoch_not_match (5), server_is_busy (6), stale_command (7), store_not_match (8), raft_entry_too_large (9), invalid_request (10), stale_sequence (11) |
 //! | `errorpb.InvalidRequest` / `StaleSequence` | reason (1) / client_id (1), sequence (2), applied_sequence (3) |
-//! | `kvrpcpb.Context` | region_id (1), region_epoch (2), peer (3) |
+//! | `kvrpcpb.Context` | region_id (1), region_epoch (2), peer (3), client_id (4), sequence (5) |
 //! | `kvrpcpb.KvPair` | key (1), value (2) |
-//! | `kvrpcpb.GetRequest` / `GetResponse` | context (1), key (2) / region_error (1), value (2), not_found (3) |
+//! | `kvrpcpb.GetRequest` / `GetResponse` | context (1), key (2), read_mode (3) / region_error (1), value (2), not_found (3) |
 //! | `kvrpcpb.PutRequest` / `PutResponse` | context (1), key (2), value (3) / region_error (1) |
 //! | `kvrpcpb.DeleteRequest` / `DeleteResponse` | context (1), key (2) / region_error (1) |
-//! | `kvrpcpb.ScanRequest` / `ScanResponse` | context (1), start_key (2), end_key (3), limit (4) / region_error (1), pairs (2), limit (3) |
-//! | `kvrpcpb.BatchGetRequest` / `BatchGetResponse` | context (1), keys (2) / region_error (1), pairs (2) |
+//! | `kvrpcpb.ScanRequest` / `ScanResponse` | context (1), start_key (2), end_key (3), limit (4), read_mode (5) / region_error (1), pairs (2), limit (3) |
+//! | `kvrpcpb.BatchGetRequest` / `BatchGetResponse` | context (1), keys (2), read_mode (3) / region_error (1), pairs (2) |
 //! | `kvrpcpb.BatchPutRequest` / `BatchPutResponse` | context (1), pairs (2) / region_error (1) |
 //! | `kvrpcpb.GetRegionRequest` / `GetRegionResponse` | key (1) / region_error (1), region (2) |
 //! | `kvrpcpb.RegionInfo` | region (1), leader (2), leader_term (3) |
 //! | `kvrpcpb.ListRegionsResponse` | regions (1) |
-//! | `kvrpcpb.GetStoresResponse` | store_id (1), stores (2) |
+//! | `kvrpcpb.GetStoresResponse` | store_id (1), stores (2), cluster_id (3) |
 //! | `kvrpcpb.BatchCommandsRequest` / `BatchCommandsResponse` | commands (1) / responses (1) |
+//! | `kvrpcpb.CompareAndSwapRequest` / `CompareAndSwapResponse` | context (1), key (2), expected (3), expected_absent (4), value (5) / region_error (1), succeeded (2), previous (3), previous_not_found (4) |
+//! | `kvrpcpb.DeleteIfEqualRequest` / `DeleteIfEqualResponse` | context (1), key (2), expected (3) / region_error (1), succeeded (2), previous (3), previous_not_found (4) |
+//! | `kvrpcpb.AddStoreRequest` / `AddStoreResponse` | store (1) / error (1), stores (2) |
+//! | `kvrpcpb.AdminCommandRequest` / `AdminCommandResponse` | command (1) / response (1) |
 //! | `transportpb.BatchRaftMessage` | msgs (1) |
 //! | `transportpb.SnapshotChunk` | message (1), data (2) |
 //!

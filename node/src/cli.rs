@@ -15,8 +15,9 @@ use crate::Result;
     version,
     about = "A multi-raft store server: serves its regions over gRPC, talks raft with the other stores.",
     after_help = "The first start with an empty --data-dir bootstraps the store from --initial-cluster \
-                  and --regions (give every node the same values); later starts recover from the data \
-                  dir and ignore both. SIGTERM or SIGINT stops the node gracefully."
+                  and --regions (give every node the same values), or with --join joins a running \
+                  cluster; later starts recover from the data dir and ignore these flags. SIGTERM or \
+                  SIGINT stops the node gracefully."
 )]
 pub struct NodeFlags {
     /// TOML config file; the flags below override its values.
@@ -40,6 +41,11 @@ pub struct NodeFlags {
     /// Regions the key space is split into at the first start.
     #[arg(long, value_name = "N")]
     pub regions: Option<usize>,
+    /// Join the running cluster of the store at HOST:PORT (first start,
+    /// instead of --initial-cluster): register this store, then take a fair
+    /// share of the replicas.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
     /// trace, debug, info, warning, error or critical.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -75,6 +81,9 @@ impl NodeFlags {
         }
         if let Some(v) = self.regions {
             cfg.regions = v;
+        }
+        if let Some(v) = self.join {
+            cfg.join = Some(v);
         }
         if let Some(v) = self.log_level {
             cfg.log_level = v;

@@ -156,6 +156,13 @@ pub struct NodeConfig {
     /// Number of regions the key space is split into at the first start
     /// (every node of a cluster must use the same number).
     pub regions: usize,
+    /// Address (`host:port`) of a store of a running cluster this node
+    /// joins at its first start, instead of bootstrapping a new cluster
+    /// (see [`crate::join`]). Not with `initial_cluster`. A restart reads
+    /// the cluster from the data dir; a joined node that restarts carries
+    /// on taking its share of replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
     /// Least severe log level written: `trace`, `debug`, `info`, `warning`,
     /// `error` or `critical`.
     pub log_level: String,
@@ -180,6 +187,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::new(),
             initial_cluster: InitialCluster::default(),
             regions: 16,
+            join: None,
             log_level: "info".to_owned(),
             grpc_threads: 2,
             shutdown_grace_ms: 2_000,
@@ -276,6 +284,23 @@ impl NodeConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("data-dir is required".to_owned());
+        }
+        if let Some(join) = &self.join {
+            if !self.initial_cluster.is_empty() {
+                return bad(
+                    "give either initial-cluster (a new cluster) or join (a running one), not both"
+                        .to_owned(),
+                );
+            }
+            if let Err(e) = server::AddressBook::new([(self.store_id, join.clone())]) {
+                return bad(format!("join: {e}"));
+            }
+            if listen.ip().is_unspecified() {
+                return bad(format!(
+                    "a joining node is known to the others by its listen address; {listen} is \
+                     not one they can reach"
+                ));
+            }
         }
         if !self.initial_cluster.is_empty()
             && !self.initial_cluster.stores().contains_key(&self.store_id)
@@ -380,7 +405,7 @@ mod tests {
     #[test]
     fn each_mistake_gets_its_own_message() {
         type Breaker = fn(&mut NodeConfig);
-        let cases: [(Breaker, &str); 9] = [
+        let cases: [(Breaker, &str); 12] = [
             (|c| c.store_id = 0, "store-id is required"),
             (|c| c.listen = "nowhere".into(), "listen address"),
             (|c| c.status = c.listen.clone(), "same address"),
@@ -390,6 +415,25 @@ mod tests {
             (|c| c.log_level = "loud".into(), "log-level \"loud\""),
             (|c| c.raftstore.raft_heartbeat_ticks = 0, "[raftstore]"),
             (|c| c.server.raft_msg_max_batch_size = 0, "[server]"),
+            (
+                |c| c.join = Some("127.0.0.1:20161".into()),
+                "either initial-cluster (a new cluster) or join",
+            ),
+            (
+                |c| {
+                    c.initial_cluster = InitialCluster::default();
+                    c.join = Some("nowhere".into());
+                },
+                "join: bad address \"nowhere\"",
+            ),
+            (
+                |c| {
+                    c.initial_cluster = InitialCluster::default();
+                    c.join = Some("127.0.0.1:1".into());
+                    c.listen = "0.0.0.0:20164".into();
+                },
+                "0.0.0.0:20164 is not one they can reach",
+            ),
         ];
         for (break_it, expected) in cases {
             let mut cfg = valid();
@@ -397,6 +441,17 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn a_joining_node_needs_no_initial_cluster() {
+        let mut cfg = valid();
+        cfg.initial_cluster = InitialCluster::default();
+        cfg.join = Some("127.0.0.1:20161".into());
+        cfg.validate().unwrap();
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("join = \"127.0.0.1:20161\""), "{text}");
+        assert_eq!(NodeConfig::from_toml_str(&text).unwrap(), cfg);
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! DATA_DIR/
 //!   LOCK           flock'ed while a node runs: one node per directory
 //!   cluster.toml   written once, before the engines: store id, cluster
-//!                  id, the initial cluster and the number of regions
+//!                  id, the initial cluster and the number of regions (for
+//!                  a store that joined a running cluster: the stores at
+//!                  that time, no regions, `joined = true`)
+//!   stores.toml    the address book: every store this node learned of
+//!                  (rewritten atomically whenever one is added)
 //!   kv/            fjall: the state machine and per-region metadata
 //!   raft/          raft-engine: the raft logs
 //! ```
@@ -32,6 +36,9 @@ use crate::{Error, Result};
 /// The name of the identity record in a data directory.
 pub const CLUSTER_FILE: &str = "cluster.toml";
 
+/// The name of the address book in a data directory.
+pub const STORES_FILE: &str = "stores.toml";
+
 /// Version of the record's layout.
 const RECORD_FORMAT: u32 = 1;
 
@@ -48,8 +55,28 @@ pub struct ClusterRecord {
     pub cluster_id: u64,
     /// The regions the key space was split into at the first start.
     pub regions: usize,
-    /// The stores of the cluster at its first start, with their addresses.
+    /// The stores of the cluster at its first start, with their addresses
+    /// (for a joined store: the stores when it joined, itself included).
     pub initial_cluster: InitialCluster,
+    /// The store joined a running cluster (it bootstrapped no region; its
+    /// replicas were moved onto it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
+}
+
+/// The address book as `stores.toml` holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoresFile {
+    #[serde(default)]
+    store: Vec<StoreEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreEntry {
+    id: u64,
+    address: String,
 }
 
 impl ClusterRecord {
@@ -61,6 +88,24 @@ impl ClusterRecord {
             cluster_id: cluster_id(&initial_cluster, regions),
             regions,
             initial_cluster,
+            joined: false,
+        }
+    }
+
+    /// The record of store `store_id` joining the running cluster
+    /// `cluster_id`, whose stores (this one included) are `stores`.
+    pub fn joined(
+        store_id: u64,
+        cluster_id: u64,
+        stores: std::collections::BTreeMap<u64, String>,
+    ) -> ClusterRecord {
+        ClusterRecord {
+            format: RECORD_FORMAT,
+            store_id,
+            cluster_id,
+            regions: 0,
+            initial_cluster: InitialCluster::from_stores(stores),
+            joined: true,
         }
     }
 
@@ -72,6 +117,9 @@ impl ClusterRecord {
     ///
     /// As [`raftstore::initial_regions`].
     pub fn initial_regions(&self) -> Result<Vec<kvproto_lite::metapb::Region>> {
+        if self.joined {
+            return Ok(Vec::new());
+        }
         Ok(raftstore::initial_regions(
             &self.initial_cluster.store_ids(),
             &raftstore::even_split_keys(self.regions),
@@ -176,12 +224,66 @@ impl DataDir {
             toml::to_string(record)
                 .map_err(|e| self.error(format!("cannot encode {CLUSTER_FILE}: {e}")))?
         );
-        let tmp = self.path.join(format!("{CLUSTER_FILE}.tmp"));
+        self.write_atomically(CLUSTER_FILE, &text)
+    }
+
+    /// The address book saved in the directory (empty when there is none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DataDir`] when the file exists but cannot be read or parsed.
+    pub fn stores(&self) -> Result<std::collections::BTreeMap<u64, String>> {
+        let file = self.path.join(STORES_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(self.error(format!("cannot read {STORES_FILE}: {e}"))),
+        };
+        let parsed: StoresFile = toml::from_str(&text).map_err(|e| {
+            self.error(format!(
+                "{STORES_FILE} is damaged: {}",
+                crate::config::toml_error(&text, &e)
+            ))
+        })?;
+        Ok(parsed
+            .store
+            .into_iter()
+            .map(|s| (s.id, s.address))
+            .collect())
+    }
+
+    /// Saves the address book atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a step fails.
+    pub fn write_stores(&self, stores: &[kvproto_lite::metapb::Store]) -> Result<()> {
+        let file = StoresFile {
+            store: stores
+                .iter()
+                .map(|s| StoreEntry {
+                    id: s.get_id(),
+                    address: s.get_address().to_owned(),
+                })
+                .collect(),
+        };
+        let text = format!(
+            "# Every store this node knows of; rewritten when one is added.\n{}",
+            toml::to_string(&file)
+                .map_err(|e| self.error(format!("cannot encode {STORES_FILE}: {e}")))?
+        );
+        self.write_atomically(STORES_FILE, &text)
+    }
+
+    /// Writes `name` in the directory: a temporary file, fsync, rename,
+    /// fsync of the directory.
+    fn write_atomically(&self, name: &str, text: &str) -> Result<()> {
+        let tmp = self.path.join(format!("{name}.tmp"));
         let mut f = File::create(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(Error::io(format!("write {}", tmp.display())))?;
-        std::fs::rename(&tmp, self.path.join(CLUSTER_FILE))
+        std::fs::rename(&tmp, self.path.join(name))
             .map_err(Error::io(format!("rename {}", tmp.display())))?;
         File::open(&self.path)
             .and_then(|d| d.sync_all())
@@ -241,6 +343,33 @@ pub struct Prepared {
 /// [`Error::DataDir`] for a directory of another store, engines without a
 /// record, or a first start without an initial cluster; engine errors.
 pub fn prepare(dir: &DataDir, cfg: &NodeConfig, logger: &Logger) -> Result<Prepared> {
+    prepare_with(dir, cfg, None, logger)
+}
+
+/// [`prepare`] for a node joining a running cluster: on the first start
+/// (no record yet) writes `joined` (see [`ClusterRecord::joined`]) instead
+/// of bootstrapping; a restart ignores it, as [`prepare`] ignores the
+/// bootstrap settings.
+///
+/// # Errors
+///
+/// As [`prepare`].
+pub fn prepare_joined(
+    dir: &DataDir,
+    cfg: &NodeConfig,
+    joined: ClusterRecord,
+    logger: &Logger,
+) -> Result<Prepared> {
+    prepare_with(dir, cfg, Some(joined), logger)
+}
+
+fn prepare_with(
+    dir: &DataDir,
+    cfg: &NodeConfig,
+    joined: Option<ClusterRecord>,
+    logger: &Logger,
+) -> Result<Prepared> {
+    let mut first_start = false;
     let record = match dir.record()? {
         Some(record) => {
             if record.store_id != cfg.store_id {
@@ -264,9 +393,17 @@ pub fn prepare(dir: &DataDir, cfg: &NodeConfig, logger: &Logger) -> Result<Prepa
                     "holds engine files but no {CLUSTER_FILE}: cannot tell which store they belong to"
                 )));
             }
+            first_start = true;
+            if let Some(record) = joined {
+                dir.write_record(&record)?;
+                info!(logger, "joined a running cluster"; "cluster_id" => record.cluster_id,
+                      "stores" => %record.initial_cluster);
+                return finish(dir, record, true, logger);
+            }
             if cfg.initial_cluster.is_empty() {
                 return Err(dir.error(
-                    "is empty: the first start needs --initial-cluster (every store of the new cluster)"
+                    "is empty: the first start needs --initial-cluster (every store of the new cluster) \
+                     or --join (a store of a running cluster)"
                         .to_owned(),
                 ));
             }
@@ -275,8 +412,20 @@ pub fn prepare(dir: &DataDir, cfg: &NodeConfig, logger: &Logger) -> Result<Prepa
             record
         }
     };
+    finish(dir, record, first_start, logger)
+}
+
+/// Opens the engines of `record`'s store, bootstrapping them if needed.
+fn finish(
+    dir: &DataDir,
+    record: ClusterRecord,
+    first_start: bool,
+    logger: &Logger,
+) -> Result<Prepared> {
     let engines = dir.open_engines()?;
-    let bootstrapped = if raftstore::is_bootstrapped(&engines)? {
+    // A joined store bootstraps no region: its replicas come from the
+    // cluster.
+    let bootstrapped = if record.joined || raftstore::is_bootstrapped(&engines)? {
         false
     } else {
         let regions = record.initial_regions()?;
@@ -291,13 +440,13 @@ pub fn prepare(dir: &DataDir, cfg: &NodeConfig, logger: &Logger) -> Result<Prepa
         .iter()
         .filter(|s| util::find_peer(s.get_region(), record.store_id).is_some())
         .count();
-    if regions == 0 {
+    if regions == 0 && !record.joined {
         return Err(dir.error(format!(
             "holds no region with a replica on store {}",
             record.store_id
         )));
     }
-    if !bootstrapped {
+    if !first_start && !bootstrapped {
         info!(logger, "restarting from the data dir"; "regions" => regions,
               "cluster_id" => record.cluster_id);
     }
@@ -325,6 +474,55 @@ mod tests {
 
     fn quiet() -> Logger {
         Logger::root(slog::Discard, slog::o!())
+    }
+
+    #[test]
+    fn a_joined_store_starts_without_regions_and_restarts_as_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = cfg(4, tmp.path());
+        c.initial_cluster = InitialCluster::default();
+        c.join = Some("127.0.0.1:1".to_owned());
+        let stores = [(1, "127.0.0.1:1".to_owned()), (4, "127.0.0.1:4".to_owned())]
+            .into_iter()
+            .collect();
+        let record = ClusterRecord::joined(4, 77, stores);
+        {
+            let dir = DataDir::open(tmp.path()).unwrap();
+            let p = prepare_joined(&dir, &c, record.clone(), &quiet()).unwrap();
+            assert_eq!((p.regions, p.bootstrapped), (0, false));
+            assert_eq!(dir.record().unwrap(), Some(record.clone()));
+        }
+        // A restart reads the record; the join settings are not used again.
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let other = ClusterRecord::joined(4, 99, Default::default());
+        let p = prepare_joined(&dir, &c, other, &quiet()).unwrap();
+        assert_eq!(p.record, record);
+        // Another store id is refused, as for any data dir.
+        drop(dir);
+        let dir = DataDir::open(tmp.path()).unwrap();
+        assert!(prepare(&dir, &cfg(5, tmp.path()), &quiet()).is_err());
+        // An ordinary record does not say `joined` at all.
+        let plain = toml::to_string(&ClusterRecord::new(1, Default::default(), 1)).unwrap();
+        assert!(!plain.contains("joined"), "{plain}");
+    }
+
+    #[test]
+    fn the_address_book_round_trips_through_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        assert!(dir.stores().unwrap().is_empty());
+        let book = server::AddressBook::new([
+            (1, "127.0.0.1:1".to_owned()),
+            (4, "127.0.0.1:4".to_owned()),
+        ])
+        .unwrap();
+        dir.write_stores(&book.stores()).unwrap();
+        let back = dir.stores().unwrap();
+        assert_eq!(back.get(&4).map(String::as_str), Some("127.0.0.1:4"));
+        assert_eq!(back.len(), 2);
+        std::fs::write(tmp.path().join(STORES_FILE), "[[store]]\nid = 1\n").unwrap();
+        let err = dir.stores().unwrap_err().to_string();
+        assert!(err.contains("stores.toml is damaged"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum Error {
     /// The gRPC server failed.
     #[error("server: {0}")]
     Server(#[from] server::Error),
+    /// Joining a running cluster failed (see `--join`).
+    #[error("join: {0}")]
+    Join(String),
     /// Any other I/O failure, with what was being done.
     #[error("{what}: {source}")]
     Io {

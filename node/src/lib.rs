@@ -13,6 +13,8 @@
 //!      [--regions 16] [--config node.toml]
 //! kvctl --endpoints 127.0.0.1:20161,127.0.0.1:20162 put k v
 //! kvctl --endpoints 127.0.0.1:20161 get k
+//! node --store-id 4 --listen 127.0.0.1:20164 --status 127.0.0.1:20184 \
+//!      --data-dir DIR4 --join 127.0.0.1:20161
 //! ```
 //!
 //! - [`NodeConfig`]: the TOML config (every field optional, unknown keys
@@ -28,10 +30,18 @@
 //!
 //! `kvctl` runs on the `client` crate's remote client
 //! (`client::grpc::AsyncClient`): the same routing and retries as the
-//! in-process client, over gRPC.
+//! in-process client, over gRPC, with exactly-once writes (client
+//! sessions). Its commands: `put`, `get [--read-mode log|read-index|lease|follower]`,
+//! `delete`, `cas KEY EXPECTED NEW` / `cas --absent KEY NEW` and
+//! `delete-if-equal KEY EXPECTED` (exit 0: written; 1: not written, the
+//! current value printed; 2: an error), `scan START END [--limit N]
+//! [--read-mode ...]`, `regions`, `stores`, `move-replica REGION FROM TO
+//! --peer-id ID`.
 //!
-//! Adding a node to a running cluster (`--join`) needs snapshots and
-//! membership changes, which the stores do not have yet.
+//! - [`join`]: `--join ADDR` adds a node to a running cluster: it
+//!   registers its store with every store (address books are saved in the
+//!   data dirs and kept in step between nodes), then replicas move onto it
+//!   by conf change and snapshot until it holds its fair share.
 //!
 //! # Example
 //!
@@ -69,6 +79,7 @@ mod cli;
 mod config;
 pub mod data_dir;
 mod error;
+pub mod join;
 mod logging;
 pub mod metrics;
 mod node;

@@ -1,19 +1,21 @@
 //! [`Node`]: one store process: engines, raft store, gRPC server, status
 //! server, metrics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{FjallKvEngine, RaftEngineLogEngine};
 use kvproto_lite::metapb;
 use raftstore::{create_raft_batch_system, RaftBatchSystem};
-use server::{AddressBook, GrpcTransport, Server, StoreService};
+use server::{AddressBook, GrpcTransport, KvService, RaftService, Server, StoreService};
 use slog::{info, warn, Logger};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::data_dir::{prepare, DataDir};
+use crate::data_dir::{prepare, prepare_joined, ClusterRecord, DataDir};
+use crate::join::{self, Balancer};
 use crate::metrics::Sampler;
 use crate::status::{StatusServer, StatusSource};
 use crate::{Error, Result};
@@ -36,7 +38,9 @@ pub struct Node {
     status: StatusServer,
     sampler: JoinHandle<()>,
     engines: engine::Engines<FjallKvEngine, RaftEngineLogEngine>,
-    _dir: DataDir,
+    _dir: Arc<DataDir>,
+    /// Tells the balancer of a joined node to stop.
+    stopping: Arc<AtomicBool>,
     logger: Logger,
 }
 
@@ -52,31 +56,47 @@ impl Node {
         let started = Instant::now();
         // The raft store and the transport add the store id themselves.
         let logger = &root.new(slog::o!("store_id" => cfg.store_id));
-        let dir = DataDir::open(&cfg.data_dir)?;
-        let prepared = prepare(&dir, &cfg, logger)?;
+        let dir = Arc::new(DataDir::open(&cfg.data_dir)?);
+        let metrics = crate::metrics::install().map_err(Error::InvalidConfig)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.grpc_threads)
+            .thread_name(format!("grpc-{}", cfg.store_id))
+            .enable_all()
+            .build()
+            .map_err(Error::io("start the tokio runtime"))?;
+        let prepared = match (&cfg.join, dir.record()?) {
+            (Some(entry), None) => {
+                // Nothing is written before the cluster accepted the store.
+                let view = rt.block_on(join::join(entry, cfg.store_id, &cfg.listen))?;
+                let record = ClusterRecord::joined(cfg.store_id, view.cluster_id, view.stores);
+                prepare_joined(&dir, &cfg, record, logger)?
+            }
+            _ => prepare(&dir, &cfg, logger)?,
+        };
         let record = prepared.record.clone();
         let engines = prepared.engines;
         let store_id = record.store_id;
+        // The stores known at the first start, and every store learned of
+        // since (saved in the data dir).
         let book = AddressBook::new(
             record
                 .initial_cluster
                 .stores()
                 .iter()
-                .map(|(&id, a)| (id, a.clone())),
+                .map(|(&id, a)| (id, a.clone()))
+                .chain(dir.stores()?),
         )?;
+        dir.write_stores(&book.stores())?;
+        let saver = dir.clone();
+        book.set_persister(Arc::new(move |stores| {
+            saver.write_stores(stores).map_err(|e| e.to_string())
+        }));
         let address = book.get(store_id).unwrap_or_else(|| cfg.listen.clone());
         if address != cfg.listen {
             warn!(logger, "listening on an address other than the one the cluster knows this store by";
                   "listen" => &cfg.listen, "known_as" => &address);
         }
 
-        let metrics = crate::metrics::install().map_err(Error::InvalidConfig)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.grpc_threads)
-            .thread_name(format!("grpc-{store_id}"))
-            .enable_all()
-            .build()
-            .map_err(Error::io("start the tokio runtime"))?;
         let listener = Server::bind(cfg.listen_addr()?)?;
         let status_addr = cfg.status_addr()?;
         let status_listener = std::net::TcpListener::bind(status_addr).map_err(Error::io(
@@ -100,15 +120,17 @@ impl Node {
         store.set_address(address.clone());
         system.spawn(store, engines.clone(), transport.clone(), root)?;
 
-        let service = StoreService::for_store(
+        let kv = KvService::new(
             store_id,
-            &router,
-            system.store_meta(),
+            Arc::new(router.clone()),
             engines.kv.clone(),
-            book,
+            system.store_meta(),
+            book.clone(),
             &cfg.server,
-            logger,
-        );
+        )
+        .with_cluster_id(record.cluster_id);
+        let raft = RaftService::new(store_id, Arc::new(router.clone()), logger);
+        let service = StoreService::new(kv, raft, cfg.server.max_message_size);
         let server = match Server::start(rt.handle(), listener, service, &cfg.server) {
             Ok(s) => s,
             Err(e) => {
@@ -141,6 +163,23 @@ impl Node {
                 sampler.sample();
             }
         });
+        rt.spawn(join::sync_addresses(store_id, book.clone(), logger.clone()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        if record.joined {
+            let (handle, stop, log) = (rt.handle().clone(), stopping.clone(), logger.clone());
+            let (book, address) = (book.clone(), address.clone());
+            std::thread::Builder::new()
+                .name("join-balancer".to_owned())
+                .spawn(move || match Balancer::backend(&handle, &book) {
+                    Ok(backend) => {
+                        Balancer::new(store_id, backend, book, stop, log).run(handle, address)
+                    }
+                    Err(e) => {
+                        warn!(log, "cannot reach the cluster to take replicas"; "error" => %e)
+                    }
+                })
+                .map_err(Error::io("start the balancer thread"))?;
+        }
         info!(logger, "node started";
               "listen" => %server.local_addr(), "status" => %status.local_addr(),
               "address" => &address, "regions" => prepared.regions,
@@ -157,6 +196,7 @@ impl Node {
             sampler,
             engines,
             _dir: dir,
+            stopping,
             logger: logger.clone(),
         })
     }
@@ -191,6 +231,7 @@ impl Node {
     /// The engines could not be synced.
     pub fn stop(mut self) -> Result<()> {
         let began = Instant::now();
+        self.stopping.store(true, Ordering::Relaxed);
         self.status.stop();
         self.sampler.abort();
         if let Some(server) = self.server.take() {

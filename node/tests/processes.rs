@@ -1,6 +1,8 @@
 //! Real `node` processes on loopback ports: a three-node cluster that loses
-//! a node to SIGKILL and gets it back without losing an acknowledged write,
-//! and nodes that refuse to start.
+//! a node to SIGKILL and gets it back without losing an acknowledged write;
+//! a fourth node that joins a running cluster and takes its share of the
+//! replicas; `kvctl`'s conditional writes and read modes; and nodes that
+//! refuse to start.
 //!
 //! Every process is killed when its guard drops (also when a test panics),
 //! and asks the kernel to kill it if the test process dies first. Every
@@ -134,6 +136,32 @@ impl Cluster {
             c.start(i);
         }
         c
+    }
+
+    /// Adds node `i` (not started) that joins the cluster through node 1.
+    fn add_joining(&mut self, i: u64) {
+        let ports = free_ports(2);
+        let (grpc, status) = (
+            format!("127.0.0.1:{}", ports[0]),
+            format!("127.0.0.1:{}", ports[1]),
+        );
+        let config = format!(
+            "store_id = {i}\nlisten = \"{grpc}\"\nstatus = \"{status}\"\ndata_dir = \"{}\"\n\
+             join = \"{}\"\nlog_level = \"info\"\nshutdown_grace_ms = 500\n\
+             [raftstore]\nraft_base_tick_interval_ms = 20\nstore_pool_size = 1\n\
+             [raftstore.apply]\npool_size = 1\n\
+             [server]\nreconnect_initial_backoff_ms = 20\nreconnect_max_backoff_ms = 200\n",
+            self.dir.path().join(i.to_string()).display(),
+            self.grpc[&1],
+        );
+        std::fs::write(self.dir.path().join(format!("{i}.toml")), config).unwrap();
+        self.grpc.insert(i, grpc);
+        self.status.insert(i, status);
+    }
+
+    /// `/status`'s `regions` of node `i`.
+    fn regions_of(&self, i: u64) -> Option<u64> {
+        http_get(&self.status[&i], "/status").and_then(|s| json_number(&s, "regions"))
     }
 
     fn start(&mut self, i: u64) {
@@ -469,4 +497,285 @@ fn a_node_with_a_wrong_store_id_or_a_bad_config_refuses_to_start() {
     let (code, err) = node_refusal(&start_flags("1", empty_s, &listen, &status), tmp.path());
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("needs --initial-cluster"), "{err}");
+}
+
+/// What store `store` holds, read from it with a follower scan of each of
+/// its regions (so its own replicas answer, not a leader elsewhere): the
+/// regions' key ranges and the pairs. `None` while a region's read fails
+/// (a replica still catching up, an epoch changing).
+type Holdings = (Vec<(Vec<u8>, Vec<u8>)>, BTreeMap<Vec<u8>, Vec<u8>>);
+
+fn follower_scan_of(rt: &tokio::runtime::Runtime, addr: &str, store: u64) -> Option<Holdings> {
+    use kvproto_lite::kvrpcpb::{Context, ListRegionsRequest, ScanRequest};
+    use kvproto_lite::raft_cmdpb::ReadMode;
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let mut kv = kvproto_lite::grpc::KvClient::new(channel);
+        let regions = kv
+            .list_regions(ListRegionsRequest::default())
+            .await
+            .ok()?
+            .into_inner();
+        let mut ranges = Vec::new();
+        let mut pairs = BTreeMap::new();
+        for info in regions.get_regions() {
+            let region = info.get_region();
+            let mut ctx = Context::default();
+            ctx.set_region_id(region.get_id());
+            ctx.set_region_epoch(region.get_region_epoch().clone());
+            ctx.set_peer(kvproto_lite::util::find_peer(region, store)?.clone());
+            let mut req = ScanRequest::default();
+            req.set_context(ctx);
+            req.set_read_mode(ReadMode::Follower);
+            let resp = kv.scan(req).await.ok()?.into_inner();
+            if resp.has_region_error() || resp.get_pairs().len() >= resp.get_limit() as usize {
+                return None;
+            }
+            ranges.push((
+                region.get_start_key().to_vec(),
+                region.get_end_key().to_vec(),
+            ));
+            for p in resp.get_pairs() {
+                pairs.insert(p.get_key().to_vec(), p.get_value().to_vec());
+            }
+        }
+        Some((ranges, pairs))
+    })
+}
+
+/// How many replicas each store holds, by the regions as their leaders
+/// report them (`ListRegions` of every node, the newest epoch of each
+/// region).
+fn replicas_by_store(rt: &tokio::runtime::Runtime, c: &Cluster) -> BTreeMap<u64, usize> {
+    let mut held = BTreeMap::new();
+    let Ok(regions) = rt.block_on(client(rt, c).regions()) else {
+        return held;
+    };
+    for info in regions {
+        for p in info.get_region().get_peers() {
+            *held.entry(p.get_store_id()).or_default() += 1;
+        }
+    }
+    held
+}
+
+/// `kvctl stores` as node `i` knows them.
+fn stores_of(c: &Cluster, i: u64) -> String {
+    let out = Command::new(KVCTL)
+        .args(["--endpoints", &c.grpc[&i], "stores"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_fourth_node_joins_takes_its_share_of_replicas_and_serves_them() {
+    let mut c = Cluster::new(3);
+    c.wait_ready();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut acked: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let kv = client(&rt, &c);
+    // Spread over the whole key space, so every region gets writes.
+    let key = |i: u64| {
+        let mut k = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes().to_vec();
+        k.extend_from_slice(format!("-{i}").as_bytes());
+        k
+    };
+    for i in 0..40 {
+        rt.block_on(kv.put(&key(i), b"before")).unwrap();
+        acked.insert(key(i), b"before".to_vec());
+    }
+
+    // A store id the cluster already has is refused, and nothing is
+    // written.
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let (listen, status) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let taken = tmp.path().join("taken");
+    let mut args = start_flags("2", taken.to_str().unwrap(), &listen, &status).to_vec();
+    args.extend(["--join", c.grpc[&1].as_str()]);
+    let (code, err) = node_refusal(&args, tmp.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("store 2 is already a member of the cluster"),
+        "{err}"
+    );
+    assert!(!taken.join("cluster.toml").exists());
+
+    // Node 4 joins through node 1 while writes go on, and while node 3 is
+    // down: node 3 learns of it from the others when it comes back.
+    drop(c.procs.remove(&3));
+    c.add_joining(4);
+    c.start(4);
+    assert!(
+        eventually(Duration::from_secs(30), || c
+            .log(4)
+            .contains("could not register with a store")),
+        "{}",
+        c.log(4)
+    );
+    c.start(3);
+    let fair = (REGIONS * 3 / 4) as u64;
+    let mut i = 40;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(c.regions_of(4) == Some(fair) && c.log(4).contains("holds its share of the replicas")) {
+        rt.block_on(kv.put(&key(i), b"during")).unwrap();
+        acked.insert(key(i), b"during".to_vec());
+        i += 1;
+        assert!(
+            Instant::now() < deadline,
+            "node 4 did not take its share: {:?}\n{}",
+            c.regions_of(4),
+            c.log(4)
+        );
+    }
+    assert!(
+        c.log(4).contains("joined a running cluster"),
+        "{}",
+        c.log(4)
+    );
+    // The replicas came off the other stores, as the regions' leaders
+    // report them: 24 replicas on 4 stores, 6 on each.
+    let mut held = BTreeMap::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            held = replicas_by_store(&rt, &c);
+            held.values().all(|&n| n == fair as usize) && held.len() == 4
+        }),
+        "replicas by store: {held:?}\nnode 4:\n{}",
+        c.log(4)
+    );
+
+    // Every acknowledged write is readable through the cluster ...
+    let kv = client(&rt, &c);
+    for (k, v) in &acked {
+        assert_eq!(
+            rt.block_on(kv.get(k)).unwrap().as_deref(),
+            Some(v.as_slice()),
+            "{k:?}"
+        );
+    }
+    // ... and node 4's own replicas hold exactly the acknowledged writes of
+    // their key ranges.
+    let mut seen = None;
+    let matches = |(ranges, pairs): &Holdings| {
+        let inside = |k: &[u8]| {
+            ranges
+                .iter()
+                .any(|(s, e)| k >= s.as_slice() && (e.is_empty() || k < e.as_slice()))
+        };
+        let expected: BTreeMap<Vec<u8>, Vec<u8>> = acked
+            .iter()
+            .filter(|(k, _)| inside(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ranges.len() == fair as usize && !expected.is_empty() && *pairs == expected
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            seen = follower_scan_of(&rt, &c.grpc[&4], 4);
+            seen.as_ref().is_some_and(matches)
+        }),
+        "node 4's replicas: {seen:?}"
+    );
+
+    // Every node knows the new store (node 3 from the others' books); a
+    // restarted node still does (its address book is saved in its data
+    // dir).
+    let row = format!("4\t{}", c.grpc[&4]);
+    assert!(
+        eventually(Duration::from_secs(30), || stores_of(&c, 3).contains(&row)),
+        "{}\n{}",
+        stores_of(&c, 3),
+        c.log(3)
+    );
+    assert!(c.log(3).contains("learned of a store"), "{}", c.log(3));
+    drop(c.procs.remove(&2));
+    c.start(2);
+    c.wait_ready();
+    let stores = stores_of(&c, 2);
+    assert!(stores.contains(&row), "{stores}");
+    let saved = std::fs::read_to_string(c.data_dir(2).join("stores.toml")).unwrap();
+    assert!(saved.contains(&c.grpc[&4]), "{saved}");
+
+    // Node 4 restarts from its data dir with its replicas.
+    drop(c.procs.remove(&4));
+    c.start(4);
+    c.wait_ready();
+    assert!(
+        c.log(4).contains("restarting from the data dir"),
+        "{}",
+        c.log(4)
+    );
+    assert!(eventually(Duration::from_secs(30), || c.regions_of(4) == Some(fair)));
+
+    // kvctl moves a replica by hand: region 8's from store 1 to a store
+    // without one.
+    let regions = rt.block_on(client(&rt, &c).regions()).unwrap();
+    let r8 = regions
+        .iter()
+        .find(|i| i.get_region().get_id() == 8)
+        .unwrap()
+        .get_region();
+    let stores: Vec<u64> = r8.get_peers().iter().map(|p| p.get_store_id()).collect();
+    let from = stores[0];
+    let to = (1..=4).find(|s| !stores.contains(s)).unwrap();
+    let (code, out, err) = c.kvctl(&[
+        "move-replica",
+        "8",
+        &from.to_string(),
+        &to.to_string(),
+        "--peer-id",
+        "900001",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut after: Vec<u64> = out.trim().split(',').map(|s| s.parse().unwrap()).collect();
+    after.sort_unstable();
+    let mut expected: Vec<u64> = stores
+        .iter()
+        .map(|&s| if s == from { to } else { s })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(after, expected, "{out}");
+    let (code, _, err) = c.kvctl(&["move-replica", "99", "1", "2", "--peer-id", "900002"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no region 99"), "{err}");
+
+    // kvctl: compare-and-swap and its exit codes ...
+    let (code, _, err) = c.kvctl(&["put", "k0", "before"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = c.kvctl(&["cas", "k0", "before", "swapped"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, out, err) = c.kvctl(&["cas", "k0", "before", "again"]);
+    assert_eq!((code, out.as_str()), (1, "swapped\n"), "{err}");
+    let (code, out, err) = c.kvctl(&["cas", "--absent", "fresh", "new"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, out, _) = c.kvctl(&["cas", "--absent", "fresh", "other"]);
+    assert_eq!((code, out.as_str()), (1, "new\n"));
+    let (code, out, err) = c.kvctl(&["cas", "never-written", "x", "y"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("has no value"), "{err}");
+    let (code, _, err) = c.kvctl(&["cas", "--absent", "fresh"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = c.kvctl(&["delete-if-equal", "fresh", "other"]);
+    assert_eq!((code, out.as_str()), (1, "new\n"), "{err}");
+    // ... and every read mode.
+    for mode in ["log", "read-index", "lease", "follower"] {
+        let (code, out, err) = c.kvctl(&["get", "k0", "--read-mode", mode]);
+        assert_eq!((code, out.as_str()), (0, "swapped\n"), "{mode}: {err}");
+        let (code, out, err) = c.kvctl(&["scan", "fresh", "fresh0", "--read-mode", mode]);
+        assert_eq!((code, out.as_str()), (0, "fresh\tnew\n"), "{mode}: {err}");
+    }
+    let (code, _, err) = c.kvctl(&["get", "k0", "--read-mode", "sometimes"]);
+    assert_eq!(code, 2, "{err}");
 }

@@ -26,6 +26,19 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A store id is already in the address book at another address.
+    #[error("store {store_id} is already a member of the cluster, at {known}; refusing {given}")]
+    StoreExists {
+        /// The store.
+        store_id: u64,
+        /// The address the book has for it.
+        known: String,
+        /// The address that was refused.
+        given: String,
+    },
+    /// The address book could not be saved; it is unchanged.
+    #[error("cannot save the address book: {0}")]
+    Persist(String),
     /// Any other I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -9,16 +9,24 @@
 //! errors (`NotLeader`, `EpochNotMatch`, ...) travel back unchanged in
 //! `region_error`.
 //!
-//! A `Scan` reads the KV engine directly, after a read through the Raft log
-//! proves that this store has applied every write acknowledged before the
-//! scan arrived:
+//! Writes (`Put`, `Delete`, `BatchPut`, `CompareAndSwap`, `DeleteIfEqual`)
+//! carry the client's session from the `Context` (`client_id`, `sequence`)
+//! into the command header, so apply runs a retried write at most once and
+//! answers the retry with the saved response. Reads (`Get`, `BatchGet`,
+//! `Scan`) carry their `read_mode` into the header instead (and never a
+//! session: they change nothing).
+//!
+//! A `Scan` reads the KV engine directly, after a read in the request's read
+//! mode (through the Raft log, a read index, the leader's lease, or a
+//! follower's read index) proves that this store has applied every write
+//! acknowledged before the scan arrived:
 //!
 //! ```text
 //! 1. region r0 as this store applied it; the client's epoch version must
 //!    equal r0's (else EpochNotMatch / "not applied yet")
 //! 2. clamp [start, end) to r0's range
-//! 3. Get(start) through raft: this peer leads the region and has applied
-//!    everything committed before the read
+//! 3. Get(start) in the read mode: this peer (the leader, or a follower for
+//!    a Follower scan) has applied everything committed before the read
 //! 4. take an engine snapshot, scan [start, end) up to the limit
 //! 5. region r1 as applied now: if its version moved (a split applied in
 //!    between), answer EpochNotMatch instead of a possibly mixed result
@@ -35,14 +43,19 @@ use batch_system::mpsc::TrySendError;
 use engine::{KvEngine, KvSnapshot};
 use kvproto_lite::errorpb;
 use kvproto_lite::kvrpcpb::{
+    AddStoreRequest, AddStoreResponse, AdminCommandRequest, AdminCommandResponse,
     BatchCommandsRequest, BatchCommandsResponse, BatchGetRequest, BatchGetResponse,
-    BatchPutRequest, BatchPutResponse, Context, DeleteRequest, DeleteResponse, GetRegionRequest,
+    BatchPutRequest, BatchPutResponse, CompareAndSwapRequest, CompareAndSwapResponse, Context,
+    DeleteIfEqualRequest, DeleteIfEqualResponse, DeleteRequest, DeleteResponse, GetRegionRequest,
     GetRegionResponse, GetRequest, GetResponse, GetStoresRequest, GetStoresResponse, KvPair,
     ListRegionsRequest, ListRegionsResponse, PutRequest, PutResponse, RegionInfo, ScanRequest,
     ScanResponse,
 };
 use kvproto_lite::metapb::Region;
-use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response};
+use kvproto_lite::raft_cmdpb::{
+    AdminCmdType, CmdType, CompareAndSwapResponse as CasResult, RaftCmdRequest, RaftCmdResponse,
+    ReadMode, Request, Response,
+};
 use kvproto_lite::raft_serverpb::PeerState;
 use kvproto_lite::util;
 use raftstore::{Callback, CommandSink, RaftCommand, StoreMeta};
@@ -57,6 +70,7 @@ pub struct KvService<EK: KvEngine> {
     kv: EK,
     meta: Arc<StoreMeta>,
     book: AddressBook,
+    cluster_id: u64,
     max_scan_limit: u32,
     max_batch_commands: usize,
 }
@@ -84,9 +98,16 @@ impl<EK: KvEngine> KvService<EK> {
             kv,
             meta,
             book,
+            cluster_id: 0,
             max_scan_limit: cfg.max_scan_limit.max(1),
             max_batch_commands: cfg.max_batch_commands.max(1),
         }
+    }
+
+    /// The same service answering `GetStores` with `cluster_id`.
+    pub fn with_cluster_id(mut self, cluster_id: u64) -> KvService<EK> {
+        self.cluster_id = cluster_id;
+        self
     }
 
     /// Sends `cmd` to its region's peer; the receiver gets the response
@@ -174,7 +195,7 @@ impl<EK: KvEngine> KvService<EK> {
     pub async fn get(&self, mut req: GetRequest) -> GetResponse {
         let mut resp = GetResponse::default();
         let get = get_request(req.take_key());
-        let cmd = command(req.get_context(), vec![get]);
+        let cmd = read_command(req.get_context(), vec![get], req.get_read_mode());
         match self.submit(cmd).await {
             Ok(mut r) => match r.pop() {
                 Some(mut r) if r.get_cmd_type() == CmdType::Get => {
@@ -196,7 +217,7 @@ impl<EK: KvEngine> KvService<EK> {
     pub async fn put(&self, mut req: PutRequest) -> PutResponse {
         let mut resp = PutResponse::default();
         let put = put_request(req.take_key(), req.take_value());
-        let cmd = command(req.get_context(), vec![put]);
+        let cmd = write_command(req.get_context(), vec![put]);
         if let Err(e) = self.submit(cmd).await {
             resp.set_region_error(e);
         }
@@ -209,7 +230,10 @@ impl<EK: KvEngine> KvService<EK> {
         let mut del = Request::default();
         del.set_cmd_type(CmdType::Delete);
         del.mut_delete().set_key(req.take_key());
-        if let Err(e) = self.submit(command(req.get_context(), vec![del])).await {
+        if let Err(e) = self
+            .submit(write_command(req.get_context(), vec![del]))
+            .await
+        {
             resp.set_region_error(e);
         }
         resp
@@ -223,7 +247,8 @@ impl<EK: KvEngine> KvService<EK> {
             return resp;
         }
         let requests = keys.iter().map(|k| get_request(k.clone())).collect();
-        match self.submit(command(req.get_context(), requests)).await {
+        let cmd = read_command(req.get_context(), requests, req.get_read_mode());
+        match self.submit(cmd).await {
             Ok(responses) => {
                 for (key, mut r) in keys.into_iter().zip(responses) {
                     if r.get_cmd_type() != CmdType::Get {
@@ -253,10 +278,67 @@ impl<EK: KvEngine> KvService<EK> {
             .into_iter()
             .map(|mut p| put_request(p.take_key(), p.take_value()))
             .collect();
-        if let Err(e) = self.submit(command(req.get_context(), requests)).await {
+        if let Err(e) = self
+            .submit(write_command(req.get_context(), requests))
+            .await
+        {
             resp.set_region_error(e);
         }
         resp
+    }
+
+    /// `Kv.CompareAndSwap`: one CompareAndSwap command.
+    pub async fn compare_and_swap(&self, mut req: CompareAndSwapRequest) -> CompareAndSwapResponse {
+        let mut resp = CompareAndSwapResponse::default();
+        let mut r = Request::default();
+        r.set_cmd_type(CmdType::CompareAndSwap);
+        let cas = r.mut_cas();
+        cas.set_key(req.take_key());
+        cas.set_expected(req.take_expected());
+        cas.set_expected_absent(req.get_expected_absent());
+        cas.set_value(req.take_value());
+        match self.conditional(req.get_context(), r).await {
+            Ok(mut c) => {
+                resp.set_succeeded(c.get_succeeded());
+                resp.set_previous(c.take_previous());
+                resp.set_previous_not_found(c.get_previous_not_found());
+            }
+            Err(e) => resp.set_region_error(e),
+        }
+        resp
+    }
+
+    /// `Kv.DeleteIfEqual`: one DeleteIfEqual command.
+    pub async fn delete_if_equal(&self, mut req: DeleteIfEqualRequest) -> DeleteIfEqualResponse {
+        let mut resp = DeleteIfEqualResponse::default();
+        let mut r = Request::default();
+        r.set_cmd_type(CmdType::DeleteIfEqual);
+        r.mut_delete_if_equal().set_key(req.take_key());
+        r.mut_delete_if_equal().set_expected(req.take_expected());
+        match self.conditional(req.get_context(), r).await {
+            Ok(mut c) => {
+                resp.set_succeeded(c.get_succeeded());
+                resp.set_previous(c.take_previous());
+                resp.set_previous_not_found(c.get_previous_not_found());
+            }
+            Err(e) => resp.set_region_error(e),
+        }
+        resp
+    }
+
+    /// Runs a conditional write (`request`) as a write of `ctx`'s session
+    /// and returns its outcome.
+    async fn conditional(
+        &self,
+        ctx: &Context,
+        request: Request,
+    ) -> Result<CasResult, errorpb::Error> {
+        let kind = request.get_cmd_type();
+        let mut responses = self.submit(write_command(ctx, vec![request])).await?;
+        match responses.pop() {
+            Some(mut r) if r.get_cmd_type() == kind => Ok(r.take_cas()),
+            _ => Err(util::new_error(format!("malformed answer to a {kind:?}"))),
+        }
     }
 
     /// `Kv.Scan`: see the module docs for why the answer is linearizable.
@@ -300,8 +382,9 @@ impl<EK: KvEngine> KvService<EK> {
         if !end.is_empty() && start >= end {
             return Ok(Vec::new());
         }
-        // The read through the log (step 3).
-        self.submit(command(&ctx, vec![get_request(start.clone())]))
+        // The read in the request's mode (step 3).
+        let mode = req.get_read_mode();
+        self.submit(read_command(&ctx, vec![get_request(start.clone())], mode))
             .await?;
         let (pairs, r1) = self
             .blocking(move |s| {
@@ -393,6 +476,52 @@ impl<EK: KvEngine> KvService<EK> {
     pub async fn get_stores(&self, _req: GetStoresRequest) -> GetStoresResponse {
         let mut resp = GetStoresResponse::default();
         resp.set_store_id(self.store_id);
+        resp.set_stores(self.book.stores().into());
+        resp.set_cluster_id(self.cluster_id);
+        resp
+    }
+
+    /// `Kv.AdminCommand`: a membership change (`ChangePeer`,
+    /// `ChangePeerV2`) or a leadership transfer, sent to the region's peer
+    /// on this store; any other command is refused without being sent.
+    pub async fn admin_command(&self, mut req: AdminCommandRequest) -> AdminCommandResponse {
+        let mut resp = AdminCommandResponse::default();
+        let cmd = req.take_command();
+        let allowed = cmd.has_admin_request()
+            && cmd.get_requests().is_empty()
+            && matches!(
+                cmd.get_admin_request().get_cmd_type(),
+                AdminCmdType::ChangePeer
+                    | AdminCmdType::ChangePeerV2
+                    | AdminCmdType::TransferLeader
+            );
+        resp.set_response(if allowed {
+            answer(self.send(cmd)).await
+        } else {
+            util::error_response(
+                util::new_error(
+                    "AdminCommand accepts ChangePeer, ChangePeerV2 and TransferLeader commands only",
+                ),
+                0,
+            )
+        });
+        resp
+    }
+
+    /// `Kv.AddStore`: registers the store in the address book (durably,
+    /// when the book has a persister; see [`AddressBook::register`]).
+    pub async fn add_store(&self, req: AddStoreRequest) -> AddStoreResponse {
+        let mut resp = AddStoreResponse::default();
+        let store = req.get_store();
+        let book = self.book.clone();
+        let (id, addr) = (store.get_id(), store.get_address().to_owned());
+        // Persisting syncs a file: off the async workers.
+        let outcome = tokio::task::spawn_blocking(move || book.register(id, addr)).await;
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => resp.set_error(util::new_error(e.to_string())),
+            Err(e) => resp.set_error(util::new_error(format!("registration did not finish: {e}"))),
+        }
         resp.set_stores(self.book.stores().into());
         resp
     }
@@ -503,6 +632,26 @@ fn command(ctx: &Context, requests: Vec<Request>) -> RaftCmdRequest {
     cmd
 }
 
+/// A write command for the region of `ctx`, carrying `ctx`'s session (if
+/// any): apply runs it at most once per (client, sequence).
+fn write_command(ctx: &Context, requests: Vec<Request>) -> RaftCmdRequest {
+    let mut cmd = command(ctx, requests);
+    if ctx.get_client_id() != 0 {
+        let header = cmd.mut_header();
+        header.set_client_id(ctx.get_client_id());
+        header.set_sequence(ctx.get_sequence());
+    }
+    cmd
+}
+
+/// A read command for the region of `ctx`, served as `mode` says (the
+/// context's session, meaningless for a read, is left out).
+fn read_command(ctx: &Context, requests: Vec<Request>, mode: ReadMode) -> RaftCmdRequest {
+    let mut cmd = command(ctx, requests);
+    cmd.mut_header().set_read_mode(mode);
+    cmd
+}
+
 fn get_request(key: Vec<u8>) -> Request {
     let mut r = Request::default();
     r.set_cmd_type(CmdType::Get);
@@ -548,6 +697,28 @@ mod tests {
         r.set_start_key(start.to_vec());
         r.set_end_key(end.to_vec());
         r
+    }
+
+    #[test]
+    fn writes_carry_the_session_and_reads_the_read_mode() {
+        let mut ctx = Context::default();
+        ctx.set_region_id(3);
+        ctx.set_client_id(11);
+        ctx.set_sequence(4);
+        let w = write_command(&ctx, vec![put_request(b"k".to_vec(), b"v".to_vec())]);
+        let h = w.get_header();
+        assert_eq!(
+            (h.get_region_id(), h.get_client_id(), h.get_sequence()),
+            (3, 11, 4)
+        );
+        assert_eq!(h.get_read_mode(), ReadMode::Log);
+        let r = read_command(&ctx, vec![get_request(b"k".to_vec())], ReadMode::Follower);
+        let h = r.get_header();
+        assert_eq!((h.get_client_id(), h.get_sequence()), (0, 0));
+        assert_eq!(h.get_read_mode(), ReadMode::Follower);
+        ctx.set_client_id(0);
+        let w = write_command(&ctx, vec![put_request(b"k".to_vec(), b"v".to_vec())]);
+        assert_eq!(w.get_header().get_sequence(), 0, "no session, no sequence");
     }
 
     #[test]

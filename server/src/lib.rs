@@ -13,10 +13,13 @@
 //! - [`RaftService`] is the receiving end: it hands each message to the
 //!   store's router.
 //! - [`KvService`] serves clients: `Get`, `Put`, `Delete`, `BatchGet`,
-//!   `BatchPut` as raft commands, `Scan` as a read through the log followed
-//!   by an engine snapshot, and region lookup (`GetRegion`, `ListRegions`,
-//!   `GetStores`). Errors of the store travel in each response's
-//!   `region_error` as an `errorpb::Error`.
+//!   `BatchPut`, `CompareAndSwap`, `DeleteIfEqual` as raft commands (writes
+//!   with the client's session from the request context, so retries apply
+//!   once; reads in the requested read mode), `Scan` as a read in its read
+//!   mode followed by an engine snapshot, region lookup (`GetRegion`,
+//!   `ListRegions`, `GetStores`) and store registration (`AddStore`, for a
+//!   node joining the cluster). Errors of the store travel in each
+//!   response's `region_error` as an `errorpb::Error`.
 //! - [`StoreService`] serves both on one port; [`Server`] runs it.
 //! - [`AddressBook`] maps store ids to addresses; [`Config`] holds the
 //!   knobs (batch bounds, queue capacity, backoff, message size limit).
@@ -128,7 +131,7 @@ mod server;
 mod service;
 mod transport;
 
-pub use address::AddressBook;
+pub use address::{AddressBook, Persister};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use kv_service::{store_regions, KvService};

@@ -18,8 +18,10 @@ use engine::KvEngine;
 use kvproto_lite::errorpb;
 use kvproto_lite::grpc::{paths, ProtobufCodec};
 use kvproto_lite::kvrpcpb::{
-    BatchCommandsResponse, BatchGetResponse, BatchPutResponse, DeleteResponse, GetRegionResponse,
-    GetResponse, GetStoresResponse, ListRegionsResponse, PutResponse, ScanResponse,
+    AddStoreResponse, AdminCommandResponse, BatchCommandsResponse, BatchGetResponse,
+    BatchPutResponse, CompareAndSwapResponse, DeleteIfEqualResponse, DeleteResponse,
+    GetRegionResponse, GetResponse, GetStoresResponse, ListRegionsResponse, PutResponse,
+    ScanResponse,
 };
 use kvproto_lite::transportpb::{BatchRaftMessage, Done, SnapshotChunk};
 use metrics::{counter, histogram};
@@ -155,6 +157,33 @@ impl<EK: KvEngine> StoreService<EK> {
                 )
                 .await
             }
+            Route::CompareAndSwap => {
+                unary(max, route, req, move |r| async move {
+                    kv.compare_and_swap(r).await
+                })
+                .await
+            }
+            Route::DeleteIfEqual => {
+                unary(max, route, req, move |r| async move {
+                    kv.delete_if_equal(r).await
+                })
+                .await
+            }
+            Route::AddStore => {
+                unary(
+                    max,
+                    route,
+                    req,
+                    move |r| async move { kv.add_store(r).await },
+                )
+                .await
+            }
+            Route::AdminCommand => {
+                unary(max, route, req, move |r| async move {
+                    kv.admin_command(r).await
+                })
+                .await
+            }
             Route::BatchRaft => {
                 let raft = self.raft.clone();
                 let mut grpc = Grpc::new(ProtobufCodec::<Done, BatchRaftMessage>::default())
@@ -244,6 +273,10 @@ enum Route {
     ListRegions,
     GetStores,
     BatchCommands,
+    CompareAndSwap,
+    DeleteIfEqual,
+    AddStore,
+    AdminCommand,
     BatchRaft,
     Snapshot,
 }
@@ -262,6 +295,10 @@ impl Route {
             Route::ListRegions => "list_regions",
             Route::GetStores => "get_stores",
             Route::BatchCommands => "batch_commands",
+            Route::CompareAndSwap => "compare_and_swap",
+            Route::DeleteIfEqual => "delete_if_equal",
+            Route::AddStore => "add_store",
+            Route::AdminCommand => "admin_command",
             Route::BatchRaft => "batch_raft",
             Route::Snapshot => "snapshot",
         }
@@ -279,6 +316,10 @@ impl Route {
             paths::KV_LIST_REGIONS => Route::ListRegions,
             paths::KV_GET_STORES => Route::GetStores,
             paths::KV_BATCH_COMMANDS => Route::BatchCommands,
+            paths::KV_COMPARE_AND_SWAP => Route::CompareAndSwap,
+            paths::KV_DELETE_IF_EQUAL => Route::DeleteIfEqual,
+            paths::KV_ADD_STORE => Route::AddStore,
+            paths::KV_ADMIN_COMMAND => Route::AdminCommand,
             paths::RAFT_BATCH_RAFT => Route::BatchRaft,
             paths::RAFT_SNAPSHOT => Route::Snapshot,
             _ => return None,
@@ -343,8 +384,26 @@ region_error_field!(
     ScanResponse,
     BatchGetResponse,
     BatchPutResponse,
-    GetRegionResponse
+    GetRegionResponse,
+    CompareAndSwapResponse,
+    DeleteIfEqualResponse
 );
+
+impl RegionError for AdminCommandResponse {
+    fn region_errors(&self) -> Vec<&errorpb::Error> {
+        let h = self.get_response().get_header();
+        h.has_error().then(|| h.get_error()).into_iter().collect()
+    }
+}
+
+impl RegionError for AddStoreResponse {
+    fn region_errors(&self) -> Vec<&errorpb::Error> {
+        self.has_error()
+            .then(|| self.get_error())
+            .into_iter()
+            .collect()
+    }
+}
 
 impl RegionError for ListRegionsResponse {
     fn region_errors(&self) -> Vec<&errorpb::Error> {

@@ -13,7 +13,8 @@ use kvproto_lite::grpc::KvClient;
 use kvproto_lite::kvrpcpb::*;
 use kvproto_lite::metapb::{Region, Store};
 use raftstore::{bootstrap_store, create_raft_batch_system, initial_regions, RaftBatchSystem};
-use server::{AddressBook, GrpcTransport, Server, StoreService};
+use raftstore::{Callback, CommandSink, RaftCommand};
+use server::{AddressBook, GrpcTransport, KvService, RaftService, Server, StoreService};
 use tonic::transport::Channel;
 
 type Sys = RaftBatchSystem<MemKvEngine, MemRaftLogEngine>;
@@ -49,7 +50,12 @@ struct GrpcCluster {
     regions: Vec<Region>,
     cfg: raftstore::Config,
     net: server::Config,
+    /// Wraps each store's command sink before its KV service gets it (fault
+    /// injection between the service and the raft store).
+    wrap: Option<Wrap>,
 }
+
+type Wrap = Arc<dyn Fn(Arc<dyn CommandSink>) -> Arc<dyn CommandSink> + Send + Sync>;
 
 impl GrpcCluster {
     fn new(stores: u64, regions: usize) -> GrpcCluster {
@@ -102,6 +108,7 @@ impl GrpcCluster {
             regions,
             cfg,
             net,
+            wrap: None,
         };
         for id in ids {
             c.start(id);
@@ -139,15 +146,21 @@ impl GrpcCluster {
         system
             .spawn(store, engines.clone(), transport.clone(), &logger)
             .unwrap();
-        let service = StoreService::for_store(
+        let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
+        let sink = match &self.wrap {
+            Some(wrap) => wrap(sink),
+            None => sink,
+        };
+        let kv = KvService::new(
             id,
-            &router,
-            system.store_meta(),
+            sink,
             engines.kv.clone(),
+            system.store_meta(),
             self.book.clone(),
             &self.net,
-            &logger,
         );
+        let raft = RaftService::new(id, Arc::new(router.clone()), &logger);
+        let service = StoreService::new(kv, raft, self.net.max_message_size);
         let server = Server::start(self.rt.handle(), listener, service, &self.net).unwrap();
         self.running.insert(
             id,
@@ -554,4 +567,493 @@ fn batch_commands_answer_each_command_in_order() {
         "{:?}",
         r[3]
     );
+}
+
+/// A Put request of `ctx`'s region.
+fn put_request(ctx: &Context, k: &[u8], v: &[u8]) -> PutRequest {
+    let mut req = PutRequest::default();
+    req.set_context(ctx.clone());
+    req.set_key(k.to_vec());
+    req.set_value(v.to_vec());
+    req
+}
+
+#[test]
+fn a_put_repeated_with_its_session_after_an_unknown_outcome_applies_once() {
+    let c = GrpcCluster::new(3, 1);
+    let (store, ctx) = c.context_for(b"k");
+    let mut client = c.client(store);
+    let rt = &c.rt;
+    let mut session = ctx.clone();
+    session.set_client_id(77);
+    session.set_sequence(1);
+    // The client's put; say its answer is lost (the client cannot tell
+    // whether it applied).
+    let first = put_request(&session, b"k", b"mine");
+    assert!(!rt
+        .block_on(client.put(first.clone()))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    // Another writer goes next.
+    let other = put_request(&ctx, b"k", b"theirs");
+    assert!(!rt
+        .block_on(client.put(other))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    // The retry carries the same session: answered from the saved response,
+    // not applied again over the later write.
+    let retry = rt.block_on(client.put(first)).unwrap().into_inner();
+    assert!(!retry.has_region_error(), "{retry:?}");
+    assert!(c.replicated(b"k", b"theirs"));
+    // An older sequence of the session is refused, and changes nothing.
+    session.set_sequence(2);
+    assert!(!rt
+        .block_on(client.put(put_request(&session, b"k", b"second")))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    session.set_sequence(1);
+    let stale = rt
+        .block_on(client.put(put_request(&session, b"k", b"stale")))
+        .unwrap()
+        .into_inner();
+    assert!(stale.get_region_error().has_stale_sequence(), "{stale:?}");
+    assert!(c.replicated(b"k", b"second"));
+    // Without a session the same repeat is applied again: what sessions
+    // prevent.
+    let plain = put_request(&ctx, b"k", b"mine");
+    assert!(!rt
+        .block_on(client.put(plain.clone()))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    assert!(!rt
+        .block_on(client.put(put_request(&ctx, b"k", b"theirs")))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    assert!(!rt
+        .block_on(client.put(plain))
+        .unwrap()
+        .get_ref()
+        .has_region_error());
+    assert!(c.replicated(b"k", b"mine"));
+}
+
+#[test]
+fn compare_and_swap_and_delete_if_equal_write_only_on_a_match() {
+    let c = GrpcCluster::new(3, 1);
+    let (store, ctx) = c.context_for(b"k");
+    let mut client = c.client(store);
+    let rt = &c.rt;
+    let cas = |expected: Option<&[u8]>, value: &[u8], session: u64| {
+        let mut req = CompareAndSwapRequest::default();
+        let mut ctx = ctx.clone();
+        if session != 0 {
+            ctx.set_client_id(5);
+            ctx.set_sequence(session);
+        }
+        req.set_context(ctx);
+        req.set_key(b"k".to_vec());
+        match expected {
+            Some(e) => req.set_expected(e.to_vec()),
+            None => req.set_expected_absent(true),
+        }
+        req.set_value(value.to_vec());
+        req
+    };
+    let r = rt
+        .block_on(client.compare_and_swap(cas(None, b"v1", 1)))
+        .unwrap()
+        .into_inner();
+    assert!(!r.has_region_error(), "{r:?}");
+    assert!(r.get_succeeded() && r.get_previous_not_found());
+    // Retried with its session: the saved answer (succeeded), not a failure
+    // against its own write.
+    let again = rt
+        .block_on(client.compare_and_swap(cas(None, b"v1", 1)))
+        .unwrap()
+        .into_inner();
+    assert!(again.get_succeeded(), "{again:?}");
+    let miss = rt
+        .block_on(client.compare_and_swap(cas(Some(b"nope"), b"v2", 0)))
+        .unwrap()
+        .into_inner();
+    assert!(!miss.get_succeeded());
+    assert_eq!(miss.get_previous(), b"v1");
+    assert!(c.replicated(b"k", b"v1"));
+    let hit = rt
+        .block_on(client.compare_and_swap(cas(Some(b"v1"), b"v2", 2)))
+        .unwrap()
+        .into_inner();
+    assert!(
+        hit.get_succeeded() && hit.get_previous() == b"v1",
+        "{hit:?}"
+    );
+    assert!(c.replicated(b"k", b"v2"));
+
+    let del = |expected: &[u8]| {
+        let mut req = DeleteIfEqualRequest::default();
+        req.set_context(ctx.clone());
+        req.set_key(b"k".to_vec());
+        req.set_expected(expected.to_vec());
+        req
+    };
+    let miss = rt
+        .block_on(client.delete_if_equal(del(b"v1")))
+        .unwrap()
+        .into_inner();
+    assert!(
+        !miss.get_succeeded() && miss.get_previous() == b"v2",
+        "{miss:?}"
+    );
+    let hit = rt
+        .block_on(client.delete_if_equal(del(b"v2")))
+        .unwrap()
+        .into_inner();
+    assert!(hit.get_succeeded(), "{hit:?}");
+    assert!(eventually(Duration::from_secs(20), || c
+        .running
+        .keys()
+        .all(|id| c.engines[id].kv.get(b"k").unwrap().is_none())));
+    // A key outside the region travels back as a region error.
+    let mut outside = ctx.clone();
+    outside.mut_region_epoch().set_version(99);
+    let mut req = cas(None, b"x", 0);
+    req.set_context(outside);
+    let r = rt
+        .block_on(client.compare_and_swap(req))
+        .unwrap()
+        .into_inner();
+    assert!(r.has_region_error() && !r.get_succeeded(), "{r:?}");
+}
+
+#[test]
+fn every_read_mode_over_grpc_sees_the_last_acknowledged_write() {
+    use kvproto_lite::raft_cmdpb::ReadMode;
+    let c = GrpcCluster::new(3, 1);
+    c.put(b"k", b"v");
+    let (store, ctx) = c.context_for(b"k");
+    let rt = &c.rt;
+    let follower = (1..=3).find(|&s| s != store).unwrap();
+    let mut fctx = ctx.clone();
+    fctx.set_peer(
+        kvproto_lite::util::find_peer(&c.regions[0], follower)
+            .unwrap()
+            .clone(),
+    );
+    for mode in [
+        ReadMode::Log,
+        ReadMode::ReadIndex,
+        ReadMode::Lease,
+        ReadMode::Follower,
+    ] {
+        let (to, ctx) = if mode == ReadMode::Follower {
+            (follower, fctx.clone())
+        } else {
+            (store, ctx.clone())
+        };
+        let mut client = c.client(to);
+        let mut get = GetRequest::default();
+        get.set_context(ctx.clone());
+        get.set_key(b"k".to_vec());
+        get.set_read_mode(mode);
+        let r = rt.block_on(client.get(get)).unwrap().into_inner();
+        assert_eq!(
+            (r.get_region_error(), r.get_value()),
+            (&Default::default(), &b"v"[..]),
+            "{mode:?}"
+        );
+
+        let mut bg = BatchGetRequest::default();
+        bg.set_context(ctx.clone());
+        bg.set_keys(vec![b"k".to_vec(), b"missing".to_vec()].into());
+        bg.set_read_mode(mode);
+        let r = rt.block_on(client.batch_get(bg)).unwrap().into_inner();
+        assert!(!r.has_region_error(), "{mode:?}: {r:?}");
+        assert_eq!(r.get_pairs().len(), 1, "{mode:?}");
+
+        let mut scan = ScanRequest::default();
+        scan.set_context(ctx);
+        scan.set_read_mode(mode);
+        let r = rt.block_on(client.scan(scan)).unwrap().into_inner();
+        assert!(!r.has_region_error(), "{mode:?}: {r:?}");
+        let keys: Vec<&[u8]> = r.get_pairs().iter().map(|p| p.get_key()).collect();
+        assert_eq!(keys, [&b"k"[..]], "{mode:?}");
+    }
+    // A follower asked for a leader read answers NotLeader.
+    let mut get = GetRequest::default();
+    get.set_context(fctx);
+    get.set_key(b"k".to_vec());
+    get.set_read_mode(ReadMode::ReadIndex);
+    let r = rt
+        .block_on(c.client(follower).get(get))
+        .unwrap()
+        .into_inner();
+    assert!(r.get_region_error().has_not_leader(), "{r:?}");
+}
+
+#[test]
+fn a_store_registers_once_and_a_taken_id_is_refused() {
+    let c = GrpcCluster::new(3, 1);
+    let mut client = c.client(1);
+    let add = |id: u64, addr: &str| {
+        let mut req = AddStoreRequest::default();
+        req.mut_store().set_id(id);
+        req.mut_store().set_address(addr.to_owned());
+        req
+    };
+    let r =
+        c.rt.block_on(client.add_store(add(4, "127.0.0.1:1")))
+            .unwrap()
+            .into_inner();
+    assert!(!r.has_error(), "{r:?}");
+    let ids: Vec<u64> = r.get_stores().iter().map(|s| s.get_id()).collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    // The same registration again is accepted (a retry) ...
+    let r =
+        c.rt.block_on(client.add_store(add(4, "127.0.0.1:1")))
+            .unwrap()
+            .into_inner();
+    assert!(!r.has_error(), "{r:?}");
+    // ... an id already taken at another address is not.
+    let taken = c.addrs[&2].to_string();
+    let r =
+        c.rt.block_on(client.add_store(add(2, "127.0.0.1:9")))
+            .unwrap()
+            .into_inner();
+    assert!(
+        r.get_error()
+            .get_message()
+            .contains("store 2 is already a member"),
+        "{r:?}"
+    );
+    assert_eq!(c.book.get(2), Some(taken));
+    let r =
+        c.rt.block_on(client.add_store(add(0, "127.0.0.1:9")))
+            .unwrap()
+            .into_inner();
+    assert!(r.has_error(), "store id 0 is refused: {r:?}");
+}
+
+#[test]
+fn the_async_client_writes_concurrently_with_sessions_and_reads_in_every_mode() {
+    use client::grpc::{AsyncClient, GrpcOptions};
+    use kvproto_lite::raft_cmdpb::ReadMode;
+    let c = GrpcCluster::new(3, 4);
+    let endpoints: Vec<String> = c.addrs.values().map(|a| a.to_string()).collect();
+    c.rt.block_on(async {
+        let kv = AsyncClient::connect(&endpoints, Default::default(), GrpcOptions::default())
+            .await
+            .unwrap();
+        // Many writes in flight at once: each borrows its own session, so
+        // none is refused as stale.
+        let writes = (0..40u64).map(|i| {
+            let kv = kv.clone();
+            tokio::spawn(async move { kv.put(&key(i), format!("v{i}").as_bytes()).await })
+        });
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        let swapped = kv
+            .compare_and_swap(&key(0), Some(b"v0"), b"w0")
+            .await
+            .unwrap();
+        assert!(swapped.succeeded);
+        let kept = kv
+            .compare_and_swap(&key(1), Some(b"other"), b"w1")
+            .await
+            .unwrap();
+        assert!(!kept.succeeded);
+        assert_eq!(kept.previous.as_deref(), Some(&b"v1"[..]));
+        assert!(kv.delete_if_equal(&key(2), b"v2").await.unwrap().succeeded);
+        for mode in [
+            ReadMode::Log,
+            ReadMode::ReadIndex,
+            ReadMode::Lease,
+            ReadMode::Follower,
+        ] {
+            assert_eq!(
+                kv.get_with(&key(0), mode).await.unwrap().as_deref(),
+                Some(&b"w0"[..]),
+                "{mode:?}"
+            );
+            assert_eq!(kv.get_with(&key(2), mode).await.unwrap(), None, "{mode:?}");
+            let all = kv.scan_with(b"", b"", 0, mode).await.unwrap();
+            assert_eq!(all.len(), 39, "{mode:?}");
+        }
+    });
+    // The writes carried sessions: the leaders hold session records.
+    use engine::KvSnapshot;
+    let records = c.running.keys().any(|id| {
+        c.engines[id]
+            .kv
+            .snapshot()
+            .scan(b"", b"", usize::MAX)
+            .unwrap()
+            .iter()
+            .any(|(k, _)| raftstore::is_reserved_key(k))
+    });
+    assert!(records, "no session record was written");
+}
+
+#[test]
+fn admin_commands_change_membership_and_nothing_else() {
+    use kvproto_lite::eraftpb::ConfChangeType;
+    use kvproto_lite::raft_cmdpb::AdminCmdType;
+    let c = GrpcCluster::new(3, 1);
+    let (store, ctx) = c.context_for(b"k");
+    let mut client = c.client(store);
+    let region = c.regions[0].clone();
+    let leader = ctx.get_peer().clone();
+    // A leadership transfer to another voter is accepted.
+    let target = region
+        .get_peers()
+        .iter()
+        .find(|p| p.get_store_id() != store)
+        .unwrap()
+        .clone();
+    let mut cmd = kvproto_lite::util::new_cmd_request(&region, leader.clone());
+    cmd.mut_admin_request()
+        .set_cmd_type(AdminCmdType::TransferLeader);
+    cmd.mut_admin_request()
+        .mut_transfer_leader()
+        .set_peer(target.clone());
+    let mut req = AdminCommandRequest::default();
+    req.set_command(cmd);
+    let resp =
+        c.rt.block_on(client.admin_command(req))
+            .unwrap()
+            .into_inner();
+    assert!(!resp.get_response().get_header().has_error(), "{resp:?}");
+    assert!(eventually(Duration::from_secs(20), || c.leader_of(1)
+        == Some(target.get_store_id())));
+    // A compaction is not an operator's membership command: refused, not sent.
+    let mut cmd = kvproto_lite::util::new_cmd_request(&region, leader.clone());
+    cmd.mut_admin_request()
+        .set_cmd_type(AdminCmdType::CompactLog);
+    let mut req = AdminCommandRequest::default();
+    req.set_command(cmd);
+    let resp =
+        c.rt.block_on(client.admin_command(req))
+            .unwrap()
+            .into_inner();
+    let err = resp.get_response().get_header().get_error();
+    assert!(err.get_message().contains("accepts ChangePeer"), "{resp:?}");
+    // A membership change sent to the old leader is redirected.
+    let mut learner = kvproto_lite::metapb::Peer::default();
+    learner.set_id(1_000);
+    learner.set_store_id(9);
+    let change = kvproto_lite::util::change_peer(ConfChangeType::AddLearnerNode, learner);
+    let cmd = kvproto_lite::util::new_change_peer_request(&region, leader, vec![change]);
+    let mut req = AdminCommandRequest::default();
+    req.set_command(cmd);
+    let resp =
+        c.rt.block_on(client.admin_command(req))
+            .unwrap()
+            .into_inner();
+    assert!(
+        resp.get_response()
+            .get_header()
+            .get_error()
+            .has_not_leader(),
+        "{resp:?}"
+    );
+}
+
+/// A command sink that loses the answer of one write: the first Put of
+/// `mine` applied while armed is followed by another writer's put of
+/// `theirs`, then the client is told "outcome unknown", as when a
+/// connection breaks after the store applied the write.
+struct LosesOneAnswer {
+    inner: Arc<dyn CommandSink>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommandSink for LosesOneAnswer {
+    fn send_command(
+        &self,
+        cmd: RaftCommand,
+    ) -> Result<(), batch_system::mpsc::TrySendError<RaftCommand>> {
+        use kvproto_lite::raft_cmdpb::CmdType;
+        let target = cmd.request.get_requests().first().is_some_and(|r| {
+            r.get_cmd_type() == CmdType::Put && r.get_put().get_value() == b"mine"
+        });
+        if !target || !self.armed.swap(false, Ordering::SeqCst) {
+            return self.inner.send_command(cmd);
+        }
+        let RaftCommand { request, callback } = cmd;
+        let mut theirs = request.clone();
+        theirs.mut_header().set_client_id(0);
+        theirs.mut_header().set_sequence(0);
+        theirs.mut_requests()[0]
+            .mut_put()
+            .set_value(b"theirs".to_vec());
+        let inner = self.inner.clone();
+        let armed = self.armed.clone();
+        let lost = Callback::new(move |applied: kvproto_lite::raft_cmdpb::RaftCmdResponse| {
+            if applied.get_header().has_error() {
+                // Refused (a follower, say): nothing applied, nothing lost.
+                armed.store(true, Ordering::SeqCst);
+                callback.invoke(applied);
+                return;
+            }
+            // Off the raft store's thread: the other write must apply.
+            std::thread::spawn(move || {
+                let other = inner.submit(theirs).recv_timeout(Duration::from_secs(20));
+                assert!(other.is_ok_and(|r| !r.get_header().has_error()));
+                callback.invoke(kvproto_lite::util::error_response(
+                    kvproto_lite::util::new_error("connection lost: outcome unknown"),
+                    0,
+                ));
+            });
+        });
+        self.inner.send_command(RaftCommand::new(request, lost))
+    }
+}
+
+#[test]
+fn the_async_client_retries_a_write_whose_answer_was_lost_and_it_applies_once() {
+    use client::grpc::{AsyncClient, GrpcOptions};
+    use client::ClientOptions;
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut c = GrpcCluster::new(3, 1);
+    let ids: Vec<u64> = c.running.keys().copied().collect();
+    for &id in &ids {
+        c.stop(id);
+    }
+    let a = armed.clone();
+    c.wrap = Some(Arc::new(move |inner| {
+        Arc::new(LosesOneAnswer {
+            inner,
+            armed: a.clone(),
+        })
+    }));
+    for id in ids {
+        c.start(id);
+    }
+    let endpoints: Vec<String> = c.addrs.values().map(|a| a.to_string()).collect();
+    let put_mine = |sessions: bool| {
+        armed.store(true, Ordering::SeqCst);
+        let opts = ClientOptions {
+            sessions,
+            ..ClientOptions::default()
+        };
+        c.rt.block_on(async {
+            let kv = AsyncClient::connect(&endpoints, opts, GrpcOptions::default())
+                .await
+                .unwrap();
+            kv.put(b"k", b"mine").await.unwrap();
+        });
+        assert!(!armed.load(Ordering::SeqCst), "the answer was not lost");
+    };
+    // With a session the retry is answered from the saved response: the
+    // other writer's later value stays.
+    put_mine(true);
+    assert!(c.replicated(b"k", b"theirs"));
+    // Without one, the retry applies the write a second time, over it.
+    put_mine(false);
+    assert!(c.replicated(b"k", b"mine"));
 }

@@ -15,27 +15,35 @@ use crate::wire_contract::{d, render};
 /// The schema of the service messages, one message per line, in the format
 /// of the `wire_contract` table.
 const CONTRACT: &str = "\
-kvrpcpb.Context: uint64 region_id = 1; metapb.RegionEpoch region_epoch = 2; metapb.Peer peer = 3;
+kvrpcpb.Context: uint64 region_id = 1; metapb.RegionEpoch region_epoch = 2; metapb.Peer peer = 3; uint64 client_id = 4; uint64 sequence = 5;
 kvrpcpb.KvPair: bytes key = 1; bytes value = 2;
-kvrpcpb.GetRequest: kvrpcpb.Context context = 1; bytes key = 2;
+kvrpcpb.GetRequest: kvrpcpb.Context context = 1; bytes key = 2; raft_cmdpb.ReadMode read_mode = 3;
 kvrpcpb.GetResponse: errorpb.Error region_error = 1; bytes value = 2; bool not_found = 3;
 kvrpcpb.PutRequest: kvrpcpb.Context context = 1; bytes key = 2; bytes value = 3;
 kvrpcpb.PutResponse: errorpb.Error region_error = 1;
 kvrpcpb.DeleteRequest: kvrpcpb.Context context = 1; bytes key = 2;
 kvrpcpb.DeleteResponse: errorpb.Error region_error = 1;
-kvrpcpb.ScanRequest: kvrpcpb.Context context = 1; bytes start_key = 2; bytes end_key = 3; uint32 limit = 4;
+kvrpcpb.ScanRequest: kvrpcpb.Context context = 1; bytes start_key = 2; bytes end_key = 3; uint32 limit = 4; raft_cmdpb.ReadMode read_mode = 5;
 kvrpcpb.ScanResponse: errorpb.Error region_error = 1; repeated kvrpcpb.KvPair pairs = 2; uint32 limit = 3;
-kvrpcpb.BatchGetRequest: kvrpcpb.Context context = 1; repeated bytes keys = 2;
+kvrpcpb.BatchGetRequest: kvrpcpb.Context context = 1; repeated bytes keys = 2; raft_cmdpb.ReadMode read_mode = 3;
 kvrpcpb.BatchGetResponse: errorpb.Error region_error = 1; repeated kvrpcpb.KvPair pairs = 2;
 kvrpcpb.BatchPutRequest: kvrpcpb.Context context = 1; repeated kvrpcpb.KvPair pairs = 2;
 kvrpcpb.BatchPutResponse: errorpb.Error region_error = 1;
+kvrpcpb.CompareAndSwapRequest: kvrpcpb.Context context = 1; bytes key = 2; bytes expected = 3; bool expected_absent = 4; bytes value = 5;
+kvrpcpb.CompareAndSwapResponse: errorpb.Error region_error = 1; bool succeeded = 2; bytes previous = 3; bool previous_not_found = 4;
+kvrpcpb.DeleteIfEqualRequest: kvrpcpb.Context context = 1; bytes key = 2; bytes expected = 3;
+kvrpcpb.DeleteIfEqualResponse: errorpb.Error region_error = 1; bool succeeded = 2; bytes previous = 3; bool previous_not_found = 4;
 kvrpcpb.GetRegionRequest: bytes key = 1;
 kvrpcpb.RegionInfo: metapb.Region region = 1; metapb.Peer leader = 2; uint64 leader_term = 3;
 kvrpcpb.GetRegionResponse: errorpb.Error region_error = 1; kvrpcpb.RegionInfo region = 2;
 kvrpcpb.ListRegionsRequest:
 kvrpcpb.ListRegionsResponse: repeated kvrpcpb.RegionInfo regions = 1;
 kvrpcpb.GetStoresRequest:
-kvrpcpb.GetStoresResponse: uint64 store_id = 1; repeated metapb.Store stores = 2;
+kvrpcpb.GetStoresResponse: uint64 store_id = 1; repeated metapb.Store stores = 2; uint64 cluster_id = 3;
+kvrpcpb.AddStoreRequest: metapb.Store store = 1;
+kvrpcpb.AddStoreResponse: errorpb.Error error = 1; repeated metapb.Store stores = 2;
+kvrpcpb.AdminCommandRequest: raft_cmdpb.RaftCmdRequest command = 1;
+kvrpcpb.AdminCommandResponse: raft_cmdpb.RaftCmdResponse response = 1;
 kvrpcpb.BatchCommandsRequest: repeated raft_cmdpb.RaftCmdRequest commands = 1;
 kvrpcpb.BatchCommandsResponse: repeated raft_cmdpb.RaftCmdResponse responses = 1;
 transportpb.BatchRaftMessage: repeated raft_serverpb.RaftMessage msgs = 1;
@@ -60,6 +68,10 @@ fn service_messages_match_the_field_number_contract() {
         d::<kvrpcpb::BatchGetResponse>(),
         d::<kvrpcpb::BatchPutRequest>(),
         d::<kvrpcpb::BatchPutResponse>(),
+        d::<kvrpcpb::CompareAndSwapRequest>(),
+        d::<kvrpcpb::CompareAndSwapResponse>(),
+        d::<kvrpcpb::DeleteIfEqualRequest>(),
+        d::<kvrpcpb::DeleteIfEqualResponse>(),
         d::<kvrpcpb::GetRegionRequest>(),
         d::<kvrpcpb::RegionInfo>(),
         d::<kvrpcpb::GetRegionResponse>(),
@@ -67,6 +79,10 @@ fn service_messages_match_the_field_number_contract() {
         d::<kvrpcpb::ListRegionsResponse>(),
         d::<kvrpcpb::GetStoresRequest>(),
         d::<kvrpcpb::GetStoresResponse>(),
+        d::<kvrpcpb::AddStoreRequest>(),
+        d::<kvrpcpb::AddStoreResponse>(),
+        d::<kvrpcpb::AdminCommandRequest>(),
+        d::<kvrpcpb::AdminCommandResponse>(),
         d::<kvrpcpb::BatchCommandsRequest>(),
         d::<kvrpcpb::BatchCommandsResponse>(),
         d::<transportpb::BatchRaftMessage>(),
