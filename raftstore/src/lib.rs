@@ -155,7 +155,9 @@ pub use store_meta::{
     DurationHistogram, HistogramSnapshot, LeaderInfo, RegionProgress, StoreMeta, StoreStats,
     StoreStatsSnapshot, HISTOGRAM_BUCKETS,
 };
-pub use system::{create_raft_batch_system, GracefulShutdown, ManualPollers, RaftBatchSystem};
+pub use system::{
+    create_raft_batch_system, GracefulShutdown, ManualPollers, ManualPool, RaftBatchSystem,
+};
 pub use transport::{NoTransport, RaftMessageSink, Transport};
 
 /// The channel crate of the API's refusals and response receivers.
