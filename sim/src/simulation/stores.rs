@@ -292,7 +292,10 @@ impl Simulation {
             return;
         }
         self.poll_pending.remove(&id);
-        let (raft_until, apply_until) = self.paused.get(&id).copied().unwrap_or((0, 0));
+        let (raft_until, apply_until) = self
+            .paused
+            .get(&id)
+            .map_or((0, 0), |p| (p.raft_until, p.apply_until));
         let (raft_on, apply_on) = (self.now >= raft_until, self.now >= apply_until);
         // A CPU slice: up to `rounds` poll rounds of each poller, stopping
         // early when the store is idle.
@@ -362,8 +365,8 @@ impl Simulation {
     /// unit later.
     fn poll_store_interleaved(&mut self, id: u64) {
         self.poll_pending.remove(&id);
-        let (raft_until, apply_until) = self.paused.get(&id).copied().unwrap_or((0, 0));
-        let (raft_on, apply_on) = (self.now >= raft_until, self.now >= apply_until);
+        let pause = self.paused.get(&id).copied();
+        let now = self.now;
         let steps = self.rng.gen_range(1..=MAX_STEPS_PER_POLL);
         let Some(Running { pollers, .. }) =
             self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
@@ -371,40 +374,50 @@ impl Simulation {
             self.busy_streak.remove(&id);
             return;
         };
-        let raft = if raft_on { pollers.raft.len() } else { 0 };
-        let apply = if apply_on { pollers.apply.len() } else { 0 };
+        // The pollers that may run now: (raft?, index).
+        let active: Vec<(bool, usize)> = (0..pollers.raft.len())
+            .map(|i| (true, i))
+            .chain((0..pollers.apply.len()).map(|i| (false, i)))
+            .filter(|&(raft, i)| pause.map_or(true, |p| p.runs(raft, i, now)))
+            .collect();
+        let in_round = |pollers: &ManualPool<_, _, _>| {
+            active.iter().any(|&(raft, i)| {
+                if raft {
+                    pollers.raft[i].in_round()
+                } else {
+                    pollers.apply[i].in_round()
+                }
+            })
+        };
         let mut work = 0u64;
         let mut tally = Tally::default();
-        if raft + apply > 0 {
+        let mut step_of = |pollers: &mut ManualPool<_, _, _>, (raft, i): (bool, usize)| {
+            if raft {
+                step(&mut pollers.raft, i, &mut tally)
+            } else {
+                step(&mut pollers.apply, i, &mut tally)
+            }
+        };
+        if !active.is_empty() {
             for _ in 0..steps {
-                let pick = self.rng.gen_range(0..raft + apply);
-                let did = if pick < raft {
-                    step(&mut pollers.raft, pick, &mut tally)
-                } else {
-                    step(&mut pollers.apply, pick - raft, &mut tally)
-                };
-                if did {
+                let pick = active[self.rng.gen_range(0..active.len())];
+                if step_of(pollers, pick) {
                     work += 1;
                     continue;
                 }
                 // The picked poller found nothing to take. If no poller is
                 // in a round, look for work with each in turn: none found
                 // means the store is idle.
-                let busy = pollers.raft[..raft].iter().any(ManualPoller::in_round)
-                    || pollers.apply[..apply].iter().any(ManualPoller::in_round);
-                if busy {
+                if in_round(pollers) {
                     continue;
                 }
-                let found = (0..raft).any(|i| step(&mut pollers.raft, i, &mut tally))
-                    || (0..apply).any(|i| step(&mut pollers.apply, i, &mut tally));
-                if !found {
+                if !active.iter().any(|&p| step_of(pollers, p)) {
                     break;
                 }
                 work += 1;
             }
         }
-        let holding = pollers.raft[..raft].iter().any(ManualPoller::in_round)
-            || pollers.apply[..apply].iter().any(ManualPoller::in_round);
+        let holding = in_round(pollers);
         self.stats.poll_rounds += tally.rounds;
         self.stats.overlapping_rounds += tally.overlapping;
         self.route_outbox();
