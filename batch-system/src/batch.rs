@@ -281,6 +281,15 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         let Some(fsm) = fsm_slot.as_mut() else {
             return true;
         };
+        if slot.mailbox.is_closed() {
+            // Closed by someone else (its address removed or given to a
+            // new FSM) while this poller held it, before its turn: it is
+            // dead, as an idle FSM is when its mailbox is closed. It is not
+            // handled; it is dropped with its queued messages when the
+            // round hands its FSMs back, and `end` sees `None` in its slot.
+            drop(fsm_slot.take());
+            return true;
+        }
         let was_empty = round.spinning && slot.mailbox.is_empty();
         slot.result = self.handler.handle_normal(fsm);
         slot.stopped = fsm.is_stopped();

@@ -355,3 +355,39 @@ fn interleaved_steps_of_two_manual_pollers_handle_every_message_exactly_once() {
         assert_eq!(got, want, "seed {seed}");
     }
 }
+
+#[test]
+fn an_fsm_closed_while_held_before_its_turn_is_not_handled_and_is_dropped() {
+    let (control_tx, control) = Runner::new(16);
+    let (router, system) = create_system::<Runner, Runner>(2, 8, control_tx, control);
+    let mut builder = Builder::new();
+    let metrics = builder.metrics();
+    let mut poller = system.manual_poller(builder.build());
+    let (dropped_tx, dropped) = std::sync::mpsc::channel();
+    for addr in 1..=2 {
+        let (tx, mut runner) = Runner::new(16);
+        let dropped_tx = dropped_tx.clone();
+        runner.set_on_drop(move |r| dropped_tx.send((addr, r.handled())).unwrap());
+        router.register(addr, BasicMailbox::new(tx, runner));
+        router.send(addr, Message::Count(1)).unwrap();
+    }
+    assert_eq!(poller.begin_round().unwrap(), 2);
+    assert!(poller.handle_next(), "FSM 1 handled");
+    // Both are closed while held: FSM 1 after its turn, FSM 2 before it
+    // (as when a new FSM takes over an address).
+    router.close(1);
+    router.close(2);
+    assert!(dropped.try_recv().is_err(), "still held by the poller");
+    assert!(poller.handle_next(), "FSM 2's turn: skipped");
+    assert!(!poller.handle_next());
+    assert_eq!(poller.finish_round().unwrap(), 2);
+    let mut gone: Vec<(u64, u64)> = dropped.try_iter().collect();
+    gone.sort_unstable();
+    assert_eq!(
+        gone,
+        vec![(1, 1), (2, 0)],
+        "FSM 1 was handled before it was closed, FSM 2 never after"
+    );
+    assert_eq!(metrics.handled(), 1);
+    assert_eq!(poller.poll_once(), 0);
+}
