@@ -156,7 +156,8 @@ pub use store_meta::{
     StoreStatsSnapshot, HISTOGRAM_BUCKETS,
 };
 pub use system::{
-    create_raft_batch_system, GracefulShutdown, ManualPollers, ManualPool, RaftBatchSystem,
+    create_raft_batch_system, GracefulShutdown, ManualApplyPoller, ManualPollers, ManualPool,
+    ManualRaftPoller, RaftBatchSystem,
 };
 pub use transport::{NoTransport, RaftMessageSink, Transport};
 

@@ -66,14 +66,23 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     _kv: PhantomData<EK>,
 }
 
+/// A raft poller of a store driven by hand: the [`RaftPoller`] handler
+/// in a [`ManualPoller`].
+pub type ManualRaftPoller<EK, ER, T> = ManualPoller<PeerFsm<ER>, StoreFsm, RaftPoller<EK, ER, T>>;
+
+/// An apply poller of a store driven by hand: the [`ApplyPoller`] handler
+/// (reporting to the raft router) in a [`ManualPoller`].
+pub type ManualApplyPoller<EK, ER> =
+    ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<EK, RaftRouter<ER>>>;
+
 /// The two handlers of a store started with
 /// [`RaftBatchSystem::spawn_manual`], each in a [`ManualPoller`] that runs
 /// one poll round per `poll_once` call on the caller's thread.
 pub struct ManualPollers<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// Polls the peer FSMs and the store FSM ([`RaftPoller`]).
-    pub raft: ManualPoller<PeerFsm<ER>, StoreFsm, RaftPoller<EK, ER, T>>,
+    pub raft: ManualRaftPoller<EK, ER, T>,
     /// Polls the apply FSMs ([`ApplyPoller`]), reporting to the raft router.
-    pub apply: ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<EK, RaftRouter<ER>>>,
+    pub apply: ManualApplyPoller<EK, ER>,
 }
 
 /// The pollers of a store started with
@@ -83,9 +92,9 @@ pub struct ManualPollers<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
 /// round drops the FSMs that poller holds (a crash).
 pub struct ManualPool<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// The raft pollers ([`RaftPoller`]): peer FSMs and the store FSM.
-    pub raft: Vec<ManualPoller<PeerFsm<ER>, StoreFsm, RaftPoller<EK, ER, T>>>,
+    pub raft: Vec<ManualRaftPoller<EK, ER, T>>,
     /// The apply pollers ([`ApplyPoller`]), reporting to the raft router.
-    pub apply: Vec<ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<EK, RaftRouter<ER>>>>,
+    pub apply: Vec<ManualApplyPoller<EK, ER>>,
 }
 
 /// Creates a store's raft batch system and its router.

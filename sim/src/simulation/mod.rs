@@ -10,7 +10,11 @@
 //!                      and one of its apply poller (random order, unless
 //!                      paused); messages sent go through the fault model
 //!                      into the queue as future Delivers; a store that did
-//!                      work is polled again 1 time unit later
+//!                      work is polled again 1 time unit later; with
+//!                      `two_pollers`, 1..=48 steps (begin a round, handle
+//!                      one FSM, finish a round) of pollers the RNG picks
+//!                      among the store's two raft and two apply pollers,
+//!                      so rounds overlap and span other events
 //!   ClientWake         a client invokes an operation (a client::Call)
 //!   CallWake           a call's backoff ended: its next attempt
 //!   AttemptTimeout     the attempt's outcome becomes unknown; the call retries
