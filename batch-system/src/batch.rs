@@ -77,6 +77,27 @@ impl<N: Fsm, C: Fsm> Batch<N, C> {
     }
 }
 
+/// Where a poll round is: which FSMs of the batch have been handled.
+struct Round {
+    /// When the round's FSMs were taken (for the fairness limit).
+    now: Instant,
+    /// Every FSM handled so far was kept with an empty mailbox.
+    spinning: bool,
+    control: ControlStep,
+    /// The next normal FSM to handle (an index into the batch).
+    next: usize,
+}
+
+/// The control FSM's part in a round.
+enum ControlStep {
+    /// Not looked at yet: handled first if the batch holds it.
+    Pending,
+    /// Not in the batch.
+    Absent,
+    /// Handled; what `handle_control` returned.
+    Handled(Option<usize>),
+}
+
 /// After this many poll rounds in a row in which every FSM was kept with an
 /// empty mailbox, a poller logs that its handler makes it spin.
 pub(crate) const SPIN_WARN_ROUNDS: u64 = 100_000;
@@ -218,55 +239,91 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
     }
 
     fn round(&mut self, batch: &mut Batch<N, C>, now: Instant) {
+        let mut round = self.begin_round(batch, now);
+        while self.handle_next(batch, &mut round) {}
+        self.end_round(batch, round);
+    }
+
+    /// Starts a round over the FSMs in `batch`: `begin`.
+    fn begin_round(&mut self, batch: &Batch<N, C>, now: Instant) -> Round {
         self.handler.begin(batch.fsms.len());
-
-        // Stays true while every FSM handled so far was kept for another
-        // round with nothing in its mailbox: a round that did no work.
-        // (The emptiness checks only run while that still holds, so a round
-        // with real work pays for one or two of them at most.)
-        let mut spinning = true;
-        let mut control_done = None;
-        if let Some(control) = batch.control.as_mut() {
-            let was_empty = control.mailbox.is_empty();
-            let result = self.handler.handle_control(&mut control.fsm);
-            spinning = was_empty && result.is_none() && control.mailbox.is_empty();
-            control_done = Some(result);
+        Round {
+            now,
+            // Stays true while every FSM handled so far was kept for another
+            // round with nothing in its mailbox: a round that did no work.
+            // (The emptiness checks only run while that still holds, so a
+            // round with real work pays for one or two of them at most.)
+            spinning: true,
+            control: ControlStep::Pending,
+            next: 0,
         }
+    }
 
-        for (fsm_slot, slot) in batch.fsms.iter_mut().zip(batch.slots.iter_mut()) {
-            let Some(fsm) = fsm_slot.as_mut() else {
-                continue;
-            };
-            let was_empty = spinning && slot.mailbox.is_empty();
-            slot.result = self.handler.handle_normal(fsm);
-            slot.stopped = fsm.is_stopped();
-            spinning = was_empty
-                && slot.result == HandleResult::KeepProcessing
-                && !slot.stopped
-                && slot.mailbox.is_empty();
-            if let (
-                false,
-                HandleResult::StopAt {
-                    progress,
-                    skip_end: true,
-                },
-            ) = (slot.stopped, slot.result)
-            {
-                if let Some(fsm) = fsm_slot.take() {
-                    slot.reclaimed = release(&slot.mailbox, fsm, progress);
-                }
+    /// Handles the next FSM of the round: the control FSM first (if the
+    /// batch holds it), then the normal FSMs in batch order. Returns
+    /// `false` when every FSM of the round has been handled.
+    fn handle_next(&mut self, batch: &mut Batch<N, C>, round: &mut Round) -> bool {
+        if let ControlStep::Pending = round.control {
+            round.control = ControlStep::Absent;
+            if let Some(control) = batch.control.as_mut() {
+                let was_empty = control.mailbox.is_empty();
+                let result = self.handler.handle_control(&mut control.fsm);
+                round.spinning = was_empty && result.is_none() && control.mailbox.is_empty();
+                round.control = ControlStep::Handled(result);
+                return true;
             }
         }
+        let i = round.next;
+        let (Some(fsm_slot), Some(slot)) = (batch.fsms.get_mut(i), batch.slots.get_mut(i)) else {
+            return false;
+        };
+        round.next += 1;
+        let Some(fsm) = fsm_slot.as_mut() else {
+            return true;
+        };
+        if slot.mailbox.is_closed() {
+            // Closed by someone else (its address removed or given to a
+            // new FSM) while this poller held it, before its turn: it is
+            // dead, as an idle FSM is when its mailbox is closed. It is not
+            // handled; it is dropped with its queued messages when the
+            // round hands its FSMs back, and `end` sees `None` in its slot.
+            drop(fsm_slot.take());
+            return true;
+        }
+        let was_empty = round.spinning && slot.mailbox.is_empty();
+        slot.result = self.handler.handle_normal(fsm);
+        slot.stopped = fsm.is_stopped();
+        round.spinning = was_empty
+            && slot.result == HandleResult::KeepProcessing
+            && !slot.stopped
+            && slot.mailbox.is_empty();
+        if let (
+            false,
+            HandleResult::StopAt {
+                progress,
+                skip_end: true,
+            },
+        ) = (slot.stopped, slot.result)
+        {
+            if let Some(fsm) = fsm_slot.take() {
+                slot.reclaimed = release(&slot.mailbox, fsm, progress);
+            }
+        }
+        true
+    }
 
+    /// Ends a round whose FSMs have all been handled: `light_end`, `end`,
+    /// then each FSM is released, kept or rescheduled.
+    fn end_round(&mut self, batch: &mut Batch<N, C>, round: Round) {
         self.handler.light_end(&mut batch.fsms);
         self.handler.end(&mut batch.fsms);
-        self.check_spinning(spinning);
+        self.check_spinning(round.spinning);
 
-        if let Some(result) = control_done {
-            self.finish_control(batch, result, now);
+        if let ControlStep::Handled(result) = round.control {
+            self.finish_control(batch, result, round.now);
         }
         for i in (0..batch.fsms.len()).rev() {
-            self.finish_normal(batch, i, now);
+            self.finish_normal(batch, i, round.now);
         }
     }
 
@@ -377,8 +434,8 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
     }
 }
 
-/// Drives a [`BatchSystem`]'s FSMs by hand, one poll round per call, on
-/// the caller's thread: for deterministic simulation and step-by-step tests.
+/// Drives a [`BatchSystem`]'s FSMs by hand, on the caller's thread: for
+/// deterministic simulation and step-by-step tests.
 ///
 /// Made by [`BatchSystem::manual_poller`]. Each
 /// [`poll_once`](Self::poll_once) runs exactly the round a poller thread
@@ -386,9 +443,35 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
 /// `end`), then hands every FSM back: idle ones are released to their
 /// mailboxes, and those with work left (`KeepProcessing`, or messages that
 /// arrived during the round) are scheduled again, so the next call sees
-/// them. No FSM stays in the poller between calls, and no wall-clock time
+/// them. No FSM stays in the poller between rounds, and no wall-clock time
 /// influences what happens (the fairness limit is zero: every FSM kept
 /// busy goes back to the end of the queue).
+///
+/// # Split rounds: several pollers of one system
+///
+/// A system may have several manual pollers, as it may have several poller
+/// threads: each takes FSMs from the same queue, and an FSM is only ever
+/// in one poller (the mailbox hands it to whoever wins its notification).
+/// `poll_once` runs a whole round at once, so pollers driven only by it
+/// never overlap. To interleave them the way threads do, split a round
+/// into its steps:
+///
+/// - [`begin_round`](Self::begin_round) takes the scheduled FSMs (up to
+///   `max_batch_size` normal FSMs, plus the control FSM if it is
+///   scheduled) and calls `begin`. From now on the poller **holds** them:
+///   another poller of the system cannot get them, and messages sent to
+///   them queue in their mailboxes, exactly as while a thread works on
+///   them;
+/// - [`handle_next`](Self::handle_next) handles one held FSM (the control
+///   FSM first, then the normal FSMs in the order they were taken);
+/// - [`finish_round`](Self::finish_round) handles the FSMs not handled yet,
+///   calls `light_end` and `end`, and hands every FSM back as `poll_once`
+///   does (an FSM that got messages while held is scheduled again).
+///
+/// Between these steps the caller may run any other poller's steps, send
+/// messages, or drop the system (a crash: held FSMs are dropped with their
+/// poller and their mailboxes closed). `poll_once` is `begin_round`
+/// followed by `finish_round`.
 ///
 /// Do not mix with [`BatchSystem::spawn`] on the same system unless you
 /// want the threads and the caller to compete for FSMs.
@@ -411,9 +494,34 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
 /// assert_eq!(poller.poll_once(), 0); // nothing scheduled: idle
 /// assert_eq!(metrics.handled(), 1);
 /// ```
+///
+/// Two pollers, one holding an FSM while the other runs:
+///
+/// ```
+/// use batch_system::test_runner::{Builder, Message, Runner};
+/// use batch_system::{create_system, BasicMailbox, HandlerBuilder};
+///
+/// let (control_tx, control) = Runner::new(16);
+/// let (router, system) = create_system::<Runner, Runner>(2, 8, control_tx, control);
+/// let mut builder = Builder::new();
+/// let mut first = system.manual_poller(builder.build());
+/// let mut second = system.manual_poller(builder.build());
+/// let (tx, runner) = Runner::new(16);
+/// router.register(1, BasicMailbox::new(tx, runner));
+/// router.send(1, Message::Count(1)).unwrap();
+/// assert_eq!(first.begin_round().unwrap(), 1); // `first` holds FSM 1
+/// assert!(first.handle_next()); // ... and has handled its message
+/// router.send(1, Message::Count(2)).unwrap(); // queues in its mailbox
+/// assert_eq!(second.poll_once(), 0); // FSM 1 is not scheduled for `second`
+/// assert_eq!(first.finish_round().unwrap(), 1); // handed back, scheduled again
+/// assert_eq!(second.poll_once(), 1); // `second` handles the new message
+/// assert_eq!(router.mailbox(1).unwrap().len(), 0);
+/// ```
 pub struct ManualPoller<N: Fsm, C: Fsm, H> {
     poller: Poller<N, C, H>,
     batch: Batch<N, C>,
+    /// The round begun by `begin_round` and not finished yet.
+    round: Option<Round>,
 }
 
 impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> ManualPoller<N, C, H> {
@@ -421,17 +529,103 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> ManualPoller<N, C, H> {
     /// `max_batch_size` normal FSMs, plus the control FSM), without
     /// blocking. Returns how many FSMs were handled; 0 means nothing was
     /// scheduled (the system is idle, for this poller).
+    ///
+    /// With a round in progress (see [`begin_round`](Self::begin_round)),
+    /// this finishes that round instead of starting another, and returns
+    /// how many FSMs it held.
     pub fn poll_once(&mut self) -> usize {
+        if self.round.is_none() && self.take_round() == 0 {
+            return 0;
+        }
+        self.finish()
+    }
+
+    /// Starts a round: takes every FSM scheduled so far (as
+    /// [`poll_once`](Self::poll_once) does) and calls the handler's
+    /// `begin`. Returns how many FSMs the poller now holds; with 0 nothing
+    /// was scheduled and no round was started. See
+    /// [split rounds](Self#split-rounds-several-pollers-of-one-system).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RoundInProgress`] if a round begun earlier has not been
+    /// finished; nothing changes.
+    pub fn begin_round(&mut self) -> Result<usize> {
+        if self.round.is_some() {
+            return Err(Error::RoundInProgress);
+        }
+        Ok(self.take_round())
+    }
+
+    /// Handles the next FSM of the round in progress: the control FSM
+    /// first, then the normal FSMs in the order they were taken. Returns
+    /// `false`, doing nothing, when there is no round in progress or every
+    /// FSM of it has been handled (then only
+    /// [`finish_round`](Self::finish_round) is left).
+    pub fn handle_next(&mut self) -> bool {
+        match self.round.as_mut() {
+            Some(round) => self.poller.handle_next(&mut self.batch, round),
+            None => false,
+        }
+    }
+
+    /// Finishes the round in progress: handles the FSMs not handled yet,
+    /// calls `light_end` and `end`, and hands every FSM back (released to
+    /// its mailbox, or scheduled again if it has work left or got messages
+    /// while held). Returns how many FSMs the round held.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRoundInProgress`] without a round begun by
+    /// [`begin_round`](Self::begin_round); nothing is called.
+    pub fn finish_round(&mut self) -> Result<usize> {
+        if self.round.is_none() {
+            return Err(Error::NoRoundInProgress);
+        }
+        Ok(self.finish())
+    }
+
+    /// Whether a round begun by [`begin_round`](Self::begin_round) is in
+    /// progress: the poller holds FSMs.
+    pub fn in_round(&self) -> bool {
+        self.round.is_some()
+    }
+
+    /// How many FSMs the poller holds (normal FSMs plus the control FSM);
+    /// 0 between rounds.
+    pub fn held(&self) -> usize {
+        self.batch.fsms.len() + usize::from(self.batch.control.is_some())
+    }
+
+    /// Whether this poller holds the control FSM (in a round in progress).
+    pub fn holds_control(&self) -> bool {
+        self.batch.control.is_some()
+    }
+
+    /// Takes the scheduled FSMs and begins a round over them; 0 (and no
+    /// round) when nothing was scheduled.
+    fn take_round(&mut self) -> usize {
         let now = Instant::now();
         self.poller.top_up(&mut self.batch, now);
         if self.batch.is_empty() {
             return 0;
         }
-        let handled = self.batch.fsms.len() + usize::from(self.batch.control.is_some());
+        let held = self.held();
+        self.round = Some(self.poller.begin_round(&self.batch, now));
+        held
+    }
+
+    /// Completes the round in progress (0 without one).
+    fn finish(&mut self) -> usize {
+        let Some(mut round) = self.round.take() else {
+            return 0;
+        };
+        let held = self.held();
+        while self.poller.handle_next(&mut self.batch, &mut round) {}
         // With a zero fairness limit the round hands every FSM back (released
         // or scheduled again), so the batch is empty afterwards.
-        self.poller.round(&mut self.batch, now);
-        handled
+        self.poller.end_round(&mut self.batch, round);
+        held
     }
 
     /// The handler.
@@ -594,6 +788,8 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     /// A poller driven by the caller instead of a thread: see
     /// [`ManualPoller`]. It takes FSMs from this system's queue like a
     /// spawned poller, up to this system's `max_batch_size` per round.
+    /// Call it once per poller wanted: several manual pollers share the
+    /// queue as poller threads do (each with its own handler).
     pub fn manual_poller<H: PollHandler<N, C>>(&self, handler: H) -> ManualPoller<N, C, H> {
         ManualPoller {
             poller: Poller {
@@ -607,6 +803,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
                 logger: self.logger.new(slog::o!("poller" => "manual")),
             },
             batch: Batch::with_capacity(self.max_batch_size.max(1)),
+            round: None,
         }
     }
 

@@ -18,6 +18,14 @@ pub enum Error {
     /// The system has been shut down and cannot be started again.
     #[error("batch system has been shut down")]
     ShutDown,
+    /// [`ManualPoller::begin_round`](crate::ManualPoller::begin_round) was
+    /// called while the poller's previous round was not finished.
+    #[error("the manual poller's previous round is not finished")]
+    RoundInProgress,
+    /// [`ManualPoller::finish_round`](crate::ManualPoller::finish_round) was
+    /// called without a round begun by `begin_round`.
+    #[error("the manual poller has no round in progress")]
+    NoRoundInProgress,
     /// The operating system refused to start a poller thread.
     #[error("failed to spawn poller thread {name}: {source}")]
     Spawn {

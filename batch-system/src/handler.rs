@@ -202,7 +202,9 @@ pub trait PollHandler<N: Fsm, C: Fsm>: Send + 'static {
     /// Called after all FSMs of the round are handled, before [`end`](Self::end).
     fn light_end(&mut self, _batch: &mut [Option<impl DerefMut<Target = N>>]) {}
 
-    /// Ends the round. Slots of FSMs released with `skip_end` are `None`.
+    /// Ends the round. Slots of FSMs released with `skip_end`, and of FSMs
+    /// whose mailbox was closed before their turn (not handled, see
+    /// [`BasicMailbox::close`](crate::BasicMailbox::close)), are `None`.
     fn end(&mut self, batch: &mut [Option<impl DerefMut<Target = N>>]);
 
     /// Called when the poller has no work and is about to wait for some:

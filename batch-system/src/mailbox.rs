@@ -164,8 +164,12 @@ impl<F: Fsm> BasicMailbox<F> {
     }
 
     /// Closes the mailbox: later sends fail with `Disconnected`. An idle FSM
-    /// is dropped now (with any queued messages); a running one is dropped
-    /// by its poller when the poller releases it.
+    /// is dropped now (with any queued messages); one a poller holds is
+    /// dropped by that poller at the end of its round, and is not handled
+    /// any more: if its turn in the round has not come yet, the poller
+    /// skips it (its slot in [`PollHandler::end`](crate::PollHandler::end)
+    /// is `None`), so an FSM replaced by a new one under its address never
+    /// acts after the replacement.
     pub fn close(&self) {
         self.inner.state.close();
     }

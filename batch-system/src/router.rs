@@ -331,7 +331,8 @@ where
 
     /// Removes the mailbox at `addr` and closes it: later sends to `addr`
     /// find no mailbox, and the FSM is dropped (now if idle, otherwise when
-    /// its poller releases it). Does nothing for an unknown address.
+    /// its poller releases it, unhandled if its turn had not come; see
+    /// [`BasicMailbox::close`]). Does nothing for an unknown address.
     pub fn close(&self, addr: u64) {
         if let Some((_, mailbox)) = self.core.normals.remove(&addr) {
             mailbox.close();

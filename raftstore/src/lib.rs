@@ -155,7 +155,10 @@ pub use store_meta::{
     DurationHistogram, HistogramSnapshot, LeaderInfo, RegionProgress, StoreMeta, StoreStats,
     StoreStatsSnapshot, WriteStages, HISTOGRAM_BUCKETS,
 };
-pub use system::{create_raft_batch_system, GracefulShutdown, ManualPollers, RaftBatchSystem};
+pub use system::{
+    create_raft_batch_system, GracefulShutdown, ManualApplyPoller, ManualPollers, ManualPool,
+    ManualRaftPoller, RaftBatchSystem,
+};
 pub use transport::{NoTransport, RaftMessageSink, Transport};
 
 /// The channel crate of the API's refusals and response receivers.

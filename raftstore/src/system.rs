@@ -69,14 +69,35 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     _kv: PhantomData<EK>,
 }
 
+/// A raft poller of a store driven by hand: the [`RaftPoller`] handler
+/// in a [`ManualPoller`].
+pub type ManualRaftPoller<EK, ER, T> = ManualPoller<PeerFsm<ER>, StoreFsm, RaftPoller<EK, ER, T>>;
+
+/// An apply poller of a store driven by hand: the [`ApplyPoller`] handler
+/// (reporting to the raft router) in a [`ManualPoller`].
+pub type ManualApplyPoller<EK, ER> =
+    ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<EK, RaftRouter<ER>>>;
+
 /// The two handlers of a store started with
 /// [`RaftBatchSystem::spawn_manual`], each in a [`ManualPoller`] that runs
 /// one poll round per `poll_once` call on the caller's thread.
 pub struct ManualPollers<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// Polls the peer FSMs and the store FSM ([`RaftPoller`]).
-    pub raft: ManualPoller<PeerFsm<ER>, StoreFsm, RaftPoller<EK, ER, T>>,
+    pub raft: ManualRaftPoller<EK, ER, T>,
     /// Polls the apply FSMs ([`ApplyPoller`]), reporting to the raft router.
-    pub apply: ManualPoller<ApplyFsm, ControlFsm, ApplyPoller<EK, RaftRouter<ER>>>,
+    pub apply: ManualApplyPoller<EK, ER>,
+}
+
+/// The pollers of a store started with
+/// [`RaftBatchSystem::spawn_manual_pool`]: several raft pollers and several
+/// apply pollers, each with its own handler, sharing the store's queues as
+/// poller threads do. Dropping it while a poller is in the middle of a
+/// round drops the FSMs that poller holds (a crash).
+pub struct ManualPool<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
+    /// The raft pollers ([`RaftPoller`]): peer FSMs and the store FSM.
+    pub raft: Vec<ManualRaftPoller<EK, ER, T>>,
+    /// The apply pollers ([`ApplyPoller`]), reporting to the raft router.
+    pub apply: Vec<ManualApplyPoller<EK, ER>>,
 }
 
 /// Creates a store's raft batch system and its router.
@@ -352,6 +373,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// beyond closing mailboxes) models a crash: FSMs are dropped, nothing
     /// more is written.
     ///
+    /// One raft poller and one apply poller; for more, see
+    /// [`spawn_manual_pool`](Self::spawn_manual_pool).
+    ///
     /// # Errors
     ///
     /// As [`spawn`](Self::spawn).
@@ -362,10 +386,51 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         transport: T,
         logger: &Logger,
     ) -> Result<ManualPollers<EK, ER, T>> {
+        let pool = self.spawn_manual_pool(store, engines, transport, logger, 1, 1)?;
+        let (Some(raft), Some(apply)) =
+            (pool.raft.into_iter().next(), pool.apply.into_iter().next())
+        else {
+            return Err(Error::Other("a manual pool without pollers".to_owned()));
+        };
+        Ok(ManualPollers { raft, apply })
+    }
+
+    /// Starts the store like [`spawn_manual`](Self::spawn_manual), with
+    /// `raft_pollers` raft pollers and `apply_pollers` apply pollers, as
+    /// [`spawn`](Self::spawn) starts `store_pool_size` and `apply.pool_size`
+    /// threads: each poller has its own handler (its own poll context,
+    /// log batch and write batch), built like a thread's, and all of them
+    /// share the store's router, engines, transport, store meta, stats and
+    /// awake set. They take FSMs from the same queues, so with
+    /// [`ManualPoller::begin_round`] / [`ManualPoller::finish_round`] the
+    /// caller can interleave their rounds as threads would interleave.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn); [`Error::Other`] for zero pollers of
+    /// either kind (nothing is started then).
+    pub fn spawn_manual_pool<T: Transport>(
+        &mut self,
+        store: metapb::Store,
+        engines: Engines<EK, ER>,
+        transport: T,
+        logger: &Logger,
+        raft_pollers: usize,
+        apply_pollers: usize,
+    ) -> Result<ManualPool<EK, ER, T>> {
+        if raft_pollers == 0 || apply_pollers == 0 {
+            return Err(Error::Other(format!(
+                "a manual pool needs at least one poller of each kind, not {raft_pollers} raft \
+                 and {apply_pollers} apply pollers"
+            )));
+        }
         let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
-        let apply = self
-            .apply_system
-            .manual_poller(engines.kv.clone(), self.router.clone())?;
+        let apply = (0..apply_pollers)
+            .map(|_| {
+                self.apply_system
+                    .manual_poller(engines.kv.clone(), self.router.clone())
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut builder = RaftPollerBuilder::new(
             cfg,
             store_id,
@@ -379,10 +444,12 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         )
         .with_awake_regions(self.awake.clone())
         .with_region_ranges(self.ranges.clone());
-        let raft = self.system.manual_poller(builder.build());
+        let raft = (0..raft_pollers)
+            .map(|_| self.system.manual_poller(builder.build()))
+            .collect();
         let _ = self.router.send_control(StoreMsg::Start);
         self.running = true;
-        Ok(ManualPollers { raft, apply })
+        Ok(ManualPool { raft, apply })
     }
 
     /// Starts the store: creates a peer for every region of `store` found in

@@ -136,6 +136,13 @@ pub struct SimConfig {
     /// Writes carry a client session (exactly-once retries). Off only to
     /// show what the checker finds without them.
     pub sessions: bool,
+    /// Every store runs two raft pollers and two apply pollers instead of
+    /// one of each, and the simulation interleaves their rounds step by
+    /// step (`ManualPoller::begin_round`, `handle_next`, `finish_round`):
+    /// one poller holds FSMs while the other takes and handles others, and
+    /// deliveries, ticks and crashes happen in between, as with poller
+    /// threads. Drawn for a quarter of the seeds.
+    pub two_pollers: bool,
     /// The read modes a client's Get draws from (empty = through the log).
     pub read_modes: Vec<kvproto_lite::raft_cmdpb::ReadMode>,
 }
@@ -240,6 +247,10 @@ impl SimConfig {
         nemesis.snapshot_crashes = nemesis.crashes && rng.gen_bool(0.6);
         // Drawn last as well (see `transfers`).
         nemesis.membership = rng.gen_bool(0.5);
+        // Drawn last as well (see `transfers`): a quarter of the seeds run
+        // every store with two raft pollers and two apply pollers whose
+        // rounds interleave.
+        let two_pollers = rng.gen_bool(0.25);
         // Each store's lease clock runs at its tick rate (see
         // `tick_skew`): up to 10% apart, which this bound covers (a slow
         // leader's lease of 700 ms lasts at most 77 units; a fast follower
@@ -263,6 +274,7 @@ impl SimConfig {
             store,
             report_reachability,
             sessions: true,
+            two_pollers,
             read_modes: vec![
                 kvproto_lite::raft_cmdpb::ReadMode::Log,
                 kvproto_lite::raft_cmdpb::ReadMode::ReadIndex,

@@ -66,6 +66,11 @@ struct Args {
     /// caught (see `sim::skew_clocks_beyond_the_lease_bound`).
     #[arg(long)]
     unsafe_lease_skew: bool,
+    /// Pollers per store: as each seed draws it (`seed`: two raft and two
+    /// apply pollers with interleaved rounds in a quarter of the seeds),
+    /// or forced to `one` or `two` of each in every seed.
+    #[arg(long, value_enum, default_value_t = Pollers::Seed)]
+    pollers: Pollers,
     /// The read modes Gets draw from (default: all four).
     #[arg(long, value_enum, default_value_t = Reads::All)]
     reads: Reads,
@@ -84,6 +89,17 @@ enum Reads {
     Lease,
     /// ReadIndex from any peer only.
     Follower,
+}
+
+/// How many pollers of each kind the stores run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Pollers {
+    /// As the seed draws it.
+    Seed,
+    /// One raft and one apply poller in every seed.
+    One,
+    /// Two of each, rounds interleaved, in every seed.
+    Two,
 }
 
 /// Whether the stores hibernate idle regions.
@@ -131,6 +147,11 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     }
     if args.unsafe_no_sessions {
         cfg.sessions = false;
+    }
+    match args.pollers {
+        Pollers::Seed => {}
+        Pollers::One => cfg.two_pollers = false,
+        Pollers::Two => cfg.two_pollers = true,
     }
     if args.unsafe_lease_skew {
         sim::skew_clocks_beyond_the_lease_bound(&mut cfg);
@@ -208,6 +229,9 @@ fn main() -> ExitCode {
     // Snapshots applied, transfers failed, crashes during snapshot work.
     let snapshots = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let lease = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    // Seeds with two pollers of each kind, overlapping rounds, crashes
+    // while a poller held FSMs.
+    let interleaved = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -221,6 +245,7 @@ fn main() -> ExitCode {
             let membership = membership.clone();
             let snapshots = snapshots.clone();
             let lease = lease.clone();
+            let interleaved = interleaved.clone();
             let total = args.seeds;
             let args = args.clone();
             std::thread::spawn(move || loop {
@@ -232,7 +257,12 @@ fn main() -> ExitCode {
                 if cfg.store.hibernate_regions {
                     hibernating_seeds.fetch_add(1, Ordering::Relaxed);
                 }
+                if cfg.two_pollers {
+                    interleaved[0].fetch_add(1, Ordering::Relaxed);
+                }
                 let report = run_seed(cfg, false);
+                interleaved[1].fetch_add(report.stats.overlapping_rounds, Ordering::Relaxed);
+                interleaved[2].fetch_add(report.stats.crashes_mid_round, Ordering::Relaxed);
                 hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
                 wakes.fetch_add(report.stats.wakes, Ordering::Relaxed);
                 sleeping_faults.fetch_add(report.stats.sleeping_leader_faults, Ordering::Relaxed);
@@ -322,6 +352,14 @@ fn main() -> ExitCode {
         "lease reads: {} served by local readers, {} handed on to the raft thread",
         lease[0].load(Ordering::Relaxed),
         lease[1].load(Ordering::Relaxed)
+    );
+    println!(
+        "pollers: two raft and two apply pollers per store in {} of {} seeds; {} overlapping \
+         rounds, {} store crashes while a poller held FSMs",
+        interleaved[0].load(Ordering::Relaxed),
+        done.load(Ordering::SeqCst),
+        interleaved[1].load(Ordering::Relaxed),
+        interleaved[2].load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -99,6 +99,13 @@ pub struct SimStats {
     pub messages_corrupted: u64,
     /// Poll rounds that handled at least one FSM.
     pub poll_rounds: u64,
+    /// Poll rounds (with [`SimConfig::two_pollers`](crate::SimConfig::two_pollers))
+    /// that began while the other poller of the same kind (raft or apply)
+    /// of the same store held FSMs in a round of its own.
+    pub overlapping_rounds: u64,
+    /// Store crashes (with `two_pollers`) while a poller of the store held
+    /// FSMs in the middle of a round.
+    pub crashes_mid_round: u64,
     /// Store crashes.
     pub crashes: u64,
     /// Network faults injected (partitions, one-way cuts, isolations).

@@ -10,7 +10,11 @@
 //!                      and one of its apply poller (random order, unless
 //!                      paused); messages sent go through the fault model
 //!                      into the queue as future Delivers; a store that did
-//!                      work is polled again 1 time unit later
+//!                      work is polled again 1 time unit later; with
+//!                      `two_pollers`, 1..=48 steps (begin a round, handle
+//!                      one FSM, finish a round) of pollers the RNG picks
+//!                      among the store's two raft and two apply pollers,
+//!                      so rounds overlap and span other events
 //!   ClientWake         a client invokes an operation (a client::Call)
 //!   CallWake           a call's backoff ended: its next attempt
 //!   AttemptTimeout     the attempt's outcome becomes unknown; the call retries
@@ -55,6 +59,31 @@ use crate::network::{NetState, Outbox};
 use crate::report::{Failure, RunReport, SimStats};
 use crate::Result;
 
+/// A pause of a store's pollers (a stalled thread or a slow disk).
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    /// The raft pollers are not polled before this time.
+    raft_until: u64,
+    /// The apply pollers are not polled before this time.
+    apply_until: u64,
+    /// With two pollers of each kind: only poller number `only` of each
+    /// paused kind stalls (maybe holding the FSMs of a round it began),
+    /// the other keeps polling. `None`: every poller of the kind.
+    only: Option<usize>,
+}
+
+impl Pause {
+    /// Whether poller `index` (raft or apply) may be polled at `now`.
+    fn runs(&self, raft: bool, index: usize, now: u64) -> bool {
+        let until = if raft {
+            self.raft_until
+        } else {
+            self.apply_until
+        };
+        now >= until || self.only.is_some_and(|only| only != index)
+    }
+}
+
 /// One simulated cluster run. Build with [`Simulation::new`], run with
 /// [`Simulation::run`]; or use [`run_seed`].
 pub struct Simulation {
@@ -68,8 +97,8 @@ pub struct Simulation {
     outbox: Outbox,
     completions: Completions,
     net: NetState,
-    /// Per store: (raft poller paused until, apply poller paused until).
-    paused: BTreeMap<u64, (u64, u64)>,
+    /// Per store: which pollers are paused until when.
+    paused: BTreeMap<u64, Pause>,
     /// Stores with a poll scheduled.
     poll_pending: BTreeSet<u64>,
     /// Consecutive busy poll rounds per store.

@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::event::{Event, Phase};
-use super::Simulation;
+use super::{Pause, Simulation};
 use crate::network::NetFault;
 
 impl Simulation {
@@ -134,10 +134,25 @@ impl Simulation {
                             1 => (0, until),
                             _ => (until, until),
                         };
+                        // With two pollers of each kind, half of the pauses
+                        // stall one poller (a stuck thread, maybe in the
+                        // middle of a round, holding its FSMs) while the
+                        // other keeps working.
+                        let only = (self.cfg.two_pollers && self.rng.gen_bool(0.5))
+                            .then(|| self.rng.gen_range(0..2usize));
                         self.trace(&format!(
-                            "pause store {store} (raft until {raft}, apply until {apply})"
+                            "pause store {store} (raft until {raft}, apply until {apply}, \
+                             pollers {})",
+                            only.map_or("all".to_owned(), |i| format!("#{i} only"))
                         ));
-                        self.paused.insert(store, (raft, apply));
+                        self.paused.insert(
+                            store,
+                            Pause {
+                                raft_until: raft,
+                                apply_until: apply,
+                                only,
+                            },
+                        );
                     }
                 }
             }

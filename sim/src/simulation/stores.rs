@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batch_system::mpsc::TrySendError;
+use batch_system::{Fsm, ManualPoller, PollHandler};
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::eraftpb::MessageType;
 use kvproto_lite::metapb;
@@ -14,7 +15,7 @@ use kvproto_lite::raft_serverpb::{ExtraMessageType, RaftMessage};
 use protobuf::Message as _;
 use raftstore::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use raftstore::{
-    create_raft_batch_system, ManualPollers, PeerMsg, RaftBatchSystem, RaftMessageSink, RaftRouter,
+    create_raft_batch_system, ManualPool, PeerMsg, RaftBatchSystem, RaftMessageSink, RaftRouter,
     StoreMsg,
 };
 use rand::Rng;
@@ -31,10 +32,16 @@ const MAX_BUSY_POLLS: u64 = 100_000;
 /// Most poll rounds (of each poller) a store runs in one time unit.
 const MAX_ROUNDS_PER_POLL: u32 = 16;
 
+/// Most poller steps (a round's begin, one FSM handled, or a round's
+/// finish) a store with two pollers of each kind runs in one time unit.
+const MAX_STEPS_PER_POLL: u32 = 48;
+
 /// A running store. Field order is drop order: pollers (with their
 /// handlers) first, then the systems.
 pub(super) struct Running {
-    pub(super) pollers: ManualPollers<MemKvEngine, MemRaftLogEngine, SimTransport>,
+    /// One raft and one apply poller, or two of each
+    /// ([`SimConfig::two_pollers`](crate::SimConfig::two_pollers)).
+    pub(super) pollers: ManualPool<MemKvEngine, MemRaftLogEngine, SimTransport>,
     pub(super) system: RaftBatchSystem<MemKvEngine, MemRaftLogEngine>,
     pub(super) router: RaftRouter<MemRaftLogEngine>,
 }
@@ -91,11 +98,14 @@ impl Simulation {
         system.set_clock(clock);
         let mut meta = metapb::Store::default();
         meta.set_id(id);
-        let pollers = system.spawn_manual(
+        let n = if self.cfg.two_pollers { 2 } else { 1 };
+        let pollers = system.spawn_manual_pool(
             meta,
             slot.engines.clone(),
             SimTransport::new(id, outbox),
             &logger,
+            n,
+            n,
         )?;
         slot.running = Some(Running {
             pollers,
@@ -118,6 +128,12 @@ impl Simulation {
                 router,
             } = running;
             add_store_counts(&mut self.stats, &system);
+            if pollers.raft.iter().any(ManualPoller::in_round)
+                || pollers.apply.iter().any(ManualPoller::in_round)
+            {
+                // The FSMs a poller holds are dropped with it.
+                self.stats.crashes_mid_round += 1;
+            }
             drop(pollers);
             drop(system);
             drop(router);
@@ -271,8 +287,15 @@ impl Simulation {
     /// later, so the work of several stores, deliveries, crashes and client
     /// timeouts interleave.
     pub(super) fn poll_store(&mut self, id: u64) {
+        if self.cfg.two_pollers {
+            self.poll_store_interleaved(id);
+            return;
+        }
         self.poll_pending.remove(&id);
-        let (raft_until, apply_until) = self.paused.get(&id).copied().unwrap_or((0, 0));
+        let (raft_until, apply_until) = self
+            .paused
+            .get(&id)
+            .map_or((0, 0), |p| (p.raft_until, p.apply_until));
         let (raft_on, apply_on) = (self.now >= raft_until, self.now >= apply_until);
         // A CPU slice: up to `rounds` poll rounds of each poller, stopping
         // early when the store is idle.
@@ -288,17 +311,25 @@ impl Simulation {
             let apply_first = self.rng.gen_bool(0.5);
             let mut poll_apply = || {
                 if apply_on {
-                    pollers.apply.poll_once()
+                    pollers.apply[0].poll_once()
                 } else {
                     0
                 }
             };
             let (x, y) = if apply_first {
                 let x = poll_apply();
-                let y = if raft_on { pollers.raft.poll_once() } else { 0 };
+                let y = if raft_on {
+                    pollers.raft[0].poll_once()
+                } else {
+                    0
+                };
                 (x, y)
             } else {
-                let y = if raft_on { pollers.raft.poll_once() } else { 0 };
+                let y = if raft_on {
+                    pollers.raft[0].poll_once()
+                } else {
+                    0
+                };
                 (poll_apply(), y)
             };
             self.stats.poll_rounds += u64::from(x > 0) + u64::from(y > 0);
@@ -310,6 +341,87 @@ impl Simulation {
         }
         self.route_outbox();
         if a + b == 0 {
+            self.busy_streak.remove(&id);
+            return;
+        }
+        let streak = self.busy_streak.entry(id).or_insert(0);
+        *streak += 1;
+        if *streak > MAX_BUSY_POLLS {
+            self.failure = Some(Failure::NoQuiescence { time: self.now });
+            return;
+        }
+        self.wake(id, 1);
+    }
+
+    /// A CPU slice of a store with two pollers of each kind: up to
+    /// [`MAX_STEPS_PER_POLL`] steps, each of a poller the RNG picks (among
+    /// those not paused): a poller between rounds begins one (taking what
+    /// is scheduled), a poller in a round handles its next FSM, or
+    /// finishes the round once every FSM is handled. A round can thus last
+    /// over many steps of the other pollers and over other events
+    /// (deliveries, ticks, crashes) until its poller is picked again. The
+    /// slice ends early when every poller is between rounds and none finds
+    /// work; a store with a poller in a round is polled again one time
+    /// unit later.
+    fn poll_store_interleaved(&mut self, id: u64) {
+        self.poll_pending.remove(&id);
+        let pause = self.paused.get(&id).copied();
+        let now = self.now;
+        let steps = self.rng.gen_range(1..=MAX_STEPS_PER_POLL);
+        let Some(Running { pollers, .. }) =
+            self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
+        else {
+            self.busy_streak.remove(&id);
+            return;
+        };
+        // The pollers that may run now: (raft?, index).
+        let active: Vec<(bool, usize)> = (0..pollers.raft.len())
+            .map(|i| (true, i))
+            .chain((0..pollers.apply.len()).map(|i| (false, i)))
+            .filter(|&(raft, i)| pause.map_or(true, |p| p.runs(raft, i, now)))
+            .collect();
+        let in_round = |pollers: &ManualPool<_, _, _>| {
+            active.iter().any(|&(raft, i)| {
+                if raft {
+                    pollers.raft[i].in_round()
+                } else {
+                    pollers.apply[i].in_round()
+                }
+            })
+        };
+        let mut work = 0u64;
+        let mut tally = Tally::default();
+        let mut step_of = |pollers: &mut ManualPool<_, _, _>, (raft, i): (bool, usize)| {
+            if raft {
+                step(&mut pollers.raft, i, &mut tally)
+            } else {
+                step(&mut pollers.apply, i, &mut tally)
+            }
+        };
+        if !active.is_empty() {
+            for _ in 0..steps {
+                let pick = active[self.rng.gen_range(0..active.len())];
+                if step_of(pollers, pick) {
+                    work += 1;
+                    continue;
+                }
+                // The picked poller found nothing to take. If no poller is
+                // in a round, look for work with each in turn: none found
+                // means the store is idle.
+                if in_round(pollers) {
+                    continue;
+                }
+                if !active.iter().any(|&p| step_of(pollers, p)) {
+                    break;
+                }
+                work += 1;
+            }
+        }
+        let holding = in_round(pollers);
+        self.stats.poll_rounds += tally.rounds;
+        self.stats.overlapping_rounds += tally.overlapping;
+        self.route_outbox();
+        if work == 0 && !holding {
             self.busy_streak.remove(&id);
             return;
         }
@@ -472,6 +584,45 @@ impl Simulation {
         }
         best.map(|(_, id)| id)
     }
+}
+
+/// Rounds counted by [`step`].
+#[derive(Default)]
+struct Tally {
+    /// Rounds finished.
+    rounds: u64,
+    /// Rounds begun while another poller of the same kind was in a round.
+    overlapping: u64,
+}
+
+/// One step of poller `i` of `pollers` (pollers of one kind of one store):
+/// begin a round, handle the round's next FSM, or finish the round.
+/// Returns `false` only when the poller was between rounds and found
+/// nothing to take.
+fn step<N: Fsm, C: Fsm, H: PollHandler<N, C>>(
+    pollers: &mut [ManualPoller<N, C, H>],
+    i: usize,
+    tally: &mut Tally,
+) -> bool {
+    let others_in_round = pollers
+        .iter()
+        .enumerate()
+        .any(|(j, p)| j != i && p.in_round());
+    let Some(poller) = pollers.get_mut(i) else {
+        return false;
+    };
+    if !poller.in_round() {
+        // `begin_round` only fails for a poller in a round.
+        let took = poller.begin_round().unwrap_or(0);
+        if took > 0 && others_in_round {
+            tally.overlapping += 1;
+        }
+        return took > 0;
+    }
+    if !poller.handle_next() && poller.finish_round().is_ok() {
+        tally.rounds += 1;
+    }
+    true
 }
 
 /// Adds a store's hibernation and rejected-message counters to the run's (before the store is

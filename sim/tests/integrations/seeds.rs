@@ -102,3 +102,49 @@ fn runs_exercise_every_fault_kind_across_seeds() {
     assert!(splits > 0, "no seed split a region");
     assert!(conf_changes > 0, "no seed changed a region's membership");
 }
+
+#[test]
+fn two_poller_seeds_overlap_rounds_and_replay_bit_for_bit() {
+    let seeds: Vec<u64> = (0..)
+        .filter(|&s| SimConfig::from_seed(s, Profile::Quick).two_pollers)
+        .take(2)
+        .collect();
+    for seed in seeds {
+        let a = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+        let b = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+        assert!(a.failure.is_none(), "seed {seed}: {:?}", a.failure);
+        assert!(
+            a.stats.overlapping_rounds > 0,
+            "seed {seed}: no round began while the other poller held FSMs"
+        );
+        assert_eq!(a.stats, b.stats, "seed {seed}");
+        assert_eq!(fingerprint(&a), fingerprint(&b), "seed {seed}");
+    }
+}
+
+#[test]
+fn about_a_quarter_of_the_seeds_run_two_pollers_per_store() {
+    let two = (0..400)
+        .filter(|&s| SimConfig::from_seed(s, Profile::Full).two_pollers)
+        .count();
+    assert!((60..=140).contains(&two), "{two} of 400 seeds");
+}
+
+#[test]
+fn one_poller_seeds_never_hold_fsms_between_events() {
+    let seed = (0..)
+        .find(|&s| {
+            let cfg = SimConfig::from_seed(s, Profile::Quick);
+            !cfg.two_pollers && cfg.nemesis.crashes
+        })
+        .unwrap_or(0);
+    let report = run_seed(SimConfig::from_seed(seed, Profile::Quick), false);
+    assert!(
+        report.failure.is_none(),
+        "seed {seed}: {:?}",
+        report.failure
+    );
+    assert!(report.stats.crashes > 0, "seed {seed} crashed no store");
+    assert_eq!(report.stats.overlapping_rounds, 0);
+    assert_eq!(report.stats.crashes_mid_round, 0);
+}
