@@ -170,6 +170,17 @@ impl RegionRanges {
         })
     }
 
+    /// Another region holding keys of `region`'s range, or a snapshot about
+    /// to take some (its own current range does not count): the region's
+    /// range is not free on this store.
+    pub fn overlapping(&self, region: &Region) -> Option<u64> {
+        self.lock().overlapping(
+            region.get_id(),
+            region.get_start_key(),
+            region.get_end_key(),
+        )
+    }
+
     /// The region holding `key` (state `Normal`), if any.
     pub fn region_at(&self, key: &[u8]) -> Option<u64> {
         let inner = self.lock();

@@ -276,6 +276,18 @@ fn on_unknown_region_message<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     region.set_id(region_id);
     region.set_start_key(msg.get_start_key().to_vec());
     region.set_end_key(msg.get_end_key().to_vec());
+    // A region of this store still holds (part of) that range: it has not
+    // applied the split that creates this region yet, and its split will
+    // create the peer. A peer made from the message now would be replaced
+    // by the split, and whatever it did meanwhile (a vote) could be lost
+    // with it when another poller runs the split while this one still
+    // holds the old peer's unwritten state. Drop the message, as TiKV does:
+    // the region's other peers elect without this one until the split.
+    if let Some(holder) = ctx.ranges.overlapping(&region) {
+        debug!(ctx.logger, "drop message: its range is still held by another region";
+            "region_id" => region_id, "holder" => holder, "msg_type" => ?msg_type);
+        return;
+    }
     // An earlier uninitialized peer of this region (before a restart)
     // may have voted: its persisted term and vote must survive, or it
     // could vote twice in one term and let two leaders share a term
