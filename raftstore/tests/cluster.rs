@@ -250,38 +250,44 @@ fn log_is_compacted_once_every_follower_has_it() {
 }
 
 #[test]
-fn store_creates_a_peer_only_for_initial_messages_of_unknown_regions() {
+fn store_creates_a_peer_only_for_initial_messages_of_unknown_regions_in_a_free_range() {
     use kvproto_lite::eraftpb::MessageType;
     use kvproto_lite::raft_serverpb::RaftMessage;
 
     let mut cluster = Cluster::memory(3, 1, fast_config()).unwrap();
     cluster.start().unwrap();
-    let router = cluster.router(1).unwrap();
-    let msg = |region_id: u64, msg_type: MessageType, commit: u64, tombstone: bool| {
-        let mut m = RaftMessage::default();
-        m.set_region_id(region_id);
-        m.mut_from_peer().set_id(9002);
-        m.mut_from_peer().set_store_id(2);
-        m.mut_to_peer().set_id(9001);
-        m.mut_to_peer().set_store_id(1);
-        m.set_is_tombstone(tombstone);
-        m.mut_message().set_msg_type(msg_type);
-        m.mut_message().set_from(9002);
-        m.mut_message().set_to(9001);
-        m.mut_message().set_term(7);
-        m.mut_message().set_commit(commit);
-        m
-    };
+    // Store 4 holds no region: every key range is free there. Stores 1-3
+    // hold region 1, which covers every key.
+    let free = cluster.add_store().unwrap();
+    let msg =
+        |to_store: u64, region_id: u64, msg_type: MessageType, commit: u64, tombstone: bool| {
+            let mut m = RaftMessage::default();
+            m.set_region_id(region_id);
+            m.mut_from_peer().set_id(9002);
+            m.mut_from_peer().set_store_id(2);
+            m.mut_to_peer().set_id(9001);
+            m.mut_to_peer().set_store_id(to_store);
+            m.set_is_tombstone(tombstone);
+            m.set_start_key(b"k".to_vec());
+            m.set_end_key(b"l".to_vec());
+            m.mut_message().set_msg_type(msg_type);
+            m.mut_message().set_from(9002);
+            m.mut_message().set_to(9001);
+            m.mut_message().set_term(7);
+            m.mut_message().set_commit(commit);
+            m
+        };
+    let router = cluster.router(free).unwrap();
     // Dropped: a tombstone, and a non-initial append, for unknown regions.
     router
-        .send_raft_message(msg(78, MessageType::MsgHeartbeat, 0, true))
+        .send_raft_message(msg(free, 78, MessageType::MsgHeartbeat, 0, true))
         .unwrap();
     router
-        .send_raft_message(msg(79, MessageType::MsgAppend, 9, false))
+        .send_raft_message(msg(free, 79, MessageType::MsgAppend, 9, false))
         .unwrap();
     // Created: a vote request for an unknown region.
     router
-        .send_raft_message(msg(77, MessageType::MsgRequestVote, 0, false))
+        .send_raft_message(msg(free, 77, MessageType::MsgRequestVote, 0, false))
         .unwrap();
     assert!(
         wait_until(WAIT, || router.mailbox(77).is_some()),
@@ -290,6 +296,15 @@ fn store_creates_a_peer_only_for_initial_messages_of_unknown_regions() {
     // The store FSM handles its mailbox in order: the earlier two are done.
     assert!(router.mailbox(78).is_none());
     assert!(router.mailbox(79).is_none());
+
+    // On store 1 the same vote finds its range held by region 1 (which has
+    // not split it off): no peer; the split would create it.
+    let held = cluster.router(1).unwrap();
+    held.send_raft_message(msg(1, 80, MessageType::MsgRequestVote, 0, false))
+        .unwrap();
+    // Once the cluster is idle the store FSM has handled the vote.
+    assert!(cluster.wait_idle(WAIT));
+    assert!(held.mailbox(80).is_none(), "no peer over region 1's range");
 }
 
 #[test]
