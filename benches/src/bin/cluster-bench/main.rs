@@ -126,7 +126,15 @@ struct Args {
     /// Bytes per written value (at least 12: sequence number + key index).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(12..=1_048_576))]
     value_size: u64,
-    /// Fraction of operations that are reads (all linearizable).
+    /// Share of the in-flight slots that read (0..=1). Each client splits
+    /// its window: round(ratio x window) slots only read, the others only
+    /// write (at least one of each when 0 < ratio and the window is 2 or
+    /// more), every slot closed-loop. So reads never wait behind a write,
+    /// and reads/s is the read path's own throughput at that concurrency;
+    /// the read/write mix of the completed operations follows from the two
+    /// paths' latencies. A read slot reads a random key its client has
+    /// already written (every read finds data) and checks the value is
+    /// current (linearizable).
     #[arg(long, default_value_t = 0.0)]
     read_ratio: f64,
     /// How reads are served: `log` (proposed like writes), `read-index`
