@@ -15,12 +15,24 @@
 //!    a lease that ran out during the read proves nothing about the read.
 //!
 //! Any failed check hands the command to the peer's mailbox as usual (where
-//! it becomes a ReadIndex read that renews the lease). The lease is renewed
+//! it becomes a ReadIndex read that renews the lease).
+//!
+//! The fast path touches no cache line that another reading thread
+//! writes: each caller thread keeps its own copy of the delegates it used
+//! (and of the clock), valid while the reader's *generation* is unchanged;
+//! every publish bumps the generation after changing the map, so a copy
+//! is at most as old as the last publish the caller saw complete. Step 4's
+//! "delegate not replaced" is then one load of the generation (the slow
+//! comparison with the map only after a publish). The counters of served
+//! reads are striped per thread. TiKV's `LocalReader` caches delegates per
+//! thread the same way, validated by a version counter. The lease is renewed
 //! only by the peer, from the send time of a read index that a quorum
 //! confirmed, and lasts the election timeout minus one tick minus the
 //! configured clock drift. A peer expires it when it stops leading, starts
 //! a leadership transfer or hibernates, before anything else can happen.
 
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -123,13 +135,79 @@ pub(crate) struct ReadDelegate {
 /// Reads of a store's KV engine, whatever its type.
 pub(crate) type KvGet = dyn Fn(&[u8]) -> engine::Result<Option<Vec<u8>>> + Send + Sync;
 
+/// Ids of [`LocalReader`]s in this process (their caller-thread caches are
+/// keyed by it).
+static NEXT_READER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many readers' copies one thread keeps (the oldest goes first).
+const CACHED_READERS: usize = 8;
+
+/// A caller thread's copy of what one reader published.
+struct ThreadCopy {
+    reader: u64,
+    /// The reader's generation when the copy was (re)started: every
+    /// delegate in it was read from the map after that.
+    generation: u64,
+    clock: Arc<dyn Clock>,
+    delegates: HashMap<u64, Arc<ReadDelegate>>,
+}
+
+thread_local! {
+    static COPIES: RefCell<Vec<ThreadCopy>> = const { RefCell::new(Vec::new()) };
+    static STRIPE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Stripes of a [`StripedCounter`].
+const STRIPES: usize = 8;
+
+/// One counter cell on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+/// A counter that threads add to without sharing a cache line: a thread
+/// adds to its own stripe (fixed at its first use), a read sums them.
+#[derive(Debug, Default)]
+struct StripedCounter {
+    cells: [PaddedCounter; STRIPES],
+}
+
+impl StripedCounter {
+    fn add(&self, n: u64) {
+        static NEXT_STRIPE: AtomicU64 = AtomicU64::new(0);
+        let stripe = STRIPE
+            .try_with(|s| match s.get() {
+                Some(i) => i,
+                None => {
+                    let i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) as usize % STRIPES;
+                    s.set(Some(i));
+                    i
+                }
+            })
+            .unwrap_or(0);
+        self.cells[stripe].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
 /// The store's lease-read fast path (see the module docs).
 pub struct LocalReader {
+    /// This reader's key in the caller threads' copies.
+    id: u64,
     delegates: RwLock<HashMap<u64, Arc<ReadDelegate>>>,
+    /// Bumped (under the `delegates` write lock, after the change) by
+    /// every publish and every clock change.
+    generation: PaddedCounter,
     kv: OnceLock<Arc<KvGet>>,
     clock: RwLock<Arc<dyn Clock>>,
-    served: AtomicU64,
-    fallbacks: AtomicU64,
+    served: StripedCounter,
+    fallbacks: StripedCounter,
     raft_thread_lease_reads: AtomicU64,
     /// Ids of read index batches, unique on the store across restarts (see
     /// [`LocalReader::start_read_ids`]).
@@ -148,11 +226,13 @@ impl std::fmt::Debug for LocalReader {
 impl Default for LocalReader {
     fn default() -> Self {
         LocalReader {
+            id: NEXT_READER_ID.fetch_add(1, Ordering::Relaxed),
             delegates: RwLock::new(HashMap::new()),
+            generation: PaddedCounter::default(),
             kv: OnceLock::new(),
             clock: RwLock::new(Arc::new(MonotonicClock::default())),
-            served: AtomicU64::new(0),
-            fallbacks: AtomicU64::new(0),
+            served: StripedCounter::default(),
+            fallbacks: StripedCounter::default(),
             raft_thread_lease_reads: AtomicU64::new(0),
             next_read_id: AtomicU64::new(1),
         }
@@ -162,12 +242,65 @@ impl Default for LocalReader {
 impl LocalReader {
     /// The clock leases are measured with.
     pub fn now(&self) -> Duration {
-        self.clock.read().unwrap_or_else(|e| e.into_inner()).now()
+        self.with_copy(|copy| copy.clock.now())
     }
 
     /// Replaces the clock (before the store starts).
     pub(crate) fn set_clock(&self, clock: Arc<dyn Clock>) {
+        let _map = self.delegates.write().unwrap_or_else(|e| e.into_inner());
         *self.clock.write().unwrap_or_else(|e| e.into_inner()) = clock;
+        self.generation.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.0.load(Ordering::SeqCst)
+    }
+
+    fn shared_clock(&self) -> Arc<dyn Clock> {
+        self.clock.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `f` on this thread's copy of the reader's delegates and clock,
+    /// emptied first if a publish completed since it was filled. A thread
+    /// whose copies are unavailable (re-entered, or being torn down) gets
+    /// a fresh, empty copy.
+    fn with_copy<R>(&self, f: impl FnOnce(&mut ThreadCopy) -> R) -> R {
+        let generation = self.generation();
+        let fresh = || ThreadCopy {
+            reader: self.id,
+            generation,
+            clock: self.shared_clock(),
+            delegates: HashMap::new(),
+        };
+        let mut f = Some(f);
+        let cached = COPIES.try_with(|copies| {
+            let Ok(mut copies) = copies.try_borrow_mut() else {
+                return None;
+            };
+            let i = match copies.iter().position(|c| c.reader == self.id) {
+                Some(i) => i,
+                None => {
+                    if copies.len() >= CACHED_READERS {
+                        copies.remove(0);
+                    }
+                    copies.push(fresh());
+                    copies.len() - 1
+                }
+            };
+            let copy = &mut copies[i];
+            if copy.generation != generation {
+                copy.delegates.clear();
+                copy.clock = self.shared_clock();
+                copy.generation = generation;
+            }
+            f.take().map(|f| f(copy))
+        });
+        match (cached, f) {
+            (Ok(Some(out)), _) => out,
+            (_, Some(f)) => f(&mut fresh()),
+            // `f` ran and returned: the first arm took its result.
+            (_, None) => unreachable!("the closure ran and its result was returned"),
+        }
     }
 
     /// Starts the read index ids above anything an earlier run of the
@@ -192,12 +325,12 @@ impl LocalReader {
 
     /// Lease reads answered on the caller's thread.
     pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.served.get()
     }
 
     /// Lease-mode commands handed on to the raft thread.
     pub fn fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
+        self.fallbacks.get()
     }
 
     /// Lease reads answered by a peer on the raft thread (its lease valid
@@ -220,6 +353,10 @@ impl LocalReader {
                 map.remove(&region_id);
             }
         }
+        // After the change and before the lock is released: a caller that
+        // still sees the old generation may use its copy, which is what it
+        // would have read from the map an instant earlier.
+        self.generation.0.fetch_add(1, Ordering::SeqCst);
     }
 
     fn delegate(&self, region_id: u64) -> Option<Arc<ReadDelegate>> {
@@ -233,19 +370,24 @@ impl LocalReader {
     /// Serves a lease read here if every check passes; `None` hands it on
     /// to the peer.
     pub(crate) fn try_read(&self, req: &RaftCmdRequest) -> Option<RaftCmdResponse> {
-        let out = self.read(req);
+        let out = self.with_copy(|copy| self.read(copy, req));
         if out.is_some() {
-            self.served.fetch_add(1, Ordering::Relaxed);
+            self.served.add(1);
         } else {
-            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            self.fallbacks.add(1);
         }
         out
     }
 
-    fn read(&self, req: &RaftCmdRequest) -> Option<RaftCmdResponse> {
+    fn read(&self, copy: &mut ThreadCopy, req: &RaftCmdRequest) -> Option<RaftCmdResponse> {
         let header = req.get_header();
-        let d = self.delegate(header.get_region_id())?;
+        let region_id = header.get_region_id();
         let kv = self.kv.get()?;
+        let d = match copy.delegates.entry(region_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.delegate(region_id)?),
+        };
+        let clock = &copy.clock;
         if header.has_peer() && header.get_peer().get_store_id() != d.store_id {
             return None;
         }
@@ -259,16 +401,18 @@ impl LocalReader {
         {
             return None;
         }
-        if !d.lease.valid_at(self.now(), d.term) || !d.lease.caught_up() {
+        if !d.lease.valid_at(clock.now(), d.term) || !d.lease.caught_up() {
             return None;
         }
         let resp = read_with(|k| kv(k), req, d.term);
         // The lease must still hold after the read, and the delegate must
-        // not have been replaced (a split, a new term) meanwhile.
-        let still = self
-            .delegate(header.get_region_id())
-            .is_some_and(|cur| Arc::ptr_eq(&cur, &d));
-        if !still || !d.lease.valid_at(self.now(), d.term) {
+        // not have been replaced (a split, a new term) meanwhile: no
+        // publish since the copy was checked, or the map still holds it.
+        let still = self.generation() == copy.generation
+            || self
+                .delegate(region_id)
+                .is_some_and(|cur| Arc::ptr_eq(&cur, d));
+        if !still || !d.lease.valid_at(clock.now(), d.term) {
             return None;
         }
         Some(resp)
