@@ -193,7 +193,10 @@ pub fn value_is(v: &[u8], k: u64, seq: u64, size: usize) -> bool {
     v.len() == size.max(12)
         && v[..8] == seq.to_le_bytes()
         && v[8..12] == (k as u32).to_le_bytes()
-        && v[12..].iter().copied().eq(filler(k, seq).take(v.len() - 12))
+        && v[12..]
+            .iter()
+            .copied()
+            .eq(filler(k, seq).take(v.len() - 12))
 }
 
 /// The filler bytes after a value's header: a sequence determined by the

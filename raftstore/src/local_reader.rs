@@ -81,6 +81,8 @@ pub struct LeaseCell {
     /// before the leader applies it; a lease read served from a leader that
     /// lags its commit index could then go back in time.
     caught_up: std::sync::atomic::AtomicBool,
+    /// A read was served under the lease since the leader's last tick.
+    read_since_tick: std::sync::atomic::AtomicBool,
 }
 
 impl LeaseCell {
@@ -109,6 +111,37 @@ impl LeaseCell {
     /// the followers).
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Ordering::SeqCst)
+    }
+
+    /// Notes that a read was served under the lease. Written only when not
+    /// set yet, so readers do not keep taking the cache line from each
+    /// other.
+    pub(crate) fn mark_read(&self) {
+        if !self.read_since_tick.load(Ordering::Relaxed) {
+            self.read_since_tick.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a read was served under the lease since the last
+    /// [`LeaseCell::take_read`].
+    pub(crate) fn read_recently(&self) -> bool {
+        self.read_since_tick.load(Ordering::Relaxed)
+    }
+
+    /// Whether a read was served under the lease since the last call
+    /// (called on the leader's ticks).
+    pub(crate) fn take_read(&self) -> bool {
+        self.read_since_tick.swap(false, Ordering::Relaxed)
+    }
+
+    /// How long the lease of `term` still covers after `now` (zero if it
+    /// does not cover `now`).
+    pub(crate) fn remaining_at(&self, now: Duration, term: u64) -> Duration {
+        if self.term.load(Ordering::SeqCst) != term {
+            return Duration::ZERO;
+        }
+        let expiry = Duration::from_nanos(self.expiry_nanos.load(Ordering::SeqCst));
+        expiry.saturating_sub(now)
     }
 
     /// Ends the lease at once.
@@ -333,8 +366,16 @@ impl LocalReader {
         self.fallbacks.get()
     }
 
-    /// Lease reads answered by a peer on the raft thread (its lease valid
-    /// when the command reached it).
+    /// Changes published so far (read delegates added, replaced or
+    /// withdrawn, and clock changes): each one makes every caller thread
+    /// refill its copy of this reader's delegates.
+    pub fn publishes(&self) -> u64 {
+        self.generation()
+    }
+
+    /// Lease reads answered by a peer on the raft thread under its lease
+    /// (valid when the command reached it; answered at once, or once the
+    /// entries committed by then are applied).
     pub fn raft_thread_lease_reads(&self) -> u64 {
         self.raft_thread_lease_reads.load(Ordering::Relaxed)
     }
@@ -415,6 +456,7 @@ impl LocalReader {
         if !still || !d.lease.valid_at(clock.now(), d.term) {
             return None;
         }
+        d.lease.mark_read();
         Some(resp)
     }
 }
