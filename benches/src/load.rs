@@ -889,6 +889,39 @@ mod tests {
     }
 
     #[test]
+    fn read_slots_are_spread_evenly_over_the_window() {
+        for (window, ratio) in [(2048, 0.9), (10, 0.5), (7, 0.3), (2, 1.0), (5, 0.0)] {
+            let reads = read_slots(window, ratio);
+            let marked: Vec<bool> = (0..window)
+                .map(|i| is_read_slot(i, window, reads))
+                .collect();
+            assert_eq!(marked.iter().filter(|&&r| r).count(), reads);
+            // No run of write slots longer than the even spacing allows.
+            let longest = marked.split(|&r| r).map(<[bool]>::len).max().unwrap_or(0);
+            let spacing = if reads == 0 {
+                window
+            } else {
+                window.div_ceil(reads)
+            };
+            assert!(longest <= spacing, "{window} {ratio}: {marked:?}");
+        }
+    }
+
+    #[test]
+    fn value_is_accepts_exactly_the_written_value() {
+        for size in [12, 16, 100] {
+            let v = value_of(42, 7, size);
+            assert!(value_is(&v, 42, 7, size));
+            let mut flipped = v.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 1;
+            assert!(!value_is(&flipped, 42, 7, size));
+            assert!(!value_is(&v, 42, 7, size + 1));
+        }
+        assert!(!value_is(b"short", 42, 7, 16));
+    }
+
+    #[test]
     fn values_differ_by_sequence_and_have_the_requested_size() {
         assert_eq!(value_of(3, 1, 16).len(), 16);
         assert_eq!(value_of(3, 1, 100).len(), 100);

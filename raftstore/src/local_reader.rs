@@ -511,6 +511,129 @@ pub(crate) fn read_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvproto_lite::raft_cmdpb::Request;
+
+    /// A reader over a one-key store, the lease of term 1 valid for an
+    /// hour, and the region-1 delegate published with `version`.
+    fn reader_with_delegate(version: u64) -> (LocalReader, Arc<LeaseCell>) {
+        let reader = LocalReader::default();
+        reader.set_kv(Arc::new(|k: &[u8]| -> engine::Result<Option<Vec<u8>>> {
+            Ok((k == b"k").then(|| b"v".to_vec()))
+        }));
+        let lease = Arc::new(LeaseCell::default());
+        lease.renew(reader.now() + Duration::from_secs(3600), 1);
+        lease.set_caught_up(true);
+        publish(&reader, &lease, version);
+        (reader, lease)
+    }
+
+    fn publish(reader: &LocalReader, lease: &Arc<LeaseCell>, version: u64) {
+        let mut region = Region::default();
+        region.set_id(1);
+        region.mut_region_epoch().set_version(version);
+        reader.publish(
+            1,
+            Some(ReadDelegate {
+                region,
+                store_id: 1,
+                term: 1,
+                lease: lease.clone(),
+            }),
+        );
+    }
+
+    fn lease_get(version: u64) -> RaftCmdRequest {
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().set_region_id(1);
+        req.mut_header().mut_region_epoch().set_version(version);
+        req.mut_header().set_read_mode(ReadMode::Lease);
+        let mut get = Request::default();
+        get.set_cmd_type(CmdType::Get);
+        get.mut_get().set_key(b"k".to_vec());
+        req.mut_requests().push(get);
+        req
+    }
+
+    #[test]
+    fn a_withdrawn_delegate_stops_reads_from_a_thread_that_used_it() {
+        let (reader, _lease) = reader_with_delegate(1);
+        let resp = reader
+            .try_read(&lease_get(1))
+            .expect("served under the lease");
+        assert_eq!(resp.get_responses()[0].get_get().get_value(), b"v");
+        reader.publish(1, None);
+        assert!(reader.try_read(&lease_get(1)).is_none());
+        assert_eq!((reader.served(), reader.fallbacks()), (1, 1));
+    }
+
+    #[test]
+    fn a_replaced_delegate_is_used_from_the_next_read_on() {
+        let (reader, lease) = reader_with_delegate(1);
+        assert!(reader.try_read(&lease_get(1)).is_some());
+        let before = reader.publishes();
+        publish(&reader, &lease, 2);
+        assert!(reader.publishes() > before);
+        assert!(
+            reader.try_read(&lease_get(1)).is_none(),
+            "old epoch refused"
+        );
+        assert!(reader.try_read(&lease_get(2)).is_some(), "new epoch served");
+    }
+
+    #[test]
+    fn each_thread_sees_publishes_made_after_its_copy_was_filled() {
+        let (reader, _lease) = reader_with_delegate(1);
+        let reader = Arc::new(reader);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel();
+        let r = reader.clone();
+        let other = std::thread::spawn(move || {
+            done.send(r.try_read(&lease_get(1)).is_some()).ok();
+            wait.recv().ok();
+            done.send(r.try_read(&lease_get(1)).is_some()).ok();
+        });
+        assert_eq!(finished.recv().ok(), Some(true));
+        reader.publish(1, None);
+        go.send(()).ok();
+        assert_eq!(finished.recv().ok(), Some(false));
+        other.join().ok();
+    }
+
+    #[test]
+    fn an_expired_lease_or_a_lagging_leader_is_not_read_locally() {
+        let (reader, lease) = reader_with_delegate(1);
+        lease.set_caught_up(false);
+        assert!(reader.try_read(&lease_get(1)).is_none());
+        lease.set_caught_up(true);
+        lease.expire();
+        assert!(reader.try_read(&lease_get(1)).is_none());
+    }
+
+    #[test]
+    fn a_local_read_marks_the_lease_read_until_the_leader_takes_the_mark() {
+        let (reader, lease) = reader_with_delegate(1);
+        assert!(!lease.read_recently());
+        assert!(reader.try_read(&lease_get(1)).is_some());
+        assert!(lease.read_recently());
+        assert!(lease.take_read());
+        assert!(!lease.read_recently());
+        assert!(!lease.take_read());
+    }
+
+    #[test]
+    fn the_remaining_lease_counts_down_to_zero_and_is_zero_in_another_term() {
+        let l = LeaseCell::default();
+        l.renew(Duration::from_millis(100), 3);
+        assert_eq!(
+            l.remaining_at(Duration::from_millis(40), 3),
+            Duration::from_millis(60)
+        );
+        assert_eq!(
+            l.remaining_at(Duration::from_millis(150), 3),
+            Duration::ZERO
+        );
+        assert_eq!(l.remaining_at(Duration::from_millis(40), 4), Duration::ZERO);
+    }
 
     #[test]
     fn a_lease_is_valid_only_in_its_term_and_before_its_expiry() {
