@@ -2,12 +2,31 @@
 //! commands in flight, routed to each region's leader.
 //!
 //! Every client thread owns `window` slots; a slot has at most one command
-//! outstanding and owns a disjoint set of keys, so writes to one key are
-//! strictly sequential and the last acknowledged value of every key is
-//! known exactly (what the read-back check needs). A command goes through
-//! [`CommandSink::send_command`] with a [`Callback`] that posts the answer
-//! to the client's completion channel, so one thread keeps hundreds of
-//! commands in flight instead of blocking on each.
+//! outstanding and issues its next one as soon as the last is answered
+//! (closed loop; `rate` paces the issuing instead). A slot is either a
+//! **write slot** or a **read slot**, fixed for the run: with read ratio
+//! `r`, `round(r x window)` of each client's slots read (spread evenly over
+//! the window; at least one slot of each kind when `0 < r` and the window
+//! has two slots or more, so `r = 1` still has one writer per client) and
+//! the others write. So `r` is the share of the *concurrency* given to
+//! reads, not a per-operation coin toss: a read slot never waits behind a
+//! write, and reads/s measures what the read path serves, however slow or
+//! fast the write path is.
+//!
+//! Keys belong to the write slots (a disjoint set each), so writes to one
+//! key are strictly sequential and the last acknowledged value of every key
+//! is known exactly (what the read-back check needs). A read slot reads a
+//! key chosen at random among the keys of its own client that have an
+//! acknowledged write, so every read looks for data that is there; a read
+//! slot with nothing written yet waits for its client's first
+//! acknowledged write. A read is checked as a read of a register with one
+//! sequential writer: it must return the value of a write of that key
+//! numbered at least the last one acknowledged when the read was sent, and
+//! at most the last one sent when its answer is handled.
+//!
+//! A command goes through [`CommandSink::send_command`] with a [`Callback`]
+//! that posts the answer to the client's completion channel, so one thread
+//! keeps hundreds of commands in flight instead of blocking on each.
 //!
 //! Routing and retries are the client crate's core ([`client::Routing`]):
 //! each attempt goes to the store believed to lead the key's region (or,
@@ -46,12 +65,13 @@ pub struct LoadSpec {
     pub window: usize,
     /// Bytes per written value (at least 12).
     pub value_size: usize,
-    /// Fraction of operations that are reads (0.0 ..= 1.0).
+    /// Share of each client's slots that are read slots (0.0 ..= 1.0; see
+    /// the module docs and [`read_slots`]).
     pub read_ratio: f64,
     /// How reads are served (through the log, ReadIndex, lease, or a
     /// follower's ReadIndex: those go to any peer of the region).
     pub read_mode: kvproto_lite::raft_cmdpb::ReadMode,
-    /// Total number of keys (rounded up to one per slot).
+    /// Total number of keys (rounded up to one per write slot).
     pub keys: usize,
     /// Target operations per second over all clients; `None` = as fast as
     /// the window allows (closed loop).
@@ -150,25 +170,91 @@ pub fn key_of(regions: &[Region], active: &[usize], k: u64) -> (usize, [u8; 8]) 
 }
 
 /// The value written to key index `k` by its `seq`-th write: the sequence
-/// number and key index followed by filler, `size` bytes in all.
+/// number and key index followed by filler, `size` bytes in all (at least
+/// 12).
 pub fn value_of(k: u64, seq: u64, size: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(size.max(12));
     v.extend_from_slice(&seq.to_le_bytes());
     v.extend_from_slice(&(k as u32).to_le_bytes());
+    v.extend(filler(k, seq).take(size.saturating_sub(12)));
+    v
+}
+
+/// Whether `v` is [`value_of`]`(k, seq, size)`, without building it.
+///
+/// ```
+/// use benches::load::{value_is, value_of};
+/// assert!(value_is(&value_of(7, 3, 40), 7, 3, 40));
+/// assert!(!value_is(&value_of(7, 3, 40), 7, 4, 40));
+/// assert!(!value_is(&value_of(7, 3, 40), 8, 3, 40));
+/// assert!(!value_is(&value_of(7, 3, 40)[..39], 7, 3, 40));
+/// ```
+pub fn value_is(v: &[u8], k: u64, seq: u64, size: usize) -> bool {
+    v.len() == size.max(12)
+        && v[..8] == seq.to_le_bytes()
+        && v[8..12] == (k as u32).to_le_bytes()
+        && v[12..]
+            .iter()
+            .copied()
+            .eq(filler(k, seq).take(v.len() - 12))
+}
+
+/// The filler bytes after a value's header: a sequence determined by the
+/// key index and the write's number.
+fn filler(k: u64, seq: u64) -> impl Iterator<Item = u8> {
     let mut x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq;
-    while v.len() < size {
+    std::iter::repeat_with(move || {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        v.push((x >> 56) as u8);
+        (x >> 56) as u8
+    })
+}
+
+/// How many of a client's `window` slots are read slots at read ratio
+/// `ratio`: `round(ratio x window)`, but at least one read slot and one
+/// write slot when `ratio > 0` and the window has room for both (reads
+/// need a writer to have written the keys they read).
+///
+/// ```
+/// use benches::load::read_slots;
+/// assert_eq!(read_slots(2048, 0.0), 0);
+/// assert_eq!(read_slots(2048, 0.9), 1843);
+/// assert_eq!(read_slots(10, 0.01), 1);
+/// assert_eq!(read_slots(10, 1.0), 9);
+/// assert_eq!(read_slots(1, 0.9), 0);
+/// ```
+pub fn read_slots(window: usize, ratio: f64) -> usize {
+    if ratio.is_nan() || ratio <= 0.0 || window < 2 {
+        return 0;
     }
-    v
+    let n = (window as f64 * ratio.min(1.0)).round() as usize;
+    n.clamp(1, window - 1)
+}
+
+/// Whether slot `i` of a window of `window` slots, `reads` of them read
+/// slots, is a read slot: the read slots are spread evenly over the window.
+fn is_read_slot(i: usize, window: usize, reads: usize) -> bool {
+    let w = window.max(1);
+    (i + 1) * reads / w > i * reads / w
 }
 
 #[derive(Clone, Copy)]
 enum OpKind {
-    Write { pos: usize, seq: u64 },
-    Read { pos: usize },
+    /// The `seq`-th write of the key at `key` (an index into the client's
+    /// key table).
+    Write { key: u32, seq: u64 },
+    /// A read of the key at `key`, whose write number `floor` was the last
+    /// acknowledged when the read was sent.
+    Read { key: u32, floor: u64 },
+}
+
+impl OpKind {
+    fn key(self) -> u32 {
+        match self {
+            OpKind::Write { key, .. } | OpKind::Read { key, .. } => key,
+        }
+    }
 }
 
 struct Inflight {
@@ -179,11 +265,26 @@ struct Inflight {
     route: Option<Route>,
 }
 
+/// One key of a client: its index and its writes.
+struct KeyState {
+    k: u64,
+    /// The last acknowledged write's number (0: none yet).
+    acked: u64,
+    /// The last write's number sent (acknowledged or not).
+    sent: u64,
+    /// The outcome of a write is unknown: never written again nor checked.
+    poisoned: bool,
+}
+
+enum Role {
+    /// Writes its own keys (indexes into the client's key table) in turn.
+    Write { keys: Vec<u32>, next: usize },
+    /// Reads the client's written keys at random.
+    Read,
+}
+
 struct Slot {
-    keys: Vec<u64>,
-    acked: Vec<u64>,
-    poisoned: Vec<bool>,
-    next: usize,
+    role: Role,
     inflight: Option<Inflight>,
 }
 
@@ -195,11 +296,24 @@ struct Client {
     /// Round-robin position for regions with no leader known.
     rotation: usize,
     slots: Vec<Slot>,
+    /// The keys of this client's write slots.
+    keys: Vec<KeyState>,
+    /// Indexes into `keys` of the keys with an acknowledged write: what the
+    /// read slots read.
+    written: Vec<u32>,
+    /// Read slots waiting for a first acknowledged write.
+    parked: Vec<u32>,
     tx: Sender<Answer>,
     rng: StdRng,
     deferred: VecDeque<(Instant, u32)>,
     ready: VecDeque<u32>,
     outstanding: usize,
+    /// Writes and reads answered since the last [`Client::flush_live`]:
+    /// the shared counters are updated once per loop turn, not per answer
+    /// (both clients adding to one cache line per read showed in the
+    /// profile of cheap reads).
+    unflushed_writes: u64,
+    unflushed_reads: u64,
     res: ClientResult,
 }
 
@@ -228,17 +342,38 @@ fn histogram() -> Histogram<u64> {
 /// commands.
 pub fn run_client(id: usize, spec: LoadSpec, target: Arc<Target>, live: Arc<Live>) -> ClientResult {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let total_slots = (spec.clients * spec.window) as u64;
-    let keys = (spec.keys as u64).max(total_slots);
+    let reads = read_slots(spec.window, spec.read_ratio);
+    let writers = spec.window - reads;
+    let total_writers = (spec.clients * writers) as u64;
+    let key_count = (spec.keys as u64).max(total_writers);
+    let mut keys = Vec::new();
+    let mut writer = 0usize;
     let slots = (0..spec.window)
         .map(|w| {
-            let global = (id * spec.window + w) as u64;
-            let keys: Vec<u64> = (global..keys).step_by(total_slots as usize).collect();
+            let role = if is_read_slot(w, spec.window, reads) {
+                Role::Read
+            } else {
+                let global = (id * writers + writer) as u64;
+                writer += 1;
+                let mine: Vec<u32> = (global..key_count)
+                    .step_by(total_writers.max(1) as usize)
+                    .map(|k| {
+                        keys.push(KeyState {
+                            k,
+                            acked: 0,
+                            sent: 0,
+                            poisoned: false,
+                        });
+                        (keys.len() - 1) as u32
+                    })
+                    .collect();
+                Role::Write {
+                    keys: mine,
+                    next: 0,
+                }
+            };
             Slot {
-                acked: vec![0; keys.len()],
-                poisoned: vec![false; keys.len()],
-                keys,
-                next: 0,
+                role,
                 inflight: None,
             }
         })
@@ -255,10 +390,15 @@ pub fn run_client(id: usize, spec: LoadSpec, target: Arc<Target>, live: Arc<Live
         target,
         live,
         slots,
+        keys,
+        written: Vec::new(),
+        parked: Vec::new(),
         tx,
         deferred: VecDeque::new(),
         ready: VecDeque::new(),
         outstanding: 0,
+        unflushed_writes: 0,
+        unflushed_reads: 0,
         res: ClientResult {
             write_hist: histogram(),
             read_hist: histogram(),
@@ -288,6 +428,7 @@ impl Client {
         let mut drain_deadline: Option<Instant> = None;
         let mut cpu_start: Option<Duration> = None;
         loop {
+            self.flush_live();
             let now = Instant::now();
             if cpu_start.is_none() && self.live.measuring.load(Ordering::Relaxed) {
                 cpu_start = Some(sys::thread_cpu());
@@ -320,8 +461,9 @@ impl Client {
                         }
                     }
                     self.ready.pop_front();
-                    self.start_op(slot);
-                    issued += 1;
+                    if self.start_op(slot) {
+                        issued += 1;
+                    }
                 }
                 while let Some(&(due, slot)) = self.deferred.front() {
                     if due > now {
@@ -359,63 +501,82 @@ impl Client {
         }
     }
 
+    /// Adds the answers counted since the last call to the shared
+    /// counters.
+    fn flush_live(&mut self) {
+        if self.unflushed_writes > 0 {
+            let n = std::mem::take(&mut self.unflushed_writes);
+            self.live.writes.fetch_add(n, Ordering::Relaxed);
+        }
+        if self.unflushed_reads > 0 {
+            let n = std::mem::take(&mut self.unflushed_reads);
+            self.live.reads.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn finish(mut self) -> ClientResult {
+        self.flush_live();
         for s in &mut self.slots {
             // Anything still unanswered may or may not be applied.
             if let Some(Inflight {
-                kind: OpKind::Write { pos, .. },
+                kind: OpKind::Write { key, .. },
                 ..
             }) = s.inflight.take()
             {
-                if let Some(p) = s.poisoned.get_mut(pos) {
-                    *p = true;
+                if let Some(ks) = self.keys.get_mut(key as usize) {
+                    ks.poisoned = true;
                 }
             }
-            for (pos, &k) in s.keys.iter().enumerate() {
-                let poisoned = s.poisoned.get(pos).copied().unwrap_or(true);
-                let seq = s.acked.get(pos).copied().unwrap_or(0);
-                if poisoned {
-                    self.res.poisoned += 1;
-                } else if seq > 0 {
-                    self.res.acked.push((k, seq));
-                }
+        }
+        for ks in &self.keys {
+            if ks.poisoned {
+                self.res.poisoned += 1;
+            } else if ks.acked > 0 {
+                self.res.acked.push((ks.k, ks.acked));
             }
         }
         self.res
     }
 
-    /// Picks the slot's next operation and sends it.
-    fn start_op(&mut self, slot: u32) {
-        let read_ratio = self.spec.read_ratio;
-        let want_read = read_ratio > 0.0 && self.rng.gen_bool(read_ratio.min(1.0));
+    /// Picks the slot's next operation and sends it; false when the slot
+    /// has nothing to do (a read slot before any write was acknowledged,
+    /// parked until one is; a write slot whose keys are all poisoned,
+    /// retired).
+    fn start_op(&mut self, slot: u32) -> bool {
         let Some(s) = self.slots.get_mut(slot as usize) else {
-            return;
+            return false;
         };
-        let n = s.keys.len();
-        if n == 0 {
-            return;
-        }
-        let mut kind = None;
-        for _ in 0..n {
-            let pos = s.next % n;
-            s.next = s.next.wrapping_add(1);
-            if s.poisoned.get(pos).copied().unwrap_or(true) {
-                continue;
-            }
-            let acked = s.acked.get(pos).copied().unwrap_or(0);
-            kind = Some(if want_read && acked > 0 {
-                OpKind::Read { pos }
-            } else {
-                OpKind::Write {
-                    pos,
-                    seq: acked + 1,
+        let kind = match &mut s.role {
+            Role::Read => {
+                if self.written.is_empty() {
+                    self.parked.push(slot);
+                    return false;
                 }
-            });
-            break;
-        }
-        let Some(kind) = kind else {
-            // Every key of this slot is poisoned: the slot retires.
-            return;
+                let i = self.rng.gen_range(0..self.written.len());
+                let key = self.written[i];
+                let floor = self.keys.get(key as usize).map_or(0, |k| k.acked);
+                OpKind::Read { key, floor }
+            }
+            Role::Write { keys, next } => {
+                let n = keys.len();
+                let mut kind = None;
+                for _ in 0..n {
+                    let key = keys[*next % n];
+                    *next = next.wrapping_add(1);
+                    let Some(ks) = self.keys.get_mut(key as usize) else {
+                        continue;
+                    };
+                    if ks.poisoned {
+                        continue;
+                    }
+                    ks.sent = ks.acked + 1;
+                    kind = Some(OpKind::Write { key, seq: ks.sent });
+                    break;
+                }
+                // None: every key of this slot is poisoned: it retires.
+                let Some(kind) = kind else { return false };
+                kind
+            }
         };
         s.inflight = Some(Inflight {
             kind,
@@ -424,6 +585,7 @@ impl Client {
             route: None,
         });
         self.send(slot);
+        true
     }
 
     /// Sends (or re-sends) the slot's in-flight operation to the store
@@ -435,18 +597,18 @@ impl Client {
         let Some(op) = s.inflight.as_mut() else {
             return;
         };
-        let pos = match op.kind {
-            OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
+        let Some(k) = self.keys.get(op.kind.key() as usize).map(|ks| ks.k) else {
+            return;
         };
-        let Some(&k) = s.keys.get(pos) else { return };
         let (_, key) = key_of(&self.target.regions, &self.target.active, k);
         let rotation = &mut self.rotation;
         let mut pick = |n: usize| {
             *rotation = rotation.wrapping_add(1);
             *rotation % n
         };
-        let follower_read = matches!(op.kind, OpKind::Read { .. })
-            && self.spec.read_mode == kvproto_lite::raft_cmdpb::ReadMode::Follower;
+        let is_read = matches!(op.kind, OpKind::Read { .. });
+        let follower_read =
+            is_read && self.spec.read_mode == kvproto_lite::raft_cmdpb::ReadMode::Follower;
         let routed = if follower_read {
             self.routing.route_any_peer(&key, &mut pick)
         } else {
@@ -471,7 +633,7 @@ impl Client {
             OpKind::Read { .. } => client::get_request(key.to_vec()),
         };
         let mut cmd = route.command(request);
-        if matches!(op.kind, OpKind::Read { .. }) {
+        if is_read {
             cmd.mut_header().set_read_mode(self.spec.read_mode);
         }
         let (store, region_id) = (route.store_id(), route.region_id());
@@ -506,6 +668,49 @@ impl Client {
         }
     }
 
+    /// Checks a read's answer: the value of a write of the key numbered
+    /// between `floor` and the key's last write sent (see the module docs).
+    fn check_read(&mut self, key: u32, floor: u64, resp: &RaftCmdResponse) {
+        let Some(ks) = self.keys.get(key as usize) else {
+            return;
+        };
+        let got = resp.get_responses().first().map(|r| r.get_get());
+        let ok = got.is_some_and(|g| {
+            let v = g.get_value();
+            let seq = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes);
+            !g.get_not_found()
+                && seq >= floor.max(1)
+                && seq <= ks.sent
+                && value_is(v, ks.k, seq, self.spec.value_size)
+        });
+        if !ok && self.res.read_mismatches.len() < 16 {
+            self.res.read_mismatches.push(format!(
+                "key index {}: read {:?}, expected a write numbered {floor}..={}",
+                ks.k,
+                got.map(|g| (g.get_not_found(), g.get_value().to_vec())),
+                ks.sent
+            ));
+        }
+    }
+
+    /// A key's write was acknowledged: the first makes it readable (and
+    /// wakes the parked read slots).
+    fn on_write_acked(&mut self, key: u32, seq: u64) {
+        let Some(ks) = self.keys.get_mut(key as usize) else {
+            return;
+        };
+        if ks.acked == 0 {
+            self.written.push(key);
+        }
+        ks.acked = seq;
+        if !self.parked.is_empty() {
+            self.ready.extend(self.parked.drain(..));
+        }
+    }
+
     fn on_response(&mut self, slot: u32, resp: RaftCmdResponse, answered: Instant) {
         self.outstanding = self.outstanding.saturating_sub(1);
         let measuring = self.live.measuring.load(Ordering::Relaxed);
@@ -517,6 +722,7 @@ impl Client {
         };
         let kind = op.kind;
         let attempts = op.attempts;
+        let started = op.started;
         let follower_read = matches!(kind, OpKind::Read { .. })
             && self.spec.read_mode == kvproto_lite::raft_cmdpb::ReadMode::Follower;
         let verdict = match op.route.take() {
@@ -528,47 +734,27 @@ impl Client {
             Some(route) => self.routing.learn(&route, &resp),
             None => return,
         };
-        let pos = match kind {
-            OpKind::Write { pos, .. } | OpKind::Read { pos } => pos,
-        };
-        let k = s.keys.get(pos).copied().unwrap_or(0);
         if verdict == Verdict::Succeeded {
-            let us = answered.saturating_duration_since(op.started).as_micros() as u64;
+            s.inflight = None;
+            let us = answered.saturating_duration_since(started).as_micros() as u64;
             match kind {
-                OpKind::Write { seq, .. } => {
-                    if let Some(a) = s.acked.get_mut(pos) {
-                        *a = seq;
-                    }
-                    self.live.writes.fetch_add(1, Ordering::Relaxed);
+                OpKind::Write { key, seq } => {
+                    self.on_write_acked(key, seq);
+                    self.unflushed_writes += 1;
                     if measuring {
                         self.res.writes += 1;
                         self.res.write_hist.saturating_record(us.max(1));
                     }
                 }
-                OpKind::Read { .. } => {
-                    let expected = value_of(
-                        k,
-                        s.acked.get(pos).copied().unwrap_or(0),
-                        self.spec.value_size,
-                    );
-                    let got = resp.get_responses().first().map(|r| r.get_get());
-                    let ok = got.is_some_and(|g| {
-                        !g.get_not_found() && g.get_value() == expected.as_slice()
-                    });
-                    if !ok && self.res.read_mismatches.len() < 16 {
-                        self.res.read_mismatches.push(format!(
-                            "key index {k}: read {:?}, expected the write acknowledged last",
-                            got.map(|g| (g.get_not_found(), g.get_value().to_vec()))
-                        ));
-                    }
-                    self.live.reads.fetch_add(1, Ordering::Relaxed);
+                OpKind::Read { key, floor } => {
+                    self.check_read(key, floor, &resp);
+                    self.unflushed_reads += 1;
                     if measuring {
                         self.res.reads += 1;
                         self.res.read_hist.saturating_record(us.max(1));
                     }
                 }
             }
-            s.inflight = None;
             self.ready.push_back(slot);
             return;
         }
@@ -579,9 +765,9 @@ impl Client {
         if class == ErrorClass::Unknown {
             // Outcome unknown (e.g. dropped at shutdown): never touch or
             // check this key again.
-            if let OpKind::Write { .. } = kind {
-                if let Some(p) = s.poisoned.get_mut(pos) {
-                    *p = true;
+            if let OpKind::Write { key, .. } = kind {
+                if let Some(ks) = self.keys.get_mut(key as usize) {
+                    ks.poisoned = true;
                 }
             }
             s.inflight = None;
@@ -700,6 +886,39 @@ mod tests {
             hit.insert(r);
         }
         assert_eq!(hit.len(), 7, "every active region gets keys");
+    }
+
+    #[test]
+    fn read_slots_are_spread_evenly_over_the_window() {
+        for (window, ratio) in [(2048, 0.9), (10, 0.5), (7, 0.3), (2, 1.0), (5, 0.0)] {
+            let reads = read_slots(window, ratio);
+            let marked: Vec<bool> = (0..window)
+                .map(|i| is_read_slot(i, window, reads))
+                .collect();
+            assert_eq!(marked.iter().filter(|&&r| r).count(), reads);
+            // No run of write slots longer than the even spacing allows.
+            let longest = marked.split(|&r| r).map(<[bool]>::len).max().unwrap_or(0);
+            let spacing = if reads == 0 {
+                window
+            } else {
+                window.div_ceil(reads)
+            };
+            assert!(longest <= spacing, "{window} {ratio}: {marked:?}");
+        }
+    }
+
+    #[test]
+    fn value_is_accepts_exactly_the_written_value() {
+        for size in [12, 16, 100] {
+            let v = value_of(42, 7, size);
+            assert!(value_is(&v, 42, 7, size));
+            let mut flipped = v.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 1;
+            assert!(!value_is(&flipped, 42, 7, size));
+            assert!(!value_is(&v, 42, 7, size + 1));
+        }
+        assert!(!value_is(b"short", 42, 7, 16));
     }
 
     #[test]

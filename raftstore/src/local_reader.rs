@@ -15,12 +15,24 @@
 //!    a lease that ran out during the read proves nothing about the read.
 //!
 //! Any failed check hands the command to the peer's mailbox as usual (where
-//! it becomes a ReadIndex read that renews the lease). The lease is renewed
+//! it becomes a ReadIndex read that renews the lease).
+//!
+//! The fast path touches no cache line that another reading thread
+//! writes: each caller thread keeps its own copy of the delegates it used
+//! (and of the clock), valid while the reader's *generation* is unchanged;
+//! every publish bumps the generation after changing the map, so a copy
+//! is at most as old as the last publish the caller saw complete. Step 4's
+//! "delegate not replaced" is then one load of the generation (the slow
+//! comparison with the map only after a publish). The counters of served
+//! reads are striped per thread. TiKV's `LocalReader` caches delegates per
+//! thread the same way, validated by a version counter. The lease is renewed
 //! only by the peer, from the send time of a read index that a quorum
 //! confirmed, and lasts the election timeout minus one tick minus the
 //! configured clock drift. A peer expires it when it stops leading, starts
 //! a leadership transfer or hibernates, before anything else can happen.
 
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -69,6 +81,8 @@ pub struct LeaseCell {
     /// before the leader applies it; a lease read served from a leader that
     /// lags its commit index could then go back in time.
     caught_up: std::sync::atomic::AtomicBool,
+    /// A read was served under the lease since the leader's last tick.
+    read_since_tick: std::sync::atomic::AtomicBool,
 }
 
 impl LeaseCell {
@@ -99,6 +113,37 @@ impl LeaseCell {
         self.caught_up.load(Ordering::SeqCst)
     }
 
+    /// Notes that a read was served under the lease. Written only when not
+    /// set yet, so readers do not keep taking the cache line from each
+    /// other.
+    pub(crate) fn mark_read(&self) {
+        if !self.read_since_tick.load(Ordering::Relaxed) {
+            self.read_since_tick.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a read was served under the lease since the last
+    /// [`LeaseCell::take_read`].
+    pub(crate) fn read_recently(&self) -> bool {
+        self.read_since_tick.load(Ordering::Relaxed)
+    }
+
+    /// Whether a read was served under the lease since the last call
+    /// (called on the leader's ticks).
+    pub(crate) fn take_read(&self) -> bool {
+        self.read_since_tick.swap(false, Ordering::Relaxed)
+    }
+
+    /// How long the lease of `term` still covers after `now` (zero if it
+    /// does not cover `now`).
+    pub(crate) fn remaining_at(&self, now: Duration, term: u64) -> Duration {
+        if self.term.load(Ordering::SeqCst) != term {
+            return Duration::ZERO;
+        }
+        let expiry = Duration::from_nanos(self.expiry_nanos.load(Ordering::SeqCst));
+        expiry.saturating_sub(now)
+    }
+
     /// Ends the lease at once.
     pub(crate) fn expire(&self) {
         self.expiry_nanos.store(0, Ordering::SeqCst);
@@ -123,13 +168,79 @@ pub(crate) struct ReadDelegate {
 /// Reads of a store's KV engine, whatever its type.
 pub(crate) type KvGet = dyn Fn(&[u8]) -> engine::Result<Option<Vec<u8>>> + Send + Sync;
 
+/// Ids of [`LocalReader`]s in this process (their caller-thread caches are
+/// keyed by it).
+static NEXT_READER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many readers' copies one thread keeps (the oldest goes first).
+const CACHED_READERS: usize = 8;
+
+/// A caller thread's copy of what one reader published.
+struct ThreadCopy {
+    reader: u64,
+    /// The reader's generation when the copy was (re)started: every
+    /// delegate in it was read from the map after that.
+    generation: u64,
+    clock: Arc<dyn Clock>,
+    delegates: HashMap<u64, Arc<ReadDelegate>>,
+}
+
+thread_local! {
+    static COPIES: RefCell<Vec<ThreadCopy>> = const { RefCell::new(Vec::new()) };
+    static STRIPE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Stripes of a [`StripedCounter`].
+const STRIPES: usize = 8;
+
+/// One counter cell on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+/// A counter that threads add to without sharing a cache line: a thread
+/// adds to its own stripe (fixed at its first use), a read sums them.
+#[derive(Debug, Default)]
+struct StripedCounter {
+    cells: [PaddedCounter; STRIPES],
+}
+
+impl StripedCounter {
+    fn add(&self, n: u64) {
+        static NEXT_STRIPE: AtomicU64 = AtomicU64::new(0);
+        let stripe = STRIPE
+            .try_with(|s| match s.get() {
+                Some(i) => i,
+                None => {
+                    let i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) as usize % STRIPES;
+                    s.set(Some(i));
+                    i
+                }
+            })
+            .unwrap_or(0);
+        self.cells[stripe].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
 /// The store's lease-read fast path (see the module docs).
 pub struct LocalReader {
+    /// This reader's key in the caller threads' copies.
+    id: u64,
     delegates: RwLock<HashMap<u64, Arc<ReadDelegate>>>,
+    /// Bumped (under the `delegates` write lock, after the change) by
+    /// every publish and every clock change.
+    generation: PaddedCounter,
     kv: OnceLock<Arc<KvGet>>,
     clock: RwLock<Arc<dyn Clock>>,
-    served: AtomicU64,
-    fallbacks: AtomicU64,
+    served: StripedCounter,
+    fallbacks: StripedCounter,
     raft_thread_lease_reads: AtomicU64,
     /// Ids of read index batches, unique on the store across restarts (see
     /// [`LocalReader::start_read_ids`]).
@@ -148,11 +259,13 @@ impl std::fmt::Debug for LocalReader {
 impl Default for LocalReader {
     fn default() -> Self {
         LocalReader {
+            id: NEXT_READER_ID.fetch_add(1, Ordering::Relaxed),
             delegates: RwLock::new(HashMap::new()),
+            generation: PaddedCounter::default(),
             kv: OnceLock::new(),
             clock: RwLock::new(Arc::new(MonotonicClock::default())),
-            served: AtomicU64::new(0),
-            fallbacks: AtomicU64::new(0),
+            served: StripedCounter::default(),
+            fallbacks: StripedCounter::default(),
             raft_thread_lease_reads: AtomicU64::new(0),
             next_read_id: AtomicU64::new(1),
         }
@@ -162,12 +275,65 @@ impl Default for LocalReader {
 impl LocalReader {
     /// The clock leases are measured with.
     pub fn now(&self) -> Duration {
-        self.clock.read().unwrap_or_else(|e| e.into_inner()).now()
+        self.with_copy(|copy| copy.clock.now())
     }
 
     /// Replaces the clock (before the store starts).
     pub(crate) fn set_clock(&self, clock: Arc<dyn Clock>) {
+        let _map = self.delegates.write().unwrap_or_else(|e| e.into_inner());
         *self.clock.write().unwrap_or_else(|e| e.into_inner()) = clock;
+        self.generation.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.0.load(Ordering::SeqCst)
+    }
+
+    fn shared_clock(&self) -> Arc<dyn Clock> {
+        self.clock.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `f` on this thread's copy of the reader's delegates and clock,
+    /// emptied first if a publish completed since it was filled. A thread
+    /// whose copies are unavailable (re-entered, or being torn down) gets
+    /// a fresh, empty copy.
+    fn with_copy<R>(&self, f: impl FnOnce(&mut ThreadCopy) -> R) -> R {
+        let generation = self.generation();
+        let fresh = || ThreadCopy {
+            reader: self.id,
+            generation,
+            clock: self.shared_clock(),
+            delegates: HashMap::new(),
+        };
+        let mut f = Some(f);
+        let cached = COPIES.try_with(|copies| {
+            let Ok(mut copies) = copies.try_borrow_mut() else {
+                return None;
+            };
+            let i = match copies.iter().position(|c| c.reader == self.id) {
+                Some(i) => i,
+                None => {
+                    if copies.len() >= CACHED_READERS {
+                        copies.remove(0);
+                    }
+                    copies.push(fresh());
+                    copies.len() - 1
+                }
+            };
+            let copy = &mut copies[i];
+            if copy.generation != generation {
+                copy.delegates.clear();
+                copy.clock = self.shared_clock();
+                copy.generation = generation;
+            }
+            f.take().map(|f| f(copy))
+        });
+        match (cached, f) {
+            (Ok(Some(out)), _) => out,
+            (_, Some(f)) => f(&mut fresh()),
+            // `f` ran and returned: the first arm took its result.
+            (_, None) => unreachable!("the closure ran and its result was returned"),
+        }
     }
 
     /// Starts the read index ids above anything an earlier run of the
@@ -192,16 +358,24 @@ impl LocalReader {
 
     /// Lease reads answered on the caller's thread.
     pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.served.get()
     }
 
     /// Lease-mode commands handed on to the raft thread.
     pub fn fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
+        self.fallbacks.get()
     }
 
-    /// Lease reads answered by a peer on the raft thread (its lease valid
-    /// when the command reached it).
+    /// Changes published so far (read delegates added, replaced or
+    /// withdrawn, and clock changes): each one makes every caller thread
+    /// refill its copy of this reader's delegates.
+    pub fn publishes(&self) -> u64 {
+        self.generation()
+    }
+
+    /// Lease reads answered by a peer on the raft thread under its lease
+    /// (valid when the command reached it; answered at once, or once the
+    /// entries committed by then are applied).
     pub fn raft_thread_lease_reads(&self) -> u64 {
         self.raft_thread_lease_reads.load(Ordering::Relaxed)
     }
@@ -220,6 +394,10 @@ impl LocalReader {
                 map.remove(&region_id);
             }
         }
+        // After the change and before the lock is released: a caller that
+        // still sees the old generation may use its copy, which is what it
+        // would have read from the map an instant earlier.
+        self.generation.0.fetch_add(1, Ordering::SeqCst);
     }
 
     fn delegate(&self, region_id: u64) -> Option<Arc<ReadDelegate>> {
@@ -233,19 +411,24 @@ impl LocalReader {
     /// Serves a lease read here if every check passes; `None` hands it on
     /// to the peer.
     pub(crate) fn try_read(&self, req: &RaftCmdRequest) -> Option<RaftCmdResponse> {
-        let out = self.read(req);
+        let out = self.with_copy(|copy| self.read(copy, req));
         if out.is_some() {
-            self.served.fetch_add(1, Ordering::Relaxed);
+            self.served.add(1);
         } else {
-            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            self.fallbacks.add(1);
         }
         out
     }
 
-    fn read(&self, req: &RaftCmdRequest) -> Option<RaftCmdResponse> {
+    fn read(&self, copy: &mut ThreadCopy, req: &RaftCmdRequest) -> Option<RaftCmdResponse> {
         let header = req.get_header();
-        let d = self.delegate(header.get_region_id())?;
+        let region_id = header.get_region_id();
         let kv = self.kv.get()?;
+        let d = match copy.delegates.entry(region_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.delegate(region_id)?),
+        };
+        let clock = &copy.clock;
         if header.has_peer() && header.get_peer().get_store_id() != d.store_id {
             return None;
         }
@@ -259,18 +442,21 @@ impl LocalReader {
         {
             return None;
         }
-        if !d.lease.valid_at(self.now(), d.term) || !d.lease.caught_up() {
+        if !d.lease.valid_at(clock.now(), d.term) || !d.lease.caught_up() {
             return None;
         }
         let resp = read_with(|k| kv(k), req, d.term);
         // The lease must still hold after the read, and the delegate must
-        // not have been replaced (a split, a new term) meanwhile.
-        let still = self
-            .delegate(header.get_region_id())
-            .is_some_and(|cur| Arc::ptr_eq(&cur, &d));
-        if !still || !d.lease.valid_at(self.now(), d.term) {
+        // not have been replaced (a split, a new term) meanwhile: no
+        // publish since the copy was checked, or the map still holds it.
+        let still = self.generation() == copy.generation
+            || self
+                .delegate(region_id)
+                .is_some_and(|cur| Arc::ptr_eq(&cur, d));
+        if !still || !d.lease.valid_at(clock.now(), d.term) {
             return None;
         }
+        d.lease.mark_read();
         Some(resp)
     }
 }
@@ -325,6 +511,129 @@ pub(crate) fn read_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvproto_lite::raft_cmdpb::Request;
+
+    /// A reader over a one-key store, the lease of term 1 valid for an
+    /// hour, and the region-1 delegate published with `version`.
+    fn reader_with_delegate(version: u64) -> (LocalReader, Arc<LeaseCell>) {
+        let reader = LocalReader::default();
+        reader.set_kv(Arc::new(|k: &[u8]| -> engine::Result<Option<Vec<u8>>> {
+            Ok((k == b"k").then(|| b"v".to_vec()))
+        }));
+        let lease = Arc::new(LeaseCell::default());
+        lease.renew(reader.now() + Duration::from_secs(3600), 1);
+        lease.set_caught_up(true);
+        publish(&reader, &lease, version);
+        (reader, lease)
+    }
+
+    fn publish(reader: &LocalReader, lease: &Arc<LeaseCell>, version: u64) {
+        let mut region = Region::default();
+        region.set_id(1);
+        region.mut_region_epoch().set_version(version);
+        reader.publish(
+            1,
+            Some(ReadDelegate {
+                region,
+                store_id: 1,
+                term: 1,
+                lease: lease.clone(),
+            }),
+        );
+    }
+
+    fn lease_get(version: u64) -> RaftCmdRequest {
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().set_region_id(1);
+        req.mut_header().mut_region_epoch().set_version(version);
+        req.mut_header().set_read_mode(ReadMode::Lease);
+        let mut get = Request::default();
+        get.set_cmd_type(CmdType::Get);
+        get.mut_get().set_key(b"k".to_vec());
+        req.mut_requests().push(get);
+        req
+    }
+
+    #[test]
+    fn a_withdrawn_delegate_stops_reads_from_a_thread_that_used_it() {
+        let (reader, _lease) = reader_with_delegate(1);
+        let resp = reader
+            .try_read(&lease_get(1))
+            .expect("served under the lease");
+        assert_eq!(resp.get_responses()[0].get_get().get_value(), b"v");
+        reader.publish(1, None);
+        assert!(reader.try_read(&lease_get(1)).is_none());
+        assert_eq!((reader.served(), reader.fallbacks()), (1, 1));
+    }
+
+    #[test]
+    fn a_replaced_delegate_is_used_from_the_next_read_on() {
+        let (reader, lease) = reader_with_delegate(1);
+        assert!(reader.try_read(&lease_get(1)).is_some());
+        let before = reader.publishes();
+        publish(&reader, &lease, 2);
+        assert!(reader.publishes() > before);
+        assert!(
+            reader.try_read(&lease_get(1)).is_none(),
+            "old epoch refused"
+        );
+        assert!(reader.try_read(&lease_get(2)).is_some(), "new epoch served");
+    }
+
+    #[test]
+    fn each_thread_sees_publishes_made_after_its_copy_was_filled() {
+        let (reader, _lease) = reader_with_delegate(1);
+        let reader = Arc::new(reader);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel();
+        let r = reader.clone();
+        let other = std::thread::spawn(move || {
+            done.send(r.try_read(&lease_get(1)).is_some()).ok();
+            wait.recv().ok();
+            done.send(r.try_read(&lease_get(1)).is_some()).ok();
+        });
+        assert_eq!(finished.recv().ok(), Some(true));
+        reader.publish(1, None);
+        go.send(()).ok();
+        assert_eq!(finished.recv().ok(), Some(false));
+        other.join().ok();
+    }
+
+    #[test]
+    fn an_expired_lease_or_a_lagging_leader_is_not_read_locally() {
+        let (reader, lease) = reader_with_delegate(1);
+        lease.set_caught_up(false);
+        assert!(reader.try_read(&lease_get(1)).is_none());
+        lease.set_caught_up(true);
+        lease.expire();
+        assert!(reader.try_read(&lease_get(1)).is_none());
+    }
+
+    #[test]
+    fn a_local_read_marks_the_lease_read_until_the_leader_takes_the_mark() {
+        let (reader, lease) = reader_with_delegate(1);
+        assert!(!lease.read_recently());
+        assert!(reader.try_read(&lease_get(1)).is_some());
+        assert!(lease.read_recently());
+        assert!(lease.take_read());
+        assert!(!lease.read_recently());
+        assert!(!lease.take_read());
+    }
+
+    #[test]
+    fn the_remaining_lease_counts_down_to_zero_and_is_zero_in_another_term() {
+        let l = LeaseCell::default();
+        l.renew(Duration::from_millis(100), 3);
+        assert_eq!(
+            l.remaining_at(Duration::from_millis(40), 3),
+            Duration::from_millis(60)
+        );
+        assert_eq!(
+            l.remaining_at(Duration::from_millis(150), 3),
+            Duration::ZERO
+        );
+        assert_eq!(l.remaining_at(Duration::from_millis(40), 4), Duration::ZERO);
+    }
 
     #[test]
     fn a_lease_is_valid_only_in_its_term_and_before_its_expiry() {

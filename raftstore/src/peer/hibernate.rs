@@ -91,6 +91,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             || !self.batched.is_empty()
             || self.pending_ready.is_some()
             || self.reads.is_some()
+            || self.lease_cell().read_recently()
         {
             return false;
         }

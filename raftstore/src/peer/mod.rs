@@ -458,6 +458,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if self.is_leader() {
             self.maybe_leave_joint();
             self.maybe_hibernate(ctx);
+            self.tick_lease(ctx);
         }
     }
 

@@ -4,7 +4,10 @@
 //! ```text
 //! propose(read-only command, mode != Log)
 //!   Lease, lease valid, leader applied an entry of its term
-//!       -> served at once from the KV engine
+//!       -> served at once from the KV engine if everything committed is
+//!          applied; otherwise a batch whose read index is the commit
+//!          index now (the lease stands for the quorum round), served once
+//!          applied like any batch
 //!   otherwise -> this round's read batch
 //! handle_ready (once per round)
 //!   round's batch -> one raft read_index(batch id) for all of them
@@ -17,6 +20,11 @@
 //!   the KV engine (whose applied state covers the read index)
 //! ticks: a batch unanswered for two election timeouts, and a leader's
 //!   batches when it stops leading, are answered NotLeader (retryable).
+//!   A leader whose lease served reads since the last tick and has less
+//!   than half of its length left renews it in advance: a read index
+//!   with no reads (so lease reads keep being served off the raft thread
+//!   instead of falling back to ReadIndex each time the lease runs out),
+//!   and it does not hibernate while its lease is read.
 //! ```
 //!
 //! Batching follows TiKV (`peer.rs` read_index: one raft read index per
@@ -93,13 +101,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
         raft.state == StateRole::Leader && raft.raft_log.term(applied).ok() == Some(raft.term)
     }
 
-    /// Whether a lease read may be served by this peer now.
+    /// Whether this peer holds a valid lease now: then no other peer can
+    /// lead (and commit) before it runs out, so its commit index covers
+    /// every write acknowledged anywhere.
     fn lease_valid(&self, now: Duration) -> bool {
         self.is_leader()
             && self.raft_group.raft.lead_transferee.is_none()
             && !self.is_asleep()
             && self.applied_own_term()
-            && self.raft_group.raft.raft_log.applied >= self.raft_group.raft.raft_log.committed
             && self.lease.valid_at(now, self.term())
     }
 
@@ -121,10 +130,34 @@ impl<ER: RaftLogEngine> Peer<ER> {
             cmd.callback.invoke_with_error(err, term);
             return;
         }
-        if mode == ReadMode::Lease && self.lease_valid(ctx.local_reader.now()) {
-            let resp = read_from_engine(&ctx.engines.kv, &cmd.request, term);
+        let now = ctx.local_reader.now();
+        if mode == ReadMode::Lease && self.lease_valid(now) {
             ctx.local_reader.count_raft_thread_lease_read();
-            cmd.callback.invoke(resp);
+            self.lease.mark_read();
+            let raft_log = &self.raft_group.raft.raft_log;
+            let (applied, committed) = (raft_log.applied, raft_log.committed);
+            if applied >= committed {
+                let resp = read_from_engine(&ctx.engines.kv, &cmd.request, term);
+                cmd.callback.invoke(resp);
+                return;
+            }
+            // Entries committed and not applied yet (a follower may
+            // already show them): the read waits for them, with the commit
+            // index as its read index, as if a quorum had just confirmed
+            // it; the lease already proves what that round would.
+            let reads = self.reads.get_or_insert_with(Default::default);
+            match reads.batches.back_mut() {
+                Some(b) if !b.follower && b.index == Some(committed) => b.reads.push(cmd),
+                _ => reads.batches.push_back(ReadBatch {
+                    id: ctx.local_reader.next_read_id(),
+                    follower: false,
+                    index: Some(committed),
+                    sent: true,
+                    sent_at: now,
+                    age: 0,
+                    reads: vec![cmd],
+                }),
+            }
             return;
         }
         let reads = self.reads.get_or_insert_with(Default::default);
@@ -166,6 +199,45 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         self.send_read_indexes(now);
         self.serve_reads(ctx);
+    }
+
+    /// On a leader's tick (after the hibernation check, which counts a
+    /// lease read since the last tick as activity): renews in advance a
+    /// lease that served reads since the last tick and has less than half
+    /// of its length left, with a read index batch that holds no reads,
+    /// unless a leader batch is already waiting for its index (its answer
+    /// renews the lease too). Renewing only leases in use lets an idle
+    /// region's lease run out and the region hibernate.
+    pub(super) fn tick_lease<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if !self.lease.take_read() || !self.is_leader() || self.is_asleep() {
+            return;
+        }
+        let now = ctx.local_reader.now();
+        if self.lease.remaining_at(now, self.term()) >= Self::lease_duration(ctx) / 2 {
+            return;
+        }
+        let reads = self.reads.get_or_insert_with(Default::default);
+        if reads
+            .batches
+            .iter()
+            .any(|b| !b.follower && b.index.is_none())
+        {
+            return;
+        }
+        reads.batches.push_back(ReadBatch {
+            id: ctx.local_reader.next_read_id(),
+            follower: false,
+            index: None,
+            sent: false,
+            sent_at: now,
+            age: 0,
+            reads: Vec::new(),
+        });
+        self.send_read_indexes(now);
     }
 
     /// Calls raft's `read_index` for every batch not sent yet, when raft

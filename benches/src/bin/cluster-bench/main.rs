@@ -126,7 +126,15 @@ struct Args {
     /// Bytes per written value (at least 12: sequence number + key index).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(12..=1_048_576))]
     value_size: u64,
-    /// Fraction of operations that are reads (all linearizable).
+    /// Share of the in-flight slots that read (0..=1). Each client splits
+    /// its window: round(ratio x window) slots only read, the others only
+    /// write (at least one of each when 0 < ratio and the window is 2 or
+    /// more), every slot closed-loop. So reads never wait behind a write,
+    /// and reads/s is the read path's own throughput at that concurrency;
+    /// the read/write mix of the completed operations follows from the two
+    /// paths' latencies. A read slot reads a random key its client has
+    /// already written (every read finds data) and checks the value is
+    /// current (linearizable).
     #[arg(long, default_value_t = 0.0)]
     read_ratio: f64,
     /// How reads are served: `log` (proposed like writes), `read-index`
@@ -566,6 +574,20 @@ fn run_phase(args: &Args, plan: &PhasePlan, index: usize) -> Result<PhaseReport,
     }
 }
 
+/// The local readers' counters added over all stores.
+fn lease_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> report::LeaseReads {
+    let mut sum = report::LeaseReads::default();
+    for id in cluster.store_ids() {
+        if let Some(r) = cluster.local_reader(*id) {
+            sum.local += r.served();
+            sum.fallbacks += r.fallbacks();
+            sum.raft_thread += r.raft_thread_lease_reads();
+            sum.publishes += r.publishes();
+        }
+    }
+    sum
+}
+
 fn stats_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> StoreStatsSnapshot {
     let mut sum = StoreStatsSnapshot::default();
     for id in cluster.store_ids() {
@@ -660,6 +682,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     let mut samples = Vec::new();
     let mut last = (t0, 0u64, 0u64);
     let mut measure_start: Option<(Instant, Duration, StoreStatsSnapshot)> = None;
+    let mut lease_start = report::LeaseReads::default();
     let mut msgs_start = 0u64;
     loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -668,6 +691,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         if measure_start.is_none() && elapsed >= warmup {
             live.measuring.store(true, Ordering::Relaxed);
             measure_start = Some((now, sys::process_cpu(), stats_sum(&cluster)));
+            lease_start = lease_sum(&cluster);
             msgs_start = cluster.transport().stats().delivered;
         }
         let (w, r) = (
@@ -697,6 +721,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     }
     live.measuring.store(false, Ordering::Relaxed);
     let end = (Instant::now(), sys::process_cpu(), stats_sum(&cluster));
+    let lease_end = lease_sum(&cluster);
     let msgs = cluster.transport().stats().delivered - msgs_start;
     live.stop.store(true, Ordering::Relaxed);
     let mix_counts = mix.take();
@@ -741,6 +766,14 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         phase.add_client(r);
     }
     phase.memory = memory;
+    phase.lease_reads = report::LeaseReads {
+        local: lease_end.local.saturating_sub(lease_start.local),
+        fallbacks: lease_end.fallbacks.saturating_sub(lease_start.fallbacks),
+        raft_thread: lease_end
+            .raft_thread
+            .saturating_sub(lease_start.raft_thread),
+        publishes: lease_end.publishes.saturating_sub(lease_start.publishes),
+    };
     phase.raft_messages = msgs;
     phase.message_mix = mix_counts;
     phase.finish(store_ids.len());

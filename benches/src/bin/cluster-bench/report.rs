@@ -61,6 +61,21 @@ impl Latency {
     }
 }
 
+/// What the stores' local readers did with lease-mode reads while
+/// measuring (added over all stores).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LeaseReads {
+    /// Answered on the caller's thread (the lease held).
+    pub local: u64,
+    /// Handed on to the raft thread (no delegate, lease expired, ...).
+    pub fallbacks: u64,
+    /// Of the fallbacks, answered by the peer under its lease at once (the
+    /// others became ReadIndex reads).
+    pub raft_thread: u64,
+    /// Read delegates published (each empties the reading threads' copies).
+    pub publishes: u64,
+}
+
 /// A phase's memory: the stores' quotas and the process's resident set.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MemoryFigures {
@@ -156,6 +171,9 @@ pub struct PhaseReport {
     pub verify_errors: Vec<String>,
     /// Seconds the final check took.
     pub verify_secs: f64,
+    /// Lease-mode reads while measuring, all stores (see
+    /// [`LeaseReads`]).
+    pub lease_reads: LeaseReads,
     /// Throughput per second over the phase.
     pub timeline: Vec<Sample>,
     /// The memory quota and the process's resident memory.
@@ -217,6 +235,7 @@ impl PhaseReport {
             verify_failures: 0,
             verify_errors: Vec::new(),
             verify_secs: 0.0,
+            lease_reads: LeaseReads::default(),
             timeline,
             memory: MemoryFigures::default(),
             write_hist: None,
@@ -391,6 +410,31 @@ impl Report {
                 format!("{:.1}", p.store_core_us_per_write)
             }),
             ("cores busy", |p| format!("{:.2}", p.cores_used)),
+            ("client core-µs / op", |p| {
+                let ops = (p.writes + p.reads).max(1) as f64;
+                format!("{:.2}", p.client_cpu_secs * 1e6 / ops)
+            }),
+            ("lease reads local (%)", |p| {
+                let l = p.lease_reads;
+                let all = l.local + l.fallbacks;
+                if all == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.2}", l.local as f64 * 100.0 / all as f64)
+                }
+            }),
+            ("lease fallbacks/s", |p| {
+                format!(
+                    "{:.0}",
+                    p.lease_reads.fallbacks as f64 / p.wall_secs.max(1e-9)
+                )
+            }),
+            ("read delegates published/s", |p| {
+                format!(
+                    "{:.0}",
+                    p.lease_reads.publishes as f64 / p.wall_secs.max(1e-9)
+                )
+            }),
             ("raft log fsyncs/s", |p| format!("{:.0}", p.fsyncs_per_sec)),
             ("log write p50/p99/max (ms)", |p| match p.log_write_ms {
                 Some([p50, p99, max]) => format!("{p50:.2}/{p99:.1}/{max:.0}"),
@@ -435,16 +479,24 @@ impl Report {
         ];
         let any_reads = self.phases.iter().any(|p| p.reads > 0);
         let any_limit = self.phases.iter().any(|p| p.rate_limit.is_some());
+        let any_lease = self
+            .phases
+            .iter()
+            .any(|p| p.lease_reads.local + p.lease_reads.fallbacks > 0);
         let rows: Vec<Row> = rows
             .into_iter()
             .filter(|(name, _)| any_reads || !name.starts_with("read"))
             .filter(|(name, _)| any_limit || !name.starts_with("rate limit"))
+            .filter(|(name, _)| {
+                any_lease || !(name.starts_with("lease") || name.starts_with("read delegates"))
+            })
             .collect();
         let width = 26;
         let col = 16;
         let mut header = format!("{:<width$}", "");
         for p in &self.phases {
-            header.push_str(&format!("{:>col$}", p.name));
+            // A space first: long names must not run together.
+            header.push_str(&format!(" {:>w$}", p.name, w = col - 1));
         }
         println!();
         println!("{header}");
