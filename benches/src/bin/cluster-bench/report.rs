@@ -143,6 +143,16 @@ pub struct PhaseReport {
     /// 99th percentile and maximum, each the upper bound of a power-of-two
     /// bucket (see `raftstore::DurationHistogram`); `None` without writes.
     pub log_write_ms: Option<[f64; 3]>,
+    /// Where a write spends its time on its leader's store, milliseconds,
+    /// `[p50, p99]` per stage (see `raftstore::WriteStages`): waiting to
+    /// be proposed, proposed until committed (the leader's log write and a
+    /// quorum's), committed until answered (apply and the callback).
+    /// `None` for a stage with no sample.
+    pub stage_propose_wait_ms: Option<[f64; 2]>,
+    /// See `stage_propose_wait_ms`.
+    pub stage_commit_ms: Option<[f64; 2]>,
+    /// See `stage_propose_wait_ms`.
+    pub stage_apply_ms: Option<[f64; 2]>,
     /// Peer Readies per fsync (group commit makes this large).
     pub readies_per_fsync: f64,
     /// Replicated writes per fsync: acknowledged writes x replicas / fsyncs.
@@ -221,6 +231,9 @@ impl PhaseReport {
             readies: stats.readies,
             fsyncs_per_sec: 0.0,
             log_write_ms: log_write_ms(&stats),
+            stage_propose_wait_ms: p50_p99_ms(&stats.propose_wait),
+            stage_commit_ms: p50_p99_ms(&stats.commit),
+            stage_apply_ms: p50_p99_ms(&stats.apply),
             readies_per_fsync: 0.0,
             writes_per_fsync: 0.0,
             raft_messages: 0,
@@ -286,6 +299,19 @@ fn log_write_ms(stats: &StoreStatsSnapshot) -> Option<[f64; 3]> {
     let h = &stats.log_write_duration;
     let ms = |q: f64| h.quantile(q).map(|d| d.as_secs_f64() * 1e3);
     Some([ms(0.5)?, ms(0.99)?, ms(1.0)?])
+}
+
+/// A stage's `[p50, p99]` for the table.
+fn stage(ms: Option<[f64; 2]>) -> String {
+    match ms {
+        Some([p50, p99]) => format!("{p50:.2}/{p99:.2}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn p50_p99_ms(h: &raftstore::HistogramSnapshot) -> Option<[f64; 2]> {
+    let ms = |q: f64| h.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+    Some([ms(0.5)?, ms(0.99)?])
 }
 
 fn merge(into: &mut Option<Histogram<u64>>, h: &Histogram<u64>) {
@@ -440,6 +466,11 @@ impl Report {
                 Some([p50, p99, max]) => format!("{p50:.2}/{p99:.1}/{max:.0}"),
                 None => "-".to_owned(),
             }),
+            ("stage propose wait p50/p99 (ms)", |p| {
+                stage(p.stage_propose_wait_ms)
+            }),
+            ("stage commit p50/p99 (ms)", |p| stage(p.stage_commit_ms)),
+            ("stage apply p50/p99 (ms)", |p| stage(p.stage_apply_ms)),
             ("Readies / fsync", |p| format!("{:.1}", p.readies_per_fsync)),
             ("writes x replicas / fsync", |p| {
                 format!("{:.1}", p.writes_per_fsync)
