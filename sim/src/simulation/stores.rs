@@ -340,17 +340,7 @@ impl Simulation {
             }
         }
         self.route_outbox();
-        if a + b == 0 {
-            self.busy_streak.remove(&id);
-            return;
-        }
-        let streak = self.busy_streak.entry(id).or_insert(0);
-        *streak += 1;
-        if *streak > MAX_BUSY_POLLS {
-            self.failure = Some(Failure::NoQuiescence { time: self.now });
-            return;
-        }
-        self.wake(id, 1);
+        self.after_slice(id, a + b > 0);
     }
 
     /// A CPU slice of a store with two pollers of each kind: up to
@@ -421,7 +411,14 @@ impl Simulation {
         self.stats.poll_rounds += tally.rounds;
         self.stats.overlapping_rounds += tally.overlapping;
         self.route_outbox();
-        if work == 0 && !holding {
+        self.after_slice(id, work > 0 || holding);
+    }
+
+    /// After a store's CPU slice: a store that is still busy is polled
+    /// again one time unit later; one busy for too long in a row fails the
+    /// run (it never quiesces).
+    fn after_slice(&mut self, id: u64, busy: bool) {
+        if !busy {
             self.busy_streak.remove(&id);
             return;
         }
