@@ -503,47 +503,32 @@ mod tests {
     #[test]
     fn invalid_requests_are_refused() {
         let r = three();
-        let same_store = plan(
-            &r,
-            &[request(
+        let refusals = [
+            (
                 ConfChangeType::AddNode,
                 peer(4, 1, PeerRole::Voter),
-            )],
-        );
-        assert!(same_store
-            .unwrap_err()
-            .get_message()
-            .contains("already holds"));
-        let no_store = plan(
-            &r,
-            &[request(
+                "already holds",
+            ),
+            (
                 ConfChangeType::AddNode,
                 peer(4, 0, PeerRole::Voter),
-            )],
-        );
-        assert!(no_store.unwrap_err().get_message().contains("no store id"));
-        let not_member = plan(
-            &r,
-            &[request(
+                "no store id",
+            ),
+            (
                 ConfChangeType::RemoveNode,
                 peer(9, 9, PeerRole::Voter),
-            )],
-        );
-        assert!(not_member
-            .unwrap_err()
-            .get_message()
-            .contains("not a member"));
-        let voter_again = plan(
-            &r,
-            &[request(
+                "not a member",
+            ),
+            (
                 ConfChangeType::AddNode,
                 peer(2, 2, PeerRole::Voter),
-            )],
-        );
-        assert!(voter_again
-            .unwrap_err()
-            .get_message()
-            .contains("cannot become a voter"));
+                "cannot become a voter",
+            ),
+        ];
+        for (change, p, why) in refusals {
+            let err = plan(&r, &[request(change, p)]).unwrap_err();
+            assert!(err.get_message().contains(why), "{why}: {err:?}");
+        }
         let twice = [
             request(
                 ConfChangeType::AddLearnerNode,

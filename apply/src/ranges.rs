@@ -193,7 +193,7 @@ impl RegionRanges {
                 inner
                     .normal
                     .get(id)
-                    .is_some_and(|r| overlaps(r, key, &[key, &[0]].concat()))
+                    .is_some_and(|(_, end)| end.is_empty() || key < end.as_slice())
             })
     }
 

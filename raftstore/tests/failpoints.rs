@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{fast_config, WAIT};
+use common::{fast_config, gc_config, key, truncated_index, value, WAIT};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -21,31 +21,6 @@ use std::sync::{Arc, Mutex};
 
 use cluster::Cluster;
 use engine::{FjallKvEngine, KvEngine, RaftEngineLogEngine, RaftLogEngine};
-use raftstore::Config;
-
-fn gc_config() -> Config {
-    Config {
-        raft_log_gc_threshold: 5,
-        raft_log_gc_tick_interval: 3,
-        raft_log_gc_count_limit: 30,
-        snap_chunk_size: 4 * 1024,
-        ..fast_config()
-    }
-}
-
-fn key(i: u64) -> Vec<u8> {
-    format!("key-{i:06}").into_bytes()
-}
-
-fn value(i: u64) -> Vec<u8> {
-    format!("value-{i:06}-{}", "x".repeat(200)).into_bytes()
-}
-
-fn truncated_index<EK: KvEngine, ER: RaftLogEngine>(c: &Cluster<EK, ER>, store: u64) -> u64 {
-    c.engines(store)
-        .and_then(|e| e.kv.get_apply_state(1).ok().flatten())
-        .map_or(0, |s| s.get_truncated_state().get_index())
-}
 
 /// Stops `lagging` and writes until the other stores compacted their logs
 /// past it; returns the number of keys written.
@@ -65,7 +40,7 @@ fn write_past<EK: KvEngine, ER: RaftLogEngine>(c: &mut Cluster<EK, ER>, lagging:
     let mut n = 0;
     while !live
         .iter()
-        .all(|s| truncated_index(c, *s) > last_before + 1)
+        .all(|s| truncated_index(c, *s, 1) > last_before + 1)
     {
         client.put(&key(n), &value(n)).unwrap();
         n += 1;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{fast_config, WAIT};
+use common::{gc_config, key, truncated_index, value, WAIT};
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,37 +18,8 @@ use kvproto_lite::eraftpb::ConfChangeType;
 use kvproto_lite::metapb::{Peer, Region};
 use kvproto_lite::raft_cmdpb::{AdminCmdType, RaftCmdRequest};
 use kvproto_lite::raft_serverpb::PeerState;
-use raftstore::Config;
-
-/// Compacts eagerly: a leader keeps at most 30 applied entries past a
-/// follower that does not have them.
-fn gc_config() -> Config {
-    Config {
-        raft_log_gc_threshold: 5,
-        raft_log_gc_tick_interval: 3,
-        raft_log_gc_count_limit: 30,
-        snap_chunk_size: 4 * 1024,
-        ..fast_config()
-    }
-}
-
-fn key(i: u64) -> Vec<u8> {
-    format!("key-{i:06}").into_bytes()
-}
-
-fn value(i: u64) -> Vec<u8> {
-    // Big enough that a snapshot spans many 4 KiB chunks.
-    format!("value-{i:06}-{}", "x".repeat(200)).into_bytes()
-}
 
 type MemCluster = Cluster<MemKvEngine, MemRaftLogEngine>;
-
-fn truncated_index(cluster: &MemCluster, store: u64, region_id: u64) -> u64 {
-    cluster
-        .engines(store)
-        .and_then(|e| e.kv.get_apply_state(region_id).ok().flatten())
-        .map_or(0, |s| s.get_truncated_state().get_index())
-}
 
 fn snapshots_applied(cluster: &MemCluster, store: u64) -> u64 {
     cluster

@@ -34,3 +34,37 @@ pub fn put_request(region: &Region, store_id: u64, key: &[u8], value: &[u8]) -> 
     req.mut_requests().push(put);
     req
 }
+
+/// Compacts eagerly: a leader keeps at most 30 applied entries past a
+/// follower that does not have them, and sends snapshots in 4 KiB chunks.
+pub fn gc_config() -> Config {
+    Config {
+        raft_log_gc_threshold: 5,
+        raft_log_gc_tick_interval: 3,
+        raft_log_gc_count_limit: 30,
+        snap_chunk_size: 4 * 1024,
+        ..fast_config()
+    }
+}
+
+/// The `i`th key of the snapshot tests.
+pub fn key(i: u64) -> Vec<u8> {
+    format!("key-{i:06}").into_bytes()
+}
+
+/// The value of key `i`: big enough that a snapshot spans many chunks.
+pub fn value(i: u64) -> Vec<u8> {
+    format!("value-{i:06}-{}", "x".repeat(200)).into_bytes()
+}
+
+/// The index `store`'s peer of `region_id` truncated its log to (0 if it
+/// has no apply state).
+pub fn truncated_index<EK: engine::KvEngine, ER: engine::RaftLogEngine>(
+    c: &cluster::Cluster<EK, ER>,
+    store: u64,
+    region_id: u64,
+) -> u64 {
+    c.engines(store)
+        .and_then(|e| e.kv.get_apply_state(region_id).ok().flatten())
+        .map_or(0, |s| s.get_truncated_state().get_index())
+}
