@@ -163,7 +163,7 @@ impl KvEngine for FjallKvEngine {
         })?;
         let mut fb = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), ops.len())
             .durability(Some(mode));
-        for op in &ops {
+        for op in ops.iter() {
             match op {
                 WriteOp::Put(k, v) => fb.insert(&self.kv, k.as_slice(), v.as_slice()),
                 WriteOp::Delete(k) => fb.remove(&self.kv, k.as_slice()),

@@ -1,5 +1,7 @@
 //! [`WriteBatch`]: the [`KvWriteBatch`] shared by the provided KV engines.
 
+use std::borrow::Cow;
+
 use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
 use protobuf::Message;
 
@@ -26,9 +28,13 @@ pub(crate) type StoredKeys<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Vec<Vec<u8>>>
 /// and of every key put earlier in the batch, and a key's earlier
 /// operations are dropped (its last one wins), so the result does not
 /// depend on how the engine orders two writes of one key in a batch.
-pub(crate) fn expand_ranges(ops: &[WriteOp], stored: &mut StoredKeys<'_>) -> Result<Vec<WriteOp>> {
+/// A batch without range deletes is returned as it is, borrowed.
+pub(crate) fn expand_ranges<'a>(
+    ops: &'a [WriteOp],
+    stored: &mut StoredKeys<'_>,
+) -> Result<Cow<'a, [WriteOp]>> {
     if !ops.iter().any(|op| matches!(op, WriteOp::DeleteRange(..))) {
-        return Ok(ops.to_vec());
+        return Ok(Cow::Borrowed(ops));
     }
     let mut order: Vec<Vec<u8>> = Vec::new();
     let mut last: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>> =
@@ -60,13 +66,15 @@ pub(crate) fn expand_ranges(ops: &[WriteOp], stored: &mut StoredKeys<'_>) -> Res
     for (k, v) in pending {
         set(k, v);
     }
-    Ok(order
-        .into_iter()
-        .map(|k| match last.remove(&k).flatten() {
-            Some(v) => WriteOp::Put(k, v),
-            None => WriteOp::Delete(k),
-        })
-        .collect())
+    Ok(Cow::Owned(
+        order
+            .into_iter()
+            .map(|k| match last.remove(&k).flatten() {
+                Some(v) => WriteOp::Put(k, v),
+                None => WriteOp::Delete(k),
+            })
+            .collect(),
+    ))
 }
 
 impl WriteOp {
