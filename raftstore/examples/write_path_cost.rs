@@ -17,20 +17,28 @@
 //! callgrind_annotate target/wp.cg | head -60
 //! ```
 //!
-//! Arguments: writes (default 20,000), puts per round (default 64). It
-//! prints the writes answered and the wall time; under callgrind, the
-//! instruction count divided by the writes is the cost per write of the
-//! three stores together (setup included: run two sizes and take the
-//! difference to cancel it). The integration test `tests/example.rs` runs
-//! a small size ([`run`]).
+//! Arguments: writes (default 20,000), puts per round (default 64),
+//! regions (default 1). It prints the writes answered and the wall time;
+//! under callgrind, the instruction count divided by the writes is the
+//! cost per write of the three stores together (setup included: run two
+//! sizes and take the difference to cancel it). The integration test
+//! `tests/example.rs` runs a small size ([`run`]).
+//!
+//! With more regions than puts per round (`20000 64 1000`), the puts of a
+//! round go to consecutive regions, round-robin, so every put is alone in
+//! its region: what a write costs when nothing batches it within a region
+//! (one Ready, one append message per follower, one apply task per put).
+//! Every region is ticked once per 16 rounds in both shapes, so a region's
+//! heartbeats are paid per region and show in the difference.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use engine::{Engines, MemKvEngine, MemRaftLogEngine};
 use kvproto_lite::metapb::{self, Region};
 use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request};
-use kvproto_lite::raft_serverpb::RaftMessage;
+use kvproto_lite::raft_serverpb::{ExtraMessageType, RaftMessage};
 use kvproto_lite::util;
 use raftstore::{
     bootstrap_store, create_raft_batch_system, initial_regions, CommandSink, Config, ManualPollers,
@@ -39,14 +47,31 @@ use raftstore::{
 
 type Router = RaftRouter<MemRaftLogEngine>;
 
-/// Delivers each message into the receiving store's router at once.
+/// Delivers each message into the receiving store's router at once, and
+/// counts the messages by kind.
 #[derive(Clone, Default)]
 struct Direct {
     routers: Arc<Mutex<Vec<(u64, Router)>>>,
+    sent: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+/// A message's kind: its hibernation role, or its raft type.
+fn kind(msg: &RaftMessage) -> String {
+    if msg.get_extra() == ExtraMessageType::NoExtra {
+        format!("{:?}", msg.get_message().get_msg_type())
+    } else {
+        format!("{:?}", msg.get_extra())
+    }
 }
 
 impl Transport for Direct {
     fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
+        *self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind(&msg))
+            .or_default() += 1;
         let to = msg.get_to_peer().get_store_id();
         let routers = self.routers.lock().unwrap_or_else(|e| e.into_inner());
         match routers.iter().find(|(id, _)| *id == to) {
@@ -109,25 +134,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(20_000);
     let batch: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(64);
+    let regions: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1);
     let start = Instant::now();
-    let answered = run(writes, batch)?;
+    let Outcome { answered, messages } = run_regions(writes, batch, regions)?;
     let elapsed = start.elapsed();
     println!(
-        "writes: {answered}  batch: {batch}  wall s: {:.3}  writes/s (one thread, three stores): {:.0}",
+        "writes: {answered}  batch: {batch}  regions: {regions}  wall s: {:.3}  writes/s (one thread, three stores): {:.0}",
         elapsed.as_secs_f64(),
         answered as f64 / elapsed.as_secs_f64().max(1e-9)
     );
+    let total: u64 = messages.values().sum();
+    println!(
+        "raft messages per write: {:.2}",
+        total as f64 / answered.max(1) as f64
+    );
+    for (kind, n) in &messages {
+        println!("  {kind}: {:.2}", *n as f64 / answered.max(1) as f64);
+    }
     Ok(())
 }
 
-/// Sets the three stores up, elects store 1's peer, then writes `writes`
-/// puts, `batch` per round; returns how many were answered OK (all of
-/// them, or an error).
+/// Sets the three stores up with one region, elects store 1's peer, then
+/// writes `writes` puts, `batch` per round; returns how many were answered
+/// OK (all of them, or an error).
 pub fn run(writes: u64, batch: u64) -> Result<u64, Box<dyn std::error::Error>> {
+    Ok(run_regions(writes, batch, 1)?.answered)
+}
+
+/// What [`run_regions`] did.
+pub struct Outcome {
+    /// Puts answered OK.
+    pub answered: u64,
+    /// Raft messages sent while writing (after the elections), by kind.
+    pub messages: BTreeMap<String, u64>,
+}
+
+/// [`run`] over `region_count` regions (split evenly over 2-byte key
+/// prefixes), store 1's peer leading each; a round's puts go to
+/// consecutive regions, round-robin.
+pub fn run_regions(
+    writes: u64,
+    batch: u64,
+    region_count: u64,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
     let batch = batch.max(1);
-    let regions = initial_regions(&[1, 2, 3], &[])?;
-    let region = regions[0].clone();
-    let region_id = region.get_id();
+    let region_count = region_count.clamp(1, u64::from(u16::MAX));
+    let split_keys: Vec<Vec<u8>> = (1..region_count)
+        .map(|i| {
+            ((i * u64::from(u16::MAX) / region_count) as u16)
+                .to_be_bytes()
+                .to_vec()
+        })
+        .collect();
+    let regions = initial_regions(&[1, 2, 3], &split_keys)?;
     let cfg = Config {
         // Time only moves when this program ticks.
         raft_base_tick_interval_ms: 3_600_000,
@@ -156,35 +215,48 @@ pub fn run(writes: u64, batch: u64) -> Result<u64, Box<dyn std::error::Error>> {
         });
     }
 
-    // Only store 1 ticks: its peer times out first and leads.
-    let mut ticks = 0;
-    while !stores[0]
-        ._system
-        .leader_info(region_id)
-        .is_some_and(|i| i.is_leader)
-    {
-        ticks += 1;
-        if ticks > 100 * cfg.raft_election_timeout_ticks {
-            return Err("store 1 did not become leader".into());
+    // Only store 1 ticks: its peers time out first and lead.
+    let mut leaders = Vec::with_capacity(regions.len());
+    for region in &regions {
+        let region_id = region.get_id();
+        let mut ticks = 0;
+        while !stores[0]
+            ._system
+            .leader_info(region_id)
+            .is_some_and(|i| i.is_leader)
+        {
+            ticks += 1;
+            if ticks > 100 * cfg.raft_election_timeout_ticks {
+                return Err(format!("store 1 did not become leader of region {region_id}").into());
+            }
+            tick(&stores[0], region_id);
+            drive(&mut stores);
         }
-        tick(&stores[0], region_id);
-        drive(&mut stores);
+        let leader = region
+            .get_peers()
+            .iter()
+            .find(|p| p.get_store_id() == 1)
+            .cloned()
+            .ok_or("no peer on store 1")?;
+        leaders.push(leader);
     }
-    let leader = region
-        .get_peers()
-        .iter()
-        .find(|p| p.get_store_id() == 1)
-        .cloned()
-        .ok_or("no peer on store 1")?;
 
+    network
+        .sent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     let mut answered = 0u64;
     let mut next = 0u64;
+    let mut target = 0usize;
     while answered < writes {
         let n = batch.min(writes - answered);
         let receivers: Vec<Receiver<RaftCmdResponse>> = (0..n)
             .map(|_| {
                 next += 1;
-                stores[0].router.submit(put(&region, &leader, next))
+                let (region, leader) = (&regions[target], &leaders[target]);
+                target = (target + 1) % regions.len();
+                stores[0].router.submit(put(region, leader, next))
             })
             .collect();
         drive(&mut stores);
@@ -198,10 +270,13 @@ pub fn run(writes: u64, batch: u64) -> Result<u64, Box<dyn std::error::Error>> {
         // Heartbeats and the leader's lease keep going as under load.
         if next % (batch * 16) < batch {
             for s in &stores {
-                tick(s, region_id);
+                for region in &regions {
+                    tick(s, region.get_id());
+                }
             }
             drive(&mut stores);
         }
     }
-    Ok(answered)
+    let messages = std::mem::take(&mut *network.sent.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Outcome { answered, messages })
 }
