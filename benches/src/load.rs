@@ -24,6 +24,14 @@
 //! numbered at least the last one acknowledged when the read was sent, and
 //! at most the last one sent when its answer is handled.
 //!
+//! With `ReadMode::Lease` (and [`LoadSpec::batch_lease_reads`]) the read
+//! slots ready in one turn of a client's loop are served together: one
+//! [`LocalReader::read_batch`] per store, each read routed by the client's
+//! caches to the store believed to lead its region and checked as above.
+//! A read the reader refuses goes out as a command; one whose leader is
+//! still applying (`Behind`) is offered again on the next turns (at most
+//! 8 times) before it does.
+//!
 //! A command goes through [`CommandSink::send_command`] with a [`Callback`]
 //! that posts the answer to the client's completion channel, so one thread
 //! keeps hundreds of commands in flight instead of blocking on each.
