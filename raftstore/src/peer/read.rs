@@ -12,10 +12,7 @@
 //! handle_ready (once per round)
 //!   round's batch -> one raft read_index(batch id) for all of them
 //!   (a leader that has not committed an entry of its term waits: raft-rs
-//!    drops such requests); while a leader's request is in flight, the
-//!   round's reads join the one batch waiting to be sent, sent when that
-//!   answer comes (each read still waits for a request sent after it
-//!   arrived)
+//!    drops such requests)
 //!   Ready.read_states -> the batch's read index (the commit index that a
 //!   quorum confirmed the leader still led at); on the leader it renews the
 //!   lease from the moment the request was sent
@@ -190,17 +187,6 @@ impl<ER: RaftLogEngine> Peer<ER> {
             if list.is_empty() {
                 continue;
             }
-            // A leader's reads join its batch that is not sent yet (it
-            // waits for the one in flight): its request goes out after
-            // they arrived, so its answer covers them too.
-            if let Some(b) = reads
-                .batches
-                .iter_mut()
-                .find(|b| !follower && !b.follower && !b.sent)
-            {
-                b.reads.extend(list);
-                continue;
-            }
             reads.batches.push_back(ReadBatch {
                 id: ctx.local_reader.next_read_id(),
                 follower,
@@ -266,26 +252,15 @@ impl<ER: RaftLogEngine> Peer<ER> {
             return;
         };
         let mut to_send = Vec::new();
-        // At most one leader request in flight: the reads arriving
-        // meanwhile gather in one batch, sent when the answer comes, so
-        // under load one heartbeat round serves many reads. (A follower's
-        // batches go out each round: it may not send between a Ready and
-        // its advance, so it could not send the next one on the answer.)
-        let mut in_flight = reads
-            .batches
-            .iter()
-            .any(|b| !b.follower && b.sent && b.index.is_none());
         for b in reads.batches.iter_mut().filter(|b| !b.sent) {
             let can = if b.follower {
                 follower_ready || leader_ready
             } else {
-                leader_ready && !in_flight
+                leader_ready
             };
             if can {
-                in_flight |= !b.follower;
                 b.sent = true;
                 b.sent_at = now;
-                b.age = 0;
                 to_send.push(b.id);
             }
         }
@@ -326,13 +301,6 @@ impl<ER: RaftLogEngine> Peer<ER> {
         }
         if let Some(sent_at) = renew {
             self.lease.renew(sent_at + lease, term);
-        }
-        // The batch that waited for the answered one goes out now (its
-        // heartbeats leave with the next Ready of this round). Only a
-        // leader: raft-rs refuses messages a follower makes between a
-        // Ready and its advance.
-        if is_leader {
-            self.send_read_indexes(ctx.local_reader.now());
         }
         self.serve_reads(ctx);
     }
