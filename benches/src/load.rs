@@ -24,6 +24,14 @@
 //! numbered at least the last one acknowledged when the read was sent, and
 //! at most the last one sent when its answer is handled.
 //!
+//! With `ReadMode::Lease` (and [`LoadSpec::batch_lease_reads`]) the read
+//! slots ready in one turn of a client's loop are served together: one
+//! [`LocalReader::read_batch`] per store, each read routed by the client's
+//! caches to the store believed to lead its region and checked as above.
+//! A read the reader refuses goes out as a command; one whose leader is
+//! still applying (`Behind`) is offered again on the next turns (at most
+//! 8 times) before it does.
+//!
 //! A command goes through [`CommandSink::send_command`] with a [`Callback`]
 //! that posts the answer to the client's completion channel, so one thread
 //! keeps hundreds of commands in flight instead of blocking on each.
@@ -50,7 +58,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use hdrhistogram::Histogram;
 use kvproto_lite::metapb::Region;
 use kvproto_lite::raft_cmdpb::RaftCmdResponse;
-use raftstore::{Callback, CommandSink, RaftCommand};
+use raftstore::{Callback, CommandSink, LocalGet, LocalRead, LocalReader, RaftCommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -82,6 +90,12 @@ pub struct LoadSpec {
     pub drain_timeout: Duration,
     /// Most attempts of one command before giving it up.
     pub max_attempts: u32,
+    /// With `ReadMode::Lease`, serve the read slots that are ready in one
+    /// turn of the client loop with one [`LocalReader::read_batch`] call
+    /// per store (the reads it refuses go out as commands); otherwise each
+    /// read is a command of its own (the router still serves it on the
+    /// caller's thread when the lease holds).
+    pub batch_lease_reads: bool,
 }
 
 /// Where the load goes: one command sink per store and the regions.
@@ -95,6 +109,9 @@ pub struct Target {
     /// Indexes into `regions` of the regions that get load (see
     /// [`active_regions`]); the others stay idle.
     pub active: Vec<usize>,
+    /// The local reader of every running store (for batched lease reads;
+    /// may be empty).
+    pub readers: HashMap<u64, Arc<LocalReader>>,
 }
 
 /// The indexes of `active` regions out of `total`, spread evenly over the
@@ -261,6 +278,8 @@ struct Inflight {
     kind: OpKind,
     started: Instant,
     attempts: u32,
+    /// Times a batched lease read found the leader behind its commit index.
+    behind: u32,
     /// Where the attempt in flight went.
     route: Option<Route>,
 }
@@ -314,10 +333,16 @@ struct Client {
     /// profile of cheap reads).
     unflushed_writes: u64,
     unflushed_reads: u64,
+    /// Read slots whose read waits for this turn's batched lease read.
+    lease_batch: Vec<u32>,
     res: ClientResult,
 }
 
 const RETRY_PAUSE: Duration = Duration::from_millis(2);
+
+/// Turns of the client loop a batched lease read is offered again while
+/// its leader is behind its commit index, before it goes out as a command.
+const MAX_BEHIND: u32 = 8;
 
 /// A command's answer: its slot, the response, and when the callback ran
 /// (latency is measured to this instant, not to when the client thread
@@ -399,6 +424,7 @@ pub fn run_client(id: usize, spec: LoadSpec, target: Arc<Target>, live: Arc<Live
         outstanding: 0,
         unflushed_writes: 0,
         unflushed_reads: 0,
+        lease_batch: Vec::new(),
         res: ClientResult {
             write_hist: histogram(),
             read_hist: histogram(),
@@ -472,6 +498,22 @@ impl Client {
                     }
                     self.deferred.pop_front();
                     self.send(slot);
+                }
+                if !self.lease_batch.is_empty() {
+                    self.serve_lease_batch();
+                }
+                let more = !self.ready.is_empty() || !self.lease_batch.is_empty();
+                if more && per_client_rate.is_none() {
+                    // Reads answered locally are ready again at once: take
+                    // the answers that arrived and go round without waiting.
+                    loop {
+                        match rx.try_recv() {
+                            Ok((slot, resp, at)) => self.on_response(slot, resp, at),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => return,
+                        }
+                    }
+                    continue;
                 }
             }
             let wait = next_wake.saturating_duration_since(Instant::now());
@@ -582,10 +624,124 @@ impl Client {
             kind,
             started: Instant::now(),
             attempts: 0,
+            behind: 0,
             route: None,
         });
-        self.send(slot);
+        if matches!(kind, OpKind::Read { .. }) && self.batches_lease_reads() {
+            self.lease_batch.push(slot);
+        } else {
+            self.send(slot);
+        }
         true
+    }
+
+    fn batches_lease_reads(&self) -> bool {
+        self.spec.batch_lease_reads
+            && self.spec.read_mode == kvproto_lite::raft_cmdpb::ReadMode::Lease
+            && !self.target.readers.is_empty()
+    }
+
+    /// Serves this turn's read slots with one [`LocalReader::read_batch`]
+    /// per store: each read goes to the local reader of the store the
+    /// leader cache names for its key's region; a read with no leader
+    /// known, or refused by the reader, is sent as a command.
+    fn serve_lease_batch(&mut self) {
+        let batch = std::mem::take(&mut self.lease_batch);
+        let target = self.target.clone();
+        let mut unrouted = Vec::new();
+        let mut answers: Vec<(u32, LocalRead)> = Vec::with_capacity(batch.len());
+        {
+            // Each read's key, then its region and believed leader.
+            let keys: Vec<(u32, [u8; 8])> = batch
+                .iter()
+                .filter_map(|&slot| {
+                    let op = self.slots.get(slot as usize)?.inflight.as_ref()?;
+                    let k = self.keys.get(op.kind.key() as usize)?.k;
+                    Some((slot, key_of(&target.regions, &target.active, k).1))
+                })
+                .collect();
+            let mut by_store: Vec<(u64, &LocalReader, Vec<u32>, Vec<LocalGet<'_>>)> = target
+                .readers
+                .iter()
+                .map(|(&id, r)| (id, &**r, Vec::new(), Vec::new()))
+                .collect();
+            for (slot, key) in &keys {
+                let routed = self.routing.regions().locate(key).and_then(|region| {
+                    let store = self.routing.leaders().get(region.get_id())?;
+                    let group = by_store.iter_mut().find(|g| g.0 == store)?;
+                    Some((region, group))
+                });
+                match routed {
+                    Some((region, group)) => {
+                        group.2.push(*slot);
+                        group.3.push(LocalGet {
+                            region_id: region.get_id(),
+                            epoch: region.get_region_epoch(),
+                            key,
+                        });
+                    }
+                    None => unrouted.push(*slot),
+                }
+            }
+            let mut out = Vec::new();
+            for (_, reader, slots, gets) in by_store {
+                if gets.is_empty() {
+                    continue;
+                }
+                reader.read_batch(&gets, &mut out);
+                answers.extend(slots.into_iter().zip(out.drain(..)));
+            }
+        }
+        let answered = Instant::now();
+        for (slot, answer) in answers {
+            match answer {
+                LocalRead::Served(value) => self.on_local_read(slot, value.as_deref(), answered),
+                LocalRead::Refused => self.send(slot),
+                LocalRead::Behind => {
+                    // The leader is applying: offer it again next turn, a
+                    // few times, before handing it to the raft thread.
+                    let op = self
+                        .slots
+                        .get_mut(slot as usize)
+                        .and_then(|s| s.inflight.as_mut());
+                    match op {
+                        Some(op) if op.behind < MAX_BEHIND => {
+                            op.behind += 1;
+                            self.lease_batch.push(slot);
+                        }
+                        _ => self.send(slot),
+                    }
+                }
+            }
+        }
+        for slot in unrouted {
+            self.send(slot);
+        }
+    }
+
+    /// A read served by [`LocalReader::read_batch`]: checked and counted as
+    /// an answered command would be.
+    fn on_local_read(&mut self, slot: u32, value: Option<&[u8]>, answered: Instant) {
+        let measuring = self.live.measuring.load(Ordering::Relaxed);
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(Inflight {
+            kind: OpKind::Read { key, floor },
+            started,
+            ..
+        }) = s.inflight.take()
+        else {
+            return;
+        };
+        self.check_value(key, floor, value);
+        self.unflushed_reads += 1;
+        if measuring {
+            self.res.reads += 1;
+            let us = answered.saturating_duration_since(started).as_micros() as u64;
+            self.res.read_hist.saturating_record(us.max(1));
+        }
+        self.ready.push_back(slot);
     }
 
     /// Sends (or re-sends) the slot's in-flight operation to the store
@@ -671,27 +827,27 @@ impl Client {
     /// Checks a read's answer: the value of a write of the key numbered
     /// between `floor` and the key's last write sent (see the module docs).
     fn check_read(&mut self, key: u32, floor: u64, resp: &RaftCmdResponse) {
+        let got = resp.get_responses().first().map(|r| r.get_get());
+        let value = got.and_then(|g| (!g.get_not_found()).then(|| g.get_value()));
+        self.check_value(key, floor, value);
+    }
+
+    /// Checks a value read (`None`: not found) as [`Client::check_read`].
+    fn check_value(&mut self, key: u32, floor: u64, value: Option<&[u8]>) {
         let Some(ks) = self.keys.get(key as usize) else {
             return;
         };
-        let got = resp.get_responses().first().map(|r| r.get_get());
-        let ok = got.is_some_and(|g| {
-            let v = g.get_value();
+        let ok = value.is_some_and(|v| {
             let seq = v
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_le_bytes);
-            !g.get_not_found()
-                && seq >= floor.max(1)
-                && seq <= ks.sent
-                && value_is(v, ks.k, seq, self.spec.value_size)
+            seq >= floor.max(1) && seq <= ks.sent && value_is(v, ks.k, seq, self.spec.value_size)
         });
         if !ok && self.res.read_mismatches.len() < 16 {
             self.res.read_mismatches.push(format!(
                 "key index {}: read {:?}, expected a write numbered {floor}..={}",
-                ks.k,
-                got.map(|g| (g.get_not_found(), g.get_value().to_vec())),
-                ks.sent
+                ks.k, value, ks.sent
             ));
         }
     }

@@ -140,7 +140,7 @@ pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootst
 pub use config::Config;
 pub use context::PollContext;
 pub use error::{Error, Result};
-pub use local_reader::{Clock, LeaseCell, LocalReader, MonotonicClock};
+pub use local_reader::{Clock, LeaseCell, LocalGet, LocalRead, LocalReader, MonotonicClock};
 pub use memory::{default_memory_quota, MemoryGuard, MemoryQuota};
 pub use msg::{
     error_response, Callback, InboundMessage, PeerMsg, RaftCommand, SignificantMsg, StoreMsg,

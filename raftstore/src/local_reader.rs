@@ -39,7 +39,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use engine::KvEngine;
-use kvproto_lite::metapb::Region;
+use kvproto_lite::metapb::{Region, RegionEpoch};
 use kvproto_lite::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, ReadMode, Response};
 use kvproto_lite::util;
 
@@ -165,8 +165,53 @@ pub(crate) struct ReadDelegate {
     pub lease: Arc<LeaseCell>,
 }
 
-/// Reads of a store's KV engine, whatever its type.
-pub(crate) type KvGet = dyn Fn(&[u8]) -> engine::Result<Option<Vec<u8>>> + Send + Sync;
+/// A read of one key: its value, `None` if absent.
+type GetResult = engine::Result<Option<Vec<u8>>>;
+
+/// Reads of a store's KV engine, whatever its type. (A batch reads key by
+/// key, not through one engine snapshot: the memory engine copies its whole
+/// map when a write meets a snapshot still held.)
+pub(crate) trait KvRead: Send + Sync {
+    /// One key's value.
+    fn get(&self, key: &[u8]) -> GetResult;
+}
+
+impl<K: KvEngine> KvRead for K {
+    fn get(&self, key: &[u8]) -> GetResult {
+        KvEngine::get(self, key)
+    }
+}
+
+/// One Get offered to [`LocalReader::read_batch`]: what a command's header
+/// and request would say, borrowed instead of built.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalGet<'a> {
+    /// The region the caller believes holds `key`.
+    pub region_id: u64,
+    /// The region epoch the caller believes in (compared with the leader's
+    /// as a command's header epoch is).
+    pub epoch: &'a RegionEpoch,
+    /// The user key.
+    pub key: &'a [u8],
+}
+
+/// What [`LocalReader::read_batch`] did with one [`LocalGet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalRead {
+    /// Served under the lease: the key's value (`None`: the key has none).
+    Served(Option<Vec<u8>>),
+    /// Not served here (no read delegate for the region on this store, an
+    /// epoch or key outside the region, no valid lease, an engine error):
+    /// send it as a `Lease` command, which the peer serves or turns into a
+    /// ReadIndex read.
+    Refused,
+    /// Not served now: the lease holds, but the leader has not applied
+    /// every entry it knows committed (a follower may show them already).
+    /// Usually over within an apply round: the caller may offer the get
+    /// again shortly, or send it as a `Lease` command, which waits on the
+    /// raft thread for those entries to be applied.
+    Behind,
+}
 
 /// Ids of [`LocalReader`]s in this process (their caller-thread caches are
 /// keyed by it).
@@ -237,7 +282,7 @@ pub struct LocalReader {
     /// Bumped (under the `delegates` write lock, after the change) by
     /// every publish and every clock change.
     generation: PaddedCounter,
-    kv: OnceLock<Arc<KvGet>>,
+    kv: OnceLock<Arc<dyn KvRead>>,
     clock: RwLock<Arc<dyn Clock>>,
     served: StripedCounter,
     fallbacks: StripedCounter,
@@ -352,7 +397,7 @@ impl LocalReader {
     }
 
     /// Sets the KV engine reads go to (once, when the store starts).
-    pub(crate) fn set_kv(&self, kv: Arc<KvGet>) {
+    pub(crate) fn set_kv(&self, kv: Arc<dyn KvRead>) {
         let _ = self.kv.set(kv);
     }
 
@@ -445,7 +490,7 @@ impl LocalReader {
         if !d.lease.valid_at(clock.now(), d.term) || !d.lease.caught_up() {
             return None;
         }
-        let resp = read_with(|k| kv(k), req, d.term);
+        let resp = read_with(|k| kv.get(k), req, d.term);
         // The lease must still hold after the read, and the delegate must
         // not have been replaced (a split, a new term) meanwhile: no
         // publish since the copy was checked, or the map still holds it.
@@ -458,6 +503,104 @@ impl LocalReader {
         }
         d.lease.mark_read();
         Some(resp)
+    }
+    /// Serves many Gets under their regions' leases in one call: the
+    /// batched form of the lease path, for a caller holding many reads at
+    /// once (a client's read slots, a batch request). Each get passes the
+    /// checks a `Lease` command passes (a read delegate of its region on
+    /// this store, the same epoch, the key inside the region, a valid lease
+    /// and a leader that applied all it knows committed, else
+    /// [`LocalRead::Behind`]); the clock is read
+    /// once before the reads and once after them, the engine is read
+    /// through one snapshot, and after all reads every served get's lease
+    /// (and its delegate not having been replaced) is checked again, so a
+    /// value is answered only if its lease held from before the read to
+    /// after it. No command, response or callback is built.
+    ///
+    /// `out` is cleared and receives one [`LocalRead`] per get, in order.
+    /// Served gets count in [`LocalReader::served`]; refused ones (and
+    /// ones behind) are not counted as fallbacks (the command the caller
+    /// sends for one is, if it is refused again).
+    ///
+    /// A get is read on this reader's store: the caller routes it to the
+    /// store it believes leads the region, as it would a command.
+    pub fn read_batch(&self, gets: &[LocalGet<'_>], out: &mut Vec<LocalRead>) {
+        out.clear();
+        let served = match self.kv.get() {
+            Some(kv) => self.with_copy(|copy| self.read_many(copy, &**kv, gets, out)),
+            None => 0,
+        };
+        out.resize(gets.len(), LocalRead::Refused);
+        if served > 0 {
+            self.served.add(served);
+        }
+    }
+
+    fn read_many(
+        &self,
+        copy: &mut ThreadCopy,
+        kv: &dyn KvRead,
+        gets: &[LocalGet<'_>],
+        out: &mut Vec<LocalRead>,
+    ) -> u64 {
+        // Copy the missing delegates first, so the checks below can hold
+        // references into the copy (no reference count touched per read).
+        for g in gets {
+            if let Entry::Vacant(e) = copy.delegates.entry(g.region_id) {
+                if let Some(d) = self.delegate(g.region_id) {
+                    e.insert(d);
+                }
+            }
+        }
+        let copy = &*copy;
+        let now = copy.clock.now();
+        let mut used: Vec<Option<&Arc<ReadDelegate>>> = gets
+            .iter()
+            .map(|g| {
+                let d = copy.delegates.get(&g.region_id)?;
+                let ok = g.epoch == d.region.get_region_epoch()
+                    && util::is_key_in_region(g.key, &d.region)
+                    && d.lease.valid_at(now, d.term);
+                ok.then_some(d)
+            })
+            .collect();
+        for (g, d) in gets.iter().zip(used.iter_mut()) {
+            let Some(delegate) = d else {
+                out.push(LocalRead::Refused);
+                continue;
+            };
+            if !delegate.lease.caught_up() {
+                *d = None;
+                out.push(LocalRead::Behind);
+                continue;
+            }
+            match kv.get(g.key) {
+                Ok(v) => out.push(LocalRead::Served(v)),
+                Err(_) => {
+                    *d = None;
+                    out.push(LocalRead::Refused);
+                }
+            }
+        }
+        // The leases must still hold after the reads, and the delegates
+        // must not have been replaced meanwhile (as in `read`).
+        let after = copy.clock.now();
+        let unchanged = self.generation() == copy.generation;
+        let mut served = 0;
+        for ((g, d), o) in gets.iter().zip(&used).zip(out.iter_mut()) {
+            let Some(d) = d else { continue };
+            let still = unchanged
+                || self
+                    .delegate(g.region_id)
+                    .is_some_and(|cur| Arc::ptr_eq(&cur, d));
+            if still && d.lease.valid_at(after, d.term) {
+                d.lease.mark_read();
+                served += 1;
+            } else {
+                *o = LocalRead::Refused;
+            }
+        }
+        served
     }
 }
 
@@ -513,13 +656,106 @@ mod tests {
     use super::*;
     use kvproto_lite::raft_cmdpb::Request;
 
+    /// A store holding only `k` = `v`.
+    struct OneKey;
+
+    impl KvRead for OneKey {
+        fn get(&self, key: &[u8]) -> GetResult {
+            Ok((key == b"k").then(|| b"v".to_vec()))
+        }
+    }
+
+    fn epoch(version: u64) -> RegionEpoch {
+        let mut e = RegionEpoch::default();
+        e.set_version(version);
+        e
+    }
+
+    #[test]
+    fn a_batch_serves_every_get_that_passes_the_lease_checks_and_refuses_the_others() {
+        let (reader, _lease) = reader_with_delegate(1);
+        let (current, old) = (epoch(1), epoch(0));
+        let gets = [
+            LocalGet {
+                region_id: 1,
+                epoch: &current,
+                key: b"k",
+            },
+            LocalGet {
+                region_id: 1,
+                epoch: &current,
+                key: b"absent",
+            },
+            LocalGet {
+                region_id: 1,
+                epoch: &old,
+                key: b"k",
+            },
+            LocalGet {
+                region_id: 2,
+                epoch: &current,
+                key: b"k",
+            },
+        ];
+        let mut out = vec![LocalRead::Refused; 9];
+        reader.read_batch(&gets, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                LocalRead::Served(Some(b"v".to_vec())),
+                LocalRead::Served(None),
+                LocalRead::Refused,
+                LocalRead::Refused,
+            ]
+        );
+        assert_eq!((reader.served(), reader.fallbacks()), (2, 0));
+    }
+
+    #[test]
+    fn a_batch_waits_for_a_leader_behind_and_is_refused_without_a_lease() {
+        let (reader, lease) = reader_with_delegate(1);
+        let current = epoch(1);
+        let gets = [LocalGet {
+            region_id: 1,
+            epoch: &current,
+            key: b"k",
+        }];
+        let mut out = Vec::new();
+        lease.set_caught_up(false);
+        reader.read_batch(&gets, &mut out);
+        assert_eq!(out, vec![LocalRead::Behind]);
+        lease.set_caught_up(true);
+        lease.expire();
+        reader.read_batch(&gets, &mut out);
+        assert_eq!(out, vec![LocalRead::Refused]);
+        reader.publish(1, None);
+        lease.renew(reader.now() + Duration::from_secs(3600), 1);
+        reader.read_batch(&gets, &mut out);
+        assert_eq!(out, vec![LocalRead::Refused], "withdrawn delegate");
+        assert_eq!(reader.served(), 0);
+    }
+
+    #[test]
+    fn a_batch_marks_the_lease_read() {
+        let (reader, lease) = reader_with_delegate(1);
+        let current = epoch(1);
+        let mut out = Vec::new();
+        reader.read_batch(
+            &[LocalGet {
+                region_id: 1,
+                epoch: &current,
+                key: b"k",
+            }],
+            &mut out,
+        );
+        assert!(lease.take_read());
+    }
+
     /// A reader over a one-key store, the lease of term 1 valid for an
     /// hour, and the region-1 delegate published with `version`.
     fn reader_with_delegate(version: u64) -> (LocalReader, Arc<LeaseCell>) {
         let reader = LocalReader::default();
-        reader.set_kv(Arc::new(|k: &[u8]| -> engine::Result<Option<Vec<u8>>> {
-            Ok((k == b"k").then(|| b"v".to_vec()))
-        }));
+        reader.set_kv(Arc::new(OneKey));
         let lease = Arc::new(LeaseCell::default());
         lease.renew(reader.now() + Duration::from_secs(3600), 1);
         lease.set_caught_up(true);

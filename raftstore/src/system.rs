@@ -352,9 +352,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         let logger = logger.new(o!("store_id" => store_id));
         let cfg = Arc::new(self.cfg.clone());
         let kv = engines.kv.clone();
-        self.router
-            .local
-            .set_kv(Arc::new(move |k: &[u8]| kv.get(k)));
+        self.router.local.set_kv(Arc::new(kv));
         self.router.local.start_read_ids();
         let count = self.load_peers(store_id, &cfg, engines, &logger)?;
         self.apply_system.set_region_ranges(self.ranges.clone());

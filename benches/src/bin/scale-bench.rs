@@ -546,6 +546,7 @@ fn run_load<EK: KvEngine, ER: RaftLogEngine>(
         regions: regions.clone(),
         leaders,
         active: load::active_regions(regions.len(), active_n),
+        readers: std::collections::HashMap::new(),
     });
     let spec = LoadSpec {
         clients: args.clients,
@@ -558,6 +559,7 @@ fn run_load<EK: KvEngine, ER: RaftLogEngine>(
         seed: 42,
         drain_timeout: Duration::from_secs(30),
         max_attempts: 50,
+        batch_lease_reads: false,
     };
     let live = Arc::new(Live::default());
     let handles: Vec<_> = (0..args.clients)

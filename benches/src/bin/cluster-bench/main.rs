@@ -146,6 +146,12 @@ struct Args {
     /// first.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "log")]
     read_mode: Vec<ReadModeArg>,
+    /// With `--read-mode lease`, send every read as a command of its own
+    /// (served by the router's local reader when the lease holds) instead
+    /// of serving the read slots ready in one turn of a client's loop with
+    /// one `LocalReader::read_batch` call per store.
+    #[arg(long)]
+    unbatched_lease_reads: bool,
     /// Seconds of measured load per phase.
     #[arg(long, default_value_t = 25.0)]
     duration: f64,
@@ -644,6 +650,10 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         regions: regions.clone(),
         leaders,
         active,
+        readers: store_ids
+            .iter()
+            .filter_map(|id| cluster.local_reader(*id).map(|r| (*id, r)))
+            .collect(),
     });
     let spec = LoadSpec {
         clients: args.clients,
@@ -656,6 +666,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
         seed: args.seed,
         drain_timeout: Duration::from_secs(30),
         max_attempts: 50,
+        batch_lease_reads: !args.unbatched_lease_reads,
     };
     let live = Arc::new(Live::default());
     let handles: Vec<_> = (0..args.clients)
