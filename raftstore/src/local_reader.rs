@@ -512,7 +512,8 @@ impl LocalReader {
     /// and a leader that applied all it knows committed, else
     /// [`LocalRead::Behind`]); the clock is read
     /// once before the reads and once after them, the engine is read
-    /// through one snapshot, and after all reads every served get's lease
+    /// key by key (each get sees the latest applied value of its key; a
+    /// batch is not one point-in-time view), and after all reads every served get's lease
     /// (and its delegate not having been replaced) is checked again, so a
     /// value is answered only if its lease held from before the read to
     /// after it. No command, response or callback is built.
