@@ -47,6 +47,12 @@ pub struct PeerStorage<ER: RaftLogEngine> {
     apply_state: RaftApplyState,
     /// A contiguous suffix of the log, most recent entries.
     cache: VecDeque<Entry>,
+    /// Async I/O mode: `(ready number, first index)` of each staged append
+    /// a store writer has not made durable yet, oldest first. Cached
+    /// entries at or above the lowest such index are the only copy raft
+    /// can read until the write lands, so they are never evicted. Empty in
+    /// inline mode.
+    unpersisted: VecDeque<(u64, u64)>,
     /// Snapshot generation for raft-rs's `Storage::snapshot` (which takes
     /// `&self`).
     gen: RefCell<GenState>,
@@ -141,6 +147,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             raft_state,
             apply_state,
             cache: VecDeque::new(),
+            unpersisted: VecDeque::new(),
             gen: RefCell::new(GenState::Idle),
         })
     }
@@ -228,6 +235,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
     /// Drops cached entries at or below `index` and releases spare memory
     /// once the cache is empty (an idle region should stay small).
     pub fn compact_cache_to(&mut self, index: u64) {
+        let index = index.min(self.pin_floor().saturating_sub(1));
         while self.cache.front().is_some_and(|e| e.get_index() <= index) {
             self.cache.pop_front();
         }
@@ -248,7 +256,71 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
     /// the raft log engine too, so later reads return the same entries,
     /// from the engine; for a region that is going to sleep.
     pub fn release_cache(&mut self) {
+        if !self.unpersisted.is_empty() {
+            // Entries of writes in flight stay: raft reads them from here.
+            self.compact_cache_to(u64::MAX);
+            return;
+        }
         self.cache = VecDeque::new();
+    }
+
+    /// The lowest index of an entry staged for a store writer and not
+    /// durable yet (`u64::MAX` when none is).
+    fn pin_floor(&self) -> u64 {
+        self.unpersisted
+            .iter()
+            .map(|&(_, first)| first)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Async I/O mode: takes a Ready's entries and hard state into memory
+    /// (raft state, entry cache) like [`PeerStorage::append`], but instead
+    /// of adding them to a log batch returns what the store writer must
+    /// write: the entries and the new raft state (`None`: nothing to
+    /// write). The entries stay cached (never evicted) until
+    /// [`PeerStorage::on_persisted`] reports Ready `number` durable.
+    pub(crate) fn append_async(
+        &mut self,
+        number: u64,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Option<(Vec<Entry>, RaftLocalState)> {
+        if entries.is_empty()
+            && hard_state.map_or(true, |hs| hs == self.raft_state.get_hard_state())
+        {
+            return None;
+        }
+        let mut new_state = self.raft_state.clone();
+        if let Some(last) = entries.last() {
+            new_state.set_last_index(last.get_index());
+        }
+        if let Some(hs) = hard_state {
+            new_state.set_hard_state(hs.clone());
+        }
+        if new_state == self.raft_state && entries.is_empty() {
+            return None;
+        }
+        self.raft_state = new_state.clone();
+        if let Some(first) = entries.first() {
+            self.unpersisted.push_back((number, first.get_index()));
+            self.cache_append(first.get_index(), entries);
+        }
+        Some((entries.to_vec(), new_state))
+    }
+
+    /// Async I/O mode: the Readies up to `number` are durable; their
+    /// entries may leave the cache like any other.
+    pub(crate) fn on_persisted(&mut self, number: u64) {
+        while self.unpersisted.front().is_some_and(|&(n, _)| n <= number) {
+            self.unpersisted.pop_front();
+        }
+    }
+
+    /// Forgets the writes in flight (the store stopped: they will never
+    /// be durable, and nothing reads this storage again).
+    pub(crate) fn forget_unpersisted(&mut self) {
+        self.unpersisted.clear();
     }
 
     /// Index of the last entry removed by log compaction.
@@ -344,7 +416,10 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             None => {}
         }
         self.cache.extend(entries.iter().cloned());
-        while self.cache.len() > MAX_CACHED_ENTRIES {
+        let floor = self.pin_floor();
+        while self.cache.len() > MAX_CACHED_ENTRIES
+            && self.cache.front().is_some_and(|e| e.get_index() < floor)
+        {
             self.cache.pop_front();
         }
     }
@@ -408,6 +483,34 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
             return Ok(out);
         }
         let region_id = self.region.get_id();
+        if let (false, Some(front)) = (self.unpersisted.is_empty(), self.cache.front()) {
+            let front = front.get_index();
+            if low < front && self.cached(high - 1).is_some() {
+                // Async I/O mode: the older part is durable (in the engine),
+                // the newer part may be in flight (only in the cache).
+                let max = max_size.map(|m| m as usize);
+                self.engine
+                    .fetch_entries_to(region_id, low, front, max, &mut out)
+                    .map_err(raft::Error::from)?;
+                if out.len() < (front - low) as usize {
+                    // Cut by the size limit.
+                    return Ok(out);
+                }
+                let mut size: u64 = out
+                    .iter()
+                    .map(|e| u64::from(protobuf::Message::compute_size(e)))
+                    .sum();
+                for index in front..high {
+                    let Some(e) = self.cached(index) else { break };
+                    size += u64::from(protobuf::Message::compute_size(e));
+                    if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                        break;
+                    }
+                    out.push(e.clone());
+                }
+                return Ok(out);
+            }
+        }
         self.engine
             .fetch_entries_to(region_id, low, high, max_size.map(|m| m as usize), &mut out)
             .map_err(raft::Error::from)?;
