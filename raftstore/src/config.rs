@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(cfg.store_mailbox_capacity, 65536);
 /// assert!(cfg.sync_log);
 /// assert!(cfg.group_commit);
+/// assert_eq!(cfg.store_io_pool_size, 0);
 /// assert_eq!(cfg.raft_log_gc_threshold, 512);
 /// assert_eq!(cfg.raft_log_gc_tick_interval, 30);
 /// assert_eq!(cfg.raft_engine_purge_interval_ticks, 300);
@@ -133,7 +134,13 @@ pub struct Config {
     /// peer finishes its Readies when its writer reports them durable (see
     /// `docs/write-pipeline.md`). At most [`MAX_STORE_IO_POOL_SIZE`].
     ///
-    /// Default: `0` (inline).
+    /// Default: `0` (inline), chosen by measurement (`cluster-bench
+    /// --store-io 0|1`, docs/benchmarks.md): on a 2-core machine running
+    /// three stores one writer per store delivered 0.65-1.0x the inline
+    /// writes/s at about the same CPU per write, because each Ready then
+    /// needs a second poll round (after the writer's report) and each
+    /// store one more thread to wake. Writers pay off where fsyncs are
+    /// slow and spare cores can run them.
     pub store_io_pool_size: usize,
     /// A leader proposes log compaction when more than this many applied
     /// entries are kept.

@@ -618,6 +618,66 @@ mod tests {
         s.engine().consume(&mut batch, true).unwrap();
     }
 
+    fn read(s: &PeerStorage<MemRaftLogEngine>, low: u64, high: u64) -> Vec<u64> {
+        s.entries(low, high, None, GetEntriesContext::empty(false))
+            .unwrap()
+            .iter()
+            .map(|e| e.get_index())
+            .collect()
+    }
+
+    #[test]
+    fn append_async_returns_what_the_writer_must_write_and_nothing_when_unchanged() {
+        let mut s = storage();
+        let (entries, state) = s
+            .append_async(1, &[entry(6, 6), entry(7, 6)], None)
+            .expect("entries to write");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(state.get_last_index(), 7);
+        assert_eq!(s.last_index(), 7);
+        let same = s.raft_state().get_hard_state().clone();
+        assert!(s.append_async(2, &[], Some(&same)).is_none());
+        // Nothing reached the engine: the writer writes it.
+        assert_eq!(s.engine().last_index(1), None);
+    }
+
+    #[test]
+    fn entries_of_writes_in_flight_stay_readable_until_reported_durable() {
+        let mut s = storage();
+        let n = MAX_CACHED_ENTRIES as u64 + 100;
+        let entries: Vec<Entry> = (6..6 + n).map(|i| entry(i, 6)).collect();
+        assert!(s.append_async(1, &entries, None).is_some());
+        // More than the cache keeps, none in the engine: all still served.
+        assert_eq!(read(&s, 6, 6 + n).len() as u64, n);
+        // Neither log GC of the cache nor a sleeping region's release drops
+        // them.
+        s.compact_cache_to(5 + n);
+        s.release_cache();
+        assert_eq!(s.term(6).unwrap(), 6);
+        assert_eq!(read(&s, 6, 6 + n).len() as u64, n);
+
+        // Written and reported: the cache may let them go again.
+        let mut batch = s.engine().log_batch(0);
+        batch.append(1, entries).unwrap();
+        s.engine().consume(&mut batch, true).unwrap();
+        s.on_persisted(1);
+        s.compact_cache_to(5 + n);
+        assert!(s.cache.is_empty());
+        assert_eq!(read(&s, 6, 6 + n).len() as u64, n);
+    }
+
+    #[test]
+    fn a_read_across_durable_and_in_flight_entries_joins_engine_and_cache() {
+        let mut s = storage();
+        append(&mut s, &[entry(6, 6), entry(7, 6), entry(8, 6)]);
+        s.compact_cache_to(7);
+        assert!(s
+            .append_async(1, &[entry(9, 6), entry(10, 6)], None)
+            .is_some());
+        assert_eq!(read(&s, 6, 11), vec![6, 7, 8, 9, 10]);
+        assert_eq!(read(&s, 7, 10), vec![7, 8, 9]);
+    }
+
     #[test]
     fn bootstrapped_storage_starts_truncated_at_the_init_position() {
         let s = storage();
