@@ -128,9 +128,18 @@ fn durable_factory(root: PathBuf) -> EngineFactory<FjallKvEngine, RaftEngineLogE
     })
 }
 
+/// The environment variable that sets `Config::store_io_pool_size` of every
+/// cluster the test kit builds whose config leaves it at its default (a
+/// test that chose a mode keeps it): run a whole suite with store I/O
+/// writers (`MULTIRAFT_STORE_IO=1 cargo test -p raftstore`) or inline
+/// (`=0`). Unset or not a number: the tests' own configs.
+pub const STORE_IO_ENV: &str = "MULTIRAFT_STORE_IO";
+
 impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// A cluster whose stores get their engines from `factory` (called on
     /// every start of a store, so it must reopen what an earlier call made).
+    /// [`STORE_IO_ENV`] in the environment may set the config's
+    /// `store_io_pool_size`.
     ///
     /// # Errors
     ///
@@ -138,10 +147,18 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     pub fn with_factory(
         stores: usize,
         regions: usize,
-        cfg: Config,
+        mut cfg: Config,
         factory: EngineFactory<EK, ER>,
         dir: Option<tempfile::TempDir>,
     ) -> Result<Self> {
+        if let Some(n) = std::env::var(STORE_IO_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            if cfg.store_io_pool_size == Config::default().store_io_pool_size {
+                cfg.store_io_pool_size = n;
+            }
+        }
         cfg.validate()?;
         if stores == 0 || regions == 0 {
             return Err(Error::InvalidLayout(

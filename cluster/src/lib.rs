@@ -39,7 +39,7 @@ mod transport;
 mod wait;
 
 pub use crate::backend::{InProcessBackend, StoreDirectory};
-pub use crate::cluster::{Cluster, EngineFactory};
+pub use crate::cluster::{Cluster, EngineFactory, STORE_IO_ENV};
 pub use crate::error::{Error, Result};
 pub use crate::transport::{
     ChannelTransport, Filter, FilterAction, OneWayFilter, PartitionFilter, PredicateFilter,

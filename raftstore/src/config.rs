@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(cfg.store_mailbox_capacity, 65536);
 /// assert!(cfg.sync_log);
 /// assert!(cfg.group_commit);
+/// assert_eq!(cfg.store_io_pool_size, 0);
 /// assert_eq!(cfg.raft_log_gc_threshold, 512);
 /// assert_eq!(cfg.raft_log_gc_tick_interval, 30);
 /// assert_eq!(cfg.raft_engine_purge_interval_ticks, 300);
@@ -124,6 +125,23 @@ pub struct Config {
     /// fsync (group commit). `false` writes and syncs each peer's Ready on
     /// its own, which exists to measure what group commit is worth.
     pub group_commit: bool,
+    /// Store I/O writer threads. `0` (inline mode): each raft poller writes
+    /// its round's log batch itself, with one fsync, before it advances
+    /// raft and sends the messages that wait for persistence. `N > 0`: `N`
+    /// writer threads write the raft log; a poller hands its round's log
+    /// writes to them (one task per writer per round; a writer writes all
+    /// it has queued as one batch with one fsync) and goes on, and each
+    /// peer finishes its Readies when its writer reports them durable (see
+    /// `docs/write-pipeline.md`). At most [`MAX_STORE_IO_POOL_SIZE`].
+    ///
+    /// Default: `0` (inline), chosen by measurement (`cluster-bench
+    /// --store-io 0|1`, docs/benchmarks.md): on a 2-core machine running
+    /// three stores one writer per store delivered 0.65-1.0x the inline
+    /// writes/s at about the same CPU per write, because each Ready then
+    /// needs a second poll round (after the writer's report) and each
+    /// store one more thread to wake. Writers pay off where fsyncs are
+    /// slow and spare cores can run them.
+    pub store_io_pool_size: usize,
     /// A leader proposes log compaction when more than this many applied
     /// entries are kept.
     pub raft_log_gc_threshold: u64,
@@ -183,6 +201,9 @@ pub struct Config {
     pub memory_quota: u64,
 }
 
+/// Most store I/O writers a store may run ([`Config::store_io_pool_size`]).
+pub const MAX_STORE_IO_POOL_SIZE: usize = 64;
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -204,6 +225,7 @@ impl Default for Config {
             store_mailbox_capacity: 65536,
             sync_log: true,
             group_commit: true,
+            store_io_pool_size: 0,
             raft_log_gc_threshold: 512,
             raft_log_gc_tick_interval: 30,
             raft_log_gc_count_limit: 20_000,
@@ -286,6 +308,12 @@ impl Config {
             return Err(Error::InvalidConfig(
                 "memory_quota must be greater than 0".to_owned(),
             ));
+        }
+        if self.store_io_pool_size > MAX_STORE_IO_POOL_SIZE {
+            return Err(Error::InvalidConfig(format!(
+                "store_io_pool_size ({}) must be at most {MAX_STORE_IO_POOL_SIZE}",
+                self.store_io_pool_size
+            )));
         }
         if self.raft_log_gc_tick_interval == 0 {
             return Err(Error::InvalidConfig(

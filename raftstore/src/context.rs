@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::memory::MemoryGuard;
 use crate::metrics::PollerMetrics;
 use crate::snapshot::{SnapManager, SnapScheduler};
+use crate::store_io::{panic_message, IoSenders};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
 
@@ -74,6 +75,10 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// Which region holds which keys on this store (snapshots reserve
     /// their range here before raft sees them).
     pub(crate) ranges: Arc<apply::RegionRanges>,
+    /// The store's I/O writers (`Config::store_io_pool_size > 0`): Readies
+    /// are staged for them instead of in `log_batch` (see
+    /// [`crate::store_io`]); `None` in inline mode.
+    pub(crate) io: Option<IoSenders>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -115,6 +120,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             local_reader: Arc::default(),
             outgoing_memory: None,
             ranges: Arc::default(),
+            io: None,
         }
     }
 
@@ -201,6 +207,30 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         self.need_sync = false;
     }
 
+    /// Hands the round's staged writes to the store's writers (async I/O
+    /// mode; nothing in inline mode). After a disk failure they are
+    /// dropped; a writer that is gone stops the store (its peers would
+    /// otherwise wait for ever).
+    pub(crate) fn send_write_tasks(&mut self) {
+        let failed = self.disk_failed();
+        let Some(io) = &mut self.io else { return };
+        if failed {
+            io.discard();
+            return;
+        }
+        if !io.has_staged() {
+            return;
+        }
+        if !io.send()
+            && self
+                .apply_router
+                .disk_failure()
+                .record("a store writer stopped with raft log writes in flight")
+        {
+            error!(self.logger, "a store writer is gone: the store stops"; "store_id" => self.store_id);
+        }
+    }
+
     /// Whether the store stopped after a failed disk write (its own raft
     /// log or its apply system's KV engine).
     pub(crate) fn disk_failed(&self) -> bool {
@@ -228,16 +258,5 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         m.readies.increment(self.ready_count);
         m.committed_entries.increment(self.committed_entries);
         m.mailbox_depth.set(self.max_mailbox_depth as f64);
-    }
-}
-
-/// The text of a caught panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_owned()
     }
 }

@@ -129,6 +129,7 @@ mod router;
 pub mod snapshot;
 mod storage;
 mod store_fsm;
+mod store_io;
 mod store_meta;
 mod system;
 mod transport;
@@ -137,7 +138,7 @@ pub mod validate;
 pub use apply::{is_reserved_key, CommandHandler, CommandHandlers, KeyAccess};
 pub use awake::{tick_slice, AwakeRegions, TICK_SLICES};
 pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootstrapped};
-pub use config::Config;
+pub use config::{Config, MAX_STORE_IO_POOL_SIZE};
 pub use context::PollContext;
 pub use error::{Error, Result};
 pub use local_reader::{Clock, LeaseCell, LocalGet, LocalRead, LocalReader, MonotonicClock};
@@ -151,6 +152,7 @@ pub use poller::{RaftPoller, RaftPollerBuilder};
 pub use router::{answer_refused, CommandSink, RaftRouter};
 pub use storage::{conf_state_from_region, PeerStorage, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use store_fsm::StoreFsm;
+pub use store_io::ManualWriter;
 pub use store_meta::{
     DurationHistogram, HistogramSnapshot, LeaderInfo, RegionProgress, StoreMeta, StoreStats,
     StoreStatsSnapshot, WriteStages, HISTOGRAM_BUCKETS,

@@ -224,6 +224,15 @@ pub enum PeerMsg {
     CheckLeader,
     /// Destroy the peer: close its mailbox and stop.
     Destroy,
+    /// A store writer made the peer's Readies up to `ready_number` durable
+    /// (async I/O mode, see `Config::store_io_pool_size`).
+    Persisted {
+        /// The peer the Readies belong to (a peer destroyed and created
+        /// again for the same region has another id and ignores it).
+        peer_id: u64,
+        /// The number of the last durable Ready (`raft::Ready::number`).
+        ready_number: u64,
+    },
 }
 
 /// A message to the store (control) FSM.

@@ -171,6 +171,10 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
             PeerMsg::CheckLeader => self.peer.check_leader(ctx),
             PeerMsg::Start => self.peer.start(),
             PeerMsg::Destroy => self.peer.mark_pending_remove(),
+            PeerMsg::Persisted {
+                peer_id,
+                ready_number,
+            } => self.peer.on_persisted(ctx, peer_id, ready_number),
         }
     }
 }

@@ -40,6 +40,7 @@ use crate::peer_fsm::PeerFsm;
 use crate::router::RaftRouter;
 use crate::snapshot::SnapScheduler;
 use crate::store_fsm::{self, StoreFsm};
+use crate::store_io::{IoSenders, WriterMsg};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
 
@@ -87,6 +88,12 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
         self.ctx.max_mailbox_depth = self.ctx.max_mailbox_depth.max(fsm.receiver.len());
         let handled = fsm.handle_messages(&mut self.ctx, limit);
         if fsm.peer.is_pending_remove() {
+            if fsm.peer.has_unpersisted_readies() {
+                // A write of this peer is in flight: destroy (and clean
+                // the log) only once it is durable, or it would land after
+                // the clean. Its Persisted report brings the FSM back.
+                return HandleResult::stop_at(0, false);
+            }
             store_fsm::destroy_peer(&mut self.ctx, &self.router, fsm);
             return HandleResult::stop_at(0, false);
         }
@@ -150,6 +157,10 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
                 break;
             }
         }
+        // Async I/O mode: the round's log writes go to the store writers
+        // before the FSMs are released, so a region's next round (maybe on
+        // another poller) queues its writes behind these.
+        self.ctx.send_write_tasks();
         self.ctx.flush_transport();
         self.ctx.record_round();
         if !self.ctx.pending_splits.is_empty() {
@@ -172,6 +183,8 @@ pub struct RaftPollerBuilder<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub(crate) awake: Arc<AwakeRegions>,
     pub(crate) snap_scheduler: SnapScheduler,
     pub(crate) ranges: Arc<apply::RegionRanges>,
+    /// The store writers' channels (async I/O mode).
+    pub(crate) io_senders: Option<Vec<crossbeam_channel::Sender<WriterMsg>>>,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T> {
@@ -201,7 +214,18 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> RaftPollerBuilder<EK, ER, T>
             awake: Arc::new(AwakeRegions::new()),
             snap_scheduler: SnapScheduler::default(),
             ranges: Arc::default(),
+            io_senders: None,
         }
+    }
+
+    /// Hands the pollers' log writes to the store writers behind
+    /// `senders` (async I/O mode, see [`crate::store_io`]).
+    pub(crate) fn with_io_senders(
+        mut self,
+        senders: Vec<crossbeam_channel::Sender<WriterMsg>>,
+    ) -> Self {
+        self.io_senders = Some(senders);
+        self
     }
 
     /// Shares `ranges` as the store's view of which region holds which
@@ -249,6 +273,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> HandlerBuilder<PeerFsm<ER>, 
         );
         ctx.local_reader = self.router.local.clone();
         ctx.ranges = self.ranges.clone();
+        ctx.io = self.io_senders.clone().map(IoSenders::new);
         RaftPoller {
             ctx,
             router: self.router.clone(),

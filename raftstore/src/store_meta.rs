@@ -241,6 +241,10 @@ pub struct StoreStats {
     pub log_syncs: AtomicU64,
     /// Peer Readies persisted.
     pub readies: AtomicU64,
+    /// Peer writes made durable by the store's I/O writers (async I/O
+    /// mode, `Config::store_io_pool_size > 0`; one per peer per writer
+    /// batch).
+    pub async_writes: AtomicU64,
     /// Committed entries handed to the apply system.
     pub committed_entries: AtomicU64,
     /// Poll rounds run.

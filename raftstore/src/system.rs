@@ -27,6 +27,9 @@ use crate::router::RaftRouter;
 use crate::snapshot::{SnapLimits, SnapManager, SnapWorker, SnapshotReporter};
 use crate::storage::{split_raft_state, RAFT_INIT_LOG_INDEX};
 use crate::store_fsm::{start_peer, StoreFsm};
+use crate::store_io::{
+    writer_channels, ManualWriter, PersistNotifier, StoreWriter, StoreWriters, WriterMsg,
+};
 use crate::store_meta::{LeaderInfo, RegionProgress, StoreMeta, StoreStats};
 use crate::transport::Transport;
 
@@ -65,6 +68,9 @@ pub struct RaftBatchSystem<EK: KvEngine, ER: RaftLogEngine> {
     /// driven by hand generates them inline).
     snap_worker: Option<SnapWorker>,
     timer: Option<(Sender<()>, JoinHandle<()>)>,
+    /// The store I/O writer threads (`spawn` with
+    /// `Config::store_io_pool_size > 0`).
+    writers: Option<StoreWriters>,
     running: bool,
     _kv: PhantomData<EK>,
 }
@@ -86,6 +92,10 @@ pub struct ManualPollers<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub raft: ManualRaftPoller<EK, ER, T>,
     /// Polls the apply FSMs ([`ApplyPoller`]), reporting to the raft router.
     pub apply: ManualApplyPoller<EK, ER>,
+    /// The store's I/O writers (`Config::store_io_pool_size` of them; none
+    /// in inline mode): raft log writes wait in them until
+    /// [`ManualWriter::write_once`].
+    pub writers: Vec<ManualWriter<ER>>,
 }
 
 /// The pollers of a store started with
@@ -98,6 +108,11 @@ pub struct ManualPool<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     pub raft: Vec<ManualRaftPoller<EK, ER, T>>,
     /// The apply pollers ([`ApplyPoller`]), reporting to the raft router.
     pub apply: Vec<ManualApplyPoller<EK, ER>>,
+    /// The store's I/O writers (`Config::store_io_pool_size` of them; none
+    /// in inline mode): raft log writes wait in them until
+    /// [`ManualWriter::write_once`]; dropping one drops the writes it
+    /// holds (a crash with writes in flight).
+    pub writers: Vec<ManualWriter<ER>>,
 }
 
 /// Creates a store's raft batch system and its router.
@@ -153,6 +168,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         ranges: Arc::default(),
         snap_worker: None,
         timer: None,
+        writers: None,
         running: false,
         _kv: PhantomData,
     };
@@ -385,12 +401,17 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         logger: &Logger,
     ) -> Result<ManualPollers<EK, ER, T>> {
         let pool = self.spawn_manual_pool(store, engines, transport, logger, 1, 1)?;
+        let writers = pool.writers;
         let (Some(raft), Some(apply)) =
             (pool.raft.into_iter().next(), pool.apply.into_iter().next())
         else {
             return Err(Error::Other("a manual pool without pollers".to_owned()));
         };
-        Ok(ManualPollers { raft, apply })
+        Ok(ManualPollers {
+            raft,
+            apply,
+            writers,
+        })
     }
 
     /// Starts the store like [`spawn_manual`](Self::spawn_manual), with
@@ -429,6 +450,8 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
                     .manual_poller(engines.kv.clone(), self.router.clone())
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let (senders, writers) = self.store_writers(store_id, &cfg, &engines, &logger);
+        let writers = writers.into_iter().map(ManualWriter::new).collect();
         let mut builder = RaftPollerBuilder::new(
             cfg,
             store_id,
@@ -442,12 +465,65 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         )
         .with_awake_regions(self.awake.clone())
         .with_region_ranges(self.ranges.clone());
+        if let Some(senders) = senders {
+            builder = builder.with_io_senders(senders);
+        }
         let raft = (0..raft_pollers)
             .map(|_| self.system.manual_poller(builder.build()))
             .collect();
         let _ = self.router.send_control(StoreMsg::Start);
         self.running = true;
-        Ok(ManualPool { raft, apply })
+        Ok(ManualPool {
+            raft,
+            apply,
+            writers,
+        })
+    }
+
+    /// The store's I/O writers (`cfg.store_io_pool_size` of them) and the
+    /// channels the raft pollers hand them writes through; `None` and no
+    /// writer in inline mode.
+    #[allow(clippy::type_complexity)]
+    fn store_writers(
+        &self,
+        store_id: u64,
+        cfg: &Config,
+        engines: &Engines<EK, ER>,
+        logger: &Logger,
+    ) -> (Option<Vec<Sender<WriterMsg>>>, Vec<StoreWriter<ER>>) {
+        if cfg.store_io_pool_size == 0 {
+            return (None, Vec::new());
+        }
+        let (senders, receivers) = writer_channels(cfg.store_io_pool_size);
+        let router = self.router.clone();
+        let notifier: PersistNotifier = Arc::new(move |region_id, peer_id, ready_number| {
+            // A peer that went away (destroyed, store stopping) has nobody
+            // to tell.
+            let _ = router.force_send(
+                region_id,
+                PeerMsg::Persisted {
+                    peer_id,
+                    ready_number,
+                },
+            );
+        });
+        let writers = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(i, rx)| {
+                StoreWriter::new(
+                    store_id,
+                    engines.raft.clone(),
+                    rx,
+                    notifier.clone(),
+                    self.apply_router.disk_failure().clone(),
+                    self.stats.clone(),
+                    cfg.sync_log,
+                    logger.new(o!("store_writer" => i)),
+                )
+            })
+            .collect();
+        (Some(senders), writers)
     }
 
     /// Starts the store: creates a peer for every region of `store` found in
@@ -474,7 +550,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             self.router.clone(),
         )?;
         let worker = SnapWorker::start(format!("snap-gen-{store_id}"))?;
-        let builder = RaftPollerBuilder::new(
+        let (senders, writers) = self.store_writers(store_id, &cfg, &engines, &logger);
+        if let Some(senders) = &senders {
+            self.writers = Some(StoreWriters::start(writers, senders)?);
+        }
+        let mut builder = RaftPollerBuilder::new(
             cfg.clone(),
             store_id,
             engines,
@@ -488,6 +568,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         .with_awake_regions(self.awake.clone())
         .with_region_ranges(self.ranges.clone())
         .with_snap_scheduler(worker.scheduler());
+        if let Some(senders) = senders {
+            builder = builder.with_io_senders(senders);
+        }
         self.snap_worker = Some(worker);
         self.system
             .spawn(format!("raftstore-{store_id}"), builder)?;
@@ -576,8 +659,16 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         }
         if self.running {
             self.system.shutdown();
+            // The pollers are gone: the writers write what they were
+            // given, then stop.
+            if let Some(mut writers) = self.writers.take() {
+                writers.stop();
+            }
             self.apply_system.shutdown();
             self.running = false;
+        }
+        if let Some(mut writers) = self.writers.take() {
+            writers.stop();
         }
         if let Some(mut worker) = self.snap_worker.take() {
             worker.stop();

@@ -130,8 +130,9 @@ impl KvEngine for FailingKv {
 
 type Made = Arc<Mutex<HashMap<u64, Engines<FailingKv, FailingLog>>>>;
 
-/// A started 3-store cluster of failing-on-demand engines, one region.
-fn started() -> (Cluster<FailingKv, FailingLog>, Made) {
+/// A started 3-store cluster of failing-on-demand engines, one region,
+/// with `cfg`.
+fn started_with(cfg: raftstore::Config) -> (Cluster<FailingKv, FailingLog>, Made) {
     let made: Made = Arc::default();
     let m = made.clone();
     let factory: EngineFactory<FailingKv, FailingLog> = Box::new(move |id| {
@@ -141,7 +142,7 @@ fn started() -> (Cluster<FailingKv, FailingLog>, Made) {
             .or_insert_with(|| Engines::new(FailingKv::default(), FailingLog::default()))
             .clone())
     });
-    let mut cluster = Cluster::with_factory(3, 1, fast_config(), factory, None).unwrap();
+    let mut cluster = Cluster::with_factory(3, 1, cfg, factory, None).unwrap();
     cluster.start().unwrap();
     cluster.wait_for_leaders(WAIT).unwrap();
     (cluster, made)
@@ -194,7 +195,11 @@ enum Fault {
 /// Fails the leader's raft log (or KV engine), sends it commands, and
 /// checks the stop, the other stores and the restart.
 fn failed_write_stops_the_store(fault: Fault) {
-    let (mut cluster, made) = started();
+    failed_write_stops_the_store_with(fault, fast_config());
+}
+
+fn failed_write_stops_the_store_with(fault: Fault, cfg: raftstore::Config) {
+    let (mut cluster, made) = started_with(cfg);
     let region = cluster.regions()[0].clone();
     let before = acked_writes(&cluster, "before", 5);
     let victim = cluster.leader_store(region.get_id()).unwrap();
@@ -274,6 +279,16 @@ fn failed_write_stops_the_store(fault: Fault) {
 #[test]
 fn raft_log_write_failure_stops_the_store_answers_every_command_and_loses_nothing() {
     failed_write_stops_the_store(Fault::RaftLog);
+}
+
+#[test]
+fn a_failed_store_writer_write_stops_the_store_answers_every_command_and_loses_nothing() {
+    let cfg = raftstore::Config {
+        store_io_pool_size: 1,
+        ..fast_config()
+    };
+    failed_write_stops_the_store_with(Fault::RaftLog, cfg.clone());
+    failed_write_stops_the_store_with(Fault::RaftLogPanic, cfg);
 }
 
 #[test]

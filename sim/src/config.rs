@@ -251,6 +251,15 @@ impl SimConfig {
         // every store with two raft pollers and two apply pollers whose
         // rounds interleave.
         let two_pollers = rng.gen_bool(0.25);
+        // Drawn last as well: a third of the seeds run every store with
+        // store I/O writers (raft log writes off the raft pollers, each
+        // writer stepped by the simulation as its own event), one or two
+        // per store; the others write inline.
+        store.store_io_pool_size = if rng.gen_bool(1.0 / 3.0) {
+            pick(&mut rng, &[1, 2])
+        } else {
+            0
+        };
         // Each store's lease clock runs at its tick rate (see
         // `tick_skew`): up to 10% apart, which this bound covers (a slow
         // leader's lease of 700 ms lasts at most 77 units; a fast follower

@@ -71,6 +71,11 @@ struct Args {
     /// or forced to `one` or `two` of each in every seed.
     #[arg(long, value_enum, default_value_t = Pollers::Seed)]
     pollers: Pollers,
+    /// Raft log writes: as each seed draws it (`seed`: store I/O writers
+    /// in a third of the seeds), or forced `inline` (on the raft pollers)
+    /// or `async` (one store I/O writer per store) in every seed.
+    #[arg(long, value_enum, default_value_t = Io::Seed)]
+    io: Io,
     /// The read modes Gets draw from (default: all four).
     #[arg(long, value_enum, default_value_t = Reads::All)]
     reads: Reads,
@@ -100,6 +105,17 @@ enum Pollers {
     One,
     /// Two of each, rounds interleaved, in every seed.
     Two,
+}
+
+/// Where the stores write their raft logs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Io {
+    /// As the seed draws it.
+    Seed,
+    /// On the raft pollers, in every seed (`store_io_pool_size = 0`).
+    Inline,
+    /// One store I/O writer per store in every seed.
+    Async,
 }
 
 /// Whether the stores hibernate idle regions.
@@ -152,6 +168,11 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
         Pollers::Seed => {}
         Pollers::One => cfg.two_pollers = false,
         Pollers::Two => cfg.two_pollers = true,
+    }
+    match args.io {
+        Io::Seed => {}
+        Io::Inline => cfg.store.store_io_pool_size = 0,
+        Io::Async => cfg.store.store_io_pool_size = 1,
     }
     if args.unsafe_lease_skew {
         sim::skew_clocks_beyond_the_lease_bound(&mut cfg);
@@ -232,6 +253,9 @@ fn main() -> ExitCode {
     // Seeds with two pollers of each kind, overlapping rounds, crashes
     // while a poller held FSMs.
     let interleaved = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    // Seeds with store I/O writers, write tasks written, crashes with
+    // write tasks not written.
+    let io = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let workers: Vec<_> = (0..args.jobs.max(1))
         .map(|_| {
             let (next, done, failures) = (next.clone(), done.clone(), failures.clone());
@@ -246,6 +270,7 @@ fn main() -> ExitCode {
             let snapshots = snapshots.clone();
             let lease = lease.clone();
             let interleaved = interleaved.clone();
+            let io = io.clone();
             let total = args.seeds;
             let args = args.clone();
             std::thread::spawn(move || loop {
@@ -260,7 +285,15 @@ fn main() -> ExitCode {
                 if cfg.two_pollers {
                     interleaved[0].fetch_add(1, Ordering::Relaxed);
                 }
+                if cfg.store.store_io_pool_size > 0 {
+                    io[0].fetch_add(1, Ordering::Relaxed);
+                }
                 let report = run_seed(cfg, false);
+                io[1].fetch_add(report.stats.async_writes, Ordering::Relaxed);
+                io[2].fetch_add(
+                    report.stats.crashes_with_writes_in_flight,
+                    Ordering::Relaxed,
+                );
                 interleaved[1].fetch_add(report.stats.overlapping_rounds, Ordering::Relaxed);
                 interleaved[2].fetch_add(report.stats.crashes_mid_round, Ordering::Relaxed);
                 hibernations.fetch_add(report.stats.hibernations, Ordering::Relaxed);
@@ -360,6 +393,13 @@ fn main() -> ExitCode {
         done.load(Ordering::SeqCst),
         interleaved[1].load(Ordering::Relaxed),
         interleaved[2].load(Ordering::Relaxed)
+    );
+    println!(
+        "io writers: seeds {} of {}, async writes {}, crashes with writes in flight {}",
+        io[0].load(Ordering::Relaxed),
+        done.load(Ordering::SeqCst),
+        io[1].load(Ordering::Relaxed),
+        io[2].load(Ordering::Relaxed)
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -108,6 +108,11 @@ pub struct SimStats {
     pub crashes_mid_round: u64,
     /// Store crashes.
     pub crashes: u64,
+    /// Write tasks (a raft poll round's log writes for one writer) made
+    /// durable by store I/O writers.
+    pub async_writes: u64,
+    /// Store crashes while a store I/O writer held tasks not yet written.
+    pub crashes_with_writes_in_flight: u64,
     /// Network faults injected (partitions, one-way cuts, isolations).
     pub net_faults: u64,
     /// Stores crashed or isolated while leading a hibernated region.

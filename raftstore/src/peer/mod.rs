@@ -30,7 +30,7 @@ use kvproto_lite::metapb::{self, Region};
 use kvproto_lite::raft_cmdpb::{AdminCmdType, RaftCmdRequest};
 use kvproto_lite::raft_serverpb::{RaftApplyState, RaftLocalState, RaftMessage};
 use protobuf::Message as _;
-use raft::{RawNode, Ready, StateRole};
+use raft::{LightReady, RawNode, Ready, StateRole};
 use slog::{debug, error, info, o, warn, Logger};
 
 use crate::config::Config;
@@ -59,6 +59,10 @@ pub struct Peer<ER: RaftLogEngine> {
     pending_ready: Option<Box<Ready>>,
     /// Messages that may only leave after `pending_ready` is durable.
     pending_persisted_msgs: Vec<eraftpb::Message>,
+    /// Async I/O mode: the Readies handed to a store writer and not yet
+    /// reported durable, oldest first, each with the messages that may
+    /// only leave once it is (see [`crate::store_io`]).
+    unpersisted_readies: VecDeque<(u64, Vec<eraftpb::Message>)>,
     /// Ticks since the leader last considered log compaction.
     gc_ticks: usize,
     /// Ticks a lagging follower has held log compaction back.
@@ -150,6 +154,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             proposals: VecDeque::new(),
             pending_ready: None,
             pending_persisted_msgs: Vec::new(),
+            unpersisted_readies: VecDeque::new(),
             gc_ticks: 0,
             gc_blocked_ticks: 0,
             log_bytes: 0,
@@ -670,6 +675,14 @@ impl<ER: RaftLogEngine> Peer<ER> {
         {
             return;
         }
+        if !self.unpersisted_readies.is_empty()
+            && self.raft_group.snap().is_some_and(|s| !s.is_empty())
+        {
+            // A snapshot Ready rewrites the region's log: it is written
+            // inline, after every write already handed to the store
+            // writer is durable (its Persisted wakes the peer).
+            return;
+        }
         let mut rd = self.raft_group.ready();
         let read_states = rd.take_read_states();
         if !read_states.is_empty() {
@@ -693,6 +706,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 .iter()
                 .map(|e| e.get_data().len() as u64 + 16)
                 .sum::<u64>();
+        }
+        if ctx.io.is_some() && rd.snapshot().is_empty() {
+            self.stage_async_ready(ctx, rd);
+            return;
         }
         let hs = rd.hs().cloned();
         match self
@@ -725,12 +742,108 @@ impl<ER: RaftLogEngine> Peer<ER> {
         ctx.ready_count += 1;
     }
 
+    /// Async I/O mode: hands the Ready's entries and raft state to the
+    /// region's store writer (through the round's task), advances raft
+    /// without waiting (`advance_append_async`) and holds the messages
+    /// that must wait for durability until [`Peer::on_persisted`]. A Ready
+    /// with nothing to write while no earlier write is in flight is
+    /// finished at once, as inline mode does.
+    fn stage_async_ready<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, mut rd: Ready)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let number = rd.number();
+        let hs = rd.hs().cloned();
+        let staged = self
+            .raft_group
+            .mut_store()
+            .append_async(number, rd.entries(), hs.as_ref());
+        let persisted_msgs = rd.take_persisted_messages();
+        ctx.ready_count += 1;
+        if staged.is_none() && self.unpersisted_readies.is_empty() {
+            self.send_messages(ctx, persisted_msgs);
+            let light = self.raft_group.advance_append(rd);
+            self.finish_light_ready(ctx, light);
+            return;
+        }
+        let sync = rd.must_sync();
+        let (entries, raft_state) = match staged {
+            Some((entries, state)) => (entries, Some(state)),
+            None => (Vec::new(), None),
+        };
+        if let Some(io) = &mut ctx.io {
+            io.stage(
+                crate::store_io::PeerWrite {
+                    region_id: self.region_id,
+                    peer_id: self.meta.get_id(),
+                    ready_number: number,
+                    entries,
+                    raft_state,
+                },
+                sync,
+            );
+        }
+        self.raft_group.advance_append_async(rd);
+        self.unpersisted_readies.push_back((number, persisted_msgs));
+    }
+
+    /// Async I/O mode: a store writer made this peer's Readies up to
+    /// `number` durable. Raft learns it (`on_persist_ready`), and the
+    /// messages that waited for them leave; what became committed comes
+    /// out of the peer's next Ready. A report for another peer id (a peer
+    /// of the region destroyed and created again) or for a Ready not in
+    /// flight is ignored.
+    pub(crate) fn on_persisted<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        peer_id: u64,
+        number: u64,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if ctx.disk_failed() {
+            // The store stopped: whatever this reports, nothing is
+            // acknowledged any more (the peer is being fenced).
+            return;
+        }
+        if peer_id != self.meta.get_id()
+            || !self.unpersisted_readies.iter().any(|(n, _)| *n == number)
+        {
+            debug!(self.logger, "ignore a persistence report for no write in flight";
+                "reported_peer_id" => peer_id, "ready_number" => number);
+            return;
+        }
+        self.raft_group.on_persist_ready(number);
+        self.raft_group.mut_store().on_persisted(number);
+        while self
+            .unpersisted_readies
+            .front()
+            .is_some_and(|(n, _)| *n <= number)
+        {
+            if let Some((_, msgs)) = self.unpersisted_readies.pop_front() {
+                self.send_messages(ctx, msgs);
+            }
+        }
+    }
+
+    /// Whether Readies handed to a store writer are not durable yet.
+    pub(crate) fn has_unpersisted_readies(&self) -> bool {
+        !self.unpersisted_readies.is_empty()
+    }
+
     /// Drops the Ready staged this round without advancing raft, and the
     /// messages that were to leave once it was durable (the store stopped
-    /// before it became durable).
+    /// before it became durable); likewise the Readies handed to a store
+    /// writer, which will never be reported durable.
     pub(crate) fn discard_ready(&mut self) {
         self.pending_ready = None;
         self.pending_persisted_msgs = Vec::new();
+        if !self.unpersisted_readies.is_empty() {
+            self.unpersisted_readies = VecDeque::new();
+            self.raft_group.mut_store().forget_unpersisted();
+        }
     }
 
     /// Whether a Ready waits for the round's log write.
@@ -751,10 +864,20 @@ impl<ER: RaftLogEngine> Peer<ER> {
         };
         let msgs = std::mem::take(&mut self.pending_persisted_msgs);
         self.send_messages(ctx, msgs);
-        let mut light = self.raft_group.advance_append(*rd);
+        let light = self.raft_group.advance_append(*rd);
         if let Some(index) = self.snapshot_applied.take() {
             self.raft_group.advance_apply_to(index);
         }
+        self.finish_light_ready(ctx, light);
+    }
+
+    /// What follows a Ready's persistence in raft: the commit index it
+    /// learned, the messages and committed entries of the `LightReady`.
+    fn finish_light_ready<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, mut light: LightReady)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
         if let Some(commit) = light.commit_index() {
             self.raft_group.mut_store().set_commit_index(commit);
         }

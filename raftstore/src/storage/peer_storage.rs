@@ -47,6 +47,12 @@ pub struct PeerStorage<ER: RaftLogEngine> {
     apply_state: RaftApplyState,
     /// A contiguous suffix of the log, most recent entries.
     cache: VecDeque<Entry>,
+    /// Async I/O mode: `(ready number, first index)` of each staged append
+    /// a store writer has not made durable yet, oldest first. Cached
+    /// entries at or above the lowest such index are the only copy raft
+    /// can read until the write lands, so they are never evicted. Empty in
+    /// inline mode.
+    unpersisted: VecDeque<(u64, u64)>,
     /// Snapshot generation for raft-rs's `Storage::snapshot` (which takes
     /// `&self`).
     gen: RefCell<GenState>,
@@ -141,6 +147,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             raft_state,
             apply_state,
             cache: VecDeque::new(),
+            unpersisted: VecDeque::new(),
             gen: RefCell::new(GenState::Idle),
         })
     }
@@ -228,6 +235,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
     /// Drops cached entries at or below `index` and releases spare memory
     /// once the cache is empty (an idle region should stay small).
     pub fn compact_cache_to(&mut self, index: u64) {
+        let index = index.min(self.pin_floor().saturating_sub(1));
         while self.cache.front().is_some_and(|e| e.get_index() <= index) {
             self.cache.pop_front();
         }
@@ -248,7 +256,71 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
     /// the raft log engine too, so later reads return the same entries,
     /// from the engine; for a region that is going to sleep.
     pub fn release_cache(&mut self) {
+        if !self.unpersisted.is_empty() {
+            // Entries of writes in flight stay: raft reads them from here.
+            self.compact_cache_to(u64::MAX);
+            return;
+        }
         self.cache = VecDeque::new();
+    }
+
+    /// The lowest index of an entry staged for a store writer and not
+    /// durable yet (`u64::MAX` when none is).
+    fn pin_floor(&self) -> u64 {
+        self.unpersisted
+            .iter()
+            .map(|&(_, first)| first)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Async I/O mode: takes a Ready's entries and hard state into memory
+    /// (raft state, entry cache) like [`PeerStorage::append`], but instead
+    /// of adding them to a log batch returns what the store writer must
+    /// write: the entries and the new raft state (`None`: nothing to
+    /// write). The entries stay cached (never evicted) until
+    /// [`PeerStorage::on_persisted`] reports Ready `number` durable.
+    pub(crate) fn append_async(
+        &mut self,
+        number: u64,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Option<(Vec<Entry>, RaftLocalState)> {
+        if entries.is_empty()
+            && hard_state.map_or(true, |hs| hs == self.raft_state.get_hard_state())
+        {
+            return None;
+        }
+        let mut new_state = self.raft_state.clone();
+        if let Some(last) = entries.last() {
+            new_state.set_last_index(last.get_index());
+        }
+        if let Some(hs) = hard_state {
+            new_state.set_hard_state(hs.clone());
+        }
+        if new_state == self.raft_state && entries.is_empty() {
+            return None;
+        }
+        self.raft_state = new_state.clone();
+        if let Some(first) = entries.first() {
+            self.unpersisted.push_back((number, first.get_index()));
+            self.cache_append(first.get_index(), entries);
+        }
+        Some((entries.to_vec(), new_state))
+    }
+
+    /// Async I/O mode: the Readies up to `number` are durable; their
+    /// entries may leave the cache like any other.
+    pub(crate) fn on_persisted(&mut self, number: u64) {
+        while self.unpersisted.front().is_some_and(|&(n, _)| n <= number) {
+            self.unpersisted.pop_front();
+        }
+    }
+
+    /// Forgets the writes in flight (the store stopped: they will never
+    /// be durable, and nothing reads this storage again).
+    pub(crate) fn forget_unpersisted(&mut self) {
+        self.unpersisted.clear();
     }
 
     /// Index of the last entry removed by log compaction.
@@ -344,7 +416,10 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             None => {}
         }
         self.cache.extend(entries.iter().cloned());
-        while self.cache.len() > MAX_CACHED_ENTRIES {
+        let floor = self.pin_floor();
+        while self.cache.len() > MAX_CACHED_ENTRIES
+            && self.cache.front().is_some_and(|e| e.get_index() < floor)
+        {
             self.cache.pop_front();
         }
     }
@@ -408,6 +483,34 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
             return Ok(out);
         }
         let region_id = self.region.get_id();
+        if let (false, Some(front)) = (self.unpersisted.is_empty(), self.cache.front()) {
+            let front = front.get_index();
+            if low < front && self.cached(high - 1).is_some() {
+                // Async I/O mode: the older part is durable (in the engine),
+                // the newer part may be in flight (only in the cache).
+                let max = max_size.map(|m| m as usize);
+                self.engine
+                    .fetch_entries_to(region_id, low, front, max, &mut out)
+                    .map_err(raft::Error::from)?;
+                if out.len() < (front - low) as usize {
+                    // Cut by the size limit.
+                    return Ok(out);
+                }
+                let mut size: u64 = out
+                    .iter()
+                    .map(|e| u64::from(protobuf::Message::compute_size(e)))
+                    .sum();
+                for index in front..high {
+                    let Some(e) = self.cached(index) else { break };
+                    size += u64::from(protobuf::Message::compute_size(e));
+                    if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                        break;
+                    }
+                    out.push(e.clone());
+                }
+                return Ok(out);
+            }
+        }
         self.engine
             .fetch_entries_to(region_id, low, high, max_size.map(|m| m as usize), &mut out)
             .map_err(raft::Error::from)?;
@@ -513,6 +616,66 @@ mod tests {
         let mut batch = s.engine().log_batch(0);
         assert!(s.append(entries, None, &mut batch).unwrap());
         s.engine().consume(&mut batch, true).unwrap();
+    }
+
+    fn read(s: &PeerStorage<MemRaftLogEngine>, low: u64, high: u64) -> Vec<u64> {
+        s.entries(low, high, None, GetEntriesContext::empty(false))
+            .unwrap()
+            .iter()
+            .map(|e| e.get_index())
+            .collect()
+    }
+
+    #[test]
+    fn append_async_returns_what_the_writer_must_write_and_nothing_when_unchanged() {
+        let mut s = storage();
+        let (entries, state) = s
+            .append_async(1, &[entry(6, 6), entry(7, 6)], None)
+            .expect("entries to write");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(state.get_last_index(), 7);
+        assert_eq!(s.last_index(), 7);
+        let same = s.raft_state().get_hard_state().clone();
+        assert!(s.append_async(2, &[], Some(&same)).is_none());
+        // Nothing reached the engine: the writer writes it.
+        assert_eq!(s.engine().last_index(1), None);
+    }
+
+    #[test]
+    fn entries_of_writes_in_flight_stay_readable_until_reported_durable() {
+        let mut s = storage();
+        let n = MAX_CACHED_ENTRIES as u64 + 100;
+        let entries: Vec<Entry> = (6..6 + n).map(|i| entry(i, 6)).collect();
+        assert!(s.append_async(1, &entries, None).is_some());
+        // More than the cache keeps, none in the engine: all still served.
+        assert_eq!(read(&s, 6, 6 + n).len() as u64, n);
+        // Neither log GC of the cache nor a sleeping region's release drops
+        // them.
+        s.compact_cache_to(5 + n);
+        s.release_cache();
+        assert_eq!(s.term(6).unwrap(), 6);
+        assert_eq!(read(&s, 6, 6 + n).len() as u64, n);
+
+        // Written and reported: the cache may let them go again.
+        let mut batch = s.engine().log_batch(0);
+        batch.append(1, entries).unwrap();
+        s.engine().consume(&mut batch, true).unwrap();
+        s.on_persisted(1);
+        s.compact_cache_to(5 + n);
+        assert!(s.cache.is_empty());
+        assert_eq!(read(&s, 6, 6 + n).len() as u64, n);
+    }
+
+    #[test]
+    fn a_read_across_durable_and_in_flight_entries_joins_engine_and_cache() {
+        let mut s = storage();
+        append(&mut s, &[entry(6, 6), entry(7, 6), entry(8, 6)]);
+        s.compact_cache_to(7);
+        assert!(s
+            .append_async(1, &[entry(9, 6), entry(10, 6)], None)
+            .is_some());
+        assert_eq!(read(&s, 6, 11), vec![6, 7, 8, 9, 10]);
+        assert_eq!(read(&s, 7, 10), vec![7, 8, 9]);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub(super) enum Event {
     SnapshotStep {
         id: u64,
     },
+    /// The store's I/O writers write what the raft pollers handed them.
+    IoWrite {
+        store: u64,
+    },
 }
 
 impl Event {
@@ -67,6 +71,7 @@ impl Event {
             Event::PlannedStop { .. } => 12,
             Event::SnapshotStep { .. } => 13,
             Event::CallWake { .. } => 14,
+            Event::IoWrite { .. } => 15,
         }
     }
 }

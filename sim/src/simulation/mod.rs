@@ -15,6 +15,12 @@
 //!                      one FSM, finish a round) of pollers the RNG picks
 //!                      among the store's two raft and two apply pollers,
 //!                      so rounds overlap and span other events
+//!   IoWrite(store)     (store I/O writer seeds) each writer of the store
+//!                      writes every task its raft pollers handed it as one
+//!                      batch and notifies the peers; scheduled 1..=3 units
+//!                      after a poll slice left tasks, so writes land
+//!                      between other events and a crash drops those not
+//!                      written
 //!   ClientWake         a client invokes an operation (a client::Call)
 //!   CallWake           a call's backoff ended: its next attempt
 //!   AttemptTimeout     the attempt's outcome becomes unknown; the call retries
@@ -101,6 +107,8 @@ pub struct Simulation {
     paused: BTreeMap<u64, Pause>,
     /// Stores with a poll scheduled.
     poll_pending: BTreeSet<u64>,
+    /// Stores with an I/O write scheduled (async I/O seeds).
+    write_pending: BTreeSet<u64>,
     /// Consecutive busy poll rounds per store.
     busy_streak: BTreeMap<u64, u64>,
     calm: bool,
@@ -170,6 +178,7 @@ impl Simulation {
             net: NetState::default(),
             paused: BTreeMap::new(),
             poll_pending: BTreeSet::new(),
+            write_pending: BTreeSet::new(),
             busy_streak: BTreeMap::new(),
             calm: false,
             next_fault: 1,
@@ -289,6 +298,8 @@ impl Simulation {
         for slot in self.stores.values() {
             if let Some(r) = &slot.running {
                 stores::add_store_counts(&mut self.stats, &r.system);
+                self.stats.async_writes +=
+                    r.pollers.writers.iter().map(|w| w.written()).sum::<u64>();
             }
         }
         self.check_final_reads_done();
@@ -326,6 +337,7 @@ impl Simulation {
             }
             Event::Restart { store } => self.restart(store),
             Event::SnapshotStep { id } => self.snapshot_step(id),
+            Event::IoWrite { store } => self.io_write(store),
             Event::PlannedStop {
                 store,
                 led,

@@ -134,6 +134,12 @@ impl Simulation {
                 // The FSMs a poller holds are dropped with it.
                 self.stats.crashes_mid_round += 1;
             }
+            // Log writes handed to a writer and not written are lost with
+            // it (their peers never acknowledged them).
+            if pollers.writers.iter().any(|w| w.pending() > 0) {
+                self.stats.crashes_with_writes_in_flight += 1;
+            }
+            self.stats.async_writes += pollers.writers.iter().map(|w| w.written()).sum::<u64>();
             drop(pollers);
             drop(system);
             drop(router);
@@ -418,6 +424,7 @@ impl Simulation {
     /// again one time unit later; one busy for too long in a row fails the
     /// run (it never quiesces).
     fn after_slice(&mut self, id: u64, busy: bool) {
+        self.schedule_io_write(id);
         if !busy {
             self.busy_streak.remove(&id);
             return;
@@ -429,6 +436,36 @@ impl Simulation {
             return;
         }
         self.wake(id, 1);
+    }
+
+    /// Schedules the I/O writers of store `id` to write in 1..=3 time
+    /// units if a poll left them tasks and no write is scheduled yet.
+    fn schedule_io_write(&mut self, id: u64) {
+        let Some(Running { pollers, .. }) = self.stores.get(&id).and_then(|s| s.running.as_ref())
+        else {
+            return;
+        };
+        if pollers.writers.iter().all(|w| w.pending() == 0) || self.write_pending.contains(&id) {
+            return;
+        }
+        self.write_pending.insert(id);
+        let delay = self.rng.gen_range(1..=3);
+        self.schedule(self.now + delay, Event::IoWrite { store: id });
+    }
+
+    /// Each I/O writer of store `id` writes what it was handed (one batch)
+    /// and notifies the peers written, which the next poll takes up.
+    pub(super) fn io_write(&mut self, id: u64) {
+        self.write_pending.remove(&id);
+        let Some(Running { pollers, .. }) =
+            self.stores.get_mut(&id).and_then(|s| s.running.as_mut())
+        else {
+            return;
+        };
+        let written: usize = pollers.writers.iter_mut().map(|w| w.write_once()).sum();
+        if written > 0 {
+            self.wake(id, 0);
+        }
     }
 
     /// Ends a transfer that did not complete: both ends forget it, the

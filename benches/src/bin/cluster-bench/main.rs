@@ -195,6 +195,11 @@ struct Args {
     /// Apply poller threads per store (default: cores / stores, at least 1).
     #[arg(long)]
     apply_pool_size: Option<usize>,
+    /// Store I/O writer threads per store (`Config::store_io_pool_size`;
+    /// 0 = raft log written inline by the raft pollers). Default: the
+    /// config's.
+    #[arg(long)]
+    store_io: Option<usize>,
     /// raftstore::Config fields as JSON, e.g. '{"messages_per_round":256}'
     /// (applied before the pool-size flags).
     #[arg(long)]
@@ -314,6 +319,9 @@ fn base_config(args: &Args) -> Result<Config, String> {
         cfg.apply.pool_size = n;
     } else if !explicit("pool_size") {
         cfg.apply.pool_size = share;
+    }
+    if let Some(n) = args.store_io {
+        cfg.store_io_pool_size = n;
     }
     cfg.validate().map_err(|e| format!("config: {e}"))?;
     Ok(cfg)
