@@ -164,9 +164,19 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if waited != 0 && (waited < 2 || !waited.is_power_of_two()) {
             return;
         }
-        for to in missing {
-            self.send_extra(ctx, to, ExtraMessageType::HibernateRequest, key.0, key.1);
+        for to in &missing {
+            self.send_extra(ctx, *to, ExtraMessageType::HibernateRequest, key.0, key.1);
         }
+        // The request carries the commit index and resets the follower's
+        // election timer: it stands in for this tick's heartbeat to the
+        // peers it went to (their answer, or their refusal, tells the
+        // leader they are active). A heartbeat carrying a read-index
+        // context still goes out.
+        self.raft_group.raft.msgs.retain(|m| {
+            m.get_msg_type() != MessageType::MsgHeartbeat
+                || !m.context.is_empty()
+                || !missing.contains(&m.to)
+        });
     }
 
     /// The leader's peers that have not acknowledged its hibernate request.
@@ -390,8 +400,16 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     && self.reads.is_none();
                 if !matches {
                     // Out of step with the leader: a sleeping peer must
-                    // catch up, so it ticks again.
+                    // catch up, so it ticks again. Its leader learns that
+                    // it is alive (the request stood in for a heartbeat,
+                    // whose answer would have told it).
+                    let follows = raft.state == StateRole::Follower
+                        && term == raft.term
+                        && raft.leader_id == from;
                     self.wake(ctx);
+                    if follows {
+                        self.send_extra(ctx, from, ExtraMessageType::HibernateResponse, term, 0);
+                    }
                     return;
                 }
                 self.hibernation.slept_for = Some((from, term, index));
@@ -402,14 +420,18 @@ impl<ER: RaftLogEngine> Peer<ER> {
             }
             ExtraMessageType::HibernateResponse => {
                 let key = (m.get_term(), m.get_index());
+                if self.is_leader() && key.0 == self.term() {
+                    // An answer, agreeing or not, shows the peer active (as
+                    // the heartbeat response the request stood in for).
+                    if let Some(pr) = self.raft_group.raft.mut_prs().get_mut(from) {
+                        pr.recent_active = true;
+                    }
+                }
                 if self.is_leader()
                     && self.hibernation.request == Some(key)
                     && !self.hibernation.acks.contains(&from)
                 {
                     self.hibernation.acks.push(from);
-                    if let Some(pr) = self.raft_group.raft.mut_prs().get_mut(from) {
-                        pr.recent_active = true;
-                    }
                     // The last answer puts the leader to sleep at once, not
                     // at its next tick (which would heartbeat first).
                     let current = (self.term(), self.raft_group.raft.raft_log.last_index());
