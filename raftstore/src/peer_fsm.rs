@@ -156,13 +156,9 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
             }
             PeerMsg::SignificantMsg(SignificantMsg::EvictLeader) => self.peer.evict_leadership(),
             PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id }) => {
-                // A leader heartbeats the peer that came back at once.
-                if self.peer.is_asleep()
-                    && self.peer.is_leader()
-                    && self.peer.has_peer_on_store(store_id)
-                {
-                    self.peer.wake(ctx);
-                }
+                // A leader heartbeats the peer that came back at once; a
+                // first campaigner asks it for its vote.
+                self.peer.on_store_reachable(ctx, store_id)
             }
             PeerMsg::SignificantMsg(SignificantMsg::SnapshotStatus {
                 to_peer_id,

@@ -3,7 +3,7 @@
 //! ([`RegionProgress`]), and counters of the work done ([`StoreStats`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ impl LeaderInfo {
 #[derive(Debug, Default)]
 pub struct StoreMeta {
     leaders: Mutex<HashMap<u64, LeaderInfo>>,
+    /// How many entries of `leaders` say this store leads the region
+    /// (changed under the `leaders` lock, read without it).
+    led: AtomicUsize,
     /// Notified on every change of `leaders`.
     changed: Condvar,
 }
@@ -75,13 +78,43 @@ impl StoreMeta {
     }
 
     pub(crate) fn set_leader(&self, region_id: u64, info: LeaderInfo) {
-        self.lock().insert(region_id, info);
+        let mut map = self.lock();
+        let was = map.insert(region_id, info).is_some_and(|i| i.is_leader);
+        match (was, info.is_leader) {
+            (false, true) => {
+                self.led.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.led.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        drop(map);
         self.changed.notify_all();
     }
 
     pub(crate) fn remove(&self, region_id: u64) {
-        self.lock().remove(&region_id);
+        let mut map = self.lock();
+        if map.remove(&region_id).is_some_and(|i| i.is_leader) {
+            self.led.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(map);
         self.changed.notify_all();
+    }
+
+    /// How many regions this store's peers lead, without taking the lock
+    /// the peers publish their leadership under: a cheap progress figure
+    /// for code that waits for thousands of regions to elect (compare
+    /// [`leader_regions`](Self::leader_regions), which lists them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let meta = raftstore::StoreMeta::default();
+    /// assert_eq!(meta.leader_count(), 0);
+    /// ```
+    pub fn leader_count(&self) -> usize {
+        self.led.load(Ordering::Relaxed)
     }
 
     /// The latest leadership observation for `region_id`; `None` when the
@@ -558,6 +591,29 @@ mod tests {
             leader_store_id,
             is_leader: false,
         }
+    }
+
+    #[test]
+    fn leader_count_follows_leadership_changes_and_removals() {
+        let meta = StoreMeta::default();
+        let leading = LeaderInfo {
+            is_leader: true,
+            ..led_by(11, 1)
+        };
+        meta.add_region(1);
+        meta.add_region(2);
+        assert_eq!(meta.leader_count(), 0);
+        meta.set_leader(1, leading);
+        meta.set_leader(1, LeaderInfo { term: 7, ..leading });
+        meta.set_leader(2, leading);
+        assert_eq!(meta.leader_count(), 2);
+        meta.set_leader(2, led_by(12, 2));
+        assert_eq!(meta.leader_count(), 1);
+        meta.remove(1);
+        meta.remove(2);
+        meta.remove(3);
+        assert_eq!(meta.leader_count(), 0);
+        assert_eq!(meta.leader_count(), meta.leader_regions().len());
     }
 
     #[test]

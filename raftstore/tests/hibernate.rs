@@ -400,3 +400,91 @@ fn a_liveness_check_with_a_live_leader_changes_nothing_and_the_region_sleeps_aga
     assert_eq!(cluster.leader_store(1), Some(leader));
     assert_eq!(put_at_leader(&cluster, 0, b"b", b"2"), term);
 }
+
+/// Election timeouts of a minute and heartbeats as rare (at 10 ms ticks):
+/// within a test no follower times out into an election and no heartbeat
+/// goes out, so whatever elects a leader or puts a region to sleep is the
+/// first campaign after a start and the hibernation handshake.
+fn no_timeouts_config() -> Config {
+    Config {
+        raft_election_timeout_ticks: 6000,
+        raft_heartbeat_ticks: 5999,
+        ..hibernating_config(NO_CHECKS)
+    }
+}
+
+/// Engines shared by two clusters over the same stores: the second one
+/// restarts what the first one wrote, with another config.
+fn shared_memory_engines() -> impl Fn() -> cluster::EngineFactory<MemKvEngine, MemRaftLogEngine> {
+    use engine::Engines;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let made: Arc<Mutex<HashMap<u64, Engines<MemKvEngine, MemRaftLogEngine>>>> = Arc::default();
+    move || {
+        let made = made.clone();
+        Box::new(move |id| {
+            Ok(made
+                .lock()
+                .unwrap()
+                .entry(id)
+                .or_insert_with(|| Engines::new(MemKvEngine::new(), MemRaftLogEngine::new()))
+                .clone())
+        })
+    }
+}
+
+/// Runs `regions` regions on three stores until they sleep and returns
+/// their leaders' stores, then restarts the stores (one by one) from the
+/// same engines with [`no_timeouts_config`].
+fn restart_without_timeouts(regions: usize) -> (MemCluster, Vec<u64>) {
+    let engines = shared_memory_engines();
+    let mut first =
+        Cluster::with_factory(3, regions, hibernating_config(NO_CHECKS), engines(), None).unwrap();
+    first.start().unwrap();
+    for i in 0..regions {
+        put_at_leader(&first, i, &key_in(i as u64, regions as u64, 1), b"v");
+    }
+    let ids: Vec<u64> = first.regions().iter().map(|r| r.get_id()).collect();
+    wait_hibernated(&first, &ids);
+    let leaders: Vec<u64> = ids
+        .iter()
+        .map(|id| first.leader_store(*id).unwrap())
+        .collect();
+    first.shutdown();
+    drop(first);
+
+    let mut second =
+        Cluster::with_factory(3, regions, no_timeouts_config(), engines(), None).unwrap();
+    second.start().unwrap();
+    (second, leaders)
+}
+
+#[test]
+fn a_restarted_region_elects_its_last_leader_at_once_without_an_election_timeout() {
+    let (cluster, leaders_before) = restart_without_timeouts(6);
+    // No follower times out within the wait: only the peer that led
+    // before the stop campaigns (at start, and again as the other stores
+    // come up).
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let leaders_after: Vec<u64> = cluster
+        .regions()
+        .iter()
+        .map(|r| cluster.leader_store(r.get_id()).unwrap())
+        .collect();
+    assert_eq!(leaders_after, leaders_before);
+}
+
+#[test]
+fn a_newly_elected_region_sleeps_without_waiting_for_a_heartbeat() {
+    let (cluster, _) = restart_without_timeouts(4);
+    cluster.wait_for_leaders(WAIT).unwrap();
+    // The followers learn that the election's entry is committed from the
+    // hibernate request itself (commits are not broadcast and no heartbeat
+    // goes out), so the region sleeps a round trip after its leader
+    // applied that entry.
+    let ids: Vec<u64> = cluster.regions().iter().map(|r| r.get_id()).collect();
+    wait_hibernated(&cluster, &ids);
+    let key = key_in(2, 4, 9);
+    put_at_leader(&cluster, 2, &key, b"after");
+    wait_hibernated(&cluster, &ids);
+}

@@ -6,15 +6,37 @@
 //! every message still reaches it. The protocol around that:
 //!
 //! ```text
-//! leader, on each tick while idle          follower, on HibernateRequest(term, index)
-//!   idle = committed == last == applied,     from its leader, in its term, and
-//!     every peer matched at last, nothing      last == committed == index:
-//!     proposed, no conf change or transfer       -> sleep, book a liveness check,
-//!   send HibernateRequest(term, last)               answer HibernateResponse
-//!     to every peer that has not answered    otherwise: stay awake (a sleeping
-//!   all answered (or a quorum, after an        one wakes)
-//!     election timeout)   -> sleep
+//! leader, on a tick while idle             follower, on HibernateRequest(term, index, commit)
+//!   idle = committed == last == applied,     from its leader, in its term:
+//!     every peer matched at last, nothing      counts as the leader's heartbeat
+//!     proposed, no conf change or transfer     (election timer reset); commits
+//!   send HibernateRequest(term, last)            `index` if it holds the leader's
+//!     to every peer that has not answered        entry there and commit >= index;
+//!     (at once, then after 2, 4, 8.. ticks)    last == committed == index:
+//!   on the last answer (or a quorum's,           -> sleep, book a liveness check,
+//!     after an election timeout) -> sleep           answer HibernateResponse
+//!                                            otherwise: stay awake (a sleeping
+//!                                              one wakes)
 //! ```
+//!
+//! So a region that just elected a leader sleeps one round trip after its
+//! leader applied the election's empty entry: the followers learn the
+//! commit index from the request itself (with `raft_skip_bcast_commit`
+//! they would otherwise wait for a heartbeat), and the leader sleeps on the
+//! last answer instead of heartbeating until its next tick. Asking again
+//! with a growing interval keeps a store that is electing thousands of
+//! regions at once (a restart) from filling its queues with repeated
+//! requests whose answers are only late, not lost.
+//!
+//! After a start, the peer that was its region's candidate in its current
+//! term (its persisted vote is for itself: it most likely was the leader)
+//! campaigns at once, and again when a store holding one of its peers
+//! becomes reachable while it still has no leader (the stores of a
+//! restarted cluster come up one by one). The other peers wait out their
+//! election timeout as usual, so a restarted region elects once, with no
+//! split vote, and its leader stays on the store it was on. With pre-vote
+//! this disturbs no leader that was elected meanwhile: its followers refuse
+//! the pre-vote while they hear from it.
 //!
 //! What wakes a sleeping peer:
 //!
@@ -71,6 +93,10 @@ pub(super) struct Hibernation {
     slept_for: Option<(u64, u64, u64)>,
     /// Follower: a liveness check is booked and not yet delivered.
     check_booked: bool,
+    /// Started as the region's first campaigner (see
+    /// [`Peer::campaigns_first`]) and has not seen a leader since: it
+    /// campaigns again when one of its peers' stores becomes reachable.
+    first_campaign: bool,
 }
 
 impl<ER: RaftLogEngine> Peer<ER> {
@@ -126,27 +152,43 @@ impl<ER: RaftLogEngine> Peer<ER> {
         } else {
             self.hibernation.waiting_ticks += 1;
         }
-        let me = self.meta.get_id();
-        let peers: Vec<u64> = self
-            .raft_group
-            .raft
-            .prs()
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| *id != me)
-            .collect();
-        let missing: Vec<u64> = peers
-            .iter()
-            .copied()
-            .filter(|id| !self.hibernation.acks.contains(id))
-            .collect();
+        let missing = self.unacknowledged_peers();
         if missing.is_empty() || (self.waited_long_enough() && self.quorum_acknowledged()) {
             self.sleep(ctx);
             return;
         }
-        for to in missing {
-            self.send_extra(ctx, to, ExtraMessageType::HibernateRequest, key.0, key.1);
+        // Ask at once, then again after 2, 4, 8, ... ticks: under load an
+        // answer takes more than a tick, and asking on every tick only
+        // adds messages to the queues that delay the answers.
+        let waited = self.hibernation.waiting_ticks;
+        if waited != 0 && (waited < 2 || !waited.is_power_of_two()) {
+            return;
         }
+        for to in &missing {
+            self.send_extra(ctx, *to, ExtraMessageType::HibernateRequest, key.0, key.1);
+        }
+        // The request carries the commit index and resets the follower's
+        // election timer: it stands in for this tick's heartbeat to the
+        // peers it went to (their answer, or their refusal, tells the
+        // leader they are active). A heartbeat carrying a read-index
+        // context still goes out.
+        self.raft_group.raft.msgs.retain(|m| {
+            m.get_msg_type() != MessageType::MsgHeartbeat
+                || !m.context.is_empty()
+                || !missing.contains(&m.to)
+        });
+    }
+
+    /// The leader's peers that have not acknowledged its hibernate request.
+    fn unacknowledged_peers(&self) -> Vec<u64> {
+        let me = self.meta.get_id();
+        self.raft_group
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != me && !self.hibernation.acks.contains(id))
+            .collect()
     }
 
     fn waited_long_enough(&self) -> bool {
@@ -324,23 +366,52 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let m = msg.get_message();
         match msg.get_extra() {
             ExtraMessageType::HibernateRequest => {
+                let (term, index) = (m.get_term(), m.get_index());
+                let raft = &mut self.raft_group.raft;
+                if raft.state == StateRole::Follower && term == raft.term && raft.leader_id == from
+                {
+                    // The request stands in for a heartbeat of the leader.
+                    raft.election_elapsed = 0;
+                    // The leader asks only when every peer matched `index`
+                    // and it committed `index`, an entry of its own term.
+                    // An entry of that term at `index` here is the
+                    // leader's entry (only the leader of a term creates
+                    // entries in it), so this log equals the leader's up
+                    // to `index` and may commit it, as a heartbeat
+                    // carrying that commit index would let it.
+                    let last = raft.raft_log.last_index();
+                    if last == index
+                        && raft.raft_log.committed < index
+                        && m.commit >= index
+                        && raft.raft_log.term(index).ok() == Some(term)
+                    {
+                        raft.raft_log.commit_to(index);
+                    }
+                }
                 let raft = &self.raft_group.raft;
                 let last = raft.raft_log.last_index();
                 let matches = ctx.cfg.hibernate_regions
                     && raft.state == StateRole::Follower
-                    && m.get_term() == raft.term
+                    && term == raft.term
                     && raft.leader_id == from
-                    && last == m.get_index()
+                    && last == index
                     && raft.raft_log.committed == last
                     && self.pending_ready.is_none()
                     && self.reads.is_none();
                 if !matches {
                     // Out of step with the leader: a sleeping peer must
-                    // catch up, so it ticks again.
+                    // catch up, so it ticks again. Its leader learns that
+                    // it is alive (the request stood in for a heartbeat,
+                    // whose answer would have told it).
+                    let follows = raft.state == StateRole::Follower
+                        && term == raft.term
+                        && raft.leader_id == from;
                     self.wake(ctx);
+                    if follows {
+                        self.send_extra(ctx, from, ExtraMessageType::HibernateResponse, term, 0);
+                    }
                     return;
                 }
-                let (term, index) = (m.get_term(), m.get_index());
                 self.hibernation.slept_for = Some((from, term, index));
                 if !self.hibernation.asleep {
                     self.sleep(ctx);
@@ -349,11 +420,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
             }
             ExtraMessageType::HibernateResponse => {
                 let key = (m.get_term(), m.get_index());
+                if self.is_leader() && key.0 == self.term() {
+                    // An answer, agreeing or not, shows the peer active (as
+                    // the heartbeat response the request stood in for).
+                    if let Some(pr) = self.raft_group.raft.mut_prs().get_mut(from) {
+                        pr.recent_active = true;
+                    }
+                }
                 if self.is_leader()
                     && self.hibernation.request == Some(key)
                     && !self.hibernation.acks.contains(&from)
                 {
                     self.hibernation.acks.push(from);
+                    // The last answer puts the leader to sleep at once, not
+                    // at its next tick (which would heartbeat first).
+                    let current = (self.term(), self.raft_group.raft.raft_log.last_index());
+                    if !self.hibernation.asleep
+                        && key == current
+                        && self.unacknowledged_peers().is_empty()
+                        && self.leader_is_idle()
+                    {
+                        self.sleep(ctx);
+                    }
                 }
             }
             ExtraMessageType::WakeUp => {
@@ -363,6 +451,78 @@ impl<ER: RaftLogEngine> Peer<ER> {
             }
             ExtraMessageType::NoExtra => {}
         }
+    }
+
+    /// Whether this peer, just started, campaigns at once instead of
+    /// waiting out an election timeout: it has no leader, and in its
+    /// current term it voted for itself, so it was that term's candidate
+    /// and most likely its leader. In a restarted region exactly that one
+    /// peer usually qualifies (its followers voted for it), so the region
+    /// elects once, without split votes, and keeps its leader where it was
+    /// (leadership stays spread over the stores as it was). A fresh or
+    /// split region (no vote yet) and a peer that voted for another wait
+    /// their timeout as raft would.
+    fn campaigns_first(&self) -> bool {
+        let raft = &self.raft_group.raft;
+        let me = self.meta.get_id();
+        raft.state == StateRole::Follower
+            && raft.leader_id == raft::INVALID_ID
+            && raft.vote == me
+            && raft.promotable()
+            && !self.evicting
+            && raft.prs().conf().voters().ids().len() > 1
+    }
+
+    /// At start: campaigns if this peer [campaigns first](Self::campaigns_first).
+    /// With pre-vote on this costs nothing if the region has a leader
+    /// elsewhere (its followers refuse while they hear from it).
+    pub(super) fn campaign_first_at_start(&mut self) {
+        if !self.campaigns_first() {
+            return;
+        }
+        self.hibernation.first_campaign = true;
+        if let Err(e) = self.raft_group.campaign() {
+            debug!(self.logger, "campaign at start failed"; "err" => %e);
+        }
+        self.pin_election_timeout();
+    }
+
+    /// `store_id` can be reached again. A sleeping leader with a peer there
+    /// wakes (so that peer hears from it at once). A peer that campaigned
+    /// first at start and has not seen a leader since campaigns again if
+    /// it has a peer there: its first (pre-)votes went to stores that were
+    /// not up yet (stores of a restarted cluster come up one by one).
+    pub(crate) fn on_store_reachable<EK, T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        store_id: u64,
+    ) where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if !self.has_peer_on_store(store_id) {
+            return;
+        }
+        if self.hibernation.asleep && self.is_leader() {
+            self.wake(ctx);
+        }
+        if !self.hibernation.first_campaign {
+            return;
+        }
+        let raft = &self.raft_group.raft;
+        if raft.leader_id != raft::INVALID_ID || raft.state == StateRole::Leader {
+            self.hibernation.first_campaign = false;
+            return;
+        }
+        // A candidate's vote is under way: campaigning again would only
+        // start a new term.
+        if raft.state == StateRole::Candidate || self.evicting {
+            return;
+        }
+        if let Err(e) = self.raft_group.campaign() {
+            debug!(self.logger, "campaign on a store coming back failed"; "err" => %e);
+        }
+        self.pin_election_timeout();
     }
 
     /// A sleeping follower's liveness check: wake, and ask the leader to

@@ -417,7 +417,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
         self.raft_group.transfer_leader(target);
     }
 
-    /// Starts the peer: a region with a single voter elects itself at once.
+    /// Starts the peer: a region with a single voter elects itself at once;
+    /// a restarted region's last candidate campaigns at once (see
+    /// `campaigns_first` in `hibernate.rs`).
     pub(crate) fn start(&mut self) {
         let voters = self.raft_group.raft.prs().conf().voters().ids().len();
         if voters == 1 && self.raft_group.raft.state != StateRole::Leader {
@@ -425,6 +427,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 warn!(self.logger, "campaign failed"; "err" => %e);
             }
             self.pin_election_timeout();
+        } else {
+            self.campaign_first_at_start();
         }
     }
 
