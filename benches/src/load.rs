@@ -506,12 +506,8 @@ impl Client {
                 if more && per_client_rate.is_none() {
                     // Reads answered locally are ready again at once: take
                     // the answers that arrived and go round without waiting.
-                    loop {
-                        match rx.try_recv() {
-                            Ok((slot, resp, at)) => self.on_response(slot, resp, at),
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => return,
-                        }
+                    if !self.take_answers(rx) {
+                        return;
                     }
                     continue;
                 }
@@ -521,12 +517,8 @@ impl Client {
                 // Paced: sleep a tick (or until the next due operation if
                 // later), then take every answer that arrived.
                 std::thread::sleep(wait.max(PACING_TICK));
-                loop {
-                    match rx.try_recv() {
-                        Ok((slot, resp, at)) => self.on_response(slot, resp, at),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => return,
-                    }
+                if !self.take_answers(rx) {
+                    return;
                 }
                 continue;
             }
@@ -864,6 +856,18 @@ impl Client {
         ks.acked = seq;
         if !self.parked.is_empty() {
             self.ready.extend(self.parked.drain(..));
+        }
+    }
+
+    /// Handles every answer that has arrived; `false` once the stores are
+    /// gone (the channel disconnected).
+    fn take_answers(&mut self, rx: &Receiver<Answer>) -> bool {
+        loop {
+            match rx.try_recv() {
+                Ok((slot, resp, at)) => self.on_response(slot, resp, at),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
         }
     }
 

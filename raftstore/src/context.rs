@@ -12,7 +12,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use apply::ApplyRouter;
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
@@ -24,7 +23,7 @@ use crate::config::Config;
 use crate::memory::MemoryGuard;
 use crate::metrics::PollerMetrics;
 use crate::snapshot::{SnapManager, SnapScheduler};
-use crate::store_io::{panic_message, IoSenders};
+use crate::store_io::{consume_log_batch, IoSenders};
 use crate::store_meta::{StoreMeta, StoreStats};
 use crate::transport::Transport;
 
@@ -164,25 +163,14 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             return;
         }
         let sync = self.need_sync && self.cfg.sync_log;
-        let started = Instant::now();
-        let (raft, batch) = (&self.engines.raft, &mut self.log_batch);
-        let written =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft.consume(batch, sync)));
-        let took = started.elapsed();
-        self.stats.log_write_duration.record(took);
-        if sync {
-            self.metrics.log_write_synced.record(took.as_secs_f64());
-        } else {
-            self.metrics.log_write_unsynced.record(took.as_secs_f64());
-        }
-        let failed = match written {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(panic) => Some(format!(
-                "the raft log engine panicked: {}",
-                panic_message(panic.as_ref())
-            )),
-        };
+        let failed = consume_log_batch(
+            &self.engines.raft,
+            &mut self.log_batch,
+            sync,
+            &self.stats,
+            &self.metrics,
+        )
+        .err();
         if let Some(e) = failed {
             // Raft promised peers these entries are durable; without the
             // log there is no safe way on, so the store stops (and never
@@ -197,12 +185,6 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
                     "store_id" => self.store_id, "error" => %e);
             }
             return;
-        }
-        self.stats.log_writes.fetch_add(1, Ordering::Relaxed);
-        self.metrics.log_writes.increment(1);
-        if sync {
-            self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
-            self.metrics.log_syncs.increment(1);
         }
         self.need_sync = false;
     }

@@ -216,20 +216,23 @@ impl<ER: RaftLogEngine> StoreWriter<ER> {
         self.rx.len()
     }
 
+    /// Moves the tasks queued now into `tasks`, up to a stop; returns
+    /// whether a stop was met.
+    fn take_queued(&mut self, tasks: &mut Vec<WriteTask>) -> bool {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                WriterMsg::Write(task) => tasks.push(task),
+                WriterMsg::Stop => return true,
+            }
+        }
+        false
+    }
+
     /// Writes every task queued now as one batch. Returns `(tasks, stop)`:
     /// how many tasks were taken and whether a stop was among them.
     fn write_queued(&mut self) -> (usize, bool) {
         let mut tasks = Vec::new();
-        let mut stop = false;
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                WriterMsg::Write(task) => tasks.push(task),
-                WriterMsg::Stop => {
-                    stop = true;
-                    break;
-                }
-            }
-        }
+        let stop = self.take_queued(&mut tasks);
         let n = tasks.len();
         self.write(tasks);
         (n, stop)
@@ -244,16 +247,7 @@ impl<ER: RaftLogEngine> StoreWriter<ER> {
             Ok(WriterMsg::Stop) | Err(_) => return false,
         };
         let mut tasks = vec![first];
-        let mut stop = false;
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                WriterMsg::Write(task) => tasks.push(task),
-                WriterMsg::Stop => {
-                    stop = true;
-                    break;
-                }
-            }
-        }
+        let stop = self.take_queued(&mut tasks);
         self.write(tasks);
         !stop
     }
@@ -293,35 +287,17 @@ impl<ER: RaftLogEngine> StoreWriter<ER> {
         }
         if !self.batch.is_empty() {
             let sync = sync && self.sync_log;
-            let started = Instant::now();
-            let (engine, batch) = (&self.engine, &mut self.batch);
-            let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine.consume(batch, sync)
-            }));
-            let took = started.elapsed();
-            self.stats.log_write_duration.record(took);
-            if sync {
-                self.metrics.log_write_synced.record(took.as_secs_f64());
-            } else {
-                self.metrics.log_write_unsynced.record(took.as_secs_f64());
-            }
-            let failed = match written {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(panic) => Some(format!(
-                    "the raft log engine panicked: {}",
-                    panic_message(panic.as_ref())
-                )),
-            };
+            let failed = consume_log_batch(
+                &self.engine,
+                &mut self.batch,
+                sync,
+                &self.stats,
+                &self.metrics,
+            )
+            .err();
             if let Some(e) = failed {
                 self.fail(format!("raft log write failed: {e}"));
                 return;
-            }
-            self.stats.log_writes.fetch_add(1, Ordering::Relaxed);
-            self.metrics.log_writes.increment(1);
-            if sync {
-                self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
-                self.metrics.log_syncs.increment(1);
             }
         }
         self.stats
@@ -452,6 +428,46 @@ impl<ER: RaftLogEngine> ManualWriter<ER> {
     pub fn written(&self) -> u64 {
         self.written
     }
+}
+
+/// Writes `batch` to the raft log engine (with an fsync when `sync`),
+/// records the write's duration and counts it in `stats` and `metrics`
+/// once it succeeded. A failure or a panic of the engine comes back as its
+/// message; the caller stops the store.
+pub(crate) fn consume_log_batch<ER: RaftLogEngine>(
+    engine: &ER,
+    batch: &mut ER::LogBatch,
+    sync: bool,
+    stats: &StoreStats,
+    metrics: &PollerMetrics,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let written =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.consume(batch, sync)));
+    let took = started.elapsed();
+    stats.log_write_duration.record(took);
+    if sync {
+        metrics.log_write_synced.record(took.as_secs_f64());
+    } else {
+        metrics.log_write_unsynced.record(took.as_secs_f64());
+    }
+    match written {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(panic) => {
+            return Err(format!(
+                "the raft log engine panicked: {}",
+                panic_message(panic.as_ref())
+            ))
+        }
+    }
+    stats.log_writes.fetch_add(1, Ordering::Relaxed);
+    metrics.log_writes.increment(1);
+    if sync {
+        stats.log_syncs.fetch_add(1, Ordering::Relaxed);
+        metrics.log_syncs.increment(1);
+    }
+    Ok(())
 }
 
 /// The text of a caught panic's payload.

@@ -424,6 +424,27 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         }
     }
 
+    /// Appends the cached entries `[low, high)` to `out` (which already
+    /// holds `size` bytes of entries) while they fit in `max_size`; the
+    /// first entry of the answer is always taken, as raft requires.
+    fn push_cached(
+        &self,
+        low: u64,
+        high: u64,
+        mut size: u64,
+        max_size: Option<u64>,
+        out: &mut Vec<Entry>,
+    ) {
+        for index in low..high {
+            let Some(e) = self.cached(index) else { break };
+            size += u64::from(protobuf::Message::compute_size(e));
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e.clone());
+        }
+    }
+
     fn cached(&self, index: u64) -> Option<&Entry> {
         let front = self.cache.front()?.get_index();
         if index < front {
@@ -471,15 +492,7 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
         }
         // Whole range in the cache: serve it from memory.
         if self.cached(low).is_some() && self.cached(high - 1).is_some() {
-            let mut size = 0u64;
-            for index in low..high {
-                let Some(e) = self.cached(index) else { break };
-                size += u64::from(protobuf::Message::compute_size(e));
-                if !out.is_empty() && max_size.is_some_and(|m| size > m) {
-                    break;
-                }
-                out.push(e.clone());
-            }
+            self.push_cached(low, high, 0, max_size, &mut out);
             return Ok(out);
         }
         let region_id = self.region.get_id();
@@ -496,18 +509,11 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
                     // Cut by the size limit.
                     return Ok(out);
                 }
-                let mut size: u64 = out
+                let size: u64 = out
                     .iter()
                     .map(|e| u64::from(protobuf::Message::compute_size(e)))
                     .sum();
-                for index in front..high {
-                    let Some(e) = self.cached(index) else { break };
-                    size += u64::from(protobuf::Message::compute_size(e));
-                    if !out.is_empty() && max_size.is_some_and(|m| size > m) {
-                        break;
-                    }
-                    out.push(e.clone());
-                }
+                self.push_cached(front, high, size, max_size, &mut out);
                 return Ok(out);
             }
         }
