@@ -546,7 +546,7 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
         Ok(self.last_index())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         // raft-rs treats any other error as fatal: only a finished snapshot
         // or "temporarily unavailable" may come back.
         let mut state = self.gen.borrow_mut();
@@ -555,12 +555,17 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
             GenState::Requested => {}
             GenState::Generating(slot) => {
                 if let Some(res) = slot.take() {
-                    // Finished: use it if it is recent enough, otherwise
-                    // (or after a failure) ask for another.
+                    // Finished: use it if it is recent enough and its
+                    // configuration has the peer it goes to (one generated
+                    // before that peer was added would be refused by it),
+                    // otherwise (or after a failure) ask for another.
                     *state = GenState::Requested;
                     if let Ok(snap) = res {
                         let index = snap.get_metadata().get_index();
-                        if index >= request_index && index >= self.truncated_index() {
+                        if index >= request_index
+                            && index >= self.truncated_index()
+                            && conf_has(snap.get_metadata().get_conf_state(), to)
+                        {
                             *state = GenState::Idle;
                             return Ok(snap);
                         }
@@ -572,6 +577,15 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
             StorageError::SnapshotTemporarilyUnavailable,
         ))
     }
+}
+
+/// Whether `id` is a voter or learner of `cs`, in either half of a joint
+/// configuration.
+fn conf_has(cs: &kvproto_lite::eraftpb::ConfState, id: u64) -> bool {
+    cs.get_voters().contains(&id)
+        || cs.get_learners().contains(&id)
+        || cs.get_voters_outgoing().contains(&id)
+        || cs.get_learners_next().contains(&id)
 }
 
 #[cfg(test)]
