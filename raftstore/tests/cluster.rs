@@ -302,8 +302,16 @@ fn store_creates_a_peer_only_for_initial_messages_of_unknown_regions_in_a_free_r
     let held = cluster.router(1).unwrap();
     held.send_raft_message(msg(1, 80, MessageType::MsgRequestVote, 0, false))
         .unwrap();
-    // Once the cluster is idle the store FSM has handled the vote.
-    assert!(cluster.wait_idle(WAIT));
+    // The store FSM has handled the vote once its mailbox is empty and a
+    // poll round that began after that has ended (or the store has nothing
+    // left to do at all: no round will come).
+    let stats = cluster.stats(1).unwrap();
+    assert!(wait_until(WAIT, || held.control_mailbox().len() == 0));
+    let taken_at = stats.rounds.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(wait_until(WAIT, || {
+        stats.rounds.load(std::sync::atomic::Ordering::SeqCst) >= taken_at + 2
+            || cluster.wait_idle(std::time::Duration::from_millis(1))
+    }));
     assert!(held.mailbox(80).is_none(), "no peer over region 1's range");
 }
 
