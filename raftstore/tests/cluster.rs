@@ -306,7 +306,7 @@ fn store_creates_a_peer_only_for_initial_messages_of_unknown_regions_in_a_free_r
     // poll round that began after that has ended (or the store has nothing
     // left to do at all: no round will come).
     let stats = cluster.stats(1).unwrap();
-    assert!(wait_until(WAIT, || held.control_mailbox().len() == 0));
+    assert!(wait_until(WAIT, || held.control_mailbox().is_empty()));
     let taken_at = stats.rounds.load(std::sync::atomic::Ordering::SeqCst);
     assert!(wait_until(WAIT, || {
         stats.rounds.load(std::sync::atomic::Ordering::SeqCst) >= taken_at + 2
