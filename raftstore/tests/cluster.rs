@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{fast_config, put_request, WAIT};
+use common::{assert_ok, fast_config, put_request, WAIT};
 
 use std::time::Duration;
 
 use cluster::{wait_until, Cluster, PartitionFilter};
-use kvproto_lite::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_cmdpb::RaftCmdRequest;
 use raftstore::Config;
 
 /// A key inside region `i` (0-based) of a cluster with `n` regions.
@@ -18,14 +18,6 @@ fn key_in(i: u64, n: u64, suffix: u64) -> Vec<u8> {
     let mut k = (i * (u64::MAX / n) + 1).to_be_bytes().to_vec();
     k.extend_from_slice(&suffix.to_be_bytes());
     k
-}
-
-fn assert_ok(resp: &RaftCmdResponse) {
-    assert!(
-        !resp.get_header().has_error(),
-        "unexpected error: {:?}",
-        resp.get_header().get_error()
-    );
 }
 
 #[test]

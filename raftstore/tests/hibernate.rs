@@ -10,11 +10,11 @@
 
 mod common;
 
-use common::{fast_config, put_request, WAIT};
+use common::{assert_ok, fast_config, put_request, WAIT};
 
 use cluster::{wait_until, Cluster, PartitionFilter};
 use engine::{MemKvEngine, MemRaftLogEngine};
-use kvproto_lite::raft_cmdpb::{AdminCmdType, RaftCmdRequest, RaftCmdResponse};
+use kvproto_lite::raft_cmdpb::{AdminCmdType, RaftCmdRequest};
 use raftstore::Config;
 
 type MemCluster = Cluster<MemKvEngine, MemRaftLogEngine>;
@@ -37,14 +37,6 @@ fn key_in(i: u64, n: u64, suffix: u64) -> Vec<u8> {
     let mut k = (i * (u64::MAX / n) + 1).to_be_bytes().to_vec();
     k.extend_from_slice(&suffix.to_be_bytes());
     k
-}
-
-fn assert_ok(resp: &RaftCmdResponse) {
-    assert!(
-        !resp.get_header().has_error(),
-        "unexpected error: {:?}",
-        resp.get_header().get_error()
-    );
 }
 
 /// Writes `key` = `value` through region `index`'s current leader and

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{fast_config, put_request, WAIT};
+use common::{assert_ok, fast_config, put_request, WAIT};
 
 use cluster::{wait_until, Cluster, PartitionFilter};
 use engine::{KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogBatch, RaftLogEngine};
@@ -74,14 +74,6 @@ fn propose_change(
 fn error_of(resp: &RaftCmdResponse) -> String {
     assert!(resp.get_header().has_error(), "expected an error: {resp:?}");
     resp.get_header().get_error().get_message().to_owned()
-}
-
-fn assert_ok(resp: &RaftCmdResponse) {
-    assert!(
-        !resp.get_header().has_error(),
-        "unexpected error: {:?}",
-        resp.get_header().get_error()
-    );
 }
 
 fn put(cluster: &MemCluster, key: &[u8], value: &[u8]) {

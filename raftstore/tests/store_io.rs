@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fast_config, gc_config, key, put_request, value, WAIT};
+use common::{assert_ok, fast_config, gc_config, key, put_request, value, WAIT};
 
 use std::time::Duration;
 
@@ -136,14 +136,6 @@ impl ManualStore {
         engines.raft.crash();
         engines.kv.crash();
     }
-}
-
-fn assert_ok(resp: &RaftCmdResponse) {
-    assert!(
-        !resp.get_header().has_error(),
-        "unexpected error: {:?}",
-        resp.get_header().get_error()
-    );
 }
 
 #[test]

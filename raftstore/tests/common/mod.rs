@@ -68,3 +68,12 @@ pub fn truncated_index<EK: engine::KvEngine, ER: engine::RaftLogEngine>(
         .and_then(|e| e.kv.get_apply_state(region_id).ok().flatten())
         .map_or(0, |s| s.get_truncated_state().get_index())
 }
+
+/// Panics with the header's error if `resp` carries one.
+pub fn assert_ok(resp: &kvproto_lite::raft_cmdpb::RaftCmdResponse) {
+    assert!(
+        !resp.get_header().has_error(),
+        "unexpected error: {:?}",
+        resp.get_header().get_error()
+    );
+}
