@@ -123,7 +123,9 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
                 let follower_read = crate::local_reader::fast_read_mode(&cmd.request)
                     == Some(kvproto_lite::raft_cmdpb::ReadMode::Follower);
                 if self.peer.is_asleep() && for_this_region {
-                    if self.peer.is_leader() || follower_read {
+                    if self.peer.is_leader() {
+                        self.peer.wake_for_command(ctx);
+                    } else if follower_read {
                         self.peer.wake(ctx);
                     } else {
                         // Answered with NotLeader below; the client may

@@ -266,6 +266,33 @@ impl<ER: RaftLogEngine> Peer<ER> {
         EK: engine::KvEngine,
         T: Transport,
     {
+        self.wake_and_ping(ctx, true);
+    }
+
+    /// Wakes a sleeping leader for a client command. The command itself
+    /// reaches every follower (a write's append, a read index's
+    /// heartbeat) when every follower is replicating, so the wake-up
+    /// heartbeat would only double that: it is skipped then. A follower
+    /// probing or waiting for a snapshot still gets it, and so does every
+    /// peer of a region woken for another reason.
+    pub(crate) fn wake_for_command<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let me = self.meta.get_id();
+        let replicating = self.is_leader()
+            && self.raft_group.raft.prs().iter().all(|(id, pr)| {
+                *id == me || (pr.state == raft::ProgressState::Replicate && !pr.is_paused())
+            });
+        self.wake_and_ping(ctx, !replicating);
+    }
+
+    fn wake_and_ping<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, ping: bool)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
         if !self.hibernation.asleep {
             return;
         }
@@ -289,7 +316,9 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     }
                 }
             }
-            self.raft_group.ping();
+            if ping {
+                self.raft_group.ping();
+            }
         }
         debug!(self.logger, "woke"; "term" => self.term(), "leader" => self.is_leader());
     }
