@@ -480,3 +480,52 @@ fn a_newly_elected_region_sleeps_without_waiting_for_a_heartbeat() {
     put_at_leader(&cluster, 2, &key, b"after");
     wait_hibernated(&cluster, &ids);
 }
+
+#[test]
+fn a_write_to_a_sleeping_region_wakes_it_without_a_heartbeat_round() {
+    use kvproto_lite::eraftpb::MessageType;
+    use kvproto_lite::raft_serverpb::ExtraMessageType;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let (cluster, _) = restart_without_timeouts(2);
+    cluster.wait_for_leaders(WAIT).unwrap();
+    let ids: Vec<u64> = cluster.regions().iter().map(|r| r.get_id()).collect();
+    wait_hibernated(&cluster, &ids);
+    // Counts (and passes on) every heartbeat and append of region 0.
+    let region = ids[0];
+    let heartbeats = Arc::new(AtomicUsize::new(0));
+    let appends = Arc::new(AtomicUsize::new(0));
+    let (h, a) = (heartbeats.clone(), appends.clone());
+    cluster
+        .transport()
+        .add_filter(cluster::PredicateFilter::new(
+            cluster::FilterAction::Drop,
+            move |_, _, m| {
+                // Hibernate requests and answers travel as extra messages.
+                if m.get_region_id() == region && m.get_extra() == ExtraMessageType::NoExtra {
+                    match m.get_message().get_msg_type() {
+                        MessageType::MsgHeartbeat => {
+                            h.fetch_add(1, Ordering::SeqCst);
+                        }
+                        MessageType::MsgAppend => {
+                            a.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {}
+                    }
+                }
+                false
+            },
+        ));
+    let key = key_in(0, 2, 7);
+    put_at_leader(&cluster, 0, &key, b"woken");
+    for s in [1, 2, 3] {
+        cluster.wait_for_kv(s, &key, Some(b"woken"), WAIT).unwrap();
+    }
+    wait_hibernated(&cluster, &ids);
+    // The write's own append woke both followers (no heartbeat is due
+    // within the test): one append each, and no wake-up heartbeat whose
+    // answer would have made raft send a second append.
+    assert_eq!(heartbeats.load(Ordering::SeqCst), 0);
+    assert_eq!(appends.load(Ordering::SeqCst), 2);
+}

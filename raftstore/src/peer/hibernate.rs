@@ -63,7 +63,10 @@
 //! its check-quorum period: it was asleep, not cut off, and its followers
 //! acknowledged the sleep, so they get a whole election timeout to answer
 //! before raft's check-quorum may judge them (a peer must not be taken for
-//! down because its region slept).
+//! down because its region slept). It heartbeats them at once, except when
+//! a client command woke it and every follower is replicating: the
+//! command's own append (or read-index heartbeat) reaches them all, and a
+//! wake-up heartbeat would only add its answers and a second append.
 
 use engine::RaftLogEngine;
 use kvproto_lite::eraftpb::{self, MessageType};
