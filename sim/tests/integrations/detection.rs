@@ -34,7 +34,7 @@ fn acknowledging_without_fsync_is_caught() {
 
 /// A seed whose history shows a retried write applied twice when writes
 /// carry no session (found by `sim --unsafe-no-sessions`).
-const DUPLICATE_SEED: u64 = 184;
+const DUPLICATE_SEED: u64 = 176;
 
 fn run(cfg: SimConfig) -> Option<Failure> {
     run_seed(cfg, false).failure
