@@ -27,14 +27,18 @@
 //! # The queue
 //!
 //! A mailbox is one of many thousands, and most of them are empty most of
-//! the time, so an empty channel holds no buffer: the queue is a
-//! `VecDeque` behind a mutex, allocated by the first message and given
-//! back whenever the receiver takes the last one, plus an atomic length
-//! for lock-free `len` and capacity checks. A channel costs one 88-byte
-//! allocation while empty (a crossbeam list channel keeps ~1.2 KB: its
-//! ~500-byte channel and a 31-slot block after its first message). Sends
-//! and receives each take the mutex once; only the FSM's one receiver and
-//! the senders to that one FSM ever contend for it.
+//! the time, so an empty channel holds no buffer: the queue sits behind a
+//! mutex, with the oldest message in a slot next to the lock and any
+//! others in a `VecDeque` whose buffer is allocated by the second queued
+//! message and given back whenever it empties; an atomic length allows
+//! lock-free `len` and capacity checks. A channel costs one allocation of
+//! 88 bytes plus the size of one message while empty (a crossbeam list
+//! channel keeps ~1.2 KB: its ~500-byte channel and a 31-slot block after
+//! its first message). A mailbox that is drained before its next message
+//! arrives (the usual case for a region's mailbox) never allocates: a send
+//! writes the message into the line it has just locked. Sends and receives
+//! each take the mutex once; only the FSM's one receiver and the senders to
+//! that one FSM ever contend for it.
 //!
 //! The error types are `crossbeam-channel`'s own, re-exported, so callers
 //! match on them as before.
@@ -49,9 +53,69 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The queued messages: the oldest in `front`, next to the lock, the
+/// others in `rest`. `front` is `None` only when `rest` is empty too.
+///
+/// A mailbox that gets one message at a time (the common case: a poller
+/// drains it before the next arrives) keeps it in `front` and never
+/// allocates; `rest` gets a buffer only for a second queued message and
+/// gives it back when it empties.
+struct Queue<T> {
+    front: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Queue<T> {
+    const fn new() -> Self {
+        Queue {
+            front: None,
+            rest: VecDeque::new(),
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        usize::from(self.front.is_some()) + self.rest.len()
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.front.is_none()
+    }
+
+    #[inline]
+    fn push_back(&mut self, msg: T) {
+        if self.front.is_none() {
+            self.front = Some(msg);
+        } else {
+            self.rest.push_back(msg);
+        }
+    }
+
+    /// Takes the oldest message; `rest`'s buffer goes back to the
+    /// allocator when it empties.
+    #[inline]
+    fn pop_front(&mut self) -> Option<T> {
+        let msg = self.front.take()?;
+        if !self.rest.is_empty() {
+            self.front = self.rest.pop_front();
+            if self.rest.is_empty() {
+                self.rest = VecDeque::new();
+            }
+        }
+        Some(msg)
+    }
+
+    /// Slots of `rest`'s buffer (0: no buffer).
+    #[cfg(test)]
+    fn buffer_capacity(&self) -> usize {
+        self.rest.capacity()
+    }
+}
+
 /// What the mutex guards.
 struct State<T> {
-    queue: VecDeque<T>,
+    queue: Queue<T>,
     /// The receiver is gone: sends fail.
     receiver_gone: bool,
     /// The receiver waits in `recv`/`recv_timeout`: senders notify it.
@@ -76,7 +140,7 @@ impl<T> Shared<T> {
     fn new() -> Arc<Shared<T>> {
         Arc::new(Shared {
             state: Mutex::new(State {
-                queue: VecDeque::new(),
+                queue: Queue::new(),
                 receiver_gone: false,
                 receiver_waiting: false,
             }),
@@ -105,13 +169,9 @@ impl<T> Shared<T> {
         Ok(())
     }
 
-    /// Pops the front message; the queue's buffer goes back to the
-    /// allocator with the last one.
+    /// Pops the front message.
     fn pop(&self, state: &mut State<T>) -> Option<T> {
         let msg = state.queue.pop_front()?;
-        if state.queue.is_empty() {
-            state.queue = VecDeque::new();
-        }
         self.len.store(state.queue.len(), Ordering::SeqCst);
         Some(msg)
     }
@@ -292,7 +352,7 @@ impl<T> Receiver<T> {
     /// Slots the queue's buffer has room for (0: no buffer).
     #[cfg(test)]
     fn buffer_capacity(&self) -> usize {
-        self.shared.lock().queue.capacity()
+        self.shared.lock().queue.buffer_capacity()
     }
 }
 
@@ -305,7 +365,7 @@ impl<T> Drop for Receiver<T> {
             let mut state = self.shared.lock();
             state.receiver_gone = true;
             self.shared.len.store(0, Ordering::SeqCst);
-            std::mem::take(&mut state.queue)
+            std::mem::replace(&mut state.queue, Queue::new())
         };
         drop(queued);
     }
@@ -496,10 +556,37 @@ mod tests {
         for i in 0..40 {
             tx.try_send(i).unwrap();
         }
-        assert!(rx.buffer_capacity() >= 40);
-        assert_eq!(rx.try_iter().count(), 40);
+        assert!(rx.buffer_capacity() >= 39);
+        assert_eq!(
+            rx.try_iter().collect::<Vec<_>>(),
+            (0..40).collect::<Vec<_>>()
+        );
         assert_eq!(rx.buffer_capacity(), 0);
         assert_eq!(tx.len(), 0);
+    }
+
+    #[test]
+    fn one_message_at_a_time_needs_no_buffer() {
+        let (tx, rx) = loose_bounded(128);
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+            assert_eq!(rx.buffer_capacity(), 0);
+            assert_eq!(rx.len(), 1);
+            assert_eq!(rx.try_recv(), Ok(i));
+        }
+        // Interleaved sends and receives keep their order across the slot
+        // and the buffer.
+        let mut next = 0;
+        for i in 0..100 {
+            tx.try_send(i).unwrap();
+            if i % 3 == 0 {
+                assert_eq!(rx.try_recv(), Ok(next));
+                next += 1;
+            }
+        }
+        let rest: Vec<_> = rx.try_iter().collect();
+        assert_eq!(rest, (next..100).collect::<Vec<_>>());
+        assert_eq!(rx.buffer_capacity(), 0);
     }
 
     #[test]

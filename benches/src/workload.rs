@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use batch_system::{create_system_with_config, BasicMailbox, Config};
 
 use crate::actor::{spin_for, Actor, ActorBuilder};
+use crate::sys::thread_cpu;
 
 /// Shape of one run.
 #[derive(Debug, Clone, Copy)]
@@ -37,12 +38,22 @@ pub struct RunStats {
     /// (batch system) or task wakes that drained messages with `recv_many`
     /// (baseline, only with a non-zero `sync_cost`; 0 otherwise).
     pub syncs: u64,
+    /// CPU time of the producer thread while it sent (user + system).
+    /// On a machine whose cores are taken by other work the elapsed time
+    /// says little; this is what one send costs the sender, and what
+    /// bounds throughput when the producer has a core to itself.
+    pub producer_cpu: Duration,
 }
 
 impl RunStats {
     /// Throughput in messages per second.
     pub fn msgs_per_sec(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Producer CPU time per message, in nanoseconds.
+    pub fn producer_ns_per_msg(&self) -> f64 {
+        self.producer_cpu.as_nanos() as f64 / self.messages.max(1) as f64
     }
 
     /// Messages per unit of group commit (0 when not measured).
@@ -88,6 +99,7 @@ pub fn run_batch_system(w: &Workload) -> RunStats {
 
     let actors = w.actors.max(1) as u64;
     let start = Instant::now();
+    let cpu_start = thread_cpu();
     let mut addr = 0;
     for i in 0..w.messages {
         router.send(addr, i).expect("actor mailbox");
@@ -96,6 +108,7 @@ pub fn run_batch_system(w: &Workload) -> RunStats {
             addr = 0;
         }
     }
+    let producer_cpu = thread_cpu().saturating_sub(cpu_start);
     if w.messages > 0 {
         done_rx
             .recv_timeout(RUN_TIMEOUT)
@@ -107,6 +120,7 @@ pub fn run_batch_system(w: &Workload) -> RunStats {
         messages: w.messages,
         elapsed,
         syncs: rounds.load(Ordering::Acquire),
+        producer_cpu,
     }
 }
 
@@ -178,6 +192,7 @@ pub fn run_tokio_baseline(w: &Workload) -> RunStats {
         });
     }
     let start = Instant::now();
+    let cpu_start = thread_cpu();
     let mut addr = 0;
     for i in 0..w.messages {
         senders[addr].send(i).expect("actor task alive");
@@ -186,6 +201,7 @@ pub fn run_tokio_baseline(w: &Workload) -> RunStats {
             addr = 0;
         }
     }
+    let producer_cpu = thread_cpu().saturating_sub(cpu_start);
     if w.messages > 0 {
         done_rx
             .recv_timeout(RUN_TIMEOUT)
@@ -198,5 +214,6 @@ pub fn run_tokio_baseline(w: &Workload) -> RunStats {
         messages: w.messages,
         elapsed,
         syncs: syncs.load(Ordering::Acquire),
+        producer_cpu,
     }
 }

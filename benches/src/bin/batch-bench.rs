@@ -8,7 +8,10 @@
 //! simulated 5 µs sync per poll round (batch system) or per task wake
 //! (tokio). Then the main comparison, plain delivery (or with `--sync-us`
 //! per round / wake). Prints each run, the median msgs/s of each runtime,
-//! and as its last line `ratio: X.XX` (batch system / baseline) for the
+//! the producer thread's CPU time per message while it sent (what a send
+//! costs the sender: on a machine whose cores are busy with other work,
+//! elapsed-time rates swing by 2x from one run to the next, this much
+//! less), and as its last line `ratio: X.XX` (batch system / baseline) for the
 //! main comparison. `--only` runs one side of the main workload, for
 //! profiling. `--quick` finishes in well under 30 s.
 //!
@@ -105,7 +108,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            println!("rep {rep}: {side} {:.2}M msgs/s", r.msgs_per_sec() / 1e6);
+            println!(
+                "rep {rep}: {side} {:.2}M msgs/s, producer {:.0} ns/msg on CPU",
+                r.msgs_per_sec() / 1e6,
+                r.producer_ns_per_msg()
+            );
         }
         return ExitCode::SUCCESS;
     }
@@ -121,7 +128,7 @@ fn main() -> ExitCode {
             "group commit: {} actors, {} messages, 5 us simulated sync per round (batch) / per task wake (tokio)",
             gc.actors, gc.messages
         );
-        let (b, t) = compare(&gc, args.reps.min(3));
+        let (b, t, _) = compare(&gc, args.reps.min(3));
         println!(
             "group commit: batch-system {:.0} msgs/s, tokio baseline {:.0} msgs/s, ratio {:.2}",
             b,
@@ -141,17 +148,23 @@ fn main() -> ExitCode {
             format!(", {} us simulated sync", w.sync_cost.as_micros())
         }
     );
-    let (b, t) = compare(&w, args.reps);
+    let (b, t, (bp, tp)) = compare(&w, args.reps);
     println!("batch-system: {:.0} msgs/s (median)", b);
     println!("tokio baseline: {:.0} msgs/s (median)", t);
+    println!(
+        "producer CPU per message (median): batch-system {:.0} ns, tokio baseline {:.0} ns",
+        bp, tp
+    );
     println!("ratio: {:.2}", b / t.max(1.0));
     ExitCode::SUCCESS
 }
 
 /// Runs both sides `reps` times, alternating so slow phases of a noisy
-/// machine hit both; returns the median msgs/s of each.
-fn compare(w: &Workload, reps: usize) -> (f64, f64) {
+/// machine hit both; returns the median msgs/s of each, and the median
+/// producer CPU nanoseconds per message of each.
+fn compare(w: &Workload, reps: usize) -> (f64, f64, (f64, f64)) {
     let (mut batch, mut tokio) = (Vec::new(), Vec::new());
+    let (mut batch_cpu, mut tokio_cpu) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         let b = run_batch_system(w);
         let t = run_tokio_baseline(w);
@@ -163,16 +176,24 @@ fn compare(w: &Workload, reps: usize) -> (f64, f64) {
             }
         };
         println!(
-            "  rep {rep}: batch-system {:>7.2}M msgs/s ({:.3} s{}), tokio baseline {:>7.2}M msgs/s ({:.3} s{})",
+            "  rep {rep}: batch-system {:>7.2}M msgs/s ({:.3} s{}, producer {:.0} ns/msg), tokio baseline {:>7.2}M msgs/s ({:.3} s{}, producer {:.0} ns/msg)",
             b.msgs_per_sec() / 1e6,
             b.elapsed.as_secs_f64(),
             per_sync(&b),
+            b.producer_ns_per_msg(),
             t.msgs_per_sec() / 1e6,
             t.elapsed.as_secs_f64(),
-            per_sync(&t)
+            per_sync(&t),
+            t.producer_ns_per_msg()
         );
         batch.push(b.msgs_per_sec());
         tokio.push(t.msgs_per_sec());
+        batch_cpu.push(b.producer_ns_per_msg());
+        tokio_cpu.push(t.producer_ns_per_msg());
     }
-    (median(batch), median(tokio))
+    (
+        median(batch),
+        median(tokio),
+        (median(batch_cpu), median(tokio_cpu)),
+    )
 }
