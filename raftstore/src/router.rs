@@ -3,6 +3,7 @@
 //! clients and the apply system deliver through.
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use batch_system::BatchRouter;
@@ -13,6 +14,7 @@ use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 use protobuf::Message as _;
 
+use crate::leader_check::{self, LeaderChecks};
 use crate::local_reader::LocalReader;
 use crate::memory::{MemoryQuota, COMMAND_OVERHEAD_BYTES};
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
@@ -104,6 +106,11 @@ pub struct RaftRouter<ER: RaftLogEngine> {
     /// The store's memory quota: commands are admitted and charged here,
     /// at the mailbox door.
     pub(crate) memory: Arc<MemoryQuota>,
+    /// The store's leader checks: answers to them are taken here, at
+    /// the door (see [`crate::leader_check`]).
+    pub(crate) checks: Arc<LeaderChecks>,
+    /// This store's id, once it is started (0 before).
+    pub(crate) store_id: Arc<AtomicU64>,
 }
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
@@ -113,6 +120,8 @@ impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
             snap_mgr: self.snap_mgr.clone(),
             local: self.local.clone(),
             memory: self.memory.clone(),
+            checks: self.checks.clone(),
+            store_id: self.store_id.clone(),
         }
     }
 }
@@ -140,8 +149,51 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// The message comes back in `TrySendError::Full` when the mailbox is
     /// full, and in `TrySendError::Disconnected` when the peer (or the
     /// store) is shut down.
+    ///
+    /// A store-level leader check (see [`crate::leader_check`]) goes to the
+    /// store FSM, which answers it; an answer to this store's leader
+    /// checks is taken here: recorded in the regions' cells, and each
+    /// region whose leader waits for it is woken. A malformed one is
+    /// dropped (and counted in [`LeaderChecks::stats`]).
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
+        if leader_check::is_leader_check(&msg) {
+            return self.on_leader_check(msg);
+        }
         store_fsm::send_raft_message(&self.router, &self.memory, msg)
+    }
+
+    fn on_leader_check(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
+        let store_id = self.store_id.load(Ordering::Relaxed);
+        if msg.get_extra() == kvproto_lite::raft_serverpb::ExtraMessageType::LeaderCheckRequest {
+            if leader_check::validate_request(&msg, store_id).is_err() {
+                self.checks.count_malformed();
+                return Ok(());
+            }
+            return match self.send_control(StoreMsg::LeaderCheck(Box::new(msg))) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(m)) => Err(TrySendError::Full(unwrap_store_message(m))),
+                Err(TrySendError::Disconnected(m)) => {
+                    Err(TrySendError::Disconnected(unwrap_store_message(m)))
+                }
+            };
+        }
+        let Ok(resp) = leader_check::validate_response(&msg, store_id) else {
+            self.checks.count_malformed();
+            return Ok(());
+        };
+        let from_store = msg.get_from_peer().get_store_id();
+        self.checks.on_response(from_store, resp, |region_id| {
+            // Like apply results, never refused for capacity: the answer
+            // is small and the read batch waits for it.
+            let _ = self.force_send(region_id, PeerMsg::LeaderChecked);
+        });
+        Ok(())
+    }
+
+    /// The store's leader checks (counters of the ReadIndex confirmations
+    /// batched per store pair, see [`crate::leader_check`]).
+    pub fn leader_checks(&self) -> &Arc<LeaderChecks> {
+        &self.checks
     }
 
     /// Sends a client command to its region's peer (named by the request
@@ -230,6 +282,14 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
         self.broadcast_normal(|| {
             PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id })
         });
+    }
+}
+
+// The router gives back exactly the leader check it was handed.
+fn unwrap_store_message(m: StoreMsg) -> RaftMessage {
+    match m {
+        StoreMsg::LeaderCheck(m) => *m,
+        other => unreachable!("router returned a different message: {other:?}"),
     }
 }
 

@@ -129,6 +129,7 @@ impl StoreFsm {
                     }
                 }
             }
+            StoreMsg::LeaderCheck(m) => answer_leader_check(ctx, &m),
             StoreMsg::Start => {}
             StoreMsg::PeerDestroyed { region_id } => {
                 // Crash tests stop here: the tombstone is durable, the log
@@ -141,6 +142,31 @@ impl StoreFsm {
                 }
             }
         }
+    }
+}
+
+/// Answers another store's leader check from the cells of this store's
+/// peers (no peer FSM is involved); the answer leaves with the round's
+/// messages. A check that fails validation is dropped and counted.
+fn answer_leader_check<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
+    ctx: &mut PollContext<EK, ER, T>,
+    msg: &RaftMessage,
+) {
+    let checks = ctx.store_meta.leader_checks.clone();
+    let check = match crate::leader_check::validate_request(msg, ctx.store_id) {
+        Ok(check) => check,
+        Err(e) => {
+            checks.count_malformed();
+            warn!(ctx.logger, "drop invalid leader check"; "reason" => %e,
+                "from_store_id" => msg.get_from_peer().get_store_id());
+            return;
+        }
+    };
+    let resp = checks.answer(check);
+    let from_store = msg.get_from_peer().get_store_id();
+    let out = crate::leader_check::response_message(ctx.store_id, from_store, resp);
+    if let Err(e) = ctx.transport.send(out) {
+        debug!(ctx.logger, "leader check answer not sent"; "to_store_id" => from_store, "err" => %e);
     }
 }
 
@@ -429,6 +455,9 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     ctx.apply_router
         .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
     ctx.store_meta.remove(region_id);
+    ctx.store_meta
+        .leader_checks
+        .unregister(region_id, fsm.peer.meta().get_id());
     ctx.stats.remove_region(region_id);
     ctx.stats.peers_destroyed.fetch_add(1, Ordering::Relaxed);
     if fsm.peer.is_initialized() {
@@ -491,6 +520,9 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
         apply_state.clone(),
         logger,
     )?;
+    store_meta
+        .leader_checks
+        .register(region_id, peer.leader_check_cell().clone());
     let (tx, fsm) = PeerFsm::new(cfg, peer);
     if initialized {
         let reg = apply::Registration {

@@ -150,11 +150,14 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         stats.snapshots.clone(),
         reporter,
     ));
+    let leader_checks = Arc::new(crate::leader_check::LeaderChecks::default());
     let raft_router = RaftRouter {
         router,
         snap_mgr,
         local: Arc::default(),
         memory: stats.memory.clone(),
+        checks: leader_checks.clone(),
+        store_id: Arc::default(),
     };
     let system = RaftBatchSystem {
         system,
@@ -162,7 +165,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         apply_system,
         router: raft_router.clone(),
         cfg: cfg.clone(),
-        store_meta: Arc::new(StoreMeta::default()),
+        store_meta: Arc::new(StoreMeta::with_leader_checks(leader_checks)),
         stats,
         awake: Arc::new(AwakeRegions::new()),
         ranges: Arc::default(),
@@ -192,6 +195,12 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// The store's lease-read fast path (counters of what it served).
     pub fn local_reader(&self) -> Arc<crate::LocalReader> {
         self.router.local.clone()
+    }
+
+    /// The store's leader checks (counters of the ReadIndex confirmations
+    /// batched per store pair, see [`crate::leader_check`]).
+    pub fn leader_checks(&self) -> Arc<crate::LeaderChecks> {
+        self.router.checks.clone()
     }
 
     /// The router of this store's peers.
@@ -370,6 +379,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         let kv = engines.kv.clone();
         self.router.local.set_kv(Arc::new(kv));
         self.router.local.start_read_ids();
+        self.router
+            .store_id
+            .store(store_id, std::sync::atomic::Ordering::Relaxed);
         let count = self.load_peers(store_id, &cfg, engines, &logger)?;
         self.apply_system.set_region_ranges(self.ranges.clone());
         info!(logger, "loaded regions"; "count" => count);

@@ -59,8 +59,17 @@ pub(super) struct ReadBatch {
     sent: bool,
     /// Clock time `read_index` was called: the lease start if confirmed.
     sent_at: Duration,
-    /// Ticks since the batch was created.
+    /// Ticks since the batch was created (or fell back to raft's read
+    /// index).
     age: usize,
+    /// May be confirmed by a leader check (see [`crate::leader_check`])
+    /// instead of raft's read index: a leader batch with no lease read in
+    /// it (only raft's read index renews the lease) that did not fall back
+    /// already.
+    checkable: bool,
+    /// While a leader check confirms the batch: `(check id, read index)`,
+    /// the read index being the commit index when the check was asked.
+    check: Option<(u64, u64)>,
     reads: Vec<RaftCommand>,
 }
 
@@ -71,6 +80,9 @@ pub(super) struct PendingReads {
     round: Vec<RaftCommand>,
     round_follower: Vec<RaftCommand>,
     batches: VecDeque<ReadBatch>,
+    /// The last check id this region joined (it joins a round's check
+    /// once).
+    last_check: u64,
 }
 
 impl PendingReads {
@@ -155,6 +167,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     sent: true,
                     sent_at: now,
                     age: 0,
+                    checkable: false,
+                    check: None,
                     reads: vec![cmd],
                 }),
             }
@@ -187,6 +201,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
             if list.is_empty() {
                 continue;
             }
+            let checkable = !follower
+                && ctx.cfg.read_index_leader_check
+                && !list.iter().any(|c| {
+                    crate::local_reader::fast_read_mode(&c.request) == Some(ReadMode::Lease)
+                });
             reads.batches.push_back(ReadBatch {
                 id: ctx.local_reader.next_read_id(),
                 follower,
@@ -194,10 +213,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 sent: false,
                 sent_at: now,
                 age: 0,
+                checkable,
+                check: None,
                 reads: list,
             });
         }
-        self.send_read_indexes(now);
+        self.send_read_indexes(ctx, now);
         self.serve_reads(ctx);
     }
 
@@ -235,14 +256,29 @@ impl<ER: RaftLogEngine> Peer<ER> {
             sent: false,
             sent_at: now,
             age: 0,
+            checkable: false,
+            check: None,
             reads: Vec::new(),
         });
-        self.send_read_indexes(now);
+        self.send_read_indexes(ctx, now);
     }
 
-    /// Calls raft's `read_index` for every batch not sent yet, when raft
-    /// can take it.
-    fn send_read_indexes(&mut self, now: Duration) {
+    /// Sends every batch not sent yet: a checkable batch joins this
+    /// round's leader check when the region may use one
+    /// ([`Peer::leader_check_voters`]); the others go to raft's
+    /// `read_index` when raft can take them.
+    fn send_read_indexes<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, now: Duration)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if self
+            .reads
+            .as_ref()
+            .is_some_and(|r| r.batches.iter().any(|b| !b.sent && b.checkable))
+        {
+            self.send_leader_checks(ctx, now);
+        }
         let is_leader = self.is_leader();
         let raft = &self.raft_group.raft;
         let leader_ready =
@@ -268,6 +304,166 @@ impl<ER: RaftLogEngine> Peer<ER> {
         for id in to_send {
             self.raft_group.read_index(read_context(me, id));
         }
+    }
+
+    /// The voters a leader check of this region asks, `(peer id, store
+    /// id)` of each voter but this peer, when the region may use one now:
+    /// an awake leader with an entry of its term committed (raft-rs's own
+    /// condition for a read index), no leadership transfer, no
+    /// configuration change pending, not in a joint configuration, more
+    /// than one voter, and every other voter on another, known store.
+    /// `None` means: use raft's read index.
+    fn leader_check_voters<EK, T>(&self, ctx: &PollContext<EK, ER, T>) -> Option<Vec<(u64, u64)>>
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let raft = &self.raft_group.raft;
+        if !ctx.cfg.read_index_leader_check
+            || !self.is_leader()
+            || self.is_asleep()
+            || raft.raft_log.term(raft.raft_log.committed).ok() != Some(raft.term)
+            || raft.lead_transferee.is_some()
+            || raft.has_pending_conf()
+            || apply::membership::is_joint(self.region())
+        {
+            return None;
+        }
+        let me = self.meta.get_id();
+        let voters = raft.prs().conf().voters();
+        let mut out = Vec::with_capacity(voters.ids().len());
+        for id in voters.ids().iter() {
+            if id == me {
+                continue;
+            }
+            let store = self.find_peer(id)?.get_store_id();
+            if store == 0 || store == ctx.store_id {
+                return None;
+            }
+            out.push((id, store));
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Puts the batches not sent yet that may be confirmed by a leader
+    /// check into this round's check: each records the commit index now as
+    /// its read index, and the region joins the round's check to every
+    /// other voter's store (once per round).
+    fn send_leader_checks<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, now: Duration)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Some(voters) = self.leader_check_voters(ctx) else {
+            return;
+        };
+        let checks = ctx.store_meta.leader_checks.clone();
+        let id = ctx.round_checks.id(&checks);
+        let committed = self.raft_group.raft.raft_log.committed;
+        let (region_id, term, me) = (self.region_id, self.term(), self.meta.get_id());
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        for b in reads.batches.iter_mut().filter(|b| !b.sent && b.checkable) {
+            b.sent = true;
+            b.sent_at = now;
+            b.check = Some((id, committed));
+            checks.count_batch_sent();
+        }
+        if reads.last_check != id {
+            reads.last_check = id;
+            for (peer_id, store_id) in voters {
+                ctx.round_checks.add(store_id, region_id, term, me, peer_id);
+            }
+            // Before the check leaves: its answers wake this peer.
+            self.check_cell.set_waiting(true);
+        }
+    }
+
+    /// Answers to this peer's leader checks arrived (or a tick passed):
+    /// every batch whose check a quorum of voters confirmed (a check with
+    /// the batch's id or a later one, in this term, this peer counting as
+    /// a yes) gets its read index and is served once applied; a batch
+    /// whose check can no longer reach a quorum falls back to raft's read
+    /// index.
+    pub(crate) fn on_leader_checked<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let waiting = self
+            .reads
+            .as_ref()
+            .is_some_and(|r| r.batches.iter().any(|b| b.check.is_some()));
+        if !waiting {
+            self.check_cell.set_waiting(false);
+            return;
+        }
+        if !self.is_leader() {
+            // `check_reads_after_role_change` answers them.
+            return;
+        }
+        let raft = &self.raft_group.raft;
+        // A configuration that changed since the check was asked: the
+        // answers may not be of a quorum of the right voters any more.
+        let unusual = raft.has_pending_conf() || apply::membership::is_joint(self.region());
+        let mut acks = Vec::new();
+        self.check_cell.acks(raft.term, &mut acks);
+        let me = self.meta.get_id();
+        let voters: Vec<(u64, u64)> = raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .map(|id| {
+                let store = if id == me {
+                    0
+                } else {
+                    self.find_peer(id).map_or(0, |p| p.get_store_id())
+                };
+                (id, store)
+            })
+            .collect();
+        let checks = ctx.store_meta.leader_checks.clone();
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let mut fell_back = false;
+        for b in reads.batches.iter_mut() {
+            let Some((id, read_index)) = b.check else {
+                continue;
+            };
+            let verdict = if unusual {
+                Some(false)
+            } else {
+                check_verdict(raft.prs(), me, &voters, &acks, id)
+            };
+            match verdict {
+                Some(true) => {
+                    b.index = Some(read_index);
+                    b.check = None;
+                    checks.count_batch_confirmed();
+                }
+                Some(false) => {
+                    b.check = None;
+                    b.checkable = false;
+                    b.sent = false;
+                    b.age = 0;
+                    fell_back = true;
+                    checks.count_batch_refused();
+                }
+                None => {}
+            }
+        }
+        if !reads.batches.iter().any(|b| b.check.is_some()) {
+            self.check_cell.set_waiting(false);
+        }
+        if fell_back {
+            let now = ctx.local_reader.now();
+            self.send_read_indexes(ctx, now);
+        }
+        self.serve_reads(ctx);
     }
 
     /// Takes the read states of a Ready: each gives its batch a read index;
@@ -351,8 +547,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
     /// On a tick: re-sends batches raft could not take yet, and answers
     /// batches that waited two election timeouts (their request or answer
     /// was lost) with NotLeader, a retryable refusal.
-    pub(super) fn tick_reads(&mut self, now: Duration, election_ticks: usize) {
-        self.send_read_indexes(now);
+    ///
+    /// A batch waiting for a leader check longer than an election timeout
+    /// (the check or its answers were lost, a store is down) falls back
+    /// to raft's read index.
+    pub(super) fn tick_reads<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, now: Duration)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let election_ticks = ctx.cfg.raft_election_timeout_ticks;
+        if let Some(reads) = self.reads.as_mut() {
+            for b in reads.batches.iter_mut() {
+                if b.check.is_some() && b.age >= election_ticks {
+                    b.check = None;
+                    b.checkable = false;
+                    b.sent = false;
+                    b.age = 0;
+                    ctx.store_meta.leader_checks.count_batch_timed_out();
+                }
+            }
+        }
+        self.send_read_indexes(ctx, now);
         let hint = self.leader_hint();
         let (region_id, term) = (self.region_id, self.term());
         let Some(reads) = self.reads.as_mut() else {
@@ -466,6 +682,47 @@ fn read_id_of(peer_id: u64, ctx: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+/// Whether a quorum of voters confirmed check `id` (`Some(true)`), can no
+/// longer (`Some(false)`: too many refused it), or may still
+/// (`None`). `voters` are `(peer id, store id)`, this peer `me` a yes;
+/// `acks` the answers of each store in the leader's term: a store
+/// confirming a check numbered `id` or later confirms this one (it was
+/// asked after this batch's reads arrived), and refusing one numbered `id`
+/// or later refuses it. raft's own quorum rule decides (both halves of a
+/// joint configuration).
+fn check_verdict(
+    prs: &raft::ProgressTracker,
+    me: u64,
+    voters: &[(u64, u64)],
+    acks: &[crate::leader_check::StoreAck],
+    id: u64,
+) -> Option<bool> {
+    let mut yes = Vec::with_capacity(voters.len());
+    let mut maybe = Vec::with_capacity(voters.len());
+    for &(peer, store) in voters {
+        let ack = acks.iter().find(|a| a.store_id == store && store != 0);
+        let (confirmed, refused) = match ack {
+            _ if peer == me => (true, false),
+            Some(a) if a.confirmed >= id => (true, false),
+            Some(a) if a.refused >= id => (false, true),
+            _ => (false, false),
+        };
+        if confirmed {
+            yes.push(peer);
+        }
+        if !refused {
+            maybe.push(peer);
+        }
+    }
+    if prs.has_quorum(&yes.into_iter().collect()) {
+        Some(true)
+    } else if !prs.has_quorum(&maybe.into_iter().collect()) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 fn fail_batch(b: ReadBatch, err: kvproto_lite::errorpb::Error, term: u64) {
