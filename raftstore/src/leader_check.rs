@@ -575,3 +575,258 @@ pub fn validate_response(
     }
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Store 2's cells: region 1's peer 12 at term 5 following peer 11.
+    fn follower_store() -> LeaderChecks {
+        let checks = LeaderChecks::default();
+        let cell = Arc::new(LeaderCheckCell::new(12, 4));
+        cell.publish(5, 11);
+        checks.register(1, cell);
+        checks
+    }
+
+    fn region(region_id: u64, term: u64, leader: u64, peer: u64) -> LeaderCheckRegion {
+        let mut r = LeaderCheckRegion::default();
+        r.set_region_id(region_id);
+        r.set_term(term);
+        r.set_leader_peer_id(leader);
+        r.set_peer_id(peer);
+        r
+    }
+
+    fn request(from: u64, to: u64, regions: Vec<LeaderCheckRegion>) -> RaftMessage {
+        let mut rc = RoundChecks::default();
+        let checks = LeaderChecks::default();
+        rc.id(&checks);
+        for r in regions {
+            rc.add(
+                to,
+                r.get_region_id(),
+                r.get_term(),
+                r.get_leader_peer_id(),
+                r.get_peer_id(),
+            );
+        }
+        rc.take_messages(from, &checks).pop().unwrap()
+    }
+
+    fn answers(resp: &LeaderCheckResponse) -> Vec<bool> {
+        resp.get_answers().iter().map(|a| a.get_confirmed()).collect()
+    }
+
+    #[test]
+    fn a_follower_confirms_only_its_exact_term_and_leader() {
+        let checks = follower_store();
+        let msg = request(
+            1,
+            2,
+            vec![
+                region(1, 5, 11, 12),
+                region(1, 4, 11, 12),
+                region(1, 6, 11, 12),
+                region(1, 5, 13, 12),
+                region(1, 5, 11, 14),
+                region(9, 5, 11, 12),
+            ],
+        );
+        let check = validate_request(&msg, 2).unwrap();
+        let resp = checks.answer(check);
+        assert_eq!(resp.get_id(), check.get_id());
+        assert_eq!(answers(&resp), [true, false, false, false, false, false]);
+        let stats = checks.stats();
+        assert_eq!((stats.answered_yes, stats.answered_no), (1, 5));
+    }
+
+    #[test]
+    fn a_follower_that_moved_to_a_higher_term_answers_no() {
+        let checks = follower_store();
+        let msg = request(1, 2, vec![region(1, 5, 11, 12)]);
+        let check = validate_request(&msg, 2).unwrap();
+        assert_eq!(answers(&checks.answer(check)), [true]);
+        // The peer campaigns (or votes) in term 6: published before its
+        // first message of term 6 leaves.
+        checks.read()[&1].publish(6, 0);
+        assert_eq!(answers(&checks.answer(check)), [false]);
+        // A late publish of the old term never takes the cell back.
+        checks.read()[&1].publish(5, 11);
+        assert_eq!(answers(&checks.answer(check)), [false]);
+    }
+
+    #[test]
+    fn a_destroyed_peer_answers_no_and_a_recreated_one_keeps_its_cell() {
+        let checks = follower_store();
+        let msg = request(1, 2, vec![region(1, 5, 11, 12)]);
+        let check = validate_request(&msg, 2).unwrap();
+        // Another peer id of the region cannot remove the current cell.
+        checks.unregister(1, 99);
+        assert_eq!(answers(&checks.answer(check)), [true]);
+        checks.unregister(1, 12);
+        assert_eq!(answers(&checks.answer(check)), [false]);
+    }
+
+    #[test]
+    fn answers_are_recorded_per_store_and_term_and_wake_a_waiting_peer() {
+        let leader = LeaderChecks::default();
+        let cell = Arc::new(LeaderCheckCell::new(11, 5));
+        leader.register(1, cell.clone());
+        let answer = |id: u64, term: u64, confirmed: bool| {
+            let mut a = LeaderCheckAnswer::default();
+            a.set_region_id(1);
+            a.set_term(term);
+            a.set_confirmed(confirmed);
+            let mut resp = LeaderCheckResponse::default();
+            resp.set_id(id);
+            resp.set_answers(vec![a].into());
+            resp
+        };
+        let mut woken = Vec::new();
+        leader.on_response(2, &answer(3, 5, true), |r| woken.push(r));
+        assert!(woken.is_empty(), "the peer does not wait");
+        cell.set_waiting(true);
+        leader.on_response(2, &answer(2, 5, true), |r| woken.push(r));
+        leader.on_response(3, &answer(4, 5, false), |r| woken.push(r));
+        assert_eq!(woken, [1, 1]);
+        let mut acks = Vec::new();
+        cell.acks(5, &mut acks);
+        assert_eq!(
+            acks,
+            [
+                StoreAck {
+                    store_id: 2,
+                    term: 5,
+                    confirmed: 3,
+                    refused: 0
+                },
+                StoreAck {
+                    store_id: 3,
+                    term: 5,
+                    confirmed: 0,
+                    refused: 4
+                }
+            ]
+        );
+        // A newer term replaces a store's answers; an older one is ignored.
+        leader.on_response(2, &answer(7, 6, true), |_| {});
+        leader.on_response(2, &answer(8, 5, true), |_| {});
+        cell.acks(5, &mut acks);
+        assert_eq!(acks.len(), 1);
+        cell.acks(6, &mut acks);
+        assert_eq!(acks[0].confirmed, 7);
+        // Answers about a region this store has no cell for are ignored.
+        let mut other = answer(9, 5, true);
+        other.mut_answers()[0].set_region_id(42);
+        leader.on_response(2, &other, |r| panic!("woke region {r}"));
+    }
+
+    #[test]
+    fn a_round_sends_one_check_per_store_and_numbers_rounds_in_order() {
+        let checks = LeaderChecks::default();
+        let mut rc = RoundChecks::default();
+        assert!(rc.take_messages(1, &checks).is_empty());
+        let id = rc.id(&checks);
+        assert_eq!(rc.id(&checks), id, "one id per round");
+        rc.add(2, 1, 5, 11, 12);
+        rc.add(3, 1, 5, 11, 13);
+        rc.add(2, 7, 3, 71, 72);
+        let msgs = rc.take_messages(1, &checks);
+        assert_eq!(msgs.len(), 2);
+        for m in &msgs {
+            let to = m.get_to_peer().get_store_id();
+            let check = validate_request(m, to).unwrap();
+            assert_eq!(check.get_id(), id);
+            assert_eq!(check.get_regions().len(), if to == 2 { 2 } else { 1 });
+        }
+        assert!(rc.id(&checks) > id);
+        assert_eq!(checks.stats().messages_sent, 2);
+    }
+
+    #[test]
+    fn malformed_checks_are_refused_with_an_error() {
+        let good = request(1, 2, vec![region(1, 5, 11, 12)]);
+        assert!(validate_request(&good, 2).is_ok());
+        assert_eq!(validate_request(&good, 3), Err(CheckError::Stores));
+        assert_eq!(validate_response(&good, 2).err(), Some(CheckError::Body));
+        let broken = |f: &dyn Fn(&mut RaftMessage)| {
+            let mut m = good.clone();
+            f(&mut m);
+            validate_request(&m, 0).err()
+        };
+        assert_eq!(broken(&|m| m.set_region_id(1)), Some(CheckError::Envelope));
+        assert_eq!(
+            broken(&|m| m.mut_from_peer().set_id(5)),
+            Some(CheckError::Envelope)
+        );
+        assert_eq!(
+            broken(&|m| m.mut_message().set_term(1)),
+            Some(CheckError::Envelope)
+        );
+        assert_eq!(
+            broken(&|m| m.set_start_key(b"k".to_vec())),
+            Some(CheckError::Envelope)
+        );
+        assert_eq!(
+            broken(&|m| m.mut_from_peer().set_store_id(0)),
+            Some(CheckError::Stores)
+        );
+        assert_eq!(
+            broken(&|m| m.mut_from_peer().set_store_id(2)),
+            Some(CheckError::Stores)
+        );
+        assert_eq!(broken(&|m| m.clear_leader_check()), Some(CheckError::Body));
+        assert_eq!(
+            broken(&|m| m.set_leader_check_response(LeaderCheckResponse::default())),
+            Some(CheckError::Body)
+        );
+        assert_eq!(
+            broken(&|m| m.mut_leader_check().set_id(0)),
+            Some(CheckError::ZeroId)
+        );
+        for field in 0..5 {
+            let bad = broken(&|m| {
+                let r = &mut m.mut_leader_check().mut_regions()[0];
+                match field {
+                    0 => r.set_region_id(0),
+                    1 => r.set_term(0),
+                    2 => r.set_leader_peer_id(0),
+                    3 => r.set_peer_id(0),
+                    _ => r.set_peer_id(r.get_leader_peer_id()),
+                }
+            });
+            assert_eq!(bad, Some(CheckError::Region), "field {field}");
+        }
+
+        let checks = follower_store();
+        let resp = response_message(
+            2,
+            1,
+            checks.answer(validate_request(&good, 2).unwrap()),
+        );
+        assert!(validate_response(&resp, 1).is_ok());
+        assert_eq!(validate_request(&resp, 1).err(), Some(CheckError::Body));
+        let broken = |f: &dyn Fn(&mut RaftMessage)| {
+            let mut m = resp.clone();
+            f(&mut m);
+            validate_response(&m, 1).err()
+        };
+        assert_eq!(
+            broken(&|m| m.mut_leader_check_response().set_id(0)),
+            Some(CheckError::ZeroId)
+        );
+        assert_eq!(
+            broken(&|m| m.mut_leader_check_response().mut_answers()[0].set_term(0)),
+            Some(CheckError::Region)
+        );
+        assert_eq!(
+            broken(&|m| m.mut_leader_check_response().mut_answers()[0].set_region_id(0)),
+            Some(CheckError::Region)
+        );
+        assert_eq!(
+            broken(&|m| m.set_extra(ExtraMessageType::WakeUp)),
+            Some(CheckError::Body)
+        );
+    }
+}
