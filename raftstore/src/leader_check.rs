@@ -255,10 +255,10 @@ impl LeaderCheckCell {
         s.waiting
     }
 
-    /// The answers of every store in `term`.
-    pub(crate) fn acks(&self, term: u64, out: &mut Vec<StoreAck>) {
-        out.clear();
-        out.extend(self.lock().acks.iter().filter(|a| a.term == term).copied());
+    /// Calls `f` with the answers of every store (of any term; an entry's
+    /// `term` says which), under the cell's lock.
+    pub(crate) fn with_acks<R>(&self, f: impl FnOnce(&[StoreAck]) -> R) -> R {
+        f(&self.lock().acks)
     }
 }
 
@@ -615,7 +615,10 @@ mod tests {
     }
 
     fn answers(resp: &LeaderCheckResponse) -> Vec<bool> {
-        resp.get_answers().iter().map(|a| a.get_confirmed()).collect()
+        resp.get_answers()
+            .iter()
+            .map(|a| a.get_confirmed())
+            .collect()
     }
 
     #[test]
@@ -690,10 +693,11 @@ mod tests {
         leader.on_response(2, &answer(2, 5, true), |r| woken.push(r));
         leader.on_response(3, &answer(4, 5, false), |r| woken.push(r));
         assert_eq!(woken, [1, 1]);
-        let mut acks = Vec::new();
-        cell.acks(5, &mut acks);
+        let acks = |term: u64| -> Vec<StoreAck> {
+            cell.with_acks(|a| a.iter().filter(|a| a.term == term).copied().collect())
+        };
         assert_eq!(
-            acks,
+            acks(5),
             [
                 StoreAck {
                     store_id: 2,
@@ -712,10 +716,8 @@ mod tests {
         // A newer term replaces a store's answers; an older one is ignored.
         leader.on_response(2, &answer(7, 6, true), |_| {});
         leader.on_response(2, &answer(8, 5, true), |_| {});
-        cell.acks(5, &mut acks);
-        assert_eq!(acks.len(), 1);
-        cell.acks(6, &mut acks);
-        assert_eq!(acks[0].confirmed, 7);
+        assert_eq!(acks(5).len(), 1);
+        assert_eq!(acks(6)[0].confirmed, 7);
         // Answers about a region this store has no cell for are ignored.
         let mut other = answer(9, 5, true);
         other.mut_answers()[0].set_region_id(42);
@@ -800,11 +802,7 @@ mod tests {
         }
 
         let checks = follower_store();
-        let resp = response_message(
-            2,
-            1,
-            checks.answer(validate_request(&good, 2).unwrap()),
-        );
+        let resp = response_message(2, 1, checks.answer(validate_request(&good, 2).unwrap()));
         assert!(validate_response(&resp, 1).is_ok());
         assert_eq!(validate_request(&resp, 1).err(), Some(CheckError::Body));
         let broken = |f: &dyn Fn(&mut RaftMessage)| {

@@ -45,6 +45,7 @@ use super::Peer;
 use crate::context::PollContext;
 use crate::local_reader::{read_from_engine, LeaseCell};
 use crate::msg::{Callback, RaftCommand};
+use crate::raft_compat;
 use crate::transport::Transport;
 
 /// Reads waiting for one raft read index.
@@ -407,55 +408,54 @@ impl<ER: RaftLogEngine> Peer<ER> {
         // A configuration that changed since the check was asked: the
         // answers may not be of a quorum of the right voters any more.
         let unusual = raft.has_pending_conf() || apply::membership::is_joint(self.region());
-        let mut acks = Vec::new();
-        self.check_cell.acks(raft.term, &mut acks);
         let me = self.meta.get_id();
-        let voters: Vec<(u64, u64)> = raft
-            .prs()
-            .conf()
-            .voters()
-            .ids()
-            .iter()
-            .map(|id| {
-                let store = if id == me {
-                    0
-                } else {
-                    self.find_peer(id).map_or(0, |p| p.get_store_id())
-                };
-                (id, store)
-            })
-            .collect();
-        let checks = ctx.store_meta.leader_checks.clone();
+        let region = self.raft_group.store().region();
+        let checks = &ctx.store_meta.leader_checks;
         let Some(reads) = self.reads.as_mut() else {
             return;
         };
         let mut fell_back = false;
-        for b in reads.batches.iter_mut() {
-            let Some((id, read_index)) = b.check else {
-                continue;
-            };
-            let verdict = if unusual {
-                Some(false)
-            } else {
-                check_verdict(raft.prs(), me, &voters, &acks, id)
-            };
-            match verdict {
-                Some(true) => {
-                    b.index = Some(read_index);
-                    b.check = None;
-                    checks.count_batch_confirmed();
+        self.check_cell.with_acks(|acks| {
+            for b in reads.batches.iter_mut() {
+                let Some((id, read_index)) = b.check else {
+                    continue;
+                };
+                let verdict = if unusual {
+                    Some(false)
+                } else {
+                    raft_compat::quorum_verdict(raft, |voter| {
+                        if voter == me {
+                            return Some(true);
+                        }
+                        let store = region
+                            .get_peers()
+                            .iter()
+                            .find(|p| p.get_id() == voter)?
+                            .get_store_id();
+                        let ack = acks
+                            .iter()
+                            .find(|a| a.store_id == store && a.term == raft.term)?;
+                        check_answer(ack, id)
+                    })
+                };
+                match verdict {
+                    Some(true) => {
+                        b.index = Some(read_index);
+                        b.check = None;
+                        checks.count_batch_confirmed();
+                    }
+                    Some(false) => {
+                        b.check = None;
+                        b.checkable = false;
+                        b.sent = false;
+                        b.age = 0;
+                        fell_back = true;
+                        checks.count_batch_refused();
+                    }
+                    None => {}
                 }
-                Some(false) => {
-                    b.check = None;
-                    b.checkable = false;
-                    b.sent = false;
-                    b.age = 0;
-                    fell_back = true;
-                    checks.count_batch_refused();
-                }
-                None => {}
             }
-        }
+        });
         if !reads.batches.iter().any(|b| b.check.is_some()) {
             self.check_cell.set_waiting(false);
         }
@@ -510,8 +510,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         let applied = self.raft_group.raft.raft_log.applied;
         let term = self.term();
-        let version = self.region().get_region_epoch().get_version();
-        let region = self.region().clone();
+        let region = self.raft_group.store().region();
+        let version = region.get_region_epoch().get_version();
         let Some(reads) = self.reads.as_mut() else {
             return;
         };
@@ -684,41 +684,14 @@ fn read_id_of(peer_id: u64, ctx: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(id.try_into().ok()?))
 }
 
-/// Whether a quorum of voters confirmed check `id` (`Some(true)`), can no
-/// longer (`Some(false)`: too many refused it), or may still
-/// (`None`). `voters` are `(peer id, store id)`, this peer `me` a yes;
-/// `acks` the answers of each store in the leader's term: a store
-/// confirming a check numbered `id` or later confirms this one (it was
-/// asked after this batch's reads arrived), and refusing one numbered `id`
-/// or later refuses it. raft's own quorum rule decides (both halves of a
-/// joint configuration).
-fn check_verdict(
-    prs: &raft::ProgressTracker,
-    me: u64,
-    voters: &[(u64, u64)],
-    acks: &[crate::leader_check::StoreAck],
-    id: u64,
-) -> Option<bool> {
-    let mut yes = Vec::with_capacity(voters.len());
-    let mut maybe = Vec::with_capacity(voters.len());
-    for &(peer, store) in voters {
-        let ack = acks.iter().find(|a| a.store_id == store && store != 0);
-        let (confirmed, refused) = match ack {
-            _ if peer == me => (true, false),
-            Some(a) if a.confirmed >= id => (true, false),
-            Some(a) if a.refused >= id => (false, true),
-            _ => (false, false),
-        };
-        if confirmed {
-            yes.push(peer);
-        }
-        if !refused {
-            maybe.push(peer);
-        }
-    }
-    if prs.has_quorum(&yes.into_iter().collect()) {
+/// What a store's answers say about check `id`: a store confirming a
+/// check numbered `id` or later confirms this one (that check was asked
+/// after this batch's reads arrived), refusing one numbered `id` or later
+/// refuses it; `None` while it has said neither.
+fn check_answer(ack: &crate::leader_check::StoreAck, id: u64) -> Option<bool> {
+    if ack.confirmed >= id {
         Some(true)
-    } else if !prs.has_quorum(&maybe.into_iter().collect()) {
+    } else if ack.refused >= id {
         Some(false)
     } else {
         None
