@@ -246,9 +246,6 @@ pub enum StoreMsg {
     RaftMessage(Box<RaftMessage>),
     /// A store tick (store-wide periodic work).
     Tick,
-    /// Another store's leader check (`ExtraMessageType::LeaderCheckRequest`,
-    /// see [`crate::leader_check`]): answered from the peers' cells.
-    LeaderCheck(Box<RaftMessage>),
     /// Start the store FSM.
     Start,
     /// The apply system made region `region_id`'s `Tombstone` state

@@ -4,7 +4,7 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use batch_system::BatchRouter;
 use crossbeam_channel::TrySendError;
@@ -111,7 +111,13 @@ pub struct RaftRouter<ER: RaftLogEngine> {
     pub(crate) checks: Arc<LeaderChecks>,
     /// This store's id, once it is started (0 before).
     pub(crate) store_id: Arc<AtomicU64>,
+    /// Sends the answer to a leader check back through the store's
+    /// transport (set when the store starts).
+    pub(crate) check_replier: Arc<OnceLock<CheckReplier>>,
 }
+
+/// Sends one store-level message and flushes it (a leader check's answer).
+pub(crate) type CheckReplier = Box<dyn Fn(RaftMessage) + Send + Sync>;
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
     fn clone(&self) -> Self {
@@ -122,6 +128,7 @@ impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
             memory: self.memory.clone(),
             checks: self.checks.clone(),
             store_id: self.store_id.clone(),
+            check_replier: self.check_replier.clone(),
         }
     }
 }
@@ -150,11 +157,13 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// full, and in `TrySendError::Disconnected` when the peer (or the
     /// store) is shut down.
     ///
-    /// A store-level leader check (see [`crate::leader_check`]) goes to the
-    /// store FSM, which answers it; an answer to this store's leader
-    /// checks is taken here: recorded in the regions' cells, and each
-    /// region whose leader waits for it is woken. A malformed one is
-    /// dropped (and counted in [`LeaderChecks::stats`]).
+    /// A store-level leader check (see [`crate::leader_check`]) is taken
+    /// here, on the caller's thread, without any FSM: a question is
+    /// answered from the peers' cells and the answer sent back through the
+    /// store's transport at once (a store not started yet answers
+    /// nothing); an answer to this store's own checks is recorded in the
+    /// regions' cells, and each region whose leader waits for it is woken.
+    /// A malformed one is dropped (and counted in [`LeaderChecks::stats`]).
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
         if leader_check::is_leader_check(&msg) {
             return self.on_leader_check(msg);
@@ -165,17 +174,17 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     fn on_leader_check(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
         let store_id = self.store_id.load(Ordering::Relaxed);
         if msg.get_extra() == kvproto_lite::raft_serverpb::ExtraMessageType::LeaderCheckRequest {
-            if leader_check::validate_request(&msg, store_id).is_err() {
+            let Ok(check) = leader_check::validate_request(&msg, store_id) else {
                 self.checks.count_malformed();
                 return Ok(());
-            }
-            return match self.send_control(StoreMsg::LeaderCheck(Box::new(msg))) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(m)) => Err(TrySendError::Full(unwrap_store_message(m))),
-                Err(TrySendError::Disconnected(m)) => {
-                    Err(TrySendError::Disconnected(unwrap_store_message(m)))
-                }
             };
+            let Some(reply) = self.check_replier.get() else {
+                return Ok(());
+            };
+            let resp = self.checks.answer(check);
+            let from_store = msg.get_from_peer().get_store_id();
+            reply(leader_check::response_message(store_id, from_store, resp));
+            return Ok(());
         }
         let Ok(resp) = leader_check::validate_response(&msg, store_id) else {
             self.checks.count_malformed();
@@ -282,14 +291,6 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
         self.broadcast_normal(|| {
             PeerMsg::SignificantMsg(SignificantMsg::StoreReachable { store_id })
         });
-    }
-}
-
-// The router gives back exactly the leader check it was handed.
-fn unwrap_store_message(m: StoreMsg) -> RaftMessage {
-    match m {
-        StoreMsg::LeaderCheck(m) => *m,
-        other => unreachable!("router returned a different message: {other:?}"),
     }
 }
 

@@ -129,7 +129,6 @@ impl StoreFsm {
                     }
                 }
             }
-            StoreMsg::LeaderCheck(m) => answer_leader_check(ctx, &m),
             StoreMsg::Start => {}
             StoreMsg::PeerDestroyed { region_id } => {
                 // Crash tests stop here: the tombstone is durable, the log
@@ -142,31 +141,6 @@ impl StoreFsm {
                 }
             }
         }
-    }
-}
-
-/// Answers another store's leader check from the cells of this store's
-/// peers (no peer FSM is involved); the answer leaves with the round's
-/// messages. A check that fails validation is dropped and counted.
-fn answer_leader_check<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
-    ctx: &mut PollContext<EK, ER, T>,
-    msg: &RaftMessage,
-) {
-    let checks = ctx.store_meta.leader_checks.clone();
-    let check = match crate::leader_check::validate_request(msg, ctx.store_id) {
-        Ok(check) => check,
-        Err(e) => {
-            checks.count_malformed();
-            warn!(ctx.logger, "drop invalid leader check"; "reason" => %e,
-                "from_store_id" => msg.get_from_peer().get_store_id());
-            return;
-        }
-    };
-    let resp = checks.answer(check);
-    let from_store = msg.get_from_peer().get_store_id();
-    let out = crate::leader_check::response_message(ctx.store_id, from_store, resp);
-    if let Err(e) = ctx.transport.send(out) {
-        debug!(ctx.logger, "leader check answer not sent"; "to_store_id" => from_store, "err" => %e);
     }
 }
 

@@ -158,6 +158,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         memory: stats.memory.clone(),
         checks: leader_checks.clone(),
         store_id: Arc::default(),
+        check_replier: Arc::default(),
     };
     let system = RaftBatchSystem {
         system,
@@ -363,6 +364,18 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// What `spawn` and `spawn_manual` share: refuse a second start,
     /// validate the config, and create a peer for every region of the store
     /// found in the engines.
+    /// Lets the router answer other stores' leader checks through (a clone
+    /// of) `transport`, each answer sent and flushed at once.
+    fn set_check_replier<T: Transport>(&self, transport: &T) {
+        let transport = std::sync::Mutex::new(transport.clone());
+        let _ = self.router.check_replier.set(Box::new(move |msg| {
+            let mut t = transport.lock().unwrap_or_else(|e| e.into_inner());
+            if t.send(msg).is_ok() {
+                t.flush();
+            }
+        }));
+    }
+
     fn prepare(
         &mut self,
         store: &metapb::Store,
@@ -456,6 +469,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             )));
         }
         let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
+        self.set_check_replier(&transport);
         let apply = (0..apply_pollers)
             .map(|_| {
                 self.apply_system
@@ -555,6 +569,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         logger: &Logger,
     ) -> Result<()> {
         let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
+        self.set_check_replier(&transport);
 
         self.apply_system.spawn(
             format!("apply-{store_id}"),

@@ -33,6 +33,11 @@ pub struct MessageFaults {
     /// detect and drop (`raftstore::validate`): 0 in every seed's own
     /// configuration, set by `sim --corrupt P`.
     pub corrupt: f64,
+    /// Probability a store-level leader check or its answer
+    /// (`raftstore::leader_check`) is held back by up to `long_delay_max`
+    /// extra units: an answer that arrives after the term it confirms
+    /// ended, a question answered after the asked peer moved on.
+    pub leader_check_delay: f64,
 }
 
 /// Which timed faults the nemesis may inject.
@@ -167,6 +172,7 @@ impl SimConfig {
                 long_delay: 0.0,
                 long_delay_max: 0,
                 corrupt: 0.0,
+                leader_check_delay: 0.0,
             }
         } else {
             MessageFaults {
@@ -177,6 +183,7 @@ impl SimConfig {
                 long_delay: pick(&mut rng, &[0.0, 0.005, 0.02]),
                 long_delay_max: 400,
                 corrupt: 0.0,
+                leader_check_delay: 0.0,
             }
         };
         let nemesis = NemesisConfig {
@@ -265,6 +272,15 @@ impl SimConfig {
         // leader's lease of 700 ms lasts at most 77 units; a fast follower
         // waits at least 9 ticks of 9 units before it votes).
         store.raft_lease_max_drift_ms = 200;
+        // Drawn last as well: ReadIndex reads confirmed by store-level
+        // leader checks in most seeds (raft's heartbeat round in the
+        // others), and leader checks held back across term changes in a
+        // share of the noisy ones.
+        store.read_index_leader_check = rng.gen_bool(0.8);
+        let mut messages = messages;
+        if !quiet {
+            messages.leader_check_delay = pick(&mut rng, &[0.0, 0.05, 0.3]);
+        }
         SimConfig {
             seed,
             stores: 3,

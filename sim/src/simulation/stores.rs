@@ -598,6 +598,14 @@ impl Simulation {
                 if faulty && f.long_delay > 0.0 && self.rng.gen_bool(f.long_delay) {
                     latency += self.rng.gen_range(1..=f.long_delay_max.max(1));
                 }
+                if faulty
+                    && f.leader_check_delay > 0.0
+                    && raftstore::leader_check::is_leader_check(&msg)
+                    && self.rng.gen_bool(f.leader_check_delay)
+                {
+                    self.stats.leader_checks_delayed += 1;
+                    latency += self.rng.gen_range(1..=f.long_delay_max.max(1));
+                }
                 let msg = Box::new(msg.clone());
                 self.schedule(self.now + latency, Event::Deliver { from, to, msg });
             }
@@ -676,6 +684,14 @@ pub(super) fn add_store_counts(
     let local = system.local_reader();
     stats.lease_reads_local += local.served();
     stats.lease_fallbacks += local.fallbacks();
+    let checks = system.leader_checks().stats();
+    stats.leader_check_batches += checks.batches_sent;
+    stats.leader_check_confirmed += checks.batches_confirmed;
+    stats.leader_check_refused += checks.batches_refused;
+    stats.leader_check_timed_out += checks.batches_timed_out;
+    stats.leader_check_answers_no += checks.answered_no;
+    // No correct store sends a malformed check (the network corrupts none).
+    stats.rejected_messages += checks.malformed;
 }
 
 /// How many ways [`corrupt`] knows.
