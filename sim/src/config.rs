@@ -82,6 +82,12 @@ pub struct NemesisConfig {
     /// leaders compact their logs past lagging (crashed, partitioned)
     /// followers.
     pub snapshot_crashes: bool,
+    /// Cutting the store of a region's leader off from region (raft)
+    /// messages while store-level leader checks still pass
+    /// ([`NetFault::RegionPartition`](crate::network::NetFault)): the
+    /// others elect a new leader, and the old one's checks must be
+    /// refused (only with `store.read_index_leader_check`).
+    pub leader_check_isolation: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -199,6 +205,7 @@ impl SimConfig {
             sleeping_leaders: false,
             membership: false,
             snapshot_crashes: false,
+            leader_check_isolation: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -277,6 +284,7 @@ impl SimConfig {
         // others), and leader checks held back across term changes in a
         // share of the noisy ones.
         store.read_index_leader_check = rng.gen_bool(0.8);
+        nemesis.leader_check_isolation = store.read_index_leader_check && rng.gen_bool(0.5);
         let mut messages = messages;
         if !quiet {
             messages.leader_check_delay = pick(&mut rng, &[0.0, 0.05, 0.3]);

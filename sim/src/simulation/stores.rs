@@ -262,7 +262,7 @@ impl Simulation {
             );
             self.trace(&line);
         }
-        if self.net.blocked(from, to) {
+        if self.net.blocks_message(from, to, &msg) {
             self.stats.messages_lost += 1;
             return;
         }
@@ -576,7 +576,9 @@ impl Simulation {
             }
             let f = self.cfg.messages.clone();
             let faulty = !self.calm;
-            if self.net.blocked(from, to) || (faulty && f.drop > 0.0 && self.rng.gen_bool(f.drop)) {
+            if self.net.blocks_message(from, to, &msg)
+                || (faulty && f.drop > 0.0 && self.rng.gen_bool(f.drop))
+            {
                 self.stats.messages_lost += 1;
                 continue;
             }
