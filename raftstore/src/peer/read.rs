@@ -10,12 +10,20 @@
 //!          applied like any batch
 //!   otherwise -> this round's read batch
 //! handle_ready (once per round)
-//!   round's batch -> one raft read_index(batch id) for all of them
-//!   (a leader that has not committed an entry of its term waits: raft-rs
-//!    drops such requests)
+//!   round's batch, on a leader whose region may use a leader check (no
+//!   lease read in it; see `crate::leader_check`) -> read index = commit
+//!   index now, the region joins the round's check to each other voter's
+//!   store; answers (PeerMsg::LeaderChecked) -> a quorum that confirmed a
+//!   check sent after the batch's reads arrived gives the batch its read
+//!   index; a lost quorum or an election timeout without one -> the batch
+//!   falls back to:
+//!   round's batch otherwise -> one raft read_index(batch id) for all of
+//!   them (a leader that has not committed an entry of its term waits:
+//!   raft-rs drops such requests)
 //!   Ready.read_states -> the batch's read index (the commit index that a
 //!   quorum confirmed the leader still led at); on the leader it renews the
-//!   lease from the moment the request was sent
+//!   lease from the moment the request was sent (a leader check never does:
+//!   it does not reset the followers' election timers)
 //! applied index >= read index -> every read of the batch is served from
 //!   the KV engine (whose applied state covers the read index)
 //! ticks: a batch unanswered for two election timeouts, and a leader's
@@ -28,7 +36,8 @@
 //! ```
 //!
 //! Batching follows TiKV (`peer.rs` read_index: one raft read index per
-//! batch of reads), and the lease follows TiKV's `Lease`: renewed from the
+//! batch of reads), leader checks TiKV's `check_leader` (one question per
+//! store pair for many regions), and the lease follows TiKV's `Lease`: renewed from the
 //! time the confirming request was *sent*, never from when the answer came,
 //! and shorter than the election timeout by a clock-drift bound.
 
