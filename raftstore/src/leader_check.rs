@@ -146,9 +146,10 @@ pub struct LeaderCheckStats {
 struct CellState {
     term: u64,
     leader_id: u64,
-    /// The peer (as a leader) has batches waiting for check answers: an
-    /// answer wakes it.
-    waiting: bool,
+    /// The lowest check id the peer (as a leader) has batches waiting
+    /// for, 0 when none: an answer to that check or a later one wakes it
+    /// (an earlier one can confirm none of them).
+    waiting_from: u64,
     /// Answers received for this region, one entry per answering store.
     acks: Vec<StoreAck>,
 }
@@ -215,13 +216,14 @@ impl LeaderCheckCell {
         s.term == term && s.leader_id == leader_id
     }
 
-    /// Marks whether the peer waits for answers.
-    pub(crate) fn set_waiting(&self, waiting: bool) {
-        self.lock().waiting = waiting;
+    /// Sets the lowest check id the peer waits for answers to (0: none).
+    pub(crate) fn set_waiting_from(&self, id: u64) {
+        self.lock().waiting_from = id;
     }
 
     /// Records `store_id`'s answer to check `id` in `term`; returns whether
-    /// the peer waits for answers (and should be woken).
+    /// the peer waits for answers to that check or an earlier one (and
+    /// should be woken).
     fn record(&self, store_id: u64, term: u64, id: u64, confirmed: bool) -> bool {
         let mut s = self.lock();
         let ack = match s.acks.iter_mut().position(|a| a.store_id == store_id) {
@@ -252,7 +254,7 @@ impl LeaderCheckCell {
                 ack.refused = ack.refused.max(id);
             }
         }
-        s.waiting
+        s.waiting_from != 0 && id >= s.waiting_from
     }
 
     /// Calls `f` with the answers of every store (of any term; an entry's
@@ -689,9 +691,13 @@ mod tests {
         let mut woken = Vec::new();
         leader.on_response(2, &answer(3, 5, true), |r| woken.push(r));
         assert!(woken.is_empty(), "the peer does not wait");
-        cell.set_waiting(true);
+        cell.set_waiting_from(2);
         leader.on_response(2, &answer(2, 5, true), |r| woken.push(r));
         leader.on_response(3, &answer(4, 5, false), |r| woken.push(r));
+        assert_eq!(woken, [1, 1]);
+        // An answer to a check older than every waiting batch's wakes
+        // nobody (it can confirm none of them).
+        leader.on_response(3, &answer(1, 5, true), |r| woken.push(r));
         assert_eq!(woken, [1, 1]);
         let acks = |term: u64| -> Vec<StoreAck> {
             cell.with_acks(|a| a.iter().filter(|a| a.term == term).copied().collect())

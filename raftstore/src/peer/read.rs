@@ -385,9 +385,10 @@ impl<ER: RaftLogEngine> Peer<ER> {
             for (peer_id, store_id) in voters {
                 ctx.round_checks.add(store_id, region_id, term, me, peer_id);
             }
-            // Before the check leaves: its answers wake this peer.
-            self.check_cell.set_waiting(true);
         }
+        // Before the check leaves: its answers wake this peer.
+        self.check_cell
+            .set_waiting_from(lowest_pending_check(&reads.batches));
     }
 
     /// Answers to this peer's leader checks arrived (or a tick passed):
@@ -406,7 +407,7 @@ impl<ER: RaftLogEngine> Peer<ER> {
             .as_ref()
             .is_some_and(|r| r.batches.iter().any(|b| b.check.is_some()));
         if !waiting {
-            self.check_cell.set_waiting(false);
+            self.check_cell.set_waiting_from(0);
             return;
         }
         if !self.is_leader() {
@@ -465,9 +466,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 }
             }
         });
-        if !reads.batches.iter().any(|b| b.check.is_some()) {
-            self.check_cell.set_waiting(false);
-        }
+        self.check_cell
+            .set_waiting_from(lowest_pending_check(&reads.batches));
         if fell_back {
             let now = ctx.local_reader.now();
             self.send_read_indexes(ctx, now);
@@ -691,6 +691,15 @@ fn read_id_of(peer_id: u64, ctx: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+/// The lowest check id a batch waits for (0: none).
+fn lowest_pending_check(batches: &VecDeque<ReadBatch>) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.check.map(|(id, _)| id))
+        .min()
+        .unwrap_or(0)
 }
 
 /// What a store's answers say about check `id`: a store confirming a
