@@ -714,7 +714,7 @@ mod tests {
                 StoreAck {
                     store_id: 3,
                     term: 5,
-                    confirmed: 0,
+                    confirmed: 1,
                     refused: 4
                 }
             ]
