@@ -38,6 +38,11 @@ pub struct MessageFaults {
     /// extra units: an answer that arrives after the term it confirms
     /// ended, a question answered after the asked peer moved on.
     pub leader_check_delay: f64,
+    /// Unsafe, off in every seed's own configuration: the network turns
+    /// every leader check answer into a yes (a store that confirms any
+    /// leader), set by `sim --unsafe-leader-check-yes` to watch the
+    /// checker catch a deposed leader's ReadIndex reads.
+    pub forge_leader_check_yes: bool,
 }
 
 /// Which timed faults the nemesis may inject.
@@ -179,6 +184,7 @@ impl SimConfig {
                 long_delay_max: 0,
                 corrupt: 0.0,
                 leader_check_delay: 0.0,
+                forge_leader_check_yes: false,
             }
         } else {
             MessageFaults {
@@ -190,6 +196,7 @@ impl SimConfig {
                 long_delay_max: 400,
                 corrupt: 0.0,
                 leader_check_delay: 0.0,
+                forge_leader_check_yes: false,
             }
         };
         let nemesis = NemesisConfig {
@@ -377,6 +384,19 @@ pub fn skew_clocks_beyond_the_lease_bound(cfg: &mut SimConfig) {
     cfg.nemesis.transfers = true;
     cfg.nemesis.leader_isolation = true;
     cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::Lease];
+}
+
+/// Makes `cfg` unsafe in the way `sim --unsafe-leader-check-yes` does:
+/// the network turns every leader check answer into a yes (a store that
+/// confirms any leader in any term), every read is a ReadIndex read
+/// confirmed by leader checks, and the nemesis cuts leaders off from raft
+/// messages while their checks pass, so a deposed leader keeps serving
+/// reads after the others elected a new leader that took writes.
+pub fn forge_leader_check_answers(cfg: &mut SimConfig) {
+    cfg.messages.forge_leader_check_yes = true;
+    cfg.store.read_index_leader_check = true;
+    cfg.nemesis.leader_check_isolation = true;
+    cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::ReadIndex];
 }
 
 fn pick<T: Copy>(rng: &mut StdRng, choices: &[T]) -> T {

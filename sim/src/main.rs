@@ -66,6 +66,11 @@ struct Args {
     /// caught (see `sim::skew_clocks_beyond_the_lease_bound`).
     #[arg(long)]
     unsafe_lease_skew: bool,
+    /// Forge every leader check answer into a yes (a store confirming any
+    /// leader), with ReadIndex reads only: a deposed leader's reads must
+    /// be caught as stale.
+    #[arg(long)]
+    unsafe_leader_check_yes: bool,
     /// Pollers per store: as each seed draws it (`seed`: two raft and two
     /// apply pollers with interleaved rounds in a quarter of the seeds),
     /// or forced to `one` or `two` of each in every seed.
@@ -176,6 +181,9 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     }
     if args.unsafe_lease_skew {
         sim::skew_clocks_beyond_the_lease_bound(&mut cfg);
+    }
+    if args.unsafe_leader_check_yes {
+        sim::forge_leader_check_answers(&mut cfg);
     }
     cfg
 }

@@ -583,6 +583,11 @@ impl Simulation {
                 continue;
             }
             let mut msg = msg;
+            if f.forge_leader_check_yes && msg.has_leader_check_response() {
+                for a in msg.mut_leader_check_response().mut_answers().iter_mut() {
+                    a.set_confirmed(true);
+                }
+            }
             if faulty && f.corrupt > 0.0 && self.rng.gen_bool(f.corrupt) {
                 let how = self.rng.gen_range(0..CORRUPTIONS);
                 if corrupt(&mut msg, how) {
