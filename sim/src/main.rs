@@ -261,6 +261,8 @@ fn main() -> ExitCode {
     // Leader checks: batches sent, confirmed, refused, timed out; answers
     // no; messages delayed by the fault.
     let checks: Arc<[AtomicU64; 6]> = Arc::new(Default::default());
+    // Gets by read mode: log, read index, lease, follower.
+    let gets: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     // Seeds with two pollers of each kind, overlapping rounds, crashes
     // while a poller held FSMs.
     let interleaved = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
@@ -281,6 +283,7 @@ fn main() -> ExitCode {
             let snapshots = snapshots.clone();
             let lease = lease.clone();
             let checks = checks.clone();
+            let gets = gets.clone();
             let interleaved = interleaved.clone();
             let io = io.clone();
             let total = args.seeds;
@@ -315,6 +318,12 @@ fn main() -> ExitCode {
                 lease[0].fetch_add(report.stats.lease_reads_local, Ordering::Relaxed);
                 lease[1].fetch_add(report.stats.lease_fallbacks, Ordering::Relaxed);
                 let s = &report.stats;
+                for (c, v) in
+                    gets.iter()
+                        .zip([s.gets_log, s.gets_read_index, s.gets_lease, s.gets_follower])
+                {
+                    c.fetch_add(v, Ordering::Relaxed);
+                }
                 for (c, v) in checks.iter().zip([
                     s.leader_check_batches,
                     s.leader_check_confirmed,
@@ -408,6 +417,13 @@ fn main() -> ExitCode {
         "lease reads: {} served by local readers, {} handed on to the raft thread",
         lease[0].load(Ordering::Relaxed),
         lease[1].load(Ordering::Relaxed)
+    );
+    println!(
+        "gets by read mode: {} log (final reads included), {} read index, {} lease, {} follower",
+        gets[0].load(Ordering::Relaxed),
+        gets[1].load(Ordering::Relaxed),
+        gets[2].load(Ordering::Relaxed),
+        gets[3].load(Ordering::Relaxed)
     );
     println!(
         "leader checks: {} ReadIndex batches sent, {} confirmed, {} refused, {} timed out \

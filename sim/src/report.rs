@@ -162,6 +162,15 @@ pub struct SimStats {
     /// Lease-mode reads handed on to the raft thread (no valid lease
     /// there and then).
     pub lease_fallbacks: u64,
+    /// Gets issued through the log (final reads included), by ReadIndex,
+    /// by lease and as follower reads.
+    pub gets_log: u64,
+    /// See [`gets_log`](Self::gets_log).
+    pub gets_read_index: u64,
+    /// See [`gets_log`](Self::gets_log).
+    pub gets_lease: u64,
+    /// See [`gets_log`](Self::gets_log).
+    pub gets_follower: u64,
     /// ReadIndex batches sent through a store-level leader check
     /// (`raftstore::leader_check`), over all stores.
     pub leader_check_batches: u64,
