@@ -19,12 +19,14 @@
 //!     -> batch.read_index = commit now
 //!     -> (R, T, me, follower peer) added
 //!        to the round's check per store
-//!   end of round: one LeaderCheck id=c  ---->  control FSM: for each region,
-//!   per follower store                         yes iff its peer's cell says
+//!   end of round: one LeaderCheck id=c  ---->  message sink, at delivery
+//!   per follower store                         (no FSM): for each region,
+//!                                              yes iff its peer's cell says
 //!                                              exactly term T and leader me
-//!   sink: each answer recorded in the   <----  one LeaderCheckResponse
-//!   region's cell; the peer woken if
-//!   it waits
+//!   sink: each answer recorded in the   <----  one LeaderCheckResponse, sent
+//!   region's cell; the peer woken if           and flushed at once through
+//!   the answer can confirm a waiting           the store's transport
+//!   batch
 //!   peer R: a quorum of voters (itself included, both halves of a joint
 //!   configuration) confirmed a check >= c in term T -> serve the batch
 //!   once applied >= read_index; a lost quorum, a timeout, or anything
@@ -265,8 +267,9 @@ impl LeaderCheckCell {
 }
 
 /// The store's leader checks: every peer's cell by region, the check
-/// numbering, counters. Shared by the router (answers arrive there), the
-/// pollers and the store FSM.
+/// numbering, counters. Shared by the router (checks and answers arrive
+/// there), the pollers (peers ask through them) and the store FSM (peers
+/// are created and destroyed there).
 #[derive(Debug, Default)]
 pub struct LeaderChecks {
     cells: RwLock<HashMap<u64, Arc<LeaderCheckCell>>>,
