@@ -106,8 +106,9 @@ pub struct RaftRouter<ER: RaftLogEngine> {
     /// The store's memory quota: commands are admitted and charged here,
     /// at the mailbox door.
     pub(crate) memory: Arc<MemoryQuota>,
-    /// The store's leader checks: answers to them are taken here, at
-    /// the door (see [`crate::leader_check`]).
+    /// The store's leader checks: other stores' checks and the answers to
+    /// this store's own are taken here, at the door (see
+    /// [`crate::leader_check`]).
     pub(crate) checks: Arc<LeaderChecks>,
     /// This store's id, once it is started (0 before).
     pub(crate) store_id: Arc<AtomicU64>,
