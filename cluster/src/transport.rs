@@ -214,7 +214,7 @@ impl ChannelTransport {
     /// Delivers every held message now.
     pub fn release_held(&self) {
         let held = std::mem::take(&mut *lock(&self.shared.held));
-        let stores = read(&self.shared.stores);
+        let stores = self.sinks();
         let mut stats = TransportStats::default();
         for msg in held {
             deliver(&stores, msg, &mut stats);
@@ -231,6 +231,13 @@ impl ChannelTransport {
     /// connection lost in the middle of one); `None` lets them through.
     pub fn break_snapshots_after(&self, chunks: Option<usize>) {
         *lock(&self.shared.snapshot_chunk_limit) = chunks;
+    }
+
+    /// The connected stores' sinks, copied out of the lock: a sink may
+    /// send (and flush) in turn while it takes a message (a store answers
+    /// a leader check at once), which must not wait on this lock.
+    fn sinks(&self) -> HashMap<u64, Arc<dyn RaftMessageSink>> {
+        read(&self.shared.stores).clone()
     }
 
     fn action(&self, to: u64, msg: &RaftMessage) -> FilterAction {
@@ -353,7 +360,7 @@ impl Transport for ChannelTransport {
         }
         let msgs = std::mem::take(&mut self.buffer);
         let filters = read(&self.shared.filters).clone();
-        let stores = read(&self.shared.stores);
+        let stores = self.sinks();
         let mut stats = TransportStats::default();
         let mut held = Vec::new();
         for msg in msgs {

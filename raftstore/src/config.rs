@@ -50,6 +50,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(cfg.raft_log_gc_tick_interval, 30);
 /// assert_eq!(cfg.raft_engine_purge_interval_ticks, 300);
 /// assert_eq!(cfg.memory_quota, raftstore::default_memory_quota());
+/// assert!(cfg.read_index_leader_check);
 /// // The apply system's part.
 /// assert_eq!(cfg.apply.pool_size, 2);
 /// assert_eq!(cfg.apply.max_batch_size, 256);
@@ -199,6 +200,15 @@ pub struct Config {
     /// quarter of the memory the process may use (machine total or cgroup
     /// limit). Several stores in one process should split it.
     pub memory_quota: u64,
+    /// Confirm ReadIndex reads on a leader with store-level leader checks
+    /// (one message per store pair and poll round, answered from shared
+    /// cells without activating the followers' peers) instead of a
+    /// heartbeat round per region (see [`crate::leader_check`]). Anything
+    /// unusual (a configuration change, a leadership transfer, no answer
+    /// within an election timeout) still uses raft's read index; lease
+    /// reads falling back to ReadIndex always do (only raft's read index
+    /// renews a lease). Default `true`.
+    pub read_index_leader_check: bool,
 }
 
 /// Most store I/O writers a store may run ([`Config::store_io_pool_size`]).
@@ -239,6 +249,7 @@ impl Default for Config {
             hibernate_check_leader_ticks: 3000,
             raft_lease_max_drift_ms: 100,
             memory_quota: crate::memory::default_memory_quota(),
+            read_index_leader_check: true,
         }
     }
 }

@@ -20,6 +20,7 @@ use slog::{error, Logger};
 
 use crate::awake::AwakeRegions;
 use crate::config::Config;
+use crate::leader_check::RoundChecks;
 use crate::memory::MemoryGuard;
 use crate::metrics::PollerMetrics;
 use crate::snapshot::{SnapManager, SnapScheduler};
@@ -78,6 +79,10 @@ pub struct PollContext<EK: KvEngine, ER: RaftLogEngine, T: Transport> {
     /// are staged for them instead of in `log_batch` (see
     /// [`crate::store_io`]); `None` in inline mode.
     pub(crate) io: Option<IoSenders>,
+    /// The leader checks peers asked for this round, one message per
+    /// follower store, sent at the end of the round (see
+    /// [`crate::leader_check`]).
+    pub(crate) round_checks: RoundChecks,
 }
 
 impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
@@ -120,6 +125,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
             outgoing_memory: None,
             ranges: Arc::default(),
             io: None,
+            round_checks: RoundChecks::default(),
         }
     }
 
@@ -129,6 +135,19 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollContext<EK, ER, T> {
         match &mut self.outgoing_memory {
             Some(guard) => guard.grow(bytes),
             None => self.outgoing_memory = Some(self.stats.memory.charge(bytes)),
+        }
+    }
+
+    /// Queues the round's leader checks (one message per follower store)
+    /// for the transport; a store that cannot be reached gets none, and
+    /// the batches waiting for it fall back when their check times out.
+    pub(crate) fn send_leader_checks(&mut self) {
+        let checks = self.store_meta.leader_checks.clone();
+        for msg in self.round_checks.take_messages(self.store_id, &checks) {
+            let to = msg.get_to_peer().get_store_id();
+            if let Err(e) = self.transport.send(msg) {
+                slog::debug!(self.logger, "leader check not sent"; "to_store_id" => to, "err" => %e);
+            }
         }
     }
 

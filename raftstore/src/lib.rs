@@ -117,6 +117,7 @@ mod bootstrap;
 mod config;
 mod context;
 mod error;
+pub mod leader_check;
 mod local_reader;
 mod memory;
 pub mod metrics;
@@ -141,6 +142,7 @@ pub use bootstrap::{bootstrap_store, even_split_keys, initial_regions, is_bootst
 pub use config::{Config, MAX_STORE_IO_POOL_SIZE};
 pub use context::PollContext;
 pub use error::{Error, Result};
+pub use leader_check::{LeaderCheckStats, LeaderChecks};
 pub use local_reader::{Clock, LeaseCell, LocalGet, LocalRead, LocalReader, MonotonicClock};
 pub use memory::{default_memory_quota, MemoryGuard, MemoryQuota};
 pub use msg::{

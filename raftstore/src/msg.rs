@@ -224,6 +224,10 @@ pub enum PeerMsg {
     CheckLeader,
     /// Destroy the peer: close its mailbox and stop.
     Destroy,
+    /// Answers to the peer's leader checks arrived (in its
+    /// [`LeaderCheckCell`](crate::leader_check::LeaderCheckCell)): serve
+    /// the read batches a quorum confirmed.
+    LeaderChecked,
     /// A store writer made the peer's Readies up to `ready_number` durable
     /// (async I/O mode, see `Config::store_io_pool_size`).
     Persisted {

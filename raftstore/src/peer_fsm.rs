@@ -167,6 +167,7 @@ impl<ER: RaftLogEngine> PeerFsm<ER> {
                 delivered,
             }) => self.peer.on_snapshot_status(to_peer_id, delivered),
             PeerMsg::CheckLeader => self.peer.check_leader(ctx),
+            PeerMsg::LeaderChecked => self.peer.on_leader_checked(ctx),
             PeerMsg::Start => self.peer.start(),
             PeerMsg::Destroy => self.peer.mark_pending_remove(),
             PeerMsg::Persisted {

@@ -161,6 +161,7 @@ impl<EK: KvEngine, ER: RaftLogEngine, T: Transport> PollHandler<PeerFsm<ER>, Sto
         // before the FSMs are released, so a region's next round (maybe on
         // another poller) queues its writes behind these.
         self.ctx.send_write_tasks();
+        self.ctx.send_leader_checks();
         self.ctx.flush_transport();
         self.ctx.record_round();
         if !self.ctx.pending_splits.is_empty() {

@@ -16,6 +16,7 @@
 //! | [`unstick_probes`] | a follower whose `next_idx` is at or below the first index needs a snapshot; when storage cannot make one, raft-rs never sends it anything again |
 //! | [`pin_election_timeout`] | election timeouts are drawn from `rand::thread_rng()`, which cannot be seeded |
 //! | [`propose_entries`] | `RawNode` proposes one entry per call and refuses a `MsgPropose` through `RawNode::step` |
+//! | [`quorum_verdict`] | `JointConfig::vote_result` returns a `VoteResult` that raft-rs does not export, so its outcome cannot be named |
 //! | [`release_idle_buffers`] | buffers (unstable entries, outgoing messages, read-index queues, inflight windows) keep the capacity of their largest burst |
 //!
 //! One more raft-rs 0.7 bug is avoided by configuration rather than code:
@@ -203,6 +204,35 @@ pub(crate) fn release_idle_buffers<S: Storage>(raft: &mut Raft<S>) {
         read_only.pending_read_index = Default::default();
     }
     raft.maybe_free_inflight_buffers();
+}
+
+/// raft's quorum rule over the voters of `raft` (both halves of a joint
+/// configuration, learners not counted): `Some(true)` when the voters
+/// `check` says yes for form a quorum, `Some(false)` when no quorum can
+/// form any more (too many said no), `None` while undecided.
+///
+/// **raft-rs 0.7 behaviour.** `JointConfig::vote_result` is public but
+/// returns `quorum::VoteResult`, which raft-rs does not export: the
+/// outcome cannot be matched. (`ProgressTracker::has_quorum` answers only
+/// "won", and from a hash set built per call.)
+///
+/// **Work-around.** The outcome is compared with the outcomes of a
+/// unanimous yes (won) and a unanimous no (lost) over the same voters,
+/// which the type's `PartialEq` allows without naming it. Allocates
+/// nothing.
+pub(crate) fn quorum_verdict<S: Storage>(
+    raft: &Raft<S>,
+    check: impl Fn(u64) -> Option<bool>,
+) -> Option<bool> {
+    let voters = raft.prs().conf().voters();
+    let result = voters.vote_result(check);
+    if result == voters.vote_result(|_| Some(true)) {
+        Some(true)
+    } else if result == voters.vote_result(|_| Some(false)) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -527,5 +557,25 @@ mod tests {
         assert_eq!(raft.raft_log.unstable.entries.capacity(), 0);
         assert_eq!(raft.msgs.capacity(), 0);
         assert_eq!(inflight_buffers(&raft), 0);
+    }
+
+    #[test]
+    fn quorum_verdict_names_the_outcome_of_raft_quorum_rule() {
+        let raft = raft_with_log(5, 10);
+        assert_eq!(quorum_verdict(&raft, |id| Some(id != 3)), Some(true));
+        assert_eq!(quorum_verdict(&raft, |id| Some(id == 1)), Some(false));
+        assert_eq!(quorum_verdict(&raft, |id| (id == 1).then_some(true)), None);
+        assert_eq!(
+            quorum_verdict(&raft, |id| if id == 1 { Some(true) } else { None }),
+            None
+        );
+        assert_eq!(
+            quorum_verdict(&raft, |id| match id {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            }),
+            None
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! clients and the apply system deliver through.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use batch_system::BatchRouter;
 use crossbeam_channel::TrySendError;
@@ -13,6 +14,7 @@ use kvproto_lite::raft_serverpb::RaftMessage;
 use kvproto_lite::util;
 use protobuf::Message as _;
 
+use crate::leader_check::{self, LeaderChecks};
 use crate::local_reader::LocalReader;
 use crate::memory::{MemoryQuota, COMMAND_OVERHEAD_BYTES};
 use crate::msg::{Callback, PeerMsg, RaftCommand, SignificantMsg, StoreMsg};
@@ -104,7 +106,19 @@ pub struct RaftRouter<ER: RaftLogEngine> {
     /// The store's memory quota: commands are admitted and charged here,
     /// at the mailbox door.
     pub(crate) memory: Arc<MemoryQuota>,
+    /// The store's leader checks: other stores' checks and the answers to
+    /// this store's own are taken here, at the door (see
+    /// [`crate::leader_check`]).
+    pub(crate) checks: Arc<LeaderChecks>,
+    /// This store's id, once it is started (0 before).
+    pub(crate) store_id: Arc<AtomicU64>,
+    /// Sends the answer to a leader check back through the store's
+    /// transport (set when the store starts).
+    pub(crate) check_replier: Arc<OnceLock<CheckReplier>>,
 }
+
+/// Sends one store-level message and flushes it (a leader check's answer).
+pub(crate) type CheckReplier = Box<dyn Fn(RaftMessage) + Send + Sync>;
 
 impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
     fn clone(&self) -> Self {
@@ -113,6 +127,9 @@ impl<ER: RaftLogEngine> Clone for RaftRouter<ER> {
             snap_mgr: self.snap_mgr.clone(),
             local: self.local.clone(),
             memory: self.memory.clone(),
+            checks: self.checks.clone(),
+            store_id: self.store_id.clone(),
+            check_replier: self.check_replier.clone(),
         }
     }
 }
@@ -140,8 +157,53 @@ impl<ER: RaftLogEngine> RaftRouter<ER> {
     /// The message comes back in `TrySendError::Full` when the mailbox is
     /// full, and in `TrySendError::Disconnected` when the peer (or the
     /// store) is shut down.
+    ///
+    /// A store-level leader check (see [`crate::leader_check`]) is taken
+    /// here, on the caller's thread, without any FSM: a question is
+    /// answered from the peers' cells and the answer sent back through the
+    /// store's transport at once (a store not started yet answers
+    /// nothing); an answer to this store's own checks is recorded in the
+    /// regions' cells, and each region whose leader waits for it is woken.
+    /// A malformed one is dropped (and counted in [`LeaderChecks::stats`]).
     pub fn send_raft_message(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
+        if leader_check::is_leader_check(&msg) {
+            return self.on_leader_check(msg);
+        }
         store_fsm::send_raft_message(&self.router, &self.memory, msg)
+    }
+
+    fn on_leader_check(&self, msg: RaftMessage) -> Result<(), TrySendError<RaftMessage>> {
+        let store_id = self.store_id.load(Ordering::Relaxed);
+        if msg.get_extra() == kvproto_lite::raft_serverpb::ExtraMessageType::LeaderCheckRequest {
+            let Ok(check) = leader_check::validate_request(&msg, store_id) else {
+                self.checks.count_malformed();
+                return Ok(());
+            };
+            let Some(reply) = self.check_replier.get() else {
+                return Ok(());
+            };
+            let resp = self.checks.answer(check);
+            let from_store = msg.get_from_peer().get_store_id();
+            reply(leader_check::response_message(store_id, from_store, resp));
+            return Ok(());
+        }
+        let Ok(resp) = leader_check::validate_response(&msg, store_id) else {
+            self.checks.count_malformed();
+            return Ok(());
+        };
+        let from_store = msg.get_from_peer().get_store_id();
+        self.checks.on_response(from_store, resp, |region_id| {
+            // Like apply results, never refused for capacity: the answer
+            // is small and the read batch waits for it.
+            let _ = self.force_send(region_id, PeerMsg::LeaderChecked);
+        });
+        Ok(())
+    }
+
+    /// The store's leader checks (counters of the ReadIndex confirmations
+    /// batched per store pair, see [`crate::leader_check`]).
+    pub fn leader_checks(&self) -> &Arc<LeaderChecks> {
+        &self.checks
     }
 
     /// Sends a client command to its region's peer (named by the request

@@ -429,6 +429,9 @@ pub(crate) fn destroy_peer<EK: KvEngine, ER: RaftLogEngine, T: Transport>(
     ctx.apply_router
         .schedule_task(region_id, apply::ApplyMsg::Destroy { region_id });
     ctx.store_meta.remove(region_id);
+    ctx.store_meta
+        .leader_checks
+        .unregister(region_id, fsm.peer.meta().get_id());
     ctx.stats.remove_region(region_id);
     ctx.stats.peers_destroyed.fetch_add(1, Ordering::Relaxed);
     if fsm.peer.is_initialized() {
@@ -491,6 +494,9 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
         apply_state.clone(),
         logger,
     )?;
+    store_meta
+        .leader_checks
+        .register(region_id, peer.leader_check_cell().clone());
     let (tx, fsm) = PeerFsm::new(cfg, peer);
     if initialized {
         let reg = apply::Registration {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kvproto_lite::metapb;
 
+use crate::leader_check::LeaderChecks;
 use crate::snapshot::SnapshotStats;
 use crate::validate::RejectedMessages;
 
@@ -64,9 +65,26 @@ pub struct StoreMeta {
     led: AtomicUsize,
     /// Notified on every change of `leaders`.
     changed: Condvar,
+    /// Every peer's leader-check cell (see [`crate::leader_check`]).
+    pub(crate) leader_checks: Arc<LeaderChecks>,
 }
 
 impl StoreMeta {
+    /// A store meta whose peers register their leader-check cells in
+    /// `checks` (the store's, shared with its router).
+    pub(crate) fn with_leader_checks(checks: Arc<LeaderChecks>) -> StoreMeta {
+        StoreMeta {
+            leader_checks: checks,
+            ..StoreMeta::default()
+        }
+    }
+
+    /// The store's leader checks: counters of the ReadIndex confirmations
+    /// batched per store pair (see [`crate::leader_check`]).
+    pub fn leader_checks(&self) -> &Arc<LeaderChecks> {
+        &self.leader_checks
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, LeaderInfo>> {
         self.leaders.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -150,11 +150,15 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         stats.snapshots.clone(),
         reporter,
     ));
+    let leader_checks = Arc::new(crate::leader_check::LeaderChecks::default());
     let raft_router = RaftRouter {
         router,
         snap_mgr,
         local: Arc::default(),
         memory: stats.memory.clone(),
+        checks: leader_checks.clone(),
+        store_id: Arc::default(),
+        check_replier: Arc::default(),
     };
     let system = RaftBatchSystem {
         system,
@@ -162,7 +166,7 @@ pub fn create_raft_batch_system<EK: KvEngine, ER: RaftLogEngine>(
         apply_system,
         router: raft_router.clone(),
         cfg: cfg.clone(),
-        store_meta: Arc::new(StoreMeta::default()),
+        store_meta: Arc::new(StoreMeta::with_leader_checks(leader_checks)),
         stats,
         awake: Arc::new(AwakeRegions::new()),
         ranges: Arc::default(),
@@ -192,6 +196,12 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// The store's lease-read fast path (counters of what it served).
     pub fn local_reader(&self) -> Arc<crate::LocalReader> {
         self.router.local.clone()
+    }
+
+    /// The store's leader checks (counters of the ReadIndex confirmations
+    /// batched per store pair, see [`crate::leader_check`]).
+    pub fn leader_checks(&self) -> Arc<crate::LeaderChecks> {
+        self.router.checks.clone()
     }
 
     /// The router of this store's peers.
@@ -354,6 +364,18 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// What `spawn` and `spawn_manual` share: refuse a second start,
     /// validate the config, and create a peer for every region of the store
     /// found in the engines.
+    /// Lets the router answer other stores' leader checks through (a clone
+    /// of) `transport`, each answer sent and flushed at once.
+    fn set_check_replier<T: Transport>(&self, transport: &T) {
+        let transport = std::sync::Mutex::new(transport.clone());
+        let _ = self.router.check_replier.set(Box::new(move |msg| {
+            let mut t = transport.lock().unwrap_or_else(|e| e.into_inner());
+            if t.send(msg).is_ok() {
+                t.flush();
+            }
+        }));
+    }
+
     fn prepare(
         &mut self,
         store: &metapb::Store,
@@ -370,6 +392,9 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         let kv = engines.kv.clone();
         self.router.local.set_kv(Arc::new(kv));
         self.router.local.start_read_ids();
+        self.router
+            .store_id
+            .store(store_id, std::sync::atomic::Ordering::Relaxed);
         let count = self.load_peers(store_id, &cfg, engines, &logger)?;
         self.apply_system.set_region_ranges(self.ranges.clone());
         info!(logger, "loaded regions"; "count" => count);
@@ -444,6 +469,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             )));
         }
         let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
+        self.set_check_replier(&transport);
         let apply = (0..apply_pollers)
             .map(|_| {
                 self.apply_system
@@ -543,6 +569,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         logger: &Logger,
     ) -> Result<()> {
         let (store_id, cfg, logger) = self.prepare(&store, &engines, logger)?;
+        self.set_check_replier(&transport);
 
         self.apply_system.spawn(
             format!("apply-{store_id}"),

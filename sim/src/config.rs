@@ -33,6 +33,16 @@ pub struct MessageFaults {
     /// detect and drop (`raftstore::validate`): 0 in every seed's own
     /// configuration, set by `sim --corrupt P`.
     pub corrupt: f64,
+    /// Probability a store-level leader check or its answer
+    /// (`raftstore::leader_check`) is held back by up to `long_delay_max`
+    /// extra units: an answer that arrives after the term it confirms
+    /// ended, a question answered after the asked peer moved on.
+    pub leader_check_delay: f64,
+    /// Unsafe, off in every seed's own configuration: the network turns
+    /// every leader check answer into a yes (a store that confirms any
+    /// leader), set by `sim --unsafe-leader-check-yes` to watch the
+    /// checker catch a deposed leader's ReadIndex reads.
+    pub forge_leader_check_yes: bool,
 }
 
 /// Which timed faults the nemesis may inject.
@@ -77,6 +87,12 @@ pub struct NemesisConfig {
     /// leaders compact their logs past lagging (crashed, partitioned)
     /// followers.
     pub snapshot_crashes: bool,
+    /// Cutting the store of a region's leader off from region (raft)
+    /// messages while store-level leader checks still pass
+    /// ([`NetFault::RegionPartition`](crate::network::NetFault)): the
+    /// others elect a new leader, and the old one's checks must be
+    /// refused (only with `store.read_index_leader_check`).
+    pub leader_check_isolation: bool,
     /// Smallest gap between two nemesis actions.
     pub min_interval: u64,
     /// Largest gap between two nemesis actions.
@@ -167,6 +183,8 @@ impl SimConfig {
                 long_delay: 0.0,
                 long_delay_max: 0,
                 corrupt: 0.0,
+                leader_check_delay: 0.0,
+                forge_leader_check_yes: false,
             }
         } else {
             MessageFaults {
@@ -177,6 +195,8 @@ impl SimConfig {
                 long_delay: pick(&mut rng, &[0.0, 0.005, 0.02]),
                 long_delay_max: 400,
                 corrupt: 0.0,
+                leader_check_delay: 0.0,
+                forge_leader_check_yes: false,
             }
         };
         let nemesis = NemesisConfig {
@@ -192,6 +212,7 @@ impl SimConfig {
             sleeping_leaders: false,
             membership: false,
             snapshot_crashes: false,
+            leader_check_isolation: false,
             min_interval: 50,
             max_interval: pick(&mut rng, &[200, 400, 800]),
             min_duration: 20,
@@ -265,6 +286,16 @@ impl SimConfig {
         // leader's lease of 700 ms lasts at most 77 units; a fast follower
         // waits at least 9 ticks of 9 units before it votes).
         store.raft_lease_max_drift_ms = 200;
+        // Drawn last as well: ReadIndex reads confirmed by store-level
+        // leader checks in most seeds (raft's heartbeat round in the
+        // others), and leader checks held back across term changes in a
+        // share of the noisy ones.
+        store.read_index_leader_check = rng.gen_bool(0.8);
+        nemesis.leader_check_isolation = store.read_index_leader_check && rng.gen_bool(0.5);
+        let mut messages = messages;
+        if !quiet {
+            messages.leader_check_delay = pick(&mut rng, &[0.0, 0.05, 0.3]);
+        }
         SimConfig {
             seed,
             stores: 3,
@@ -352,7 +383,23 @@ pub fn skew_clocks_beyond_the_lease_bound(cfg: &mut SimConfig) {
     cfg.store.raft_lease_max_drift_ms = 0;
     cfg.nemesis.transfers = true;
     cfg.nemesis.leader_isolation = true;
+    // Lease reads never use leader checks: keep the nemesis choices of
+    // the runs this was tuned on (before leader checks existed).
+    cfg.nemesis.leader_check_isolation = false;
     cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::Lease];
+}
+
+/// Makes `cfg` unsafe in the way `sim --unsafe-leader-check-yes` does:
+/// the network turns every leader check answer into a yes (a store that
+/// confirms any leader in any term), every read is a ReadIndex read
+/// confirmed by leader checks, and the nemesis cuts leaders off from raft
+/// messages while their checks pass, so a deposed leader keeps serving
+/// reads after the others elected a new leader that took writes.
+pub fn forge_leader_check_answers(cfg: &mut SimConfig) {
+    cfg.messages.forge_leader_check_yes = true;
+    cfg.store.read_index_leader_check = true;
+    cfg.nemesis.leader_check_isolation = true;
+    cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::ReadIndex];
 }
 
 fn pick<T: Copy>(rng: &mut StdRng, choices: &[T]) -> T {

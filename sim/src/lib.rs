@@ -54,7 +54,8 @@ mod simulation;
 
 pub use crate::checker::{check_history, check_key, CheckResult, Violation, DEFAULT_STEP_LIMIT};
 pub use crate::config::{
-    skew_clocks_beyond_the_lease_bound, MessageFaults, NemesisConfig, Profile, SimConfig,
+    forge_leader_check_answers, skew_clocks_beyond_the_lease_bound, MessageFaults, NemesisConfig,
+    Profile, SimConfig,
 };
 pub use crate::digest::Digest;
 pub use crate::error::{Error, Result};

@@ -66,6 +66,11 @@ struct Args {
     /// caught (see `sim::skew_clocks_beyond_the_lease_bound`).
     #[arg(long)]
     unsafe_lease_skew: bool,
+    /// Forge every leader check answer into a yes (a store confirming any
+    /// leader), with ReadIndex reads only: a deposed leader's reads must
+    /// be caught as stale.
+    #[arg(long)]
+    unsafe_leader_check_yes: bool,
     /// Pollers per store: as each seed draws it (`seed`: two raft and two
     /// apply pollers with interleaved rounds in a quarter of the seeds),
     /// or forced to `one` or `two` of each in every seed.
@@ -177,6 +182,9 @@ fn config(seed: u64, profile: Profile, args: &Args) -> SimConfig {
     if args.unsafe_lease_skew {
         sim::skew_clocks_beyond_the_lease_bound(&mut cfg);
     }
+    if args.unsafe_leader_check_yes {
+        sim::forge_leader_check_answers(&mut cfg);
+    }
     cfg
 }
 
@@ -250,6 +258,11 @@ fn main() -> ExitCode {
     // Snapshots applied, transfers failed, crashes during snapshot work.
     let snapshots = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let lease = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    // Leader checks: batches sent, confirmed, refused, timed out; answers
+    // no; messages delayed by the fault.
+    let checks: Arc<[AtomicU64; 6]> = Arc::new(Default::default());
+    // Gets by read mode: log, read index, lease, follower.
+    let gets: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     // Seeds with two pollers of each kind, overlapping rounds, crashes
     // while a poller held FSMs.
     let interleaved = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
@@ -269,6 +282,8 @@ fn main() -> ExitCode {
             let membership = membership.clone();
             let snapshots = snapshots.clone();
             let lease = lease.clone();
+            let checks = checks.clone();
+            let gets = gets.clone();
             let interleaved = interleaved.clone();
             let io = io.clone();
             let total = args.seeds;
@@ -302,6 +317,23 @@ fn main() -> ExitCode {
                 rejected.fetch_add(report.stats.rejected_messages, Ordering::Relaxed);
                 lease[0].fetch_add(report.stats.lease_reads_local, Ordering::Relaxed);
                 lease[1].fetch_add(report.stats.lease_fallbacks, Ordering::Relaxed);
+                let s = &report.stats;
+                for (c, v) in
+                    gets.iter()
+                        .zip([s.gets_log, s.gets_read_index, s.gets_lease, s.gets_follower])
+                {
+                    c.fetch_add(v, Ordering::Relaxed);
+                }
+                for (c, v) in checks.iter().zip([
+                    s.leader_check_batches,
+                    s.leader_check_confirmed,
+                    s.leader_check_refused,
+                    s.leader_check_timed_out,
+                    s.leader_check_answers_no,
+                    s.leader_checks_delayed,
+                ]) {
+                    c.fetch_add(v, Ordering::Relaxed);
+                }
                 corrupted.fetch_add(report.stats.messages_corrupted, Ordering::Relaxed);
                 membership[0].fetch_add(report.stats.conf_changes, Ordering::Relaxed);
                 membership[1].fetch_add(report.stats.conf_changes_applied, Ordering::Relaxed);
@@ -385,6 +417,23 @@ fn main() -> ExitCode {
         "lease reads: {} served by local readers, {} handed on to the raft thread",
         lease[0].load(Ordering::Relaxed),
         lease[1].load(Ordering::Relaxed)
+    );
+    println!(
+        "gets by read mode: {} log (final reads included), {} read index, {} lease, {} follower",
+        gets[0].load(Ordering::Relaxed),
+        gets[1].load(Ordering::Relaxed),
+        gets[2].load(Ordering::Relaxed),
+        gets[3].load(Ordering::Relaxed)
+    );
+    println!(
+        "leader checks: {} ReadIndex batches sent, {} confirmed, {} refused, {} timed out \
+         (fell back to raft's read index); {} region answers no; {} check messages delayed",
+        checks[0].load(Ordering::Relaxed),
+        checks[1].load(Ordering::Relaxed),
+        checks[2].load(Ordering::Relaxed),
+        checks[3].load(Ordering::Relaxed),
+        checks[4].load(Ordering::Relaxed),
+        checks[5].load(Ordering::Relaxed)
     );
     println!(
         "pollers: two raft and two apply pollers per store in {} of {} seeds; {} overlapping \

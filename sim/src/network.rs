@@ -87,6 +87,16 @@ pub enum NetFault {
         /// One side of the cut; every other store is on the other side.
         side: BTreeSet<u64>,
     },
+    /// Stores in `side` and the others cannot exchange region (raft)
+    /// messages in either direction, but store-level leader checks
+    /// (`raftstore::leader_check`) and their answers get through: an
+    /// asynchronous network may hold a leader's heartbeats back
+    /// indefinitely while its checks arrive, so a deposed leader keeps
+    /// asking the stores that elected another.
+    RegionPartition {
+        /// One side of the cut; every other store is on the other side.
+        side: BTreeSet<u64>,
+    },
     /// Messages from `from` to `to` are lost (the reverse direction works).
     OneWay {
         /// Sender whose messages are lost.
@@ -97,10 +107,14 @@ pub enum NetFault {
 }
 
 impl NetFault {
-    /// Whether this fault stops a message from `from` to `to`.
-    pub fn blocks(&self, from: u64, to: u64) -> bool {
+    /// Whether this fault stops a message from `from` to `to`
+    /// (`store_level`: a leader check or its answer).
+    pub fn blocks(&self, from: u64, to: u64, store_level: bool) -> bool {
         match self {
             NetFault::Partition { side } => side.contains(&from) != side.contains(&to),
+            NetFault::RegionPartition { side } => {
+                !store_level && side.contains(&from) != side.contains(&to)
+            }
             NetFault::OneWay { from: f, to: t } => *f == from && *t == to,
         }
     }
@@ -128,9 +142,21 @@ impl NetState {
         self.faults.clear();
     }
 
-    /// Whether any fault stops a message from `from` to `to`.
+    /// Whether any fault stops a region's message (or snapshot) from
+    /// `from` to `to`.
     pub fn blocked(&self, from: u64, to: u64) -> bool {
-        from != to && self.faults.iter().any(|(_, f)| f.blocks(from, to))
+        from != to && self.faults.iter().any(|(_, f)| f.blocks(from, to, false))
+    }
+
+    /// Whether any fault stops `msg` from `from` to `to` (a store-level
+    /// leader check passes a [`NetFault::RegionPartition`]).
+    pub fn blocks_message(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
+        let store_level = raftstore::leader_check::is_leader_check(msg);
+        from != to
+            && self
+                .faults
+                .iter()
+                .any(|(_, f)| f.blocks(from, to, store_level))
     }
 
     /// How many faults are in force.
@@ -185,5 +211,22 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(3, 1), (3, 2), (3, 3)]);
         assert!(outbox.drain().is_empty());
+    }
+
+    #[test]
+    fn a_region_partition_lets_leader_checks_through() {
+        let mut net = NetState::default();
+        net.add(
+            1,
+            NetFault::RegionPartition {
+                side: [1].into_iter().collect(),
+            },
+        );
+        let region_msg = RaftMessage::default();
+        let mut check = RaftMessage::default();
+        check.set_extra(kvproto_lite::raft_serverpb::ExtraMessageType::LeaderCheckRequest);
+        assert!(net.blocked(1, 2) && net.blocks_message(2, 1, &region_msg));
+        assert!(!net.blocks_message(1, 2, &check) && !net.blocks_message(2, 1, &check));
+        assert!(!net.blocks_message(2, 3, &region_msg));
     }
 }

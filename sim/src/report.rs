@@ -162,6 +162,30 @@ pub struct SimStats {
     /// Lease-mode reads handed on to the raft thread (no valid lease
     /// there and then).
     pub lease_fallbacks: u64,
+    /// Gets issued through the log (final reads included), by ReadIndex,
+    /// by lease and as follower reads.
+    pub gets_log: u64,
+    /// See [`gets_log`](Self::gets_log).
+    pub gets_read_index: u64,
+    /// See [`gets_log`](Self::gets_log).
+    pub gets_lease: u64,
+    /// See [`gets_log`](Self::gets_log).
+    pub gets_follower: u64,
+    /// ReadIndex batches sent through a store-level leader check
+    /// (`raftstore::leader_check`), over all stores.
+    pub leader_check_batches: u64,
+    /// Of those, batches a quorum's answers confirmed.
+    pub leader_check_confirmed: u64,
+    /// Batches that fell back to raft's read index because too many
+    /// stores answered no.
+    pub leader_check_refused: u64,
+    /// Batches that fell back to raft's read index because no quorum
+    /// answered in time.
+    pub leader_check_timed_out: u64,
+    /// Region questions of leader checks answered no, over all stores.
+    pub leader_check_answers_no: u64,
+    /// Leader check messages held back by the `leader_check_delay` fault.
+    pub leader_checks_delayed: u64,
 }
 
 /// The result of one seed.

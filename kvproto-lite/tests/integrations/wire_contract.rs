@@ -14,7 +14,7 @@ metapb.Store: uint64 id = 1; string address = 2;
 metapb.RegionEpoch: uint64 conf_ver = 1; uint64 version = 2;
 metapb.Peer: uint64 id = 1; uint64 store_id = 2; metapb.PeerRole role = 3;
 metapb.Region: uint64 id = 1; bytes start_key = 2; bytes end_key = 3; metapb.RegionEpoch region_epoch = 4; repeated metapb.Peer peers = 5;
-raft_serverpb.RaftMessage: uint64 region_id = 1; metapb.Peer from_peer = 2; metapb.Peer to_peer = 3; eraftpb.Message message = 4; metapb.RegionEpoch region_epoch = 5; bool is_tombstone = 6; bytes start_key = 7; bytes end_key = 8; raft_serverpb.ExtraMessageType extra = 9;
+raft_serverpb.RaftMessage: uint64 region_id = 1; metapb.Peer from_peer = 2; metapb.Peer to_peer = 3; eraftpb.Message message = 4; metapb.RegionEpoch region_epoch = 5; bool is_tombstone = 6; bytes start_key = 7; bytes end_key = 8; raft_serverpb.ExtraMessageType extra = 9; raft_serverpb.LeaderCheck leader_check = 10; raft_serverpb.LeaderCheckResponse leader_check_response = 11;
 raft_serverpb.RaftLocalState: eraftpb.HardState hard_state = 1; uint64 last_index = 2;
 raft_serverpb.RaftTruncatedState: uint64 index = 1; uint64 term = 2;
 raft_serverpb.RaftApplyState: uint64 applied_index = 1; raft_serverpb.RaftTruncatedState truncated_state = 2; uint64 commit_index = 3; uint64 commit_term = 4;
@@ -60,6 +60,10 @@ raft_cmdpb.UserRequest: string name = 1; bytes input = 2;
 raft_cmdpb.UserResponse: bytes output = 1; bool failed = 2; string error = 3;
 errorpb.InvalidRequest: string reason = 1;
 errorpb.StaleSequence: uint64 client_id = 1; uint64 sequence = 2; uint64 applied_sequence = 3;
+raft_serverpb.LeaderCheck: uint64 id = 1; repeated raft_serverpb.LeaderCheckRegion regions = 2;
+raft_serverpb.LeaderCheckRegion: uint64 region_id = 1; uint64 term = 2; uint64 leader_peer_id = 3; uint64 peer_id = 4;
+raft_serverpb.LeaderCheckResponse: uint64 id = 1; repeated raft_serverpb.LeaderCheckAnswer answers = 2;
+raft_serverpb.LeaderCheckAnswer: uint64 region_id = 1; uint64 term = 2; bool confirmed = 3;
 ";
 
 /// Renders a message's schema from the generated descriptor in the format of
@@ -150,6 +154,10 @@ fn every_message_matches_the_field_number_contract() {
         d::<raft_cmdpb::UserResponse>(),
         d::<errorpb::InvalidRequest>(),
         d::<errorpb::StaleSequence>(),
+        d::<raft_serverpb::LeaderCheck>(),
+        d::<raft_serverpb::LeaderCheckRegion>(),
+        d::<raft_serverpb::LeaderCheckResponse>(),
+        d::<raft_serverpb::LeaderCheckAnswer>(),
     ];
     let expected: Vec<&str> = CONTRACT.lines().collect();
     let actual: Vec<String> = descriptors.iter().map(|d| render(d)).collect();
@@ -187,7 +195,9 @@ fn enum_values_match_the_contract() {
             ("NoExtra", 0),
             ("HibernateRequest", 1),
             ("HibernateResponse", 2),
-            ("WakeUp", 3)
+            ("WakeUp", 3),
+            ("LeaderCheckRequest", 4),
+            ("LeaderCheckResponse", 5)
         ]
     );
     assert_eq!(

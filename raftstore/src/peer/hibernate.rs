@@ -481,7 +481,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     self.wake(ctx);
                 }
             }
-            ExtraMessageType::NoExtra => {}
+            // Store-level messages, taken by the router before any peer
+            // (see `crate::leader_check`); a region never gets one.
+            ExtraMessageType::NoExtra
+            | ExtraMessageType::LeaderCheckRequest
+            | ExtraMessageType::LeaderCheckResponse => {}
         }
     }
 

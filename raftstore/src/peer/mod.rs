@@ -118,6 +118,12 @@ pub struct Peer<ER: RaftLogEngine> {
     /// `(term, version, conf_ver)` of the read delegate published to the
     /// local reader, if one is.
     read_delegate: Option<(u64, u64, u64)>,
+    /// This peer's term and leader as other stores' leader checks see
+    /// them, and the answers to this peer's own checks (see
+    /// [`crate::leader_check`]).
+    check_cell: Arc<crate::leader_check::LeaderCheckCell>,
+    /// `(term, leader_id)` last published to `check_cell`.
+    check_published: (u64, u64),
     /// Memory-quota guards of the committed entries handed to apply, by
     /// the last index of each task: released once the apply system reports
     /// that index applied.
@@ -147,6 +153,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
         let raft_cfg = cfg.raft_config(meta.get_id(), applied);
         raft_cfg.validate()?;
         let raft_group = RawNode::new(&raft_cfg, storage, &logger)?;
+        let term = raft_group.raft.term;
+        let peer_id = meta.get_id();
         let mut peer = Peer {
             region_id,
             meta,
@@ -177,6 +185,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
             reads: None,
             lease: Arc::default(),
             read_delegate: None,
+            check_cell: Arc::new(crate::leader_check::LeaderCheckCell::new(peer_id, term)),
+            check_published: (term, 0),
             apply_memory: VecDeque::new(),
             logger,
         };
@@ -456,7 +466,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
             self.proposals = VecDeque::new();
         }
         if self.reads.is_some() {
-            self.tick_reads(ctx.local_reader.now(), ctx.cfg.raft_election_timeout_ticks);
+            let now = ctx.local_reader.now();
+            self.tick_reads(ctx, now);
         }
         self.gc_ticks += 1;
         if self.gc_ticks >= ctx.cfg.raft_log_gc_tick_interval {
@@ -949,6 +960,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
         EK: engine::KvEngine,
         T: Transport,
     {
+        if msgs.is_empty() {
+            return;
+        }
+        // Before any message of a new term leaves (a vote, a vote request,
+        // a rejection): other stores answer leader checks from this cell.
+        self.publish_check_term();
         for msg in msgs {
             let to = msg.get_to();
             let Some(to_peer) = self.find_peer(to).cloned() else {
@@ -992,6 +1009,24 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 ctx.charge_outgoing(bytes);
             }
         }
+    }
+
+    /// Publishes this peer's term and leader to its leader-check cell when
+    /// they changed (see [`crate::leader_check`]): called before any
+    /// message leaves the peer.
+    fn publish_check_term(&mut self) {
+        let raft = &self.raft_group.raft;
+        let now = (raft.term, raft.leader_id);
+        if now != self.check_published {
+            self.check_cell.publish(now.0, now.1);
+            self.check_published = now;
+        }
+    }
+
+    /// The cell other stores' leader checks read (registered with the
+    /// store when the peer starts).
+    pub(crate) fn leader_check_cell(&self) -> &Arc<crate::leader_check::LeaderCheckCell> {
+        &self.check_cell
     }
 
     /// Takes the apply system's report.

@@ -10,12 +10,20 @@
 //!          applied like any batch
 //!   otherwise -> this round's read batch
 //! handle_ready (once per round)
-//!   round's batch -> one raft read_index(batch id) for all of them
-//!   (a leader that has not committed an entry of its term waits: raft-rs
-//!    drops such requests)
+//!   round's batch, on a leader whose region may use a leader check (no
+//!   lease read in it; see `crate::leader_check`) -> read index = commit
+//!   index now, the region joins the round's check to each other voter's
+//!   store; answers (PeerMsg::LeaderChecked) -> a quorum that confirmed a
+//!   check sent after the batch's reads arrived gives the batch its read
+//!   index; a lost quorum or an election timeout without one -> the batch
+//!   falls back to:
+//!   round's batch otherwise -> one raft read_index(batch id) for all of
+//!   them (a leader that has not committed an entry of its term waits:
+//!   raft-rs drops such requests)
 //!   Ready.read_states -> the batch's read index (the commit index that a
 //!   quorum confirmed the leader still led at); on the leader it renews the
-//!   lease from the moment the request was sent
+//!   lease from the moment the request was sent (a leader check never does:
+//!   it does not reset the followers' election timers)
 //! applied index >= read index -> every read of the batch is served from
 //!   the KV engine (whose applied state covers the read index)
 //! ticks: a batch unanswered for two election timeouts, and a leader's
@@ -28,7 +36,8 @@
 //! ```
 //!
 //! Batching follows TiKV (`peer.rs` read_index: one raft read index per
-//! batch of reads), and the lease follows TiKV's `Lease`: renewed from the
+//! batch of reads), leader checks TiKV's `check_leader` (one question per
+//! store pair for many regions), and the lease follows TiKV's `Lease`: renewed from the
 //! time the confirming request was *sent*, never from when the answer came,
 //! and shorter than the election timeout by a clock-drift bound.
 
@@ -45,6 +54,7 @@ use super::Peer;
 use crate::context::PollContext;
 use crate::local_reader::{read_from_engine, LeaseCell};
 use crate::msg::{Callback, RaftCommand};
+use crate::raft_compat;
 use crate::transport::Transport;
 
 /// Reads waiting for one raft read index.
@@ -59,8 +69,17 @@ pub(super) struct ReadBatch {
     sent: bool,
     /// Clock time `read_index` was called: the lease start if confirmed.
     sent_at: Duration,
-    /// Ticks since the batch was created.
+    /// Ticks since the batch was created (or fell back to raft's read
+    /// index).
     age: usize,
+    /// May be confirmed by a leader check (see [`crate::leader_check`])
+    /// instead of raft's read index: a leader batch with no lease read in
+    /// it (only raft's read index renews the lease) that did not fall back
+    /// already.
+    checkable: bool,
+    /// While a leader check confirms the batch: `(check id, read index)`,
+    /// the read index being the commit index when the check was asked.
+    check: Option<(u64, u64)>,
     reads: Vec<RaftCommand>,
 }
 
@@ -71,6 +90,9 @@ pub(super) struct PendingReads {
     round: Vec<RaftCommand>,
     round_follower: Vec<RaftCommand>,
     batches: VecDeque<ReadBatch>,
+    /// The last check id this region joined (it joins a round's check
+    /// once).
+    last_check: u64,
 }
 
 impl PendingReads {
@@ -155,6 +177,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
                     sent: true,
                     sent_at: now,
                     age: 0,
+                    checkable: false,
+                    check: None,
                     reads: vec![cmd],
                 }),
             }
@@ -187,6 +211,11 @@ impl<ER: RaftLogEngine> Peer<ER> {
             if list.is_empty() {
                 continue;
             }
+            let checkable = !follower
+                && ctx.cfg.read_index_leader_check
+                && !list.iter().any(|c| {
+                    crate::local_reader::fast_read_mode(&c.request) == Some(ReadMode::Lease)
+                });
             reads.batches.push_back(ReadBatch {
                 id: ctx.local_reader.next_read_id(),
                 follower,
@@ -194,10 +223,12 @@ impl<ER: RaftLogEngine> Peer<ER> {
                 sent: false,
                 sent_at: now,
                 age: 0,
+                checkable,
+                check: None,
                 reads: list,
             });
         }
-        self.send_read_indexes(now);
+        self.send_read_indexes(ctx, now);
         self.serve_reads(ctx);
     }
 
@@ -235,14 +266,29 @@ impl<ER: RaftLogEngine> Peer<ER> {
             sent: false,
             sent_at: now,
             age: 0,
+            checkable: false,
+            check: None,
             reads: Vec::new(),
         });
-        self.send_read_indexes(now);
+        self.send_read_indexes(ctx, now);
     }
 
-    /// Calls raft's `read_index` for every batch not sent yet, when raft
-    /// can take it.
-    fn send_read_indexes(&mut self, now: Duration) {
+    /// Sends every batch not sent yet: a checkable batch joins this
+    /// round's leader check when the region may use one
+    /// ([`Peer::leader_check_voters`]); the others go to raft's
+    /// `read_index` when raft can take them.
+    fn send_read_indexes<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, now: Duration)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        if self
+            .reads
+            .as_ref()
+            .is_some_and(|r| r.batches.iter().any(|b| !b.sent && b.checkable))
+        {
+            self.send_leader_checks(ctx, now);
+        }
         let is_leader = self.is_leader();
         let raft = &self.raft_group.raft;
         let leader_ready =
@@ -268,6 +314,165 @@ impl<ER: RaftLogEngine> Peer<ER> {
         for id in to_send {
             self.raft_group.read_index(read_context(me, id));
         }
+    }
+
+    /// The voters a leader check of this region asks, `(peer id, store
+    /// id)` of each voter but this peer, when the region may use one now:
+    /// an awake leader with an entry of its term committed (raft-rs's own
+    /// condition for a read index), no leadership transfer, no
+    /// configuration change pending, not in a joint configuration, more
+    /// than one voter, and every other voter on another, known store.
+    /// `None` means: use raft's read index.
+    fn leader_check_voters<EK, T>(&self, ctx: &PollContext<EK, ER, T>) -> Option<Vec<(u64, u64)>>
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let raft = &self.raft_group.raft;
+        if !ctx.cfg.read_index_leader_check
+            || !self.is_leader()
+            || self.is_asleep()
+            || raft.raft_log.term(raft.raft_log.committed).ok() != Some(raft.term)
+            || raft.lead_transferee.is_some()
+            || raft.has_pending_conf()
+            || apply::membership::is_joint(self.region())
+        {
+            return None;
+        }
+        let me = self.meta.get_id();
+        let voters = raft.prs().conf().voters();
+        let mut out = Vec::with_capacity(voters.ids().len());
+        for id in voters.ids().iter() {
+            if id == me {
+                continue;
+            }
+            let store = self.find_peer(id)?.get_store_id();
+            if store == 0 || store == ctx.store_id {
+                return None;
+            }
+            out.push((id, store));
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Puts the batches not sent yet that may be confirmed by a leader
+    /// check into this round's check: each records the commit index now as
+    /// its read index, and the region joins the round's check to every
+    /// other voter's store (once per round).
+    fn send_leader_checks<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, now: Duration)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let Some(voters) = self.leader_check_voters(ctx) else {
+            return;
+        };
+        let checks = ctx.store_meta.leader_checks.clone();
+        let id = ctx.round_checks.id(&checks);
+        let committed = self.raft_group.raft.raft_log.committed;
+        let (region_id, term, me) = (self.region_id, self.term(), self.meta.get_id());
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        for b in reads.batches.iter_mut().filter(|b| !b.sent && b.checkable) {
+            b.sent = true;
+            b.sent_at = now;
+            b.check = Some((id, committed));
+            checks.count_batch_sent();
+        }
+        if reads.last_check != id {
+            reads.last_check = id;
+            for (peer_id, store_id) in voters {
+                ctx.round_checks.add(store_id, region_id, term, me, peer_id);
+            }
+        }
+        // Before the check leaves: its answers wake this peer.
+        self.check_cell
+            .set_waiting_from(lowest_pending_check(&reads.batches));
+    }
+
+    /// Answers to this peer's leader checks arrived (or a tick passed):
+    /// every batch whose check a quorum of voters confirmed (a check with
+    /// the batch's id or a later one, in this term, this peer counting as
+    /// a yes) gets its read index and is served once applied; a batch
+    /// whose check can no longer reach a quorum falls back to raft's read
+    /// index.
+    pub(crate) fn on_leader_checked<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let waiting = self
+            .reads
+            .as_ref()
+            .is_some_and(|r| r.batches.iter().any(|b| b.check.is_some()));
+        if !waiting {
+            self.check_cell.set_waiting_from(0);
+            return;
+        }
+        if !self.is_leader() {
+            // `check_reads_after_role_change` answers them.
+            return;
+        }
+        let raft = &self.raft_group.raft;
+        // A configuration that changed since the check was asked: the
+        // answers may not be of a quorum of the right voters any more.
+        let unusual = raft.has_pending_conf() || apply::membership::is_joint(self.region());
+        let me = self.meta.get_id();
+        let region = self.raft_group.store().region();
+        let checks = &ctx.store_meta.leader_checks;
+        let Some(reads) = self.reads.as_mut() else {
+            return;
+        };
+        let mut fell_back = false;
+        self.check_cell.with_acks(|acks| {
+            for b in reads.batches.iter_mut() {
+                let Some((id, read_index)) = b.check else {
+                    continue;
+                };
+                let verdict = if unusual {
+                    Some(false)
+                } else {
+                    raft_compat::quorum_verdict(raft, |voter| {
+                        if voter == me {
+                            return Some(true);
+                        }
+                        let store = region
+                            .get_peers()
+                            .iter()
+                            .find(|p| p.get_id() == voter)?
+                            .get_store_id();
+                        let ack = acks
+                            .iter()
+                            .find(|a| a.store_id == store && a.term == raft.term)?;
+                        check_answer(ack, id)
+                    })
+                };
+                match verdict {
+                    Some(true) => {
+                        b.index = Some(read_index);
+                        b.check = None;
+                        checks.count_batch_confirmed();
+                    }
+                    Some(false) => {
+                        b.check = None;
+                        b.checkable = false;
+                        b.sent = false;
+                        b.age = 0;
+                        fell_back = true;
+                        checks.count_batch_refused();
+                    }
+                    None => {}
+                }
+            }
+        });
+        self.check_cell
+            .set_waiting_from(lowest_pending_check(&reads.batches));
+        if fell_back {
+            let now = ctx.local_reader.now();
+            self.send_read_indexes(ctx, now);
+        }
+        self.serve_reads(ctx);
     }
 
     /// Takes the read states of a Ready: each gives its batch a read index;
@@ -314,8 +519,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
     {
         let applied = self.raft_group.raft.raft_log.applied;
         let term = self.term();
-        let version = self.region().get_region_epoch().get_version();
-        let region = self.region().clone();
+        let region = self.raft_group.store().region();
+        let version = region.get_region_epoch().get_version();
         let Some(reads) = self.reads.as_mut() else {
             return;
         };
@@ -351,8 +556,28 @@ impl<ER: RaftLogEngine> Peer<ER> {
     /// On a tick: re-sends batches raft could not take yet, and answers
     /// batches that waited two election timeouts (their request or answer
     /// was lost) with NotLeader, a retryable refusal.
-    pub(super) fn tick_reads(&mut self, now: Duration, election_ticks: usize) {
-        self.send_read_indexes(now);
+    ///
+    /// A batch waiting for a leader check longer than an election timeout
+    /// (the check or its answers were lost, a store is down) falls back
+    /// to raft's read index.
+    pub(super) fn tick_reads<EK, T>(&mut self, ctx: &mut PollContext<EK, ER, T>, now: Duration)
+    where
+        EK: engine::KvEngine,
+        T: Transport,
+    {
+        let election_ticks = ctx.cfg.raft_election_timeout_ticks;
+        if let Some(reads) = self.reads.as_mut() {
+            for b in reads.batches.iter_mut() {
+                if b.check.is_some() && b.age >= election_ticks {
+                    b.check = None;
+                    b.checkable = false;
+                    b.sent = false;
+                    b.age = 0;
+                    ctx.store_meta.leader_checks.count_batch_timed_out();
+                }
+            }
+        }
+        self.send_read_indexes(ctx, now);
         let hint = self.leader_hint();
         let (region_id, term) = (self.region_id, self.term());
         let Some(reads) = self.reads.as_mut() else {
@@ -466,6 +691,29 @@ fn read_id_of(peer_id: u64, ctx: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+/// The lowest check id a batch waits for (0: none).
+fn lowest_pending_check(batches: &VecDeque<ReadBatch>) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.check.map(|(id, _)| id))
+        .min()
+        .unwrap_or(0)
+}
+
+/// What a store's answers say about check `id`: a store confirming a
+/// check numbered `id` or later confirms this one (that check was asked
+/// after this batch's reads arrived), refusing one numbered `id` or later
+/// refuses it; `None` while it has said neither.
+fn check_answer(ack: &crate::leader_check::StoreAck, id: u64) -> Option<bool> {
+    if ack.confirmed >= id {
+        Some(true)
+    } else if ack.refused >= id {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 fn fail_batch(b: ReadBatch, err: kvproto_lite::errorpb::Error, term: u64) {

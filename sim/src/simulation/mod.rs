@@ -264,6 +264,7 @@ impl Simulation {
             || n.splits
             || n.sleeping_leaders
             || n.membership
+            || n.leader_check_isolation
         {
             let at = self.rng.gen_range(n.min_interval..=n.max_interval);
             self.schedule(at, Event::Nemesis);

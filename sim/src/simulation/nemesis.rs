@@ -35,6 +35,7 @@ impl Simulation {
             n.sleeping_leaders,
             n.snapshot_crashes,
             n.membership,
+            n.leader_check_isolation,
         ]
         .into_iter()
         .zip(0u32..)
@@ -106,6 +107,22 @@ impl Simulation {
                 8 => self.fault_sleeping_leader(duration),
                 9 => self.crash_during_snapshot(duration),
                 10 => self.change_membership(),
+                11 => {
+                    let regions = self.regions.regions();
+                    let region = regions[self.rng.gen_range(0..regions.len())].get_id();
+                    if let Some(leader) = self.leader_store(region) {
+                        self.trace(&format!(
+                            "cut the leader of region {region} (store {leader}) off from raft \
+                             messages, leader checks pass"
+                        ));
+                        self.add_net_fault(
+                            NetFault::RegionPartition {
+                                side: [leader].into(),
+                            },
+                            duration,
+                        );
+                    }
+                }
                 5 => {
                     let regions = self.regions.regions();
                     let region = regions[self.rng.gen_range(0..regions.len())].clone();

@@ -262,7 +262,7 @@ impl Simulation {
             );
             self.trace(&line);
         }
-        if self.net.blocked(from, to) {
+        if self.net.blocks_message(from, to, &msg) {
             self.stats.messages_lost += 1;
             return;
         }
@@ -576,11 +576,18 @@ impl Simulation {
             }
             let f = self.cfg.messages.clone();
             let faulty = !self.calm;
-            if self.net.blocked(from, to) || (faulty && f.drop > 0.0 && self.rng.gen_bool(f.drop)) {
+            if self.net.blocks_message(from, to, &msg)
+                || (faulty && f.drop > 0.0 && self.rng.gen_bool(f.drop))
+            {
                 self.stats.messages_lost += 1;
                 continue;
             }
             let mut msg = msg;
+            if f.forge_leader_check_yes && msg.has_leader_check_response() {
+                for a in msg.mut_leader_check_response().mut_answers().iter_mut() {
+                    a.set_confirmed(true);
+                }
+            }
             if faulty && f.corrupt > 0.0 && self.rng.gen_bool(f.corrupt) {
                 let how = self.rng.gen_range(0..CORRUPTIONS);
                 if corrupt(&mut msg, how) {
@@ -596,6 +603,14 @@ impl Simulation {
             for _ in 0..copies {
                 let mut latency = self.rng.gen_range(f.min_latency..=f.max_latency);
                 if faulty && f.long_delay > 0.0 && self.rng.gen_bool(f.long_delay) {
+                    latency += self.rng.gen_range(1..=f.long_delay_max.max(1));
+                }
+                if faulty
+                    && f.leader_check_delay > 0.0
+                    && raftstore::leader_check::is_leader_check(&msg)
+                    && self.rng.gen_bool(f.leader_check_delay)
+                {
+                    self.stats.leader_checks_delayed += 1;
                     latency += self.rng.gen_range(1..=f.long_delay_max.max(1));
                 }
                 let msg = Box::new(msg.clone());
@@ -676,6 +691,14 @@ pub(super) fn add_store_counts(
     let local = system.local_reader();
     stats.lease_reads_local += local.served();
     stats.lease_fallbacks += local.fallbacks();
+    let checks = system.leader_checks().stats();
+    stats.leader_check_batches += checks.batches_sent;
+    stats.leader_check_confirmed += checks.batches_confirmed;
+    stats.leader_check_refused += checks.batches_refused;
+    stats.leader_check_timed_out += checks.batches_timed_out;
+    stats.leader_check_answers_no += checks.answered_no;
+    // No correct store sends a malformed check (the network corrupts none).
+    stats.rejected_messages += checks.malformed;
 }
 
 /// How many ways [`corrupt`] knows.

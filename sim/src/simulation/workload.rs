@@ -184,6 +184,13 @@ impl Simulation {
                 self.cfg.read_modes[self.rng.gen_range(0..self.cfg.read_modes.len())]
             };
             let spread = self.rng.gen_range(0..self.cfg.stores as usize);
+            let counted = match mode {
+                client::ReadMode::Log => &mut self.stats.gets_log,
+                client::ReadMode::ReadIndex => &mut self.stats.gets_read_index,
+                client::ReadMode::Lease => &mut self.stats.gets_lease,
+                client::ReadMode::Follower => &mut self.stats.gets_follower,
+            };
+            *counted += 1;
             call = call.with_read_mode(mode, spread);
         } else if self.cfg.sessions {
             let state = &mut self.clients[client];

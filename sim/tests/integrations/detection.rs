@@ -85,3 +85,26 @@ fn a_lease_beyond_the_clock_drift_bound_serves_stale_reads_and_is_caught() {
     cfg.read_modes = vec![kvproto_lite::raft_cmdpb::ReadMode::ReadIndex];
     assert_eq!(run(cfg), None);
 }
+
+/// A seed whose history shows a stale ReadIndex read when every leader
+/// check answer is forged into a yes (found by `sim
+/// --unsafe-leader-check-yes`).
+const FORGED_CHECK_SEED: u64 = 90;
+
+/// A leader cut off from raft messages keeps leading until its
+/// check-quorum while the others elect a new leader that takes writes;
+/// its leader checks still reach them. With the answers forged into yes
+/// it serves ReadIndex reads that miss those writes, and the checker says
+/// so. The same seed with honest answers passes: the others answer no (or
+/// not at all), and the old leader serves nothing stale.
+#[test]
+fn a_leader_check_answered_yes_regardless_of_term_serves_stale_reads_and_is_caught() {
+    let mut cfg = SimConfig::from_seed(FORGED_CHECK_SEED, Profile::Full);
+    sim::forge_leader_check_answers(&mut cfg);
+    match run(cfg.clone()) {
+        Some(Failure::NotLinearizable(v)) => assert!(!v.ops.is_empty(), "{v}"),
+        other => panic!("seed {FORGED_CHECK_SEED} with forged answers: {other:?}"),
+    }
+    cfg.messages.forge_leader_check_yes = false;
+    assert_eq!(run(cfg), None);
+}

@@ -602,6 +602,21 @@ fn lease_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> repo
     sum
 }
 
+/// The leader checks' counters added over all stores.
+fn checks_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> report::LeaderChecks {
+    let mut sum = report::LeaderChecks::default();
+    for id in cluster.store_ids() {
+        if let Some(meta) = cluster.store_meta(*id) {
+            let s = meta.leader_checks().stats();
+            sum.batches += s.batches_sent;
+            sum.confirmed += s.batches_confirmed;
+            sum.fell_back += s.batches_refused + s.batches_timed_out;
+            sum.messages += s.messages_sent;
+        }
+    }
+    sum
+}
+
 fn stats_sum<EK: KvEngine, ER: RaftLogEngine>(cluster: &Cluster<EK, ER>) -> StoreStatsSnapshot {
     let mut sum = StoreStatsSnapshot::default();
     for id in cluster.store_ids() {
@@ -702,6 +717,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     let mut last = (t0, 0u64, 0u64);
     let mut measure_start: Option<(Instant, Duration, StoreStatsSnapshot)> = None;
     let mut lease_start = report::LeaseReads::default();
+    let mut checks_start = report::LeaderChecks::default();
     let mut msgs_start = 0u64;
     loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -711,6 +727,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
             live.measuring.store(true, Ordering::Relaxed);
             measure_start = Some((now, sys::process_cpu(), stats_sum(&cluster)));
             lease_start = lease_sum(&cluster);
+            checks_start = checks_sum(&cluster);
             msgs_start = cluster.transport().stats().delivered;
         }
         let (w, r) = (
@@ -741,6 +758,7 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
     live.measuring.store(false, Ordering::Relaxed);
     let end = (Instant::now(), sys::process_cpu(), stats_sum(&cluster));
     let lease_end = lease_sum(&cluster);
+    let checks_end = checks_sum(&cluster);
     let msgs = cluster.transport().stats().delivered - msgs_start;
     live.stop.store(true, Ordering::Relaxed);
     let mix_counts = mix.take();
@@ -792,6 +810,12 @@ fn drive<EK: KvEngine, ER: RaftLogEngine>(
             .raft_thread
             .saturating_sub(lease_start.raft_thread),
         publishes: lease_end.publishes.saturating_sub(lease_start.publishes),
+    };
+    phase.leader_checks = report::LeaderChecks {
+        batches: checks_end.batches.saturating_sub(checks_start.batches),
+        confirmed: checks_end.confirmed.saturating_sub(checks_start.confirmed),
+        fell_back: checks_end.fell_back.saturating_sub(checks_start.fell_back),
+        messages: checks_end.messages.saturating_sub(checks_start.messages),
     };
     phase.raft_messages = msgs;
     phase.message_mix = mix_counts;

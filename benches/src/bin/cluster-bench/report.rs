@@ -76,6 +76,20 @@ pub struct LeaseReads {
     pub publishes: u64,
 }
 
+/// ReadIndex batches confirmed by store-level leader checks while
+/// measuring (added over all stores, see `raftstore::leader_check`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LeaderChecks {
+    /// Batches sent through a leader check.
+    pub batches: u64,
+    /// Of those, confirmed by a quorum.
+    pub confirmed: u64,
+    /// Fell back to raft's read index (refused or timed out).
+    pub fell_back: u64,
+    /// Check messages sent (one per store pair and poll round).
+    pub messages: u64,
+}
+
 /// A phase's memory: the stores' quotas and the process's resident set.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MemoryFigures {
@@ -184,6 +198,8 @@ pub struct PhaseReport {
     /// Lease-mode reads while measuring, all stores (see
     /// [`LeaseReads`]).
     pub lease_reads: LeaseReads,
+    /// ReadIndex batches confirmed by leader checks while measuring.
+    pub leader_checks: LeaderChecks,
     /// Throughput per second over the phase.
     pub timeline: Vec<Sample>,
     /// The memory quota and the process's resident memory.
@@ -249,6 +265,7 @@ impl PhaseReport {
             verify_errors: Vec::new(),
             verify_secs: 0.0,
             lease_reads: LeaseReads::default(),
+            leader_checks: LeaderChecks::default(),
             timeline,
             memory: MemoryFigures::default(),
             write_hist: None,
@@ -455,6 +472,14 @@ impl Report {
                     p.lease_reads.fallbacks as f64 / p.wall_secs.max(1e-9)
                 )
             }),
+            ("leader-check batches/s", |p| {
+                let c = p.leader_checks;
+                format!(
+                    "{:.0} ({:.0}% ok)",
+                    c.batches as f64 / p.wall_secs.max(1e-9),
+                    c.confirmed as f64 * 100.0 / c.batches.max(1) as f64
+                )
+            }),
             ("read delegates published/s", |p| {
                 format!(
                     "{:.0}",
@@ -510,6 +535,7 @@ impl Report {
         ];
         let any_reads = self.phases.iter().any(|p| p.reads > 0);
         let any_limit = self.phases.iter().any(|p| p.rate_limit.is_some());
+        let any_checks = self.phases.iter().any(|p| p.leader_checks.batches > 0);
         let any_lease = self
             .phases
             .iter()
@@ -518,6 +544,7 @@ impl Report {
             .into_iter()
             .filter(|(name, _)| any_reads || !name.starts_with("read"))
             .filter(|(name, _)| any_limit || !name.starts_with("rate limit"))
+            .filter(|(name, _)| any_checks || !name.starts_with("leader-check"))
             .filter(|(name, _)| {
                 any_lease || !(name.starts_with("lease") || name.starts_with("read delegates"))
             })
