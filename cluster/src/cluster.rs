@@ -213,45 +213,123 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ///
     /// The store is already running, or an engine/start-up error.
     pub fn start_store(&mut self, store_id: u64) -> Result<()> {
-        if self.nodes.contains_key(&store_id) {
-            return Err(Error::AlreadyRunning(store_id));
+        self.start_stores(&[store_id])
+    }
+
+    /// Starts several stopped stores at once, as separate machines restart
+    /// independently: their engines are opened (and bootstrapped on the
+    /// first start) one after another, then every store loads its peers
+    /// and starts on a thread of its own, with every one of them already
+    /// connected to the transport. One store starts on the calling thread,
+    /// exactly as [`start_store`](Self::start_store).
+    ///
+    /// The stores already running are told each started store is
+    /// reachable (as after [`start_store`](Self::start_store)); the stores
+    /// started together need no such news of each other, since each was
+    /// connected before any of them sent a message.
+    ///
+    /// # Errors
+    ///
+    /// The first error of any store (a store already running, engines that
+    /// cannot be opened, a failed start); the stores that did start keep
+    /// running.
+    pub fn start_stores(&mut self, store_ids: &[u64]) -> Result<()> {
+        let mut prepared: Vec<(u64, Engines<EK, ER>, RaftRouter<ER>, RaftBatchSystem<EK, ER>)> =
+            Vec::with_capacity(store_ids.len());
+        for &store_id in store_ids {
+            if self.nodes.contains_key(&store_id)
+                || prepared.iter().any(|(id, ..)| *id == store_id)
+            {
+                return Err(Error::AlreadyRunning(store_id));
+            }
+            let engines = (self.factory)(store_id)?;
+            if !is_bootstrapped(&engines)? {
+                bootstrap_store(&engines, store_id, &self.regions)?;
+            }
+            let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
+            system.set_command_handlers(self.handlers.clone());
+            prepared.push((store_id, engines, router, system));
         }
-        let engines = (self.factory)(store_id)?;
-        if !is_bootstrapped(&engines)? {
-            bootstrap_store(&engines, store_id, &self.regions)?;
+        for (store_id, _, router, _) in &prepared {
+            self.transport.connect(*store_id, Arc::new(router.clone()));
         }
-        let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
-        system.set_command_handlers(self.handlers.clone());
-        self.transport.connect(store_id, Arc::new(router.clone()));
-        let mut store = metapb::Store::default();
-        store.set_id(store_id);
-        if let Err(e) = system.spawn(
-            store,
-            engines.clone(),
-            self.transport.for_store(store_id),
-            &self.logger,
-        ) {
-            self.transport.disconnect(store_id);
-            return Err(e.into());
+        let spawn = |store_id: u64,
+                     engines: &Engines<EK, ER>,
+                     system: &mut RaftBatchSystem<EK, ER>|
+         -> Result<()> {
+            let mut store = metapb::Store::default();
+            store.set_id(store_id);
+            system.spawn(
+                store,
+                engines.clone(),
+                self.transport.for_store(store_id),
+                &self.logger,
+            )?;
+            Ok(())
+        };
+        let results: Vec<Result<()>> = if let [(store_id, engines, _, system)] =
+            prepared.as_mut_slice()
+        {
+            vec![spawn(*store_id, engines, system)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = prepared
+                    .iter_mut()
+                    .map(|(store_id, engines, _, system)| {
+                        let spawn = &spawn;
+                        let store_id = *store_id;
+                        let handle = std::thread::Builder::new()
+                            .name(format!("start-store-{store_id}"))
+                            .spawn_scoped(scope, move || spawn(store_id, engines, system));
+                        (store_id, handle)
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(store_id, h)| match h {
+                        Ok(h) => h.join().unwrap_or_else(|_| {
+                            Err(raftstore::Error::Other("a store's start panicked".to_owned())
+                                .into())
+                        }),
+                        Err(e) => Err(raftstore::Error::Other(format!(
+                            "spawn a thread to start store {store_id}: {e}"
+                        ))
+                        .into()),
+                    })
+                    .collect()
+            })
+        };
+        let already_running: Vec<u64> = self.nodes.keys().copied().collect();
+        let mut first_error = None;
+        let mut started = Vec::new();
+        for ((store_id, engines, router, system), result) in prepared.into_iter().zip(results) {
+            if let Err(e) = result {
+                self.transport.disconnect(store_id);
+                first_error.get_or_insert(e);
+                continue;
+            }
+            self.metas.insert(store_id, system.store_meta());
+            self.stats.insert(store_id, system.stats());
+            self.engines.insert(store_id, engines);
+            let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
+            self.directory
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(store_id, sink);
+            self.nodes.insert(store_id, Node { system, router });
+            started.push(store_id);
         }
-        self.metas.insert(store_id, system.store_meta());
-        self.stats.insert(store_id, system.stats());
-        self.engines.insert(store_id, engines);
-        let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
-        self.directory
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(store_id, sink);
-        self.nodes.insert(store_id, Node { system, router });
         // What a connection-level transport does when a store comes back:
         // hibernated regions with a peer there wake, so it hears from its
         // leaders at once.
-        for (id, node) in &self.nodes {
-            if *id != store_id {
-                node.router.report_reachable(store_id);
+        for store_id in started {
+            for id in &already_running {
+                if let Some(node) = self.nodes.get(id) {
+                    node.router.report_reachable(store_id);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Adds a new, empty store to the cluster (the next unused store id)

@@ -91,7 +91,17 @@ pub fn reconcile_raft_state<ER: RaftLogEngine>(
     let truncated = apply_state.get_truncated_state();
     let (t_index, t_term) = (truncated.get_index(), truncated.get_term());
     let behind = raft_state.get_last_index() < t_index;
+    // Usually the log no longer holds the entry at the truncated index
+    // (compaction removes it): the engine's in-memory index says so
+    // without reading an entry, which with raft-engine may mean a hop to
+    // its reader thread (see `engine::RaftEngineLogEngine`), once per
+    // region at start.
+    let holds = |engine: &ER| {
+        engine.first_index(region_id).is_some_and(|f| f <= t_index)
+            && engine.last_index(region_id).is_some_and(|l| l >= t_index)
+    };
     let diverged = !behind
+        && holds(engine)
         && engine
             .get_entry(region_id, t_index)?
             .is_some_and(|e| e.get_term() != t_term);
