@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use engine::{
@@ -25,8 +25,10 @@ use crate::error::{Error, Result};
 use crate::transport::ChannelTransport;
 use crate::wait::wait_until;
 
-/// Opens (or reopens) a store's engines.
-pub type EngineFactory<EK, ER> = Box<dyn FnMut(u64) -> Result<Engines<EK, ER>> + Send>;
+/// Opens (or reopens) a store's engines. Called from several threads at
+/// once when [`Cluster::start_stores`] starts several stores, each call
+/// for another store.
+pub type EngineFactory<EK, ER> = Box<dyn Fn(u64) -> Result<Engines<EK, ER>> + Send + Sync>;
 
 struct Node<EK: KvEngine, ER: RaftLogEngine> {
     system: RaftBatchSystem<EK, ER>,
@@ -76,9 +78,11 @@ impl Cluster<MemKvEngine, MemRaftLogEngine> {
     ///
     /// An invalid config or region layout.
     pub fn memory(stores: usize, regions: usize, cfg: Config) -> Result<Self> {
-        let mut made: HashMap<u64, Engines<MemKvEngine, MemRaftLogEngine>> = HashMap::new();
+        let made: Mutex<HashMap<u64, Engines<MemKvEngine, MemRaftLogEngine>>> = Mutex::default();
         let factory: EngineFactory<MemKvEngine, MemRaftLogEngine> = Box::new(move |id| {
             Ok(made
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .entry(id)
                 .or_insert_with(|| Engines::new(MemKvEngine::new(), MemRaftLogEngine::new()))
                 .clone())
@@ -125,6 +129,20 @@ fn durable_factory(root: PathBuf) -> EngineFactory<FjallKvEngine, RaftEngineLogE
         let kv = FjallKvEngine::open(base.join("kv"))?;
         let raft = RaftEngineLogEngine::open(base.join("raft"))?;
         Ok(Engines::new(kv, raft))
+    })
+}
+
+/// The result of a scoped thread working for store `store_id` (an error
+/// if it could not be spawned or panicked).
+fn join_scoped<T>(
+    store_id: u64,
+    handle: std::io::Result<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+) -> Result<T> {
+    let handle = handle.map_err(|e| {
+        raftstore::Error::Other(format!("spawn a thread for store {store_id}: {e}"))
+    })?;
+    handle.join().unwrap_or_else(|_| {
+        Err(raftstore::Error::Other(format!("the thread for store {store_id} panicked")).into())
     })
 }
 
@@ -217,11 +235,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     }
 
     /// Starts several stopped stores at once, as separate machines restart
-    /// independently: their engines are opened (and bootstrapped on the
-    /// first start) one after another, then every store loads its peers
-    /// and starts on a thread of its own, with every one of them already
-    /// connected to the transport. One store starts on the calling thread,
-    /// exactly as [`start_store`](Self::start_store).
+    /// independently: every store opens its engines (bootstrapping them on
+    /// the first start) on a thread of its own; then, with every one of
+    /// them connected to the transport, every store loads its peers and
+    /// starts, again each on its own thread. One store starts on the
+    /// calling thread, exactly as [`start_store`](Self::start_store).
     ///
     /// The stores already running are told each started store is
     /// reachable (as after [`start_store`](Self::start_store)); the stores
@@ -230,22 +248,53 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ///
     /// # Errors
     ///
-    /// The first error of any store (a store already running, engines that
-    /// cannot be opened, a failed start); the stores that did start keep
-    /// running.
+    /// A store already running or named twice (nothing is started then);
+    /// engines that cannot be opened (nothing is started then either); or
+    /// the first failed start (the stores that did start keep running).
     pub fn start_stores(&mut self, store_ids: &[u64]) -> Result<()> {
-        let mut prepared: Vec<(u64, Engines<EK, ER>, RaftRouter<ER>, RaftBatchSystem<EK, ER>)> =
-            Vec::with_capacity(store_ids.len());
-        for &store_id in store_ids {
-            if self.nodes.contains_key(&store_id)
-                || prepared.iter().any(|(id, ..)| *id == store_id)
-            {
+        let mut prepared: Vec<(
+            u64,
+            Engines<EK, ER>,
+            RaftRouter<ER>,
+            RaftBatchSystem<EK, ER>,
+        )> = Vec::with_capacity(store_ids.len());
+        for (i, &store_id) in store_ids.iter().enumerate() {
+            if self.nodes.contains_key(&store_id) || store_ids[..i].contains(&store_id) {
                 return Err(Error::AlreadyRunning(store_id));
             }
+        }
+        // Open (and on the first start bootstrap) every store's engines,
+        // each store on a thread of its own: recovering a store's engines
+        // takes long when it holds many regions.
+        let open = |store_id: u64| -> Result<Engines<EK, ER>> {
             let engines = (self.factory)(store_id)?;
             if !is_bootstrapped(&engines)? {
                 bootstrap_store(&engines, store_id, &self.regions)?;
             }
+            Ok(engines)
+        };
+        let opened: Vec<Result<Engines<EK, ER>>> = if let [store_id] = store_ids {
+            vec![open(*store_id)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = store_ids
+                    .iter()
+                    .map(|&store_id| {
+                        let open = &open;
+                        let handle = std::thread::Builder::new()
+                            .name(format!("open-store-{store_id}"))
+                            .spawn_scoped(scope, move || open(store_id));
+                        (store_id, handle)
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(store_id, h)| join_scoped(store_id, h))
+                    .collect()
+            })
+        };
+        for (&store_id, engines) in store_ids.iter().zip(opened) {
+            let engines = engines?;
             let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
             system.set_command_handlers(self.handlers.clone());
             prepared.push((store_id, engines, router, system));
@@ -267,38 +316,28 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             )?;
             Ok(())
         };
-        let results: Vec<Result<()>> = if let [(store_id, engines, _, system)] =
-            prepared.as_mut_slice()
-        {
-            vec![spawn(*store_id, engines, system)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = prepared
-                    .iter_mut()
-                    .map(|(store_id, engines, _, system)| {
-                        let spawn = &spawn;
-                        let store_id = *store_id;
-                        let handle = std::thread::Builder::new()
-                            .name(format!("start-store-{store_id}"))
-                            .spawn_scoped(scope, move || spawn(store_id, engines, system));
-                        (store_id, handle)
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|(store_id, h)| match h {
-                        Ok(h) => h.join().unwrap_or_else(|_| {
-                            Err(raftstore::Error::Other("a store's start panicked".to_owned())
-                                .into())
-                        }),
-                        Err(e) => Err(raftstore::Error::Other(format!(
-                            "spawn a thread to start store {store_id}: {e}"
-                        ))
-                        .into()),
-                    })
-                    .collect()
-            })
-        };
+        let results: Vec<Result<()>> =
+            if let [(store_id, engines, _, system)] = prepared.as_mut_slice() {
+                vec![spawn(*store_id, engines, system)]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = prepared
+                        .iter_mut()
+                        .map(|(store_id, engines, _, system)| {
+                            let spawn = &spawn;
+                            let store_id = *store_id;
+                            let handle = std::thread::Builder::new()
+                                .name(format!("start-store-{store_id}"))
+                                .spawn_scoped(scope, move || spawn(store_id, engines, system));
+                            (store_id, handle)
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(store_id, h)| join_scoped(store_id, h))
+                        .collect()
+                })
+            };
         let already_running: Vec<u64> = self.nodes.keys().copied().collect();
         let mut first_error = None;
         let mut started = Vec::new();

@@ -233,7 +233,10 @@ where
             None => Ok(None),
             Some(pair) => {
                 let (k, v) = pair?;
-                Ok(Some((region_id_of_local_key(k.as_ref(), APPLY_STATE_KIND)?, v)))
+                Ok(Some((
+                    region_id_of_local_key(k.as_ref(), APPLY_STATE_KIND)?,
+                    v,
+                )))
             }
         }
     };

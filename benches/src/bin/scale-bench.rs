@@ -32,7 +32,9 @@
 //! 7. stops every store, reopens them from their engines and waits until
 //!    every region has a leader again (`restart s`, progress bar; `restart
 //!    stores started s` of it until every store had loaded its peers,
-//!    `restart core-s` the process CPU it took).
+//!    `restart core-s` the process CPU it took; `restart raft rounds` and
+//!    `restart raft log syncs` the raft poll rounds and raft log fsyncs of
+//!    every store from its start until the figures are read).
 //!
 //! `--restart-only` runs steps 1, 2 and 7 only.
 //!
@@ -300,16 +302,6 @@ fn start_all<EK: KvEngine, ER: RaftLogEngine>(
             .filter_map(|id| cluster.store_meta(*id))
             .map(|m| m.leader_count())
             .sum();
-        if std::env::var_os("SCALE_BENCH_TRACE").is_some() {
-            let t = cluster.transport().stats();
-            eprintln!(
-                "trace {:.1}s led {led} delivered {} refused {} unreachable {}",
-                started.elapsed().as_secs_f64(),
-                t.delivered,
-                t.refused,
-                t.unreachable
-            );
-        }
         if led >= total {
             missing.retain(|id| cluster.leader_store(*id).is_none());
             pb.set_position((total - missing.len()) as u64);
@@ -442,6 +434,16 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
         "restart stores started s",
         format!("{:.2}", restart.stores.as_secs_f64()),
     );
+    let (mut rounds, mut syncs) = (0, 0);
+    for id in cluster.store_ids() {
+        if let Some(s) = cluster.stats(*id) {
+            let s = s.snapshot();
+            rounds += s.rounds;
+            syncs += s.log_syncs;
+        }
+    }
+    figures.push("restart raft rounds", rounds);
+    figures.push("restart raft log syncs", syncs);
     cluster.shutdown();
 
     figures.push("setup s", format!("{:.2}", setup.led.as_secs_f64()));
