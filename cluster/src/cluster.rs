@@ -30,6 +30,14 @@ use crate::wait::wait_until;
 /// for another store.
 pub type EngineFactory<EK, ER> = Box<dyn Fn(u64) -> Result<Engines<EK, ER>> + Send + Sync>;
 
+/// A store about to start: its id, opened engines, router and system.
+type Prepared<EK, ER> = (
+    u64,
+    Engines<EK, ER>,
+    RaftRouter<ER>,
+    RaftBatchSystem<EK, ER>,
+);
+
 struct Node<EK: KvEngine, ER: RaftLogEngine> {
     system: RaftBatchSystem<EK, ER>,
     router: RaftRouter<ER>,
@@ -252,12 +260,7 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     /// engines that cannot be opened (nothing is started then either); or
     /// the first failed start (the stores that did start keep running).
     pub fn start_stores(&mut self, store_ids: &[u64]) -> Result<()> {
-        let mut prepared: Vec<(
-            u64,
-            Engines<EK, ER>,
-            RaftRouter<ER>,
-            RaftBatchSystem<EK, ER>,
-        )> = Vec::with_capacity(store_ids.len());
+        let mut prepared: Vec<Prepared<EK, ER>> = Vec::with_capacity(store_ids.len());
         for (i, &store_id) in store_ids.iter().enumerate() {
             if self.nodes.contains_key(&store_id) || store_ids[..i].contains(&store_id) {
                 return Err(Error::AlreadyRunning(store_id));
