@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use engine::{
@@ -25,8 +25,18 @@ use crate::error::{Error, Result};
 use crate::transport::ChannelTransport;
 use crate::wait::wait_until;
 
-/// Opens (or reopens) a store's engines.
-pub type EngineFactory<EK, ER> = Box<dyn FnMut(u64) -> Result<Engines<EK, ER>> + Send>;
+/// Opens (or reopens) a store's engines. Called from several threads at
+/// once when [`Cluster::start_stores`] starts several stores, each call
+/// for another store.
+pub type EngineFactory<EK, ER> = Box<dyn Fn(u64) -> Result<Engines<EK, ER>> + Send + Sync>;
+
+/// A store about to start: its id, opened engines, router and system.
+type Prepared<EK, ER> = (
+    u64,
+    Engines<EK, ER>,
+    RaftRouter<ER>,
+    RaftBatchSystem<EK, ER>,
+);
 
 struct Node<EK: KvEngine, ER: RaftLogEngine> {
     system: RaftBatchSystem<EK, ER>,
@@ -76,9 +86,11 @@ impl Cluster<MemKvEngine, MemRaftLogEngine> {
     ///
     /// An invalid config or region layout.
     pub fn memory(stores: usize, regions: usize, cfg: Config) -> Result<Self> {
-        let mut made: HashMap<u64, Engines<MemKvEngine, MemRaftLogEngine>> = HashMap::new();
+        let made: Mutex<HashMap<u64, Engines<MemKvEngine, MemRaftLogEngine>>> = Mutex::default();
         let factory: EngineFactory<MemKvEngine, MemRaftLogEngine> = Box::new(move |id| {
             Ok(made
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .entry(id)
                 .or_insert_with(|| Engines::new(MemKvEngine::new(), MemRaftLogEngine::new()))
                 .clone())
@@ -125,6 +137,20 @@ fn durable_factory(root: PathBuf) -> EngineFactory<FjallKvEngine, RaftEngineLogE
         let kv = FjallKvEngine::open(base.join("kv"))?;
         let raft = RaftEngineLogEngine::open(base.join("raft"))?;
         Ok(Engines::new(kv, raft))
+    })
+}
+
+/// The result of a scoped thread working for store `store_id` (an error
+/// if it could not be spawned or panicked).
+fn join_scoped<T>(
+    store_id: u64,
+    handle: std::io::Result<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+) -> Result<T> {
+    let handle = handle.map_err(|e| {
+        raftstore::Error::Other(format!("spawn a thread for store {store_id}: {e}"))
+    })?;
+    handle.join().unwrap_or_else(|_| {
+        Err(raftstore::Error::Other(format!("the thread for store {store_id} panicked")).into())
     })
 }
 
@@ -213,45 +239,139 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
     ///
     /// The store is already running, or an engine/start-up error.
     pub fn start_store(&mut self, store_id: u64) -> Result<()> {
-        if self.nodes.contains_key(&store_id) {
-            return Err(Error::AlreadyRunning(store_id));
+        self.start_stores(&[store_id])
+    }
+
+    /// Starts several stopped stores at once, as separate machines restart
+    /// independently: every store opens its engines (bootstrapping them on
+    /// the first start) on a thread of its own; then, with every one of
+    /// them connected to the transport, every store loads its peers and
+    /// starts, again each on its own thread. One store starts on the
+    /// calling thread, exactly as [`start_store`](Self::start_store).
+    ///
+    /// The stores already running are told each started store is
+    /// reachable (as after [`start_store`](Self::start_store)); the stores
+    /// started together need no such news of each other, since each was
+    /// connected before any of them sent a message.
+    ///
+    /// # Errors
+    ///
+    /// A store already running or named twice (nothing is started then);
+    /// engines that cannot be opened (nothing is started then either); or
+    /// the first failed start (the stores that did start keep running).
+    pub fn start_stores(&mut self, store_ids: &[u64]) -> Result<()> {
+        let mut prepared: Vec<Prepared<EK, ER>> = Vec::with_capacity(store_ids.len());
+        for (i, &store_id) in store_ids.iter().enumerate() {
+            if self.nodes.contains_key(&store_id) || store_ids[..i].contains(&store_id) {
+                return Err(Error::AlreadyRunning(store_id));
+            }
         }
-        let engines = (self.factory)(store_id)?;
-        if !is_bootstrapped(&engines)? {
-            bootstrap_store(&engines, store_id, &self.regions)?;
+        // Open (and on the first start bootstrap) every store's engines,
+        // each store on a thread of its own: recovering a store's engines
+        // takes long when it holds many regions.
+        let open = |store_id: u64| -> Result<Engines<EK, ER>> {
+            let engines = (self.factory)(store_id)?;
+            if !is_bootstrapped(&engines)? {
+                bootstrap_store(&engines, store_id, &self.regions)?;
+            }
+            Ok(engines)
+        };
+        let opened: Vec<Result<Engines<EK, ER>>> = if let [store_id] = store_ids {
+            vec![open(*store_id)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = store_ids
+                    .iter()
+                    .map(|&store_id| {
+                        let open = &open;
+                        let handle = std::thread::Builder::new()
+                            .name(format!("open-store-{store_id}"))
+                            .spawn_scoped(scope, move || open(store_id));
+                        (store_id, handle)
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(store_id, h)| join_scoped(store_id, h))
+                    .collect()
+            })
+        };
+        for (&store_id, engines) in store_ids.iter().zip(opened) {
+            let engines = engines?;
+            let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
+            system.set_command_handlers(self.handlers.clone());
+            prepared.push((store_id, engines, router, system));
         }
-        let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
-        system.set_command_handlers(self.handlers.clone());
-        self.transport.connect(store_id, Arc::new(router.clone()));
-        let mut store = metapb::Store::default();
-        store.set_id(store_id);
-        if let Err(e) = system.spawn(
-            store,
-            engines.clone(),
-            self.transport.for_store(store_id),
-            &self.logger,
-        ) {
-            self.transport.disconnect(store_id);
-            return Err(e.into());
+        for (store_id, _, router, _) in &prepared {
+            self.transport.connect(*store_id, Arc::new(router.clone()));
         }
-        self.metas.insert(store_id, system.store_meta());
-        self.stats.insert(store_id, system.stats());
-        self.engines.insert(store_id, engines);
-        let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
-        self.directory
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(store_id, sink);
-        self.nodes.insert(store_id, Node { system, router });
+        let spawn = |store_id: u64,
+                     engines: &Engines<EK, ER>,
+                     system: &mut RaftBatchSystem<EK, ER>|
+         -> Result<()> {
+            let mut store = metapb::Store::default();
+            store.set_id(store_id);
+            system.spawn(
+                store,
+                engines.clone(),
+                self.transport.for_store(store_id),
+                &self.logger,
+            )?;
+            Ok(())
+        };
+        let results: Vec<Result<()>> =
+            if let [(store_id, engines, _, system)] = prepared.as_mut_slice() {
+                vec![spawn(*store_id, engines, system)]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = prepared
+                        .iter_mut()
+                        .map(|(store_id, engines, _, system)| {
+                            let spawn = &spawn;
+                            let store_id = *store_id;
+                            let handle = std::thread::Builder::new()
+                                .name(format!("start-store-{store_id}"))
+                                .spawn_scoped(scope, move || spawn(store_id, engines, system));
+                            (store_id, handle)
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(store_id, h)| join_scoped(store_id, h))
+                        .collect()
+                })
+            };
+        let already_running: Vec<u64> = self.nodes.keys().copied().collect();
+        let mut first_error = None;
+        let mut started = Vec::new();
+        for ((store_id, engines, router, system), result) in prepared.into_iter().zip(results) {
+            if let Err(e) = result {
+                self.transport.disconnect(store_id);
+                first_error.get_or_insert(e);
+                continue;
+            }
+            self.metas.insert(store_id, system.store_meta());
+            self.stats.insert(store_id, system.stats());
+            self.engines.insert(store_id, engines);
+            let sink: Arc<dyn CommandSink> = Arc::new(router.clone());
+            self.directory
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(store_id, sink);
+            self.nodes.insert(store_id, Node { system, router });
+            started.push(store_id);
+        }
         // What a connection-level transport does when a store comes back:
         // hibernated regions with a peer there wake, so it hears from its
         // leaders at once.
-        for (id, node) in &self.nodes {
-            if *id != store_id {
-                node.router.report_reachable(store_id);
+        for store_id in started {
+            for id in &already_running {
+                if let Some(node) = self.nodes.get(id) {
+                    node.router.report_reachable(store_id);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Adds a new, empty store to the cluster (the next unused store id)

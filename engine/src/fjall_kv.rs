@@ -216,6 +216,14 @@ impl KvEngine for FjallKvEngine {
             .collect()
     }
 
+    fn region_and_apply_states(&self) -> Result<Vec<(RegionLocalState, Option<RaftApplyState>)>> {
+        let (start, end) = keys::local_kind_range(keys::REGION_STATE_KIND);
+        let regions = self.kv.range(start..end).map(|g| Ok(g.into_inner()?));
+        let (start, end) = keys::local_kind_range(keys::APPLY_STATE_KIND);
+        let applies = self.kv.range(start..end).map(|g| Ok(g.into_inner()?));
+        crate::kv::join_region_and_apply_states(regions, applies)
+    }
+
     fn sync(&self) -> Result<()> {
         Ok(self.db.persist(PersistMode::SyncAll)?)
     }

@@ -2,6 +2,7 @@
 //! [`KvSnapshot`].
 
 use kvproto_lite::raft_serverpb::{RaftApplyState, RegionLocalState};
+use protobuf::Message as _;
 
 use crate::Result;
 
@@ -73,6 +74,26 @@ pub trait KvEngine: Clone + Send + Sync + 'static {
     ///
     /// A stored state that cannot be decoded, or an I/O error.
     fn region_states(&self) -> Result<Vec<RegionLocalState>>;
+
+    /// Every stored region state, ordered by region id, each with the
+    /// region's stored apply state (`None` if it has none): what a store
+    /// reads when it starts. The engines of this crate answer with two
+    /// range scans (region states, apply states) joined by region id; the
+    /// default reads [`region_states`](Self::region_states) and looks each
+    /// apply state up, one point read per region.
+    ///
+    /// # Errors
+    ///
+    /// A stored state or key that cannot be decoded, or an I/O error.
+    fn region_and_apply_states(&self) -> Result<Vec<(RegionLocalState, Option<RaftApplyState>)>> {
+        self.region_states()?
+            .into_iter()
+            .map(|state| {
+                let apply = self.get_apply_state(state.get_region().get_id())?;
+                Ok((state, apply))
+            })
+            .collect()
+    }
 
     /// Makes every earlier write durable.
     ///
@@ -192,6 +213,51 @@ pub trait KvSnapshot: Send + Sync + 'static {
     fn get_region_state(&self, region_id: u64) -> Result<Option<RegionLocalState>> {
         decode(self.get_raw(&crate::keys::region_state_key(region_id))?)
     }
+}
+
+/// Joins the raw pairs of the region-state key range and of the
+/// apply-state key range (see [`keys`](crate::keys)), both ascending, by
+/// region id: every region state with its apply state, if stored.
+/// Apply states of regions without a region state are skipped undecoded.
+pub(crate) fn join_region_and_apply_states<K, V>(
+    regions: impl Iterator<Item = Result<(K, V)>>,
+    mut applies: impl Iterator<Item = Result<(K, V)>>,
+) -> Result<Vec<(RegionLocalState, Option<RaftApplyState>)>>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    use crate::keys::{region_id_of_local_key, APPLY_STATE_KIND, REGION_STATE_KIND};
+    let mut next_apply = move || -> Result<Option<(u64, V)>> {
+        match applies.next() {
+            None => Ok(None),
+            Some(pair) => {
+                let (k, v) = pair?;
+                Ok(Some((
+                    region_id_of_local_key(k.as_ref(), APPLY_STATE_KIND)?,
+                    v,
+                )))
+            }
+        }
+    };
+    let mut apply = next_apply()?;
+    let mut out = Vec::new();
+    for pair in regions {
+        let (k, v) = pair?;
+        let region_id = region_id_of_local_key(k.as_ref(), REGION_STATE_KIND)?;
+        let state = RegionLocalState::parse_from_bytes(v.as_ref())?;
+        while apply.as_ref().is_some_and(|(id, _)| *id < region_id) {
+            apply = next_apply()?;
+        }
+        let apply_state = match &apply {
+            Some((id, bytes)) if *id == region_id => {
+                Some(RaftApplyState::parse_from_bytes(bytes.as_ref())?)
+            }
+            _ => None,
+        };
+        out.push((state, apply_state));
+    }
+    Ok(out)
 }
 
 fn decode<M: protobuf::Message>(bytes: Option<Vec<u8>>) -> Result<Option<M>> {

@@ -233,6 +233,15 @@ impl KvEngine for MemKvEngine {
             .collect()
     }
 
+    fn region_and_apply_states(&self) -> Result<Vec<(RegionLocalState, Option<RaftApplyState>)>> {
+        let inner = self.read_lock();
+        let (start, end) = keys::local_kind_range(keys::REGION_STATE_KIND);
+        let regions = inner.live.range(start..end).map(Ok);
+        let (start, end) = keys::local_kind_range(keys::APPLY_STATE_KIND);
+        let applies = inner.live.range(start..end).map(Ok);
+        crate::kv::join_region_and_apply_states(regions, applies)
+    }
+
     fn sync(&self) -> Result<()> {
         self.write_lock().make_durable();
         Ok(())

@@ -477,6 +477,41 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
     raft_state: RaftLocalState,
     apply_state: RaftApplyState,
 ) -> crate::Result<()> {
+    let peer = build_peer(
+        cfg,
+        &engines.raft,
+        logger,
+        region,
+        meta,
+        raft_state,
+        apply_state,
+    )?;
+    register_peer(router, apply_router, store_meta, awake, peer);
+    Ok(())
+}
+
+/// A peer FSM built from its persisted state ([`build_peer`]) that no
+/// router, apply system or store meta knows yet ([`register_peer`]).
+pub(crate) struct BuiltPeer<ER: RaftLogEngine> {
+    region_id: u64,
+    mailbox: batch_system::BasicMailbox<PeerFsm<ER>>,
+    /// What the apply system needs (a peer with region metadata).
+    registration: Option<Box<apply::Registration>>,
+}
+
+/// Builds a peer FSM and its mailbox from the peer's persisted state,
+/// touching nothing shared: several threads may build the peers of a
+/// starting store at once. The raft log engine is only written when the
+/// raft state needs repair (see [`PeerStorage::new`](crate::PeerStorage::new)).
+pub(crate) fn build_peer<ER: RaftLogEngine>(
+    cfg: &Config,
+    raft_engine: &ER,
+    logger: &Logger,
+    region: Region,
+    meta: kvproto_lite::metapb::Peer,
+    raft_state: RaftLocalState,
+    apply_state: RaftApplyState,
+) -> crate::Result<BuiltPeer<ER>> {
     let region_id = region.get_id();
     let initialized = !region.get_peers().is_empty();
     let applied_term =
@@ -485,32 +520,49 @@ pub(crate) fn start_peer<EK: KvEngine, ER: RaftLogEngine>(
         } else {
             apply_state.get_commit_term()
         };
+    let registration = initialized.then(|| {
+        Box::new(apply::Registration {
+            peer_id: meta.get_id(),
+            region: region.clone(),
+            apply_state: apply_state.clone(),
+            applied_term,
+        })
+    });
     let peer = Peer::new(
         cfg,
-        engines.raft.clone(),
-        region.clone(),
-        meta.clone(),
+        raft_engine.clone(),
+        region,
+        meta,
         raft_state,
-        apply_state.clone(),
+        apply_state,
         logger,
     )?;
     store_meta
         .leader_checks
         .register(region_id, peer.leader_check_cell().clone());
     let (tx, fsm) = PeerFsm::new(cfg, peer);
-    if initialized {
-        let reg = apply::Registration {
-            peer_id: meta.get_id(),
-            region,
-            apply_state,
-            applied_term,
-        };
-        apply_router.schedule_task(region_id, apply::ApplyMsg::Registration(Box::new(reg)));
+    Ok(BuiltPeer {
+        region_id,
+        mailbox: batch_system::BasicMailbox::new(tx, fsm),
+        registration,
+    })
+}
+
+/// Registers a built peer with the apply system (when it has region
+/// metadata), the store meta and the router, marks it awake and starts it.
+pub(crate) fn register_peer<ER: RaftLogEngine>(
+    router: &PeerRouter<ER>,
+    apply_router: &ApplyRouter,
+    store_meta: &StoreMeta,
+    awake: &AwakeRegions,
+    peer: BuiltPeer<ER>,
+) {
+    let region_id = peer.region_id;
+    if let Some(reg) = peer.registration {
+        apply_router.schedule_task(region_id, apply::ApplyMsg::Registration(reg));
     }
-    let mailbox = batch_system::BasicMailbox::new(tx, fsm);
     store_meta.add_region(region_id);
-    router.register(region_id, mailbox);
+    router.register(region_id, peer.mailbox);
     awake.insert(region_id);
     let _ = router.force_send(region_id, PeerMsg::Start);
-    Ok(())
 }

@@ -13,7 +13,7 @@ use batch_system::{create_system, BatchSystem, HandlerBuilder, ManualPoller};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use engine::{Engines, KvEngine, RaftLogBatch, RaftLogEngine};
 use kvproto_lite::metapb;
-use kvproto_lite::raft_serverpb::{PeerState, RaftLocalState};
+use kvproto_lite::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState};
 use kvproto_lite::util;
 use slog::{info, o, Logger};
 
@@ -26,7 +26,7 @@ use crate::poller::{RaftPoller, RaftPollerBuilder};
 use crate::router::RaftRouter;
 use crate::snapshot::{SnapLimits, SnapManager, SnapWorker, SnapshotReporter};
 use crate::storage::{split_raft_state, RAFT_INIT_LOG_INDEX};
-use crate::store_fsm::{start_peer, StoreFsm};
+use crate::store_fsm::{build_peer, register_peer, BuiltPeer, StoreFsm};
 use crate::store_io::{
     writer_channels, ManualWriter, PersistNotifier, StoreWriter, StoreWriters, WriterMsg,
 };
@@ -279,6 +279,21 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
     /// Creates a peer for every region of `store_id` found in the engines
     /// and registers it with the apply system and the router (the restart
     /// path). Returns how many peers were created.
+    ///
+    /// ```text
+    /// region states + apply states     one pass over two key ranges of the KV engine
+    /// tombstones                       clean a raft log a crash left behind
+    /// peers to build                   split over up to LOAD_THREADS threads: raft
+    ///                                  state (an in-memory lookup in either log
+    ///                                  engine), repairs, Peer + PeerFsm + mailbox
+    /// register, in region id order     apply registration, store meta, router,
+    ///                                  awake set, PeerMsg::Start
+    /// ```
+    ///
+    /// Building is all a peer's own work and touches nothing shared, so
+    /// the threads only change how long it takes: the peers are
+    /// registered, and their `Start` messages queued, in the same order as
+    /// when they are built one by one.
     fn load_peers(
         &self,
         store_id: u64,
@@ -286,15 +301,15 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
         engines: &Engines<EK, ER>,
         logger: &Logger,
     ) -> Result<usize> {
-        let mut count = 0usize;
-        let states = engines.kv.region_states()?;
+        let states = engines.kv.region_and_apply_states()?;
         self.ranges.publish(
             states
                 .iter()
-                .filter(|s| s.get_state() == PeerState::Normal)
-                .map(|s| (s.get_region().get_id(), Some(s.get_region().clone()))),
+                .filter(|(s, _)| s.get_state() == PeerState::Normal)
+                .map(|(s, _)| (s.get_region().get_id(), Some(s.get_region().clone()))),
         );
-        for state in states {
+        let mut to_build = Vec::with_capacity(states.len());
+        for (mut state, apply_state) in states {
             if state.get_state() == PeerState::Tombstone {
                 // A crash after the tombstone was written and before the
                 // destroyed peer's raft log was cleaned leaves the log.
@@ -310,53 +325,76 @@ impl<EK: KvEngine, ER: RaftLogEngine> RaftBatchSystem<EK, ER> {
             if state.get_state() != PeerState::Normal {
                 continue;
             }
-            let region = state.get_region().clone();
+            let region = state.take_region();
             let region_id = region.get_id();
             let Some(meta) = util::find_peer(&region, store_id).cloned() else {
                 continue;
             };
-            let raft_state = engines.raft.get_raft_state(region_id)?;
-            let apply_state = engines
-                .kv
-                .get_apply_state(region_id)?
+            let apply_state = apply_state
                 .ok_or_else(|| Error::Other(format!("region {region_id} has no apply state")))?;
-            let raft_state = match raft_state {
-                Some(s) if s.get_last_index() >= RAFT_INIT_LOG_INDEX => s,
-                // A region created by a split whose raft state was not
-                // written yet (the store crashed between apply's split write
-                // and raftstore creating the peer) or is still that of an
-                // uninitialized peer: start it as the split would have
-                // (simulation, seed 4675 with splits).
-                existing
-                    if apply_state.get_truncated_state().get_index() == RAFT_INIT_LOG_INDEX =>
-                {
-                    let state = split_raft_state(existing);
-                    let mut lb = engines.raft.log_batch(0);
-                    lb.put_raft_state(region_id, &state)?;
-                    engines.raft.consume(&mut lb, true)?;
-                    state
+            to_build.push((region, meta, apply_state));
+        }
+        let count = to_build.len();
+        let threads = load_threads(count);
+        let build = |chunk: Vec<(metapb::Region, metapb::Peer, RaftApplyState)>| {
+            chunk
+                .into_iter()
+                .map(|(region, meta, apply_state)| {
+                    let raft_state = startup_raft_state(engines, region.get_id(), &apply_state)?;
+                    build_peer(
+                        cfg,
+                        &engines.raft,
+                        logger,
+                        region,
+                        meta,
+                        raft_state,
+                        apply_state,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let built: Vec<Vec<BuiltPeer<ER>>> = if threads <= 1 {
+            vec![build(to_build)?]
+        } else {
+            let per_thread = count.div_ceil(threads);
+            let mut chunks = Vec::with_capacity(threads);
+            let mut rest = to_build.into_iter();
+            loop {
+                let chunk: Vec<_> = rest.by_ref().take(per_thread).collect();
+                if chunk.is_empty() {
+                    break;
                 }
-                Some(s) => s,
-                // Written by a snapshot whose raft state a crash lost (the
-                // peer was created from a message and had persisted
-                // nothing): `PeerStorage::new` restarts the log at the
-                // snapshot's position.
-                None => RaftLocalState::default(),
-            };
-            start_peer(
-                cfg,
-                engines,
+                chunks.push(chunk);
+            }
+            std::thread::scope(|scope| {
+                let handles = chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        std::thread::Builder::new()
+                            .name(format!("load-peers-{store_id}-{i}"))
+                            .spawn_scoped(scope, || build(chunk))
+                            .map_err(|e| Error::Other(format!("spawn a peer loading thread: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().map_err(|_| {
+                            Error::Other("a peer loading thread panicked".to_owned())
+                        })?
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
+        for peer in built.into_iter().flatten() {
+            register_peer(
                 &self.router,
                 &self.apply_router,
                 &self.store_meta,
                 &self.awake,
-                logger,
-                region,
-                meta,
-                raft_state,
-                apply_state,
-            )?;
-            count += 1;
+                peer,
+            );
         }
         Ok(count)
     }
@@ -722,6 +760,52 @@ pub struct GracefulShutdown {
     /// Regions this store still led when the time ran out, sorted: the
     /// other stores elect their leader after an election timeout.
     pub still_leading: Vec<u64>,
+}
+
+/// Fewest peers a loading thread is started for: below that, a store
+/// loads its peers on the calling thread (tests, the simulation, small
+/// stores).
+const PEERS_PER_LOAD_THREAD: usize = 4096;
+
+/// Most threads a store loads its peers with.
+const LOAD_THREADS: usize = 8;
+
+/// How many threads load `count` peers: one per [`PEERS_PER_LOAD_THREAD`]
+/// peers, at most one per core and at most [`LOAD_THREADS`]; 1 means the
+/// calling thread.
+fn load_threads(count: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (count / PEERS_PER_LOAD_THREAD).clamp(1, cores.clamp(1, LOAD_THREADS))
+}
+
+/// The raft state a peer starts from: the persisted one, or a repaired one
+/// (written, synced) when a crash left it behind its apply state.
+fn startup_raft_state<EK: KvEngine, ER: RaftLogEngine>(
+    engines: &Engines<EK, ER>,
+    region_id: u64,
+    apply_state: &RaftApplyState,
+) -> Result<RaftLocalState> {
+    Ok(match engines.raft.get_raft_state(region_id)? {
+        Some(s) if s.get_last_index() >= RAFT_INIT_LOG_INDEX => s,
+        // A region created by a split whose raft state was not
+        // written yet (the store crashed between apply's split write
+        // and raftstore creating the peer) or is still that of an
+        // uninitialized peer: start it as the split would have
+        // (simulation, seed 4675 with splits).
+        existing if apply_state.get_truncated_state().get_index() == RAFT_INIT_LOG_INDEX => {
+            let state = split_raft_state(existing);
+            let mut lb = engines.raft.log_batch(0);
+            lb.put_raft_state(region_id, &state)?;
+            engines.raft.consume(&mut lb, true)?;
+            state
+        }
+        Some(s) => s,
+        // Written by a snapshot whose raft state a crash lost (the
+        // peer was created from a message and had persisted
+        // nothing): `PeerStorage::new` restarts the log at the
+        // snapshot's position.
+        None => RaftLocalState::default(),
+    })
 }
 
 /// The store's tick timer. Every awake peer (see [`AwakeRegions`]) gets

@@ -32,9 +32,16 @@
 //! 7. stops every store, reopens them from their engines and waits until
 //!    every region has a leader again (`restart s`, progress bar; `restart
 //!    stores started s` of it until every store had loaded its peers,
-//!    `restart core-s` the process CPU it took).
+//!    `restart core-s` the process CPU it took; `restart raft rounds` and
+//!    `restart raft log syncs` the raft poll rounds and raft log fsyncs of
+//!    every store from its start until the figures are read).
 //!
 //! `--restart-only` runs steps 1, 2 and 7 only.
+//!
+//! The stores start at once (setup and restart), each loading its peers
+//! on its own thread, as separate machines would; `--sequential-start`
+//! starts them one after another instead (each store's regions campaign
+//! while the next one loads), as this bench did before 2026-12-04.
 //!
 //! The report is one `name: value` line per figure, ending with
 //! `setup s`, `bytes/replica`, `idle cores`, `wake ms`, `restart s`,
@@ -118,6 +125,12 @@ struct Args {
     /// as `skipped`.
     #[arg(long)]
     restart_only: bool,
+    /// Start the stores one after another, each loading its peers once
+    /// the one before it runs (the bench's behaviour before 2026-12-04).
+    /// By default they start at once, each on its own thread, as separate
+    /// machines restart independently.
+    #[arg(long)]
+    sequential_start: bool,
     /// Longest wait for every region to have a leader (setup, restart).
     #[arg(long, default_value_t = 600.0)]
     leader_timeout_secs: f64,
@@ -197,13 +210,18 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let cfg = config(args)?;
     println!(
-        "scale-bench: {} stores x {} regions = {} replicas, {:?} engines, {} raft + {} apply threads per store",
+        "scale-bench: {} stores x {} regions = {} replicas, {:?} engines, {} raft + {} apply threads per store, stores started {}",
         args.stores,
         args.regions,
         args.stores * args.regions,
         args.engine,
         cfg.store_pool_size,
-        cfg.apply.pool_size
+        cfg.apply.pool_size,
+        if args.sequential_start {
+            "one after another"
+        } else {
+            "at once"
+        }
     );
     let rss_before = sys::rss_kib().unwrap_or(0);
     match args.engine {
@@ -251,11 +269,19 @@ fn start_all<EK: KvEngine, ER: RaftLogEngine>(
 ) -> Result<Started, String> {
     let started = Instant::now();
     let pb = bar(cluster.regions().len() as u64, prefix);
-    for id in cluster.store_ids().to_vec() {
-        pb.set_message(format!("starting store {id}"));
+    if args.sequential_start {
+        for id in cluster.store_ids().to_vec() {
+            pb.set_message(format!("starting store {id}"));
+            cluster
+                .start_store(id)
+                .map_err(|e| format!("start store {id}: {e}"))?;
+        }
+    } else {
+        pb.set_message("starting the stores".to_owned());
+        let ids = cluster.store_ids().to_vec();
         cluster
-            .start_store(id)
-            .map_err(|e| format!("start store {id}: {e}"))?;
+            .start_stores(&ids)
+            .map_err(|e| format!("start stores {ids:?}: {e}"))?;
     }
     let stores = started.elapsed();
     pb.set_message("electing leaders".to_owned());
@@ -408,6 +434,16 @@ fn measure<EK: KvEngine, ER: RaftLogEngine>(
         "restart stores started s",
         format!("{:.2}", restart.stores.as_secs_f64()),
     );
+    let (mut rounds, mut syncs) = (0, 0);
+    for id in cluster.store_ids() {
+        if let Some(s) = cluster.stats(*id) {
+            let s = s.snapshot();
+            rounds += s.rounds;
+            syncs += s.log_syncs;
+        }
+    }
+    figures.push("restart raft rounds", rounds);
+    figures.push("restart raft log syncs", syncs);
     cluster.shutdown();
 
     figures.push("setup s", format!("{:.2}", setup.led.as_secs_f64()));

@@ -121,6 +121,46 @@ where
     assert_eq!(all(e).len(), 2);
 }
 
+pub fn region_and_apply_states_pair_every_region_state_with_its_apply_state<H: Harness>()
+where
+    H::Engine: KvEngine,
+{
+    let h = H::fresh();
+    let e = h.engine();
+    assert!(e.region_and_apply_states().unwrap().is_empty());
+    let mut wb = e.write_batch();
+    // Apply states before, between and after the region states, one
+    // region without an apply state, one apply state without a region
+    // state, and data keys that look like local keys.
+    wb.put_apply_state(1, &apply_state(3, 0));
+    wb.put_region_state(2, &region_state(2, b"", b"m"));
+    wb.put_apply_state(2, &apply_state(5, 2));
+    wb.put_region_state(7, &region_state(7, b"m", b"t"));
+    wb.put_region_state(300, &region_state(300, b"t", b""));
+    wb.put_apply_state(300, &apply_state(9, 4));
+    wb.put_apply_state(u64::MAX, &apply_state(1, 1));
+    wb.put(&[0x01, 0x01, 0, 0, 0, 0, 0, 0, 0, 7], b"user");
+    wb.put(&[0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 8], b"user");
+    e.write(&mut wb, true).unwrap();
+    let expected = vec![
+        (region_state(2, b"", b"m"), Some(apply_state(5, 2))),
+        (region_state(7, b"m", b"t"), None),
+        (region_state(300, b"t", b""), Some(apply_state(9, 4))),
+    ];
+    assert_eq!(e.region_and_apply_states().unwrap(), expected);
+    // The same as one point read per region.
+    let looked_up: Vec<_> = e
+        .region_states()
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let a = e.get_apply_state(s.get_region().get_id()).unwrap();
+            (s, a)
+        })
+        .collect();
+    assert_eq!(looked_up, expected);
+}
+
 pub fn states_live_beside_data_but_never_in_scans<H: Harness>()
 where
     H::Engine: KvEngine,

@@ -100,6 +100,11 @@ macro_rules! kv_conformance {
                 s::states_live_beside_data_but_never_in_scans::<$harness>();
             }
             #[test]
+            fn region_and_apply_states_pair_every_region_state_with_its_apply_state() {
+                s::region_and_apply_states_pair_every_region_state_with_its_apply_state::<$harness>(
+                );
+            }
+            #[test]
             fn save_points_roll_back_one_command() {
                 s::save_points_roll_back_one_command::<$harness>();
             }

@@ -451,6 +451,8 @@ impl<ER: RaftLogEngine> Peer<ER> {
         if self.evicting && !self.is_leader() {
             // A store that is leaving must not win leadership back: without
             // ticks a follower never times out into an election.
+        } else if self.skips_start_grace_tick() {
+            // Waiting for the region's first campaigner (hibernate.rs).
         } else {
             self.raft_group.tick();
             self.pin_election_timeout();

@@ -1,6 +1,6 @@
 //! `PeerStorage`: raft-rs's `Storage` over the store's raft log engine.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use engine::{RaftLogBatch, RaftLogEngine};
@@ -56,6 +56,12 @@ pub struct PeerStorage<ER: RaftLogEngine> {
     /// Snapshot generation for raft-rs's `Storage::snapshot` (which takes
     /// `&self`).
     gen: RefCell<GenState>,
+    /// `(index, term)` of the last entry whose term was read from the
+    /// engine (not the cache): raft asks for the term of the last index
+    /// on every vote and append it handles, and after a restart (empty
+    /// cache) each ask would read and copy the whole entry. Forgotten
+    /// whenever the log changes (`cache_append`, `apply_snapshot`).
+    engine_term: Cell<Option<(u64, u64)>>,
 }
 
 /// Where a leader's snapshot generation stands.
@@ -91,7 +97,17 @@ pub fn reconcile_raft_state<ER: RaftLogEngine>(
     let truncated = apply_state.get_truncated_state();
     let (t_index, t_term) = (truncated.get_index(), truncated.get_term());
     let behind = raft_state.get_last_index() < t_index;
+    // Usually the log no longer holds the entry at the truncated index
+    // (compaction removes it): the engine's in-memory index says so
+    // without reading an entry, which with raft-engine may mean a hop to
+    // its reader thread (see `engine::RaftEngineLogEngine`), once per
+    // region at start.
+    let holds = |engine: &ER| {
+        engine.first_index(region_id).is_some_and(|f| f <= t_index)
+            && engine.last_index(region_id).is_some_and(|l| l >= t_index)
+    };
     let diverged = !behind
+        && holds(engine)
         && engine
             .get_entry(region_id, t_index)?
             .is_some_and(|e| e.get_term() != t_term);
@@ -149,6 +165,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
             cache: VecDeque::new(),
             unpersisted: VecDeque::new(),
             gen: RefCell::new(GenState::Idle),
+            engine_term: Cell::new(None),
         })
     }
 
@@ -197,6 +214,7 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
         self.apply_state = apply_state;
         self.region = meta.region.clone();
         self.cache = VecDeque::new();
+        self.engine_term.set(None);
         Ok(())
     }
 
@@ -404,6 +422,8 @@ impl<ER: RaftLogEngine> PeerStorage<ER> {
     }
 
     fn cache_append(&mut self, first_index: u64, entries: &[Entry]) {
+        // The entries replace any from `first_index` on.
+        self.engine_term.set(None);
         // Drop the conflicting suffix, or everything if the new entries do
         // not continue the cached run.
         match self.cache.front().map(|e| e.get_index()) {
@@ -531,8 +551,16 @@ impl<ER: RaftLogEngine> Storage for PeerStorage<ER> {
         if let Some(e) = self.cached(idx) {
             return Ok(e.get_term());
         }
+        if let Some((index, term)) = self.engine_term.get() {
+            if index == idx {
+                return Ok(term);
+            }
+        }
         match self.engine.get_entry(self.region.get_id(), idx) {
-            Ok(Some(e)) => Ok(e.get_term()),
+            Ok(Some(e)) => {
+                self.engine_term.set(Some((idx, e.get_term())));
+                Ok(e.get_term())
+            }
             Ok(None) => Err(raft::Error::Store(StorageError::Unavailable)),
             Err(e) => Err(e.into()),
         }
@@ -644,6 +672,25 @@ mod tests {
             .iter()
             .map(|e| e.get_index())
             .collect()
+    }
+
+    /// The term read from the engine for an index is remembered, and
+    /// forgotten when the log changes: an entry rewritten at another term
+    /// answers with its new term, from the cache and, once the cache is
+    /// dropped, from the engine.
+    #[test]
+    fn a_term_read_from_the_engine_is_forgotten_when_the_log_changes() {
+        let mut s = storage();
+        append(&mut s, &[entry(6, 6), entry(7, 6)]);
+        s.release_cache();
+        assert_eq!(s.term(7).unwrap(), 6);
+        assert_eq!(s.term(7).unwrap(), 6, "remembered");
+        assert_eq!(s.term(6).unwrap(), 6);
+        append(&mut s, &[entry(7, 7)]);
+        assert_eq!(s.term(7).unwrap(), 7);
+        s.release_cache();
+        assert_eq!(s.term(7).unwrap(), 7, "read again after the rewrite");
+        assert_eq!(s.term(6).unwrap(), 6);
     }
 
     #[test]
