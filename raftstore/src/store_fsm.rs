@@ -497,6 +497,8 @@ pub(crate) struct BuiltPeer<ER: RaftLogEngine> {
     mailbox: batch_system::BasicMailbox<PeerFsm<ER>>,
     /// What the apply system needs (a peer with region metadata).
     registration: Option<Box<apply::Registration>>,
+    /// The peer's term cell, answered to other stores' leader checks.
+    leader_check_cell: Arc<crate::leader_check::LeaderCheckCell>,
 }
 
 /// Builds a peer FSM and its mailbox from the peer's persisted state,
@@ -537,14 +539,13 @@ pub(crate) fn build_peer<ER: RaftLogEngine>(
         apply_state,
         logger,
     )?;
-    store_meta
-        .leader_checks
-        .register(region_id, peer.leader_check_cell().clone());
+    let leader_check_cell = Arc::clone(peer.leader_check_cell());
     let (tx, fsm) = PeerFsm::new(cfg, peer);
     Ok(BuiltPeer {
         region_id,
         mailbox: batch_system::BasicMailbox::new(tx, fsm),
         registration,
+        leader_check_cell,
     })
 }
 
@@ -561,6 +562,9 @@ pub(crate) fn register_peer<ER: RaftLogEngine>(
     if let Some(reg) = peer.registration {
         apply_router.schedule_task(region_id, apply::ApplyMsg::Registration(reg));
     }
+    store_meta
+        .leader_checks
+        .register(region_id, peer.leader_check_cell);
     store_meta.add_region(region_id);
     router.register(region_id, peer.mailbox);
     awake.insert(region_id);
