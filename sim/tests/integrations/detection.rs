@@ -34,7 +34,7 @@ fn acknowledging_without_fsync_is_caught() {
 
 /// A seed whose history shows a retried write applied twice when writes
 /// carry no session (found by `sim --unsafe-no-sessions`).
-const DUPLICATE_SEED: u64 = 176;
+const DUPLICATE_SEED: u64 = 923;
 
 fn run(cfg: SimConfig) -> Option<Failure> {
     run_seed(cfg, false).failure
@@ -89,7 +89,7 @@ fn a_lease_beyond_the_clock_drift_bound_serves_stale_reads_and_is_caught() {
 /// A seed whose history shows a stale ReadIndex read when every leader
 /// check answer is forged into a yes (found by `sim
 /// --unsafe-leader-check-yes`).
-const FORGED_CHECK_SEED: u64 = 90;
+const FORGED_CHECK_SEED: u64 = 184;
 
 /// A leader cut off from raft messages keeps leading until its
 /// check-quorum while the others elect a new leader that takes writes;
