@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_ok, fast_config, put_request, WAIT};
+use common::{assert_ok, fast_config, leader_of, put_request, WAIT};
 
 use cluster::{wait_until, Cluster, FilterAction, PredicateFilter};
 use engine::{MemKvEngine, MemRaftLogEngine};
@@ -44,18 +44,6 @@ fn get_request(region: &Region, store_id: u64, key: &[u8], mode: ReadMode) -> Ra
 
 fn stats(cluster: &MemCluster, store: u64) -> LeaderCheckStats {
     cluster.store_meta(store).unwrap().leader_checks().stats()
-}
-
-fn leader_of(cluster: &MemCluster, region_id: u64) -> u64 {
-    let mut leader = None;
-    assert!(
-        wait_until(WAIT, || {
-            leader = cluster.leader_store(region_id);
-            leader.is_some()
-        }),
-        "region {region_id} has no leader"
-    );
-    leader.unwrap()
 }
 
 #[test]

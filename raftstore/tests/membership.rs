@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{assert_ok, fast_config, put_request, WAIT};
+use common::{assert_ok, fast_config, leader_of, put_request, WAIT};
 
 use cluster::{wait_until, Cluster, PartitionFilter};
 use engine::{KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogBatch, RaftLogEngine};
@@ -26,18 +26,6 @@ fn config() -> Config {
         hibernate_regions: false,
         ..fast_config()
     }
-}
-
-fn leader_of(cluster: &MemCluster, region_id: u64) -> u64 {
-    let mut leader = None;
-    assert!(
-        wait_until(WAIT, || {
-            leader = cluster.leader_store(region_id);
-            leader.is_some()
-        }),
-        "region {region_id} has no leader"
-    );
-    leader.unwrap()
 }
 
 /// The region as store `store_id` has it (its persisted region state).

@@ -7,6 +7,9 @@
 //! tests look at what each peer reports after one poll (applied, commit
 //! and last index, term) and at what the start repaired in the engines.
 
+mod common;
+
+use common::Alone;
 use engine::{
     Engines, KvEngine, KvWriteBatch, MemKvEngine, MemRaftLogEngine, RaftLogBatch, RaftLogEngine,
 };
@@ -16,7 +19,7 @@ use kvproto_lite::raft_serverpb::{
     PeerState, RaftApplyState, RaftLocalState, RaftMessage, RegionLocalState,
 };
 use raftstore::{
-    bootstrap_store, create_raft_batch_system, even_split_keys, initial_regions, Config, Error,
+    bootstrap_store, create_raft_batch_system, even_split_keys, initial_regions, Config,
     ManualPollers, RaftBatchSystem, Transport, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
 };
 
@@ -24,17 +27,6 @@ use raftstore::{
 /// peers on several threads (one per 4,096 peers, on a machine with more
 /// than one core).
 const REGIONS: u64 = 10_000;
-
-/// The store has no other store to talk to.
-#[derive(Clone)]
-struct Alone;
-
-impl Transport for Alone {
-    fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
-        Err(Error::StoreUnreachable(msg.get_to_peer().get_store_id()))
-    }
-    fn flush(&mut self) {}
-}
 
 type Mem = Engines<MemKvEngine, MemRaftLogEngine>;
 

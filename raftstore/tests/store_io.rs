@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{assert_ok, fast_config, gc_config, key, put_request, value, WAIT};
+use common::{assert_ok, fast_config, gc_config, key, put_request, value, Alone, WAIT};
 
 use std::time::Duration;
 
@@ -16,22 +16,10 @@ use cluster::{wait_until, Cluster, PartitionFilter};
 use engine::{Engines, KvEngine, MemKvEngine, MemRaftLogEngine, RaftLogEngine};
 use kvproto_lite::metapb::{self, Region};
 use kvproto_lite::raft_cmdpb::RaftCmdResponse;
-use kvproto_lite::raft_serverpb::RaftMessage;
 use raftstore::{
-    bootstrap_store, create_raft_batch_system, initial_regions, CommandSink, Config, Error,
-    ManualPollers, PeerMsg, RaftBatchSystem, RaftRouter, Transport,
+    bootstrap_store, create_raft_batch_system, initial_regions, CommandSink, Config, ManualPollers,
+    PeerMsg, RaftBatchSystem, RaftRouter,
 };
-
-/// The one store has no other store to talk to.
-#[derive(Clone)]
-struct Alone;
-
-impl Transport for Alone {
-    fn send(&mut self, msg: RaftMessage) -> raftstore::Result<()> {
-        Err(Error::StoreUnreachable(msg.get_to_peer().get_store_id()))
-    }
-    fn flush(&mut self) {}
-}
 
 type Mem = Engines<MemKvEngine, MemRaftLogEngine>;
 

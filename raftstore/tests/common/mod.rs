@@ -77,3 +77,37 @@ pub fn assert_ok(resp: &kvproto_lite::raft_cmdpb::RaftCmdResponse) {
         resp.get_header().get_error()
     );
 }
+
+/// The store leading `region_id` now, waiting up to [`WAIT`] for one.
+///
+/// # Panics
+///
+/// Panics if the region has no leader within the wait.
+pub fn leader_of<EK: engine::KvEngine, ER: engine::RaftLogEngine>(
+    cluster: &cluster::Cluster<EK, ER>,
+    region_id: u64,
+) -> u64 {
+    let mut leader = None;
+    assert!(
+        cluster::wait_until(WAIT, || {
+            leader = cluster.leader_store(region_id);
+            leader.is_some()
+        }),
+        "region {region_id} has no leader"
+    );
+    leader.expect("a leader was seen")
+}
+
+/// A transport for a store with no other store to talk to: every send is
+/// refused as unreachable.
+#[derive(Clone)]
+pub struct Alone;
+
+impl raftstore::Transport for Alone {
+    fn send(&mut self, msg: kvproto_lite::raft_serverpb::RaftMessage) -> raftstore::Result<()> {
+        Err(raftstore::Error::StoreUnreachable(
+            msg.get_to_peer().get_store_id(),
+        ))
+    }
+    fn flush(&mut self) {}
+}
