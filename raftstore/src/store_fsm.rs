@@ -10,7 +10,8 @@
 //!   end of the round ([`create_split_peers`]);
 //! - a removed peer is destroyed ([`destroy_peer`]);
 //! - [`start_peer`] registers a new peer with the apply system and the
-//!   router (also used when the store starts).
+//!   router: [`build_peer`] then [`register_peer`] (a starting store builds
+//!   its peers on several threads and registers them afterwards).
 //!
 //! These functions take the batch router of the store's FSMs themselves;
 //! [`RaftRouter`](crate::RaftRouter) wraps that router.
