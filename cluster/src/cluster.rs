@@ -140,6 +140,35 @@ fn durable_factory(root: PathBuf) -> EngineFactory<FjallKvEngine, RaftEngineLogE
     })
 }
 
+/// Runs `work` for every `(store_id, item)`, each on a thread of its own
+/// named `{name}-{store_id}` (on the calling thread when there is only
+/// one), and returns the results in the order of `items`.
+fn on_store_threads<I: Send, T: Send>(
+    name: &str,
+    items: Vec<(u64, I)>,
+    work: impl Fn(u64, I) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    if items.len() == 1 {
+        return items.into_iter().map(|(id, item)| work(id, item)).collect();
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|(store_id, item)| {
+                let handle = std::thread::Builder::new()
+                    .name(format!("{name}-{store_id}"))
+                    .spawn_scoped(scope, move || work(store_id, item));
+                (store_id, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(store_id, h)| join_scoped(store_id, h))
+            .collect()
+    })
+}
+
 /// The result of a scoped thread working for store `store_id` (an error
 /// if it could not be spawned or panicked).
 fn join_scoped<T>(
@@ -276,26 +305,11 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             }
             Ok(engines)
         };
-        let opened: Vec<Result<Engines<EK, ER>>> = if let [store_id] = store_ids {
-            vec![open(*store_id)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = store_ids
-                    .iter()
-                    .map(|&store_id| {
-                        let open = &open;
-                        let handle = std::thread::Builder::new()
-                            .name(format!("open-store-{store_id}"))
-                            .spawn_scoped(scope, move || open(store_id));
-                        (store_id, handle)
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|(store_id, h)| join_scoped(store_id, h))
-                    .collect()
-            })
-        };
+        let opened = on_store_threads(
+            "open-store",
+            store_ids.iter().map(|&id| (id, ())).collect(),
+            |store_id, ()| open(store_id),
+        );
         for (&store_id, engines) in store_ids.iter().zip(opened) {
             let engines = engines?;
             let (router, mut system) = create_raft_batch_system::<EK, ER>(&self.cfg);
@@ -319,28 +333,14 @@ impl<EK: KvEngine, ER: RaftLogEngine> Cluster<EK, ER> {
             )?;
             Ok(())
         };
-        let results: Vec<Result<()>> =
-            if let [(store_id, engines, _, system)] = prepared.as_mut_slice() {
-                vec![spawn(*store_id, engines, system)]
-            } else {
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = prepared
-                        .iter_mut()
-                        .map(|(store_id, engines, _, system)| {
-                            let spawn = &spawn;
-                            let store_id = *store_id;
-                            let handle = std::thread::Builder::new()
-                                .name(format!("start-store-{store_id}"))
-                                .spawn_scoped(scope, move || spawn(store_id, engines, system));
-                            (store_id, handle)
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|(store_id, h)| join_scoped(store_id, h))
-                        .collect()
-                })
-            };
+        let results = on_store_threads(
+            "start-store",
+            prepared
+                .iter_mut()
+                .map(|(store_id, engines, _, system)| (*store_id, (&*engines, system)))
+                .collect(),
+            |store_id, (engines, system)| spawn(store_id, engines, system),
+        );
         let already_running: Vec<u64> = self.nodes.keys().copied().collect();
         let mut first_error = None;
         let mut started = Vec::new();
