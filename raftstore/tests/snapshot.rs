@@ -114,7 +114,15 @@ fn a_snapshot_transfer_broken_in_the_middle_is_retried_until_it_completes() {
     cluster.start().unwrap();
     cluster.wait_for_leaders(WAIT).unwrap();
     let lagging = 2;
-    let n = write_past_a_stopped_store(&mut cluster, lagging);
+    let mut n = write_past_a_stopped_store(&mut cluster, lagging);
+    // The log may be compacted after a few dozen writes; the snapshot must
+    // span more chunks than the transfers are broken after, whatever the
+    // timing: 100 values of ~220 bytes are 5 or more 4 KiB chunks.
+    let mut client = cluster.client();
+    while n < 100 {
+        client.put(&key(n), &value(n)).unwrap();
+        n += 1;
+    }
     cluster.transport().break_snapshots_after(Some(2));
     cluster.start_store(lagging).unwrap();
     assert!(
